@@ -1,0 +1,329 @@
+//! Authentication: Argon2id password hashing off the runtime, session tokens (only their SHA-256
+//! is stored), the `AuthUser` request guard (Bearer or cookie, with the cross-origin check for
+//! cookies) and the login throttle.
+
+use crate::error::{ApiError, GuardError};
+use crate::state::AppState;
+use crate::users::{self, User};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use rocket::http::{Cookie, CookieJar, Method, SameSite};
+use rocket::request::{FromRequest, Outcome, Request};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
+use tokio::sync::Semaphore;
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "recorder_session";
+
+fn argon2() -> Argon2<'static> {
+    // OWASP: 19 MiB, 2 iterations, 1 lane.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password (blocking: call from a blocking thread).
+pub fn hash_password_blocking(password: &str) -> Result<String, ApiError> {
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| ApiError::internal("salt", e))?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::internal("password hash", e))
+}
+
+/// Checks a password against a stored hash (blocking). With no stored hash it verifies against
+/// a dummy one, so an unknown user costs the same time as a wrong password.
+pub fn verify_password_blocking(password: &str, stored: Option<&str>) -> bool {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| hash_password_blocking("not a real password").unwrap_or_default());
+    let stored_or_dummy = stored.unwrap_or(dummy);
+    let Ok(parsed) = PasswordHash::new(stored_or_dummy) else {
+        return false;
+    };
+    let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+    ok && stored.is_some()
+}
+
+/// Runs password hashing on the blocking pool, at most a fixed number at a time, so a burst of
+/// logins can neither exhaust memory (19 MiB each) nor starve other requests of CPU.
+pub struct Passwords {
+    permits: Semaphore,
+}
+
+impl Passwords {
+    pub fn new() -> Passwords {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Passwords { permits: Semaphore::new(cores.clamp(1, 4)) }
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(|e| ApiError::internal("hash permit", e))?;
+        crate::db::blocking(move || hash_password_blocking(&password)).await
+    }
+
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(|e| ApiError::internal("hash permit", e))?;
+        crate::db::blocking(move || Ok(verify_password_blocking(&password, stored.as_deref()))).await
+    }
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        Passwords::new()
+    }
+}
+
+/// A new random session token and the hash to store.
+pub fn new_token() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+/// The stored form of a token.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn plausible_token(token: &str) -> bool {
+    token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Sets the session cookie on a response.
+pub fn set_session_cookie(req_secure: bool, jar: &CookieJar<'_>, token: &str, session_days: u32) {
+    let cookie = Cookie::build((COOKIE, token.to_string()))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .secure(req_secure)
+        .max_age(rocket::time::Duration::days(i64::from(session_days)));
+    jar.add(cookie);
+}
+
+/// Removes the session cookie.
+pub fn clear_session_cookie(req_secure: bool, jar: &CookieJar<'_>) {
+    let cookie = Cookie::build(COOKIE).http_only(true).same_site(SameSite::Strict).path("/").secure(req_secure);
+    jar.remove(cookie);
+}
+
+/// Whether cookies set for this request must be `Secure`.
+pub fn wants_secure_cookie(req: &Request<'_>, state: &AppState) -> bool {
+    state.config.secure_cookies
+        || req.headers().get_one("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// A signed-in user, from a Bearer token or the session cookie.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    /// Hash of the token this request used (logout revokes it; a password change keeps it).
+    pub token_hash: Vec<u8>,
+}
+
+/// Where a request's token came from.
+enum Credential {
+    Bearer(String),
+    Cookie(String),
+}
+
+fn credential(req: &Request<'_>) -> Option<Credential> {
+    if let Some(value) = req.headers().get_one("Authorization") {
+        let mut parts = value.split_whitespace();
+        let scheme = parts.next().unwrap_or("");
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(Credential::Bearer(parts.next().unwrap_or("").to_string()));
+        }
+        // The original app's `Authorization: <user_id> <auth_key>` form, where compat is on.
+        if let (Some(token), None) = (parts.next(), parts.next()) {
+            let state = req.rocket().state::<AppState>();
+            if state.is_some_and(|s| s.config.compat_enabled) {
+                return Some(Credential::Bearer(token.to_string()));
+            }
+        }
+    }
+    req.cookies().get(COOKIE).map(|c| Credential::Cookie(c.value().to_string()))
+}
+
+/// A cookie-authenticated state change must come from this server's own pages.
+fn same_origin(req: &Request<'_>) -> bool {
+    if req.headers().get_one("Sec-Fetch-Site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
+        return false;
+    }
+    let Some(origin) = req.headers().get_one("Origin") else {
+        // No Origin (an older browser, or not a browser): SameSite=Strict keeps the cookie
+        // off cross-site requests.
+        return true;
+    };
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false; // "null" and other opaque origins
+    };
+    let hosts = [req.headers().get_one("X-Forwarded-Host"), req.headers().get_one("Host")];
+    hosts.into_iter().flatten().any(|host| host.eq_ignore_ascii_case(authority.trim_end_matches('/')))
+}
+
+pub(crate) fn guard_fail<T>(req: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
+    let status = error.status;
+    req.local_cache(|| GuardError(Some(error.clone())));
+    Outcome::Error((status, error))
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AuthUser {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let Some(state) = req.rocket().state::<AppState>() else {
+            return guard_fail(req, ApiError::internal("state", "application state missing"));
+        };
+        let (token, via_cookie) = match credential(req) {
+            Some(Credential::Bearer(t)) => (t, false),
+            Some(Credential::Cookie(t)) => (t, true),
+            None => return guard_fail(req, ApiError::unauthorized()),
+        };
+        if !plausible_token(&token) {
+            return guard_fail(req, ApiError::unauthorized());
+        }
+        let state_changing = matches!(req.method(), Method::Post | Method::Put | Method::Patch | Method::Delete);
+        if via_cookie && state_changing && !same_origin(req) {
+            return guard_fail(
+                req,
+                ApiError::forbidden("cookie-authenticated changes must come from this server's own pages"),
+            );
+        }
+        let hash = token_hash(&token);
+        let now = state.clock.now_ms();
+        let lookup = hash.clone();
+        match state.db.run(move |conn| users::session_user(conn, &lookup, now)).await {
+            Ok(Some(user)) => {
+                req.local_cache(|| crate::RequestUser(Some(user.id.clone())));
+                Outcome::Success(AuthUser { user, token_hash: hash })
+            }
+            Ok(None) => guard_fail(req, ApiError::unauthorized()),
+            Err(e) => guard_fail(req, e),
+        }
+    }
+}
+
+/// Failed logins per username and per client address within a sliding window.
+pub struct LoginThrottle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    by_user: HashMap<String, VecDeque<i64>>,
+    by_ip: HashMap<IpAddr, VecDeque<i64>>,
+}
+
+const WINDOW_MS: i64 = 15 * 60 * 1000;
+const USER_LIMIT: usize = 5;
+const IP_LIMIT: usize = 20;
+/// Past this many tracked keys, empty entries are dropped (memory stays bounded under a spray).
+const PRUNE_AT: usize = 10_000;
+
+fn retry_after(failures: &mut VecDeque<i64>, limit: usize, now: i64) -> Option<i64> {
+    while failures.front().is_some_and(|&t| t + WINDOW_MS <= now) {
+        failures.pop_front();
+    }
+    if failures.len() >= limit {
+        let oldest = failures[failures.len() - limit];
+        Some(((oldest + WINDOW_MS - now) + 999) / 1000)
+    } else {
+        None
+    }
+}
+
+impl LoginThrottle {
+    pub fn new() -> LoginThrottle {
+        LoginThrottle { state: Mutex::new(ThrottleState::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `Err(seconds)` when this attempt must wait.
+    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Result<(), i64> {
+        let mut state = self.lock();
+        let by_user = state.by_user.get_mut(username).and_then(|f| retry_after(f, USER_LIMIT, now));
+        let by_ip = ip.and_then(|ip| state.by_ip.get_mut(&ip)).and_then(|f| retry_after(f, IP_LIMIT, now));
+        match by_user.max(by_ip) {
+            Some(seconds) => Err(seconds.max(1)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn record_failure(&self, username: &str, ip: Option<IpAddr>, now: i64) {
+        let mut state = self.lock();
+        if state.by_user.len() + state.by_ip.len() > PRUNE_AT {
+            state.by_user.retain(|_, f| f.back().is_some_and(|&t| t + WINDOW_MS > now));
+            state.by_ip.retain(|_, f| f.back().is_some_and(|&t| t + WINDOW_MS > now));
+        }
+        let user = state.by_user.entry(username.to_string()).or_default();
+        user.push_back(now);
+        if user.len() > USER_LIMIT {
+            user.pop_front();
+        }
+        if let Some(ip) = ip {
+            let by_ip = state.by_ip.entry(ip).or_default();
+            by_ip.push_back(now);
+            if by_ip.len() > IP_LIMIT {
+                by_ip.pop_front();
+            }
+        }
+    }
+
+    pub fn record_success(&self, username: &str) {
+        self.lock().by_user.remove(username);
+    }
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        LoginThrottle::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_after_five_failures_until_window_passes() {
+        let t = LoginThrottle::new();
+        let ip: Option<IpAddr> = Some([127, 0, 0, 1].into());
+        for i in 0..5 {
+            assert!(t.check("alice", ip, i).is_ok());
+            t.record_failure("alice", ip, i);
+        }
+        let wait = t.check("alice", ip, 10).expect_err("throttled");
+        assert!(wait > 0 && wait <= 900, "{wait}");
+        assert!(t.check("bob", ip, 10).is_ok(), "other users are not throttled by alice's count");
+        assert!(t.check("alice", ip, WINDOW_MS + 5).is_ok(), "window passed");
+    }
+
+    #[test]
+    fn hashes_verify_and_unknown_user_fails() {
+        let hash = hash_password_blocking("correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(verify_password_blocking("correct horse", Some(&hash)));
+        assert!(!verify_password_blocking("wrong", Some(&hash)));
+        assert!(!verify_password_blocking("correct horse", None));
+    }
+
+    #[test]
+    fn tokens_are_43_chars_and_hash_stably() {
+        let (token, hash) = new_token();
+        assert!(plausible_token(&token));
+        assert_eq!(token_hash(&token), hash);
+    }
+}

@@ -1,0 +1,449 @@
+//! Configuration: built-in defaults < config file < `RECORDER_*` environment < command-line flags.
+//!
+//! Every value is validated once, before anything starts; an error names the key, where the
+//! value came from and what was wrong with it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The documented example config; its values are the built-in defaults (a test keeps them equal).
+pub const EXAMPLE_CONFIG: &str = include_str!("../recorder.toml");
+
+/// Whether anyone may create an account over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signups {
+    Open,
+    Closed,
+}
+
+impl Signups {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signups::Open => "open",
+            Signups::Closed => "closed",
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub address: IpAddr,
+    pub port: u16,
+    pub secure_cookies: bool,
+    /// Header holding the client's address when behind a proxy; `None`: the peer address.
+    pub client_ip_header: Option<String>,
+    pub data_dir: PathBuf,
+    pub max_upload_size: u64,
+    pub min_free_space: u64,
+    pub signups: Signups,
+    pub session_days: u32,
+    pub retention_days: u32,
+    pub compat_enabled: bool,
+    pub social_login: bool,
+    /// Seconds in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace_secs: u32,
+    /// `error`, `warn`, `info`, `debug` or `off`.
+    pub log_level: log::LevelFilter,
+    /// The config file that was read, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Defaults with the given data directory: what tests and embedders start from.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        let overrides = Overrides { data_dir: Some(data_dir.into()), ..Default::default() };
+        match resolve(&overrides, &NoEnv, false) {
+            Ok(config) => config,
+            // The built-in defaults always validate; a unit test pins that.
+            Err(e) => panic!("built-in defaults are invalid: {e}"),
+        }
+    }
+
+    /// Token lifetime in milliseconds.
+    pub fn session_ms(&self) -> i64 {
+        i64::from(self.session_days) * 86_400_000
+    }
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub address: Option<String>,
+    pub port: Option<String>,
+}
+
+/// A configuration error: the message names the key, the source and the value.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where environment variables come from (the process, or nothing in tests).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+struct NoEnv;
+
+impl Env for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    Size,
+}
+
+/// Every key: its dotted name, its type, and its default.
+const KEYS: &[(&str, Kind, &str)] = &[
+    ("server.address", Kind::Str, "0.0.0.0"),
+    ("server.port", Kind::Int, "8080"),
+    ("server.secure_cookies", Kind::Bool, "false"),
+    ("server.client_ip_header", Kind::Str, ""),
+    ("server.shutdown_grace", Kind::Int, "30"),
+    ("server.log_level", Kind::Str, "info"),
+    ("storage.data_dir", Kind::Str, ""),
+    ("storage.max_upload_size", Kind::Size, "1 GiB"),
+    ("storage.min_free_space", Kind::Size, "256 MiB"),
+    ("accounts.signups", Kind::Str, "open"),
+    ("accounts.session_days", Kind::Int, "90"),
+    ("trash.retention_days", Kind::Int, "30"),
+    ("compat.enabled", Kind::Bool, "true"),
+    ("compat.social_login", Kind::Bool, "false"),
+];
+
+fn env_name(key: &str) -> String {
+    format!("RECORDER_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// A raw value and where it came from, before validation.
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+/// Loads and validates the configuration from all sources.
+pub fn load(overrides: &Overrides, env: &dyn Env) -> Result<Config, ConfigError> {
+    resolve(overrides, env, true)
+}
+
+fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Config, ConfigError> {
+    let mut raw: BTreeMap<&str, Raw> = KEYS
+        .iter()
+        .map(|(key, _, default)| {
+            let raw = Raw { value: (*default).to_string(), origin: "the built-in default".into() };
+            (*key, raw)
+        })
+        .collect();
+
+    let source = if read_files { find_config_file(overrides, env)? } else { None };
+    if let Some(path) = &source {
+        for (key, value) in read_config_file(path)? {
+            let origin = format!("{}", path.display());
+            if let Some(slot) = raw.get_mut(key.as_str()) {
+                *slot = Raw { value, origin };
+            }
+        }
+    }
+
+    for (key, _, _) in KEYS {
+        let name = env_name(key);
+        if let Some(value) = env.var(&name) {
+            raw.insert(key, Raw { value, origin: format!("environment variable {name}") });
+        }
+    }
+
+    let flags = [
+        ("storage.data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string()), "--data-dir"),
+        ("server.address", overrides.address.clone(), "--address"),
+        ("server.port", overrides.port.clone(), "--port"),
+    ];
+    for (key, value, flag) in flags {
+        if let Some(value) = value {
+            raw.insert(key, Raw { value, origin: format!("command-line flag {flag}") });
+        }
+    }
+
+    let get = |key: &str| -> &Raw { &raw[key] };
+    let bad = |key: &str, why: &str| -> ConfigError {
+        let r = get(key);
+        ConfigError(format!("invalid value {:?} for `{key}` (from {}): {why}", r.value, r.origin))
+    };
+    let int = |key: &str, min: u64, max: u64| -> Result<u64, ConfigError> {
+        let n: u64 = get(key).value.trim().parse().map_err(|_| bad(key, "expected a whole number"))?;
+        if n < min || n > max {
+            return Err(bad(key, &format!("expected a number from {min} to {max}")));
+        }
+        Ok(n)
+    };
+    let boolean = |key: &str| -> Result<bool, ConfigError> {
+        match get(key).value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(bad(key, "expected true or false")),
+        }
+    };
+    let size = |key: &str| -> Result<u64, ConfigError> { parse_size(&get(key).value).map_err(|why| bad(key, why)) };
+
+    let address = get("server.address")
+        .value
+        .trim()
+        .parse::<IpAddr>()
+        .map_err(|_| bad("server.address", "expected an IP address such as 0.0.0.0 or 127.0.0.1"))?;
+    let client_ip_header = {
+        let v = get("server.client_ip_header").value.trim().to_string();
+        if v.is_empty() {
+            None
+        } else if v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            Some(v)
+        } else {
+            return Err(bad("server.client_ip_header", "expected an HTTP header name"));
+        }
+    };
+    let data_dir = {
+        let v = get("storage.data_dir").value.trim().to_string();
+        if v.is_empty() { default_data_dir()? } else { PathBuf::from(v) }
+    };
+    let signups = match get("accounts.signups").value.trim() {
+        "open" => Signups::Open,
+        "closed" => Signups::Closed,
+        _ => return Err(bad("accounts.signups", "expected \"open\" or \"closed\"")),
+    };
+    let log_level = match get("server.log_level").value.trim().to_ascii_lowercase().as_str() {
+        "off" => log::LevelFilter::Off,
+        "error" => log::LevelFilter::Error,
+        "warn" => log::LevelFilter::Warn,
+        "info" => log::LevelFilter::Info,
+        "debug" => log::LevelFilter::Debug,
+        "trace" => log::LevelFilter::Trace,
+        _ => return Err(bad("server.log_level", "expected off, error, warn, info, debug or trace")),
+    };
+
+    Ok(Config {
+        address,
+        port: int("server.port", 0, 65535)? as u16,
+        secure_cookies: boolean("server.secure_cookies")?,
+        client_ip_header,
+        data_dir,
+        max_upload_size: size("storage.max_upload_size")?,
+        min_free_space: size("storage.min_free_space")?,
+        signups,
+        session_days: int("accounts.session_days", 1, 36_500)? as u32,
+        retention_days: int("trash.retention_days", 0, 36_500)? as u32,
+        compat_enabled: boolean("compat.enabled")?,
+        social_login: boolean("compat.social_login")?,
+        shutdown_grace_secs: int("server.shutdown_grace", 0, 3600)? as u32,
+        log_level,
+        source,
+    })
+    .and_then(|c| {
+        if c.max_upload_size == 0 { Err(bad("storage.max_upload_size", "must be more than 0")) } else { Ok(c) }
+    })
+}
+
+fn default_data_dir() -> Result<PathBuf, ConfigError> {
+    directories::ProjectDirs::from("", "", "recorder")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| ConfigError("no home directory to put the data in: set `storage.data_dir` or --data-dir".into()))
+}
+
+fn find_config_file(overrides: &Overrides, env: &dyn Env) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(path) = &overrides.config_file {
+        return require_file(path, "--config");
+    }
+    if let Some(path) = env.var("RECORDER_CONFIG").filter(|p| !p.is_empty()) {
+        return require_file(Path::new(&path), "RECORDER_CONFIG");
+    }
+    let local = PathBuf::from("recorder.toml");
+    if local.is_file() {
+        return Ok(Some(local));
+    }
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "recorder") {
+        let path = dirs.config_dir().join("recorder.toml");
+        if path.is_file() {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+fn require_file(path: &Path, from: &str) -> Result<Option<PathBuf>, ConfigError> {
+    if path.is_file() {
+        Ok(Some(path.to_path_buf()))
+    } else {
+        Err(ConfigError(format!("config file {} (from {from}) does not exist or is not a file", path.display())))
+    }
+}
+
+/// Reads a TOML config file into dotted keys and string values, refusing unknown keys.
+fn read_config_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    parse_config_text(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+}
+
+fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+    let mut out = Vec::new();
+    for (section, value) in table {
+        let toml::Value::Table(inner) = value else {
+            return Err(format!(
+                "unknown key `{section}`: expected one of the sections [server], [storage], [accounts], [trash], [compat]"
+            ));
+        };
+        for (name, value) in inner {
+            let key = format!("{section}.{name}");
+            let Some((_, kind, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
+                return Err(format!("unknown key `{key}`"));
+            };
+            let text = match (kind, value) {
+                (Kind::Str, toml::Value::String(s)) | (Kind::Size, toml::Value::String(s)) => s,
+                (Kind::Int, toml::Value::Integer(n)) | (Kind::Size, toml::Value::Integer(n)) => {
+                    if n < 0 {
+                        return Err(format!("invalid value {n} for `{key}`: must not be negative"));
+                    }
+                    n.to_string()
+                }
+                (Kind::Bool, toml::Value::Boolean(b)) => b.to_string(),
+                (kind, other) => {
+                    let expected = match kind {
+                        Kind::Str => "a string",
+                        Kind::Int => "a whole number",
+                        Kind::Bool => "true or false",
+                        Kind::Size => "a size such as 1073741824 or \"512 MiB\"",
+                    };
+                    return Err(format!("invalid value {other} for `{key}`: expected {expected}"));
+                }
+            };
+            out.push((key, text));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a byte size: a whole number of bytes, or a number with a unit ("512 MiB", "2 GB", "1.5G").
+pub fn parse_size(text: &str) -> Result<u64, &'static str> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| "expected a size such as 1073741824, \"512 MiB\" or \"2 GB\"")?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return Err("unknown unit: use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"),
+    };
+    let bytes = number * multiplier as f64;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 / 2.0 {
+        return Err("too large");
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<String, String>);
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2 GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn example_config_matches_built_in_defaults() {
+        let keys = parse_config_text(EXAMPLE_CONFIG).expect("example config parses");
+        for (key, value) in keys {
+            let (_, kind, default) = KEYS.iter().find(|(k, _, _)| *k == key).expect("known key");
+            match kind {
+                Kind::Size => assert_eq!(parse_size(&value), parse_size(default), "{key}"),
+                _ => assert_eq!(&value, default, "{key}"),
+            }
+        }
+    }
+
+    #[test]
+    fn env_beats_default_and_flag_beats_env() {
+        let env = MapEnv(HashMap::from([
+            ("RECORDER_SERVER_PORT".to_string(), "9000".to_string()),
+            ("RECORDER_STORAGE_MAX_UPLOAD_SIZE".to_string(), "10 MiB".to_string()),
+            ("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string()),
+        ]));
+        let mut flags = Overrides { config_file: Some(PathBuf::from("/nonexistent")), ..Default::default() };
+        assert!(load(&flags, &env).is_err());
+        flags.config_file = None;
+        flags.port = Some("9001".into());
+        let config = load(&flags, &env).expect("valid");
+        assert_eq!(config.port, 9001);
+        assert_eq!(config.max_upload_size, 10 << 20);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::with_data_dir("/tmp/data");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.max_upload_size, 1 << 30);
+        assert_eq!(config.retention_days, 30);
+    }
+
+    #[test]
+    fn bad_env_value_names_key_and_source() {
+        let env = MapEnv(HashMap::from([
+            ("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("RECORDER_ACCOUNTS_SIGNUPS".to_string(), "maybe".to_string()),
+        ]));
+        let err = load(&Overrides::default(), &env).expect_err("invalid");
+        assert!(err.0.contains("accounts.signups"), "{err}");
+        assert!(err.0.contains("RECORDER_ACCOUNTS_SIGNUPS"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(parse_config_text("[server]\nprot = 1\n").unwrap_err().contains("server.prot"));
+        assert!(parse_config_text("[nope]\n").unwrap_err().contains("nope"));
+        assert!(parse_config_text("[server]\nport = \"x\"\n").unwrap_err().contains("server.port"));
+    }
+}

@@ -1,0 +1,128 @@
+//! The SQLite pool: per-connection PRAGMAs, forward-only migrations tracked in
+//! `PRAGMA user_version`, and `Db::run`, which keeps every query off the async runtime's threads.
+
+use crate::error::ApiError;
+use r2d2_sqlite::SqliteConnectionManager;
+use r2d2_sqlite::rusqlite::{self, Connection, functions::FunctionFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// Migrations in order; the number applied is stored in `PRAGMA user_version`.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../migrations/0001_init.sql"))];
+
+/// A pooled SQLite database.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open database {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("cannot open database {path}: {source}")]
+    Pool { path: String, source: r2d2::Error },
+    #[error(
+        "database {path} has schema version {found}, newer than this recorder understands ({known}); \
+         run a newer recorder, or restore a backup made by this version"
+    )]
+    TooNew { path: String, found: i64, known: usize },
+}
+
+fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA busy_timeout = 10000;",
+    )?;
+    // Unicode-aware case folding for name search (SQLite's own lower() folds ASCII only).
+    conn.create_scalar_function("fold", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        Ok(ctx.get::<String>(0)?.to_lowercase())
+    })?;
+    Ok(())
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Db, OpenError> {
+        let shown = path.display().to_string();
+        let sqlite = |source| OpenError::Sqlite { path: shown.clone(), source };
+        {
+            let mut conn = Connection::open(path).map_err(sqlite)?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+            configure(&mut conn).map_err(sqlite)?;
+            migrate(&mut conn, &shown)?;
+        }
+        let manager = SqliteConnectionManager::file(path).with_init(configure);
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|source| OpenError::Pool { path: shown.clone(), source })?;
+        Ok(Db { pool })
+    }
+
+    /// A connection for synchronous callers (the command line, blocking tasks).
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, ApiError> {
+        self.pool.get().map_err(|e| ApiError::unavailable("database connection", e))
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        blocking(move || {
+            let mut conn = db.conn()?;
+            f(&mut conn)
+        })
+        .await
+    }
+}
+
+/// Runs blocking work (file system, hashing) on the blocking thread pool.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("blocking task", e))?
+}
+
+fn migrate(conn: &mut Connection, shown: &str) -> Result<(), OpenError> {
+    let sqlite = |source| OpenError::Sqlite { path: shown.to_string(), source };
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(OpenError::TooNew { path: shown.to_string(), found: version, known: MIGRATIONS.len() });
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(sqlite)?;
+        tx.execute_batch(sql).map_err(sqlite)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64).map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        log::info!("database migration {name} applied");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("recorder.db");
+        Db::open(&path).expect("first open");
+        Db::open(&path).expect("second open is a no-op");
+        let conn = Connection::open(&path).expect("open");
+        conn.pragma_update(None, "user_version", 99).expect("set version");
+        drop(conn);
+        let err = Db::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+}

@@ -1,0 +1,97 @@
+//! recorder: a self-hosted home for voice recordings. `rocket()` assembles the server; the
+//! binary in `main.rs` parses the command line and launches it.
+
+#![forbid(unsafe_code)]
+
+pub mod audio;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod logger;
+pub mod maintenance;
+pub mod recordings;
+pub mod routes;
+pub mod state;
+pub mod storage;
+pub mod users;
+
+use rocket::config::{Ident, LogLevel, Shutdown};
+use rocket::data::{Limits, ToByteUnit};
+use rocket::fairing::AdHoc;
+use rocket::{Build, Rocket, catchers};
+use std::time::Instant;
+
+pub use clock::Clock;
+pub use config::Config;
+pub use state::AppState;
+
+/// The signed-in user of a request, for the request log.
+#[derive(Default)]
+pub struct RequestUser(pub Option<String>);
+
+struct RequestStart(Instant);
+
+/// Assembles the server from opened state: one place for routes, catchers and fairings.
+pub fn rocket(state: AppState) -> Rocket<Build> {
+    let c = &state.config;
+    let rocket_config = rocket::Config {
+        address: c.address,
+        port: c.port,
+        ip_header: c.client_ip_header.clone().map(Into::into),
+        log_level: LogLevel::Off,
+        cli_colors: false,
+        ident: Ident::try_new("recorder").unwrap_or_default(),
+        temp_dir: state.storage.tmp_dir().into(),
+        limits: Limits::default().limit("json", 64.kibibytes()),
+        shutdown: Shutdown { ctrlc: true, grace: c.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
+        ..rocket::Config::release_default()
+    };
+    rocket::custom(rocket_config)
+        .mount("/", rocket::routes![routes::server::healthz])
+        .mount("/api/v1", routes::api())
+        .register("/", catchers![error::json_catcher])
+        .attach(AdHoc::on_request("request start", |req, _| {
+            Box::pin(async move {
+                req.local_cache(|| RequestStart(Instant::now()));
+            })
+        }))
+        .attach(AdHoc::on_response("headers and log", |req, res| {
+            Box::pin(async move {
+                res.set_raw_header("X-Content-Type-Options", "nosniff");
+                res.set_raw_header("Referrer-Policy", "no-referrer");
+                res.set_raw_header("X-Frame-Options", "DENY");
+                if !res.headers().contains("Content-Security-Policy") {
+                    res.set_raw_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+                }
+                let started = req.local_cache(|| RequestStart(Instant::now())).0;
+                let user = req.local_cache(RequestUser::default).0.as_deref().unwrap_or("-");
+                let bytes = res.headers().get_one("Content-Length").unwrap_or("-");
+                // The path only: queries may carry names, and nothing secret is ever logged.
+                log::info!(
+                    target: "recorder::http",
+                    "{} {} {} {}B {}ms user={}",
+                    req.method(),
+                    req.uri().path(),
+                    res.status().code,
+                    bytes,
+                    started.elapsed().as_millis(),
+                    user
+                );
+            })
+        }))
+        .attach(AdHoc::on_liftoff("maintenance", |rocket| {
+            Box::pin(async move {
+                let config = rocket.config();
+                logger::announce(config.address, config.port);
+                if let Some(state) = rocket.state::<AppState>() {
+                    let (db, storage, clock, started) =
+                        (state.db.clone(), state.storage.clone(), state.clock.clone(), state.started_ms);
+                    tokio::spawn(maintenance::run(db, storage, clock, started, rocket.shutdown()));
+                }
+            })
+        }))
+        .manage(state)
+}

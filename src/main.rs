@@ -1,0 +1,100 @@
+//! The `recorder` command: parse the command line, load the configuration, run a command.
+
+use clap::{Parser, Subcommand};
+use recorder::cli::{self, Failure};
+use recorder::config::{self, Overrides, ProcessEnv};
+use recorder::{AppState, Clock};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "recorder", version, about = "A self-hosted home for voice recordings")]
+struct Cli {
+    /// Config file (else $RECORDER_CONFIG, ./recorder.toml, or the platform config directory).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (database and audio files).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, global = true, value_name = "ADDR")]
+    address: Option<String>,
+    /// Port to listen on.
+    #[arg(long, global = true, value_name = "N")]
+    port: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account (works with signups closed).
+    Add {
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Set a new password and sign out the user's sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account and all its recordings.
+    Remove { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides { config_file: cli.config, data_dir: cli.data_dir, address: cli.address, port: cli.port };
+    let config = match config::load(&overrides, &ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => return cli::finish(Err(Failure { message: e.to_string(), code: 2 })),
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::User(UserCommand::Add { name, password_stdin }) => {
+            cli::finish(cli::user_add(&config, &name, password_stdin))
+        }
+        Command::User(UserCommand::List) => cli::finish(cli::user_list(&config)),
+        Command::User(UserCommand::Passwd { name, password_stdin }) => {
+            cli::finish(cli::user_passwd(&config, &name, password_stdin))
+        }
+        Command::User(UserCommand::Remove { name }) => cli::finish(cli::user_remove(&config, &name)),
+    }
+}
+
+fn serve(config: recorder::Config) -> ExitCode {
+    recorder::logger::init(config.log_level);
+    match &config.source {
+        Some(path) => log::info!("config file: {}", path.display()),
+        None => log::info!("config file: none found, using built-in defaults"),
+    }
+    log::info!("data directory: {}", config.data_dir.display());
+    if config.social_login {
+        log::warn!("compat.social_login is on: anyone who can reach this server can sign in as any social id");
+    }
+    let state = match AppState::open(config, Clock::default()) {
+        Ok(state) => state,
+        Err(e) => return cli::finish(Err(Failure { message: e.to_string(), code: 1 })),
+    };
+    match rocket::execute(recorder::rocket(state).launch()) {
+        Ok(_) => {
+            log::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => cli::finish(Err(Failure { message: format!("server failed: {e}"), code: 1 })),
+    }
+}

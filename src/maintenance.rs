@@ -1,0 +1,114 @@
+//! Background and startup work: finishing interrupted deletes, emptying `tmp/`, purging the
+//! trash and expired sessions, and removing files that no row refers to.
+
+use crate::clock::system_now_ms;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::recordings;
+use crate::storage::Storage;
+use crate::users;
+
+/// How many trash rows one purge transaction takes.
+const PURGE_BATCH: u32 = 500;
+
+/// At startup, before the first request: finish pending unlinks, empty `tmp/`.
+pub fn recover(db: &Db, storage: &Storage) -> Result<(), ApiError> {
+    let conn = db.conn()?;
+    let pending = recordings::pending_unlinks(&conn)?;
+    if !pending.is_empty() {
+        let done = recordings::finish_unlinks(&conn, storage, &pending)?;
+        log::info!("finished {done} interrupted deletes");
+    }
+    let removed = storage.empty_tmp().map_err(|e| ApiError::internal("emptying tmp/", e))?;
+    if removed > 0 {
+        log::info!("removed {removed} unfinished uploads from tmp/");
+    }
+    Ok(())
+}
+
+/// What one sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub recordings: usize,
+    pub sessions: usize,
+}
+
+/// Removes trashed recordings whose `purge_at` is at or before `now`, and expired sessions.
+/// Blocking.
+pub fn sweep(db: &Db, storage: &Storage, now: i64) -> Result<Swept, ApiError> {
+    let mut conn = db.conn()?;
+    let mut swept = Swept::default();
+    loop {
+        let paths = recordings::queue_expired(&mut conn, now, PURGE_BATCH)?;
+        swept.recordings += recordings::finish_unlinks(&conn, storage, &paths)?;
+        if paths.len() < PURGE_BATCH as usize {
+            break;
+        }
+    }
+    swept.sessions = users::purge_expired_sessions(&conn, now)?;
+    Ok(swept)
+}
+
+/// Removes files under `recordings/` that no row refers to and that are older than `before_ms`
+/// (younger ones may be uploads between their rename and their insert). Blocking.
+pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usize, ApiError> {
+    let files = storage.recording_files().map_err(|e| ApiError::internal("listing recordings/", e))?;
+    let conn = db.conn()?;
+    let mut removed = 0;
+    for batch in files.chunks(500) {
+        let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.hyphenated().to_string()).collect();
+        let existing = recordings::existing_ids(&conn, &ids)?;
+        for ((_, path, meta), id) in batch.iter().zip(&ids) {
+            if existing.contains(id) {
+                continue;
+            }
+            let modified_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(i64::MAX, |d| d.as_millis() as i64);
+            if modified_ms >= before_ms {
+                continue;
+            }
+            match storage.unlink(path) {
+                Ok(()) => {
+                    log::warn!("removed {path}: no recording refers to it");
+                    removed += 1;
+                }
+                Err(e) => log::error!("cannot remove orphan {path}: {e}"),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The background loop: one orphan sweep, then a purge sweep at once and every hour until
+/// shutdown.
+pub async fn run(db: Db, storage: Storage, clock: crate::Clock, started_ms: i64, shutdown: rocket::Shutdown) {
+    let (db2, storage2) = (db.clone(), storage.clone());
+    match tokio::task::spawn_blocking(move || remove_orphans(&db2, &storage2, started_ms)).await {
+        Ok(Ok(n)) if n > 0 => log::info!("orphan sweep removed {n} files"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log::error!("orphan sweep failed: {}", e.message),
+        Err(e) => log::error!("orphan sweep failed: {e}"),
+    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (db, storage, now) = (db.clone(), storage.clone(), clock.now_ms());
+        match tokio::task::spawn_blocking(move || sweep(&db, &storage, now)).await {
+            Ok(Ok(s)) if s.recordings > 0 => log::info!("trash sweep purged {} recordings", s.recordings),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::error!("trash sweep failed: {}", e.message),
+            Err(e) => log::error!("trash sweep failed: {e}"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+/// Milliseconds now, for callers without a clock (the command line).
+pub fn now_ms() -> i64 {
+    system_now_ms()
+}

@@ -1,0 +1,436 @@
+//! Recording metadata: the `recordings` and `pending_unlinks` tables. Every query is scoped by
+//! the owner, so another user's recording is simply not found.
+//!
+//! Permanent deletion never leaves a row without its file: the row is deleted and its path
+//! queued in `pending_unlinks` in one transaction, the file unlinked after the commit, and the
+//! queue entry removed last. Startup finishes whatever a crash interrupted.
+
+use crate::clock::rfc3339;
+use crate::error::ApiError;
+use crate::storage::Storage;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rocket::http::Status;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A recording as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recording {
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub duration_ms: Option<i64>,
+    pub recorded_at: Option<String>,
+    pub created_at: String,
+    pub deleted_at: Option<String>,
+    pub purge_at: Option<String>,
+    /// Milliseconds, for Last-Modified; not part of the JSON.
+    #[serde(skip)]
+    pub created_ms: i64,
+    #[serde(skip)]
+    pub deleted_ms: Option<i64>,
+}
+
+/// A page of recordings.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub recordings: Vec<Recording>,
+    pub next_cursor: Option<String>,
+}
+
+/// A new recording's metadata, once its file is in place.
+#[derive(Debug, Clone)]
+pub struct NewRecording {
+    pub id: Uuid,
+    pub user_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub duration_ms: Option<i64>,
+    pub recorded_at: Option<i64>,
+    pub created_at: i64,
+    pub idempotency_key: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
+    let created_ms: i64 = row.get(7)?;
+    let deleted_ms: Option<i64> = row.get(8)?;
+    Ok(Recording {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        content_type: row.get(2)?,
+        size: row.get(3)?,
+        sha256: row.get(4)?,
+        duration_ms: row.get(5)?,
+        recorded_at: row.get::<_, Option<i64>>(6)?.map(rfc3339),
+        created_at: rfc3339(created_ms),
+        deleted_at: deleted_ms.map(rfc3339),
+        purge_at: row.get::<_, Option<i64>>(9)?.map(rfc3339),
+        created_ms,
+        deleted_ms,
+    })
+}
+
+/// Trims and checks a recording name: non-empty, at most 255 bytes, no control characters.
+pub fn normalize_name(input: &str) -> Result<String, ApiError> {
+    let name = input.trim();
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            Status::BadRequest,
+            "invalid_name",
+            "names are 1 to 255 bytes after trimming, without control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Parses a recording id from a path; anything else is simply not found.
+pub fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| not_found())
+}
+
+pub fn not_found() -> ApiError {
+    ApiError::not_found("no recording with that id")
+}
+
+/// Inserts a recording. `Ok(Err(existing))` when the idempotency key was already used.
+pub fn insert(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, ApiError> {
+    // An acknowledged upload must survive power loss, not just a crash: this one commit is
+    // flushed through the WAL at once (the pool's default is synchronous=NORMAL).
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let inserted = conn.execute(
+        "INSERT INTO recordings (id, user_id, name, content_type, size, sha256, duration_ms, recorded_at,
+                                 created_at, idempotency_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            new.id.hyphenated().to_string(),
+            new.user_id,
+            new.name,
+            new.content_type,
+            new.size,
+            new.sha256,
+            new.duration_ms,
+            new.recorded_at,
+            new.created_at,
+            new.idempotency_key,
+        ],
+    );
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    match inserted {
+        Ok(_) => {
+            let id = new.id.hyphenated().to_string();
+            get(conn, &new.user_id, &id)?.map(Ok).ok_or_else(|| ApiError::internal("insert", "row vanished"))
+        }
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            let key = new.idempotency_key.as_deref().unwrap_or_default();
+            match by_idempotency_key(conn, &new.user_id, key)? {
+                Some(existing) => Ok(Err(existing)),
+                None => Err(ApiError::internal("insert recording", "constraint violation")),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The recording a user created with an idempotency key.
+pub fn by_idempotency_key(conn: &Connection, user_id: &str, key: &str) -> Result<Option<Recording>, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND idempotency_key = ?2");
+    Ok(conn.query_row(&sql, params![user_id, key], from_row).optional()?)
+}
+
+/// One of the user's recordings (in the trash or not).
+pub fn get(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Recording>, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1 AND user_id = ?2");
+    Ok(conn.query_row(&sql, params![id, user_id], from_row).optional()?)
+}
+
+/// List order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Newest,
+    Oldest,
+}
+
+/// A checked list query.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub limit: u32,
+    pub after: Option<String>,
+    pub order: Order,
+    pub q: Option<String>,
+}
+
+fn encode_cursor(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::bad_request("`cursor` is not a cursor this server gave out")
+}
+
+/// Decodes a list cursor (an id).
+pub fn decode_list_cursor(cursor: &str) -> Result<String, ApiError> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
+    Uuid::parse_str(&text).map_err(|_| bad_cursor())?;
+    Ok(text)
+}
+
+/// Decodes a trash cursor (deletion time and id).
+pub fn decode_trash_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
+    let (at, id) = text.split_once(':').ok_or_else(bad_cursor)?;
+    let at = at.parse().map_err(|_| bad_cursor())?;
+    Uuid::parse_str(id).map_err(|_| bad_cursor())?;
+    Ok((at, id.to_string()))
+}
+
+/// A page of the user's recordings outside the trash, by keyset on the time-ordered id.
+pub fn list(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, ApiError> {
+    let (cmp, dir) = match query.order {
+        Order::Newest => ("<", "DESC"),
+        Order::Oldest => (">", "ASC"),
+    };
+    // Each combination gets its own statement, so the planner sees a plain range on the index
+    // (an `?2 IS NULL OR id < ?2` form would make deep pages scan from the top).
+    let mut sql = format!("SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND deleted_at IS NULL");
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(user_id.to_string())];
+    if let Some(after) = &query.after {
+        args.push(Box::new(after.clone()));
+        sql.push_str(&format!(" AND id {cmp} ?{}", args.len()));
+    }
+    if let Some(q) = &query.q {
+        args.push(Box::new(q.to_lowercase()));
+        sql.push_str(&format!(" AND instr(fold(name), ?{}) > 0", args.len()));
+    }
+    args.push(Box::new(i64::from(query.limit) + 1));
+    sql.push_str(&format!(" ORDER BY id {dir} LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
+    let mut recordings: Vec<Recording> = rows.collect::<Result<_, _>>()?;
+    let next_cursor = if recordings.len() > query.limit as usize {
+        recordings.truncate(query.limit as usize);
+        recordings.last().map(|r| encode_cursor(&r.id))
+    } else {
+        None
+    };
+    Ok(Page { recordings, next_cursor })
+}
+
+/// A page of the user's trash, most recently deleted first.
+pub fn list_trash(
+    conn: &Connection,
+    user_id: &str,
+    limit: u32,
+    after: Option<(i64, String)>,
+) -> Result<Page, ApiError> {
+    let mut stmt = match &after {
+        None => conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND deleted_at IS NOT NULL
+             ORDER BY deleted_at DESC, id DESC LIMIT ?2"
+        ))?,
+        Some(_) => conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND deleted_at IS NOT NULL
+               AND (deleted_at, id) < (?3, ?4)
+             ORDER BY deleted_at DESC, id DESC LIMIT ?2"
+        ))?,
+    };
+    let limit_plus_one = i64::from(limit) + 1;
+    let rows = match &after {
+        None => stmt.query_map(params![user_id, limit_plus_one], from_row)?,
+        Some((at, id)) => stmt.query_map(params![user_id, limit_plus_one, at, id], from_row)?,
+    };
+    let mut recordings: Vec<Recording> = rows.collect::<Result<_, _>>()?;
+    let next_cursor = if recordings.len() > limit as usize {
+        recordings.truncate(limit as usize);
+        recordings.last().map(|r| encode_cursor(&format!("{}:{}", r.deleted_ms.unwrap_or(0), r.id)))
+    } else {
+        None
+    };
+    Ok(Page { recordings, next_cursor })
+}
+
+/// Renames a recording.
+pub fn rename(conn: &Connection, user_id: &str, id: &str, name: &str) -> Result<Option<Recording>, ApiError> {
+    let changed =
+        conn.execute("UPDATE recordings SET name = ?1 WHERE id = ?2 AND user_id = ?3", params![name, id, user_id])?;
+    if changed == 0 { Ok(None) } else { get(conn, user_id, id) }
+}
+
+/// Moves a recording to the trash; false when the user has no such recording. A recording
+/// already in the trash stays as it is.
+pub fn trash(conn: &Connection, user_id: &str, id: &str, now: i64, retention_ms: i64) -> Result<bool, ApiError> {
+    let changed = conn.execute(
+        "UPDATE recordings SET deleted_at = ?1, purge_at = ?2 WHERE id = ?3 AND user_id = ?4 AND deleted_at IS NULL",
+        params![now, now + retention_ms, id, user_id],
+    )?;
+    Ok(changed > 0 || get(conn, user_id, id)?.is_some())
+}
+
+/// Takes a recording out of the trash.
+pub fn restore(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Recording>, ApiError> {
+    let changed = conn.execute(
+        "UPDATE recordings SET deleted_at = NULL, purge_at = NULL
+         WHERE id = ?1 AND user_id = ?2 AND deleted_at IS NOT NULL",
+        params![id, user_id],
+    )?;
+    if changed == 0 { Ok(None) } else { get(conn, user_id, id) }
+}
+
+/// Counts and bytes in the list and in the trash.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Usage {
+    pub recordings: i64,
+    pub bytes: i64,
+    pub trash_recordings: i64,
+    pub trash_bytes: i64,
+}
+
+pub fn usage(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT deleted_at IS NULL, count(*), coalesce(sum(size), 0) FROM recordings WHERE user_id = ?1
+         GROUP BY deleted_at IS NULL",
+    )?;
+    let mut usage = Usage::default();
+    let rows = stmt.query_map([user_id], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+    for row in rows {
+        match row? {
+            (true, n, bytes) => (usage.recordings, usage.bytes) = (n, bytes),
+            (false, n, bytes) => (usage.trash_recordings, usage.trash_bytes) = (n, bytes),
+        }
+    }
+    Ok(usage)
+}
+
+/// Which recordings a permanent delete takes.
+pub enum Purge<'a> {
+    /// One recording, wherever it is.
+    One(&'a str),
+    /// One recording, only if it is in the trash.
+    OneInTrash(&'a str),
+    /// The user's whole trash.
+    Trash,
+}
+
+fn queue(tx: &Transaction<'_>, ids: &[String], now: i64) -> Result<Vec<String>, ApiError> {
+    let mut paths = Vec::with_capacity(ids.len());
+    let mut delete = tx.prepare_cached("DELETE FROM recordings WHERE id = ?1")?;
+    let mut pending = tx.prepare_cached("INSERT OR IGNORE INTO pending_unlinks (path, created_at) VALUES (?1, ?2)")?;
+    for id in ids {
+        let path = match Uuid::parse_str(id) {
+            Ok(uuid) => Storage::relative_path(&uuid),
+            Err(_) => continue,
+        };
+        pending.execute(params![path, now])?;
+        delete.execute([id])?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+fn ids(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>, ApiError> {
+    let mut stmt = tx.prepare(sql)?;
+    let rows = stmt.query_map(params, |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes the rows a purge takes and queues their files; commit, then `finish_unlinks`.
+pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge<'_>, now: i64) -> Result<Vec<String>, ApiError> {
+    let tx = conn.transaction()?;
+    let ids = match which {
+        Purge::One(id) => ids(&tx, "SELECT id FROM recordings WHERE id = ?1 AND user_id = ?2", params![id, user_id])?,
+        Purge::OneInTrash(id) => ids(
+            &tx,
+            "SELECT id FROM recordings WHERE id = ?1 AND user_id = ?2 AND deleted_at IS NOT NULL",
+            params![id, user_id],
+        )?,
+        Purge::Trash => ids(&tx, "SELECT id FROM recordings WHERE user_id = ?1 AND deleted_at IS NOT NULL", [user_id])?,
+    };
+    let paths = queue(&tx, &ids, now)?;
+    tx.commit()?;
+    Ok(paths)
+}
+
+/// Queues every file of a user inside the caller's transaction (account deletion).
+pub fn queue_unlinks_for_user(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<Vec<String>, ApiError> {
+    let ids = ids(tx, "SELECT id FROM recordings WHERE user_id = ?1", [user_id])?;
+    queue(tx, &ids, now)
+}
+
+/// Deletes up to `batch` trashed recordings whose time is up; commit, then `finish_unlinks`.
+pub fn queue_expired(conn: &mut Connection, now: i64, batch: u32) -> Result<Vec<String>, ApiError> {
+    let tx = conn.transaction()?;
+    let ids = ids(&tx, "SELECT id FROM recordings WHERE purge_at <= ?1 LIMIT ?2", params![now, batch])?;
+    let paths = queue(&tx, &ids, now)?;
+    tx.commit()?;
+    Ok(paths)
+}
+
+/// Every path still queued (after a crash).
+pub fn pending_unlinks(conn: &Connection) -> Result<Vec<String>, ApiError> {
+    let mut stmt = conn.prepare("SELECT path FROM pending_unlinks")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Unlinks queued files and then forgets them; a failed unlink stays queued for the next try.
+pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) -> Result<usize, ApiError> {
+    let mut done = 0;
+    let mut forget = conn.prepare_cached("DELETE FROM pending_unlinks WHERE path = ?1")?;
+    for path in paths {
+        match storage.unlink(path) {
+            Ok(()) => {
+                forget.execute([path])?;
+                done += 1;
+            }
+            Err(e) => log::error!("cannot delete {path}: {e}; will retry at the next start"),
+        }
+    }
+    Ok(done)
+}
+
+/// Which of these ids have rows (for the orphan sweep).
+pub fn existing_ids(conn: &Connection, ids: &[String]) -> Result<std::collections::HashSet<String>, ApiError> {
+    let mut found = std::collections::HashSet::new();
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?;
+    for id in ids {
+        if stmt.exists([id])? {
+            found.insert(id.clone());
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(normalize_name("  memo.m4a ").ok().as_deref(), Some("memo.m4a"));
+        assert!(normalize_name("   ").is_err());
+        assert!(normalize_name("a\nb").is_err());
+        assert!(normalize_name(&"é".repeat(128)).is_err());
+        assert!(normalize_name(&"é".repeat(127)).is_ok());
+        assert!(normalize_name("../../etc/passwd").is_ok(), "names never touch paths");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let id = Uuid::now_v7().to_string();
+        assert_eq!(decode_list_cursor(&encode_cursor(&id)).ok(), Some(id.clone()));
+        assert!(decode_list_cursor("!!!").is_err());
+        assert!(decode_list_cursor(&encode_cursor("not-a-uuid")).is_err());
+        let trash = encode_cursor(&format!("123:{id}"));
+        assert_eq!(decode_trash_cursor(&trash).ok(), Some((123, id)));
+    }
+}

@@ -1,0 +1,192 @@
+//! `/api/v1/auth/*` and `/api/v1/me`: signup, login, logout, profile, password, account deletion.
+
+use super::{ClientIp, JsonBody, Reply, SecureCookies};
+use crate::auth::{self, AuthUser};
+use crate::clock::rfc3339;
+use crate::config::Signups;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::users::{self, User};
+use crate::{recordings, users::normalize_username};
+use rocket::http::{CookieJar, Status};
+use rocket::{State, delete, get, post, put, routes};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct Session {
+    user: User,
+    token: String,
+    expires_at: String,
+}
+
+/// Creates a session for `user`, sets the cookie, and answers it.
+async fn start_session(
+    state: &AppState,
+    jar: &CookieJar<'_>,
+    secure: bool,
+    user: User,
+    status: Status,
+) -> Result<Reply, ApiError> {
+    let (token, hash) = auth::new_token();
+    let now = state.clock.now_ms();
+    let expires_at = now + state.config.session_ms();
+    let user_id = user.id.clone();
+    state.db.run(move |conn| users::create_session(conn, &user_id, &hash, now, expires_at)).await?;
+    auth::set_session_cookie(secure, jar, &token, state.config.session_days);
+    Reply::json(status, &Session { user, token, expires_at: rfc3339(expires_at) })
+}
+
+#[post("/auth/signup", data = "<body>")]
+async fn signup(
+    state: &State<AppState>,
+    jar: &CookieJar<'_>,
+    secure: SecureCookies,
+    body: Result<JsonBody<Credentials>, ApiError>,
+) -> Result<Reply, ApiError> {
+    let Credentials { username, password } = body?.0;
+    if state.config.signups == Signups::Closed {
+        return Err(ApiError::new(
+            Status::Forbidden,
+            "signups_closed",
+            "this server does not take new accounts; ask its owner",
+        ));
+    }
+    let username = normalize_username(&username)?;
+    users::check_password(&password)?;
+    let check = username.clone();
+    if state.db.run(move |conn| users::exists(conn, &check)).await? {
+        return Err(ApiError::new(Status::Conflict, "username_taken", "that username is taken"));
+    }
+    let hash = state.passwords.hash(password).await?;
+    let now = state.clock.now_ms();
+    let user = state.db.run(move |conn| users::create(conn, &username, &hash, now)).await?;
+    log::info!("account created: {}", user.username);
+    start_session(state, jar, secure.0, user, Status::Created).await
+}
+
+#[post("/auth/login", data = "<body>")]
+async fn login(
+    state: &State<AppState>,
+    jar: &CookieJar<'_>,
+    secure: SecureCookies,
+    ip: ClientIp,
+    body: Result<JsonBody<Credentials>, ApiError>,
+) -> Result<Reply, ApiError> {
+    let Credentials { username, password } = body?.0;
+    let key = username.to_ascii_lowercase();
+    let now = state.clock.now_ms();
+    if let Err(seconds) = state.throttle.check(&key, ip.0, now) {
+        return Err(ApiError::new(
+            Status::TooManyRequests,
+            "too_many_requests",
+            "too many failed logins; try again later",
+        )
+        .with_header("Retry-After", seconds.to_string()));
+    }
+    let found = match normalize_username(&username) {
+        Ok(name) => state.db.run(move |conn| users::find_with_hash(conn, &name)).await?,
+        Err(_) => None,
+    };
+    let (user, stored) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let ok = state.passwords.verify(password, stored).await?;
+    match user {
+        Some(user) if ok => {
+            state.throttle.record_success(&key);
+            start_session(state, jar, secure.0, user, Status::Ok).await
+        }
+        _ => {
+            state.throttle.record_failure(&key, ip.0, now);
+            Err(ApiError::invalid_credentials())
+        }
+    }
+}
+
+#[post("/auth/logout")]
+async fn logout(
+    state: &State<AppState>,
+    jar: &CookieJar<'_>,
+    secure: SecureCookies,
+    auth: AuthUser,
+) -> Result<Reply, ApiError> {
+    state.db.run(move |conn| users::revoke_session(conn, &auth.token_hash)).await?;
+    auth::clear_session_cookie(secure.0, jar);
+    Ok(Reply::no_content())
+}
+
+#[get("/me")]
+async fn me(state: &State<AppState>, auth: AuthUser) -> Result<Reply, ApiError> {
+    let user_id = auth.user.id.clone();
+    let usage = state.db.run(move |conn| recordings::usage(conn, &user_id)).await?;
+    Reply::json(Status::Ok, &serde_json::json!({"user": auth.user, "usage": usage}))
+}
+
+/// Checks the signed-in user's password, answering 401 `invalid_credentials` when wrong.
+async fn confirm_password(state: &AppState, auth: &AuthUser, password: String) -> Result<(), ApiError> {
+    let user_id = auth.user.id.clone();
+    let stored = state.db.run(move |conn| users::password_hash(conn, &user_id)).await?;
+    if state.passwords.verify(password, stored).await? { Ok(()) } else { Err(ApiError::invalid_credentials()) }
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+#[put("/me/password", data = "<body>")]
+async fn change_password(
+    state: &State<AppState>,
+    auth: AuthUser,
+    body: Result<JsonBody<PasswordChange>, ApiError>,
+) -> Result<Reply, ApiError> {
+    let PasswordChange { current_password, new_password } = body?.0;
+    users::check_password(&new_password)?;
+    confirm_password(state, &auth, current_password).await?;
+    let hash = state.passwords.hash(new_password).await?;
+    state.db.run(move |conn| users::set_password(conn, &auth.user.id, &hash, Some(&auth.token_hash))).await?;
+    Ok(Reply::no_content())
+}
+
+#[derive(Deserialize)]
+struct AccountDeletion {
+    password: String,
+}
+
+#[delete("/me", data = "<body>")]
+async fn delete_account(
+    state: &State<AppState>,
+    jar: &CookieJar<'_>,
+    secure: SecureCookies,
+    auth: AuthUser,
+    body: Result<JsonBody<AccountDeletion>, ApiError>,
+) -> Result<Reply, ApiError> {
+    confirm_password(state, &auth, body?.0.password).await?;
+    delete_user(state, auth.user.id.clone()).await?;
+    log::info!("account deleted: {}", auth.user.username);
+    auth::clear_session_cookie(secure.0, jar);
+    Ok(Reply::no_content())
+}
+
+/// Deletes an account, its sessions, rows and files.
+pub async fn delete_user(state: &AppState, user_id: String) -> Result<usize, ApiError> {
+    let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
+    crate::db::blocking(move || {
+        let mut conn = db.conn()?;
+        let paths = users::delete(&mut conn, &user_id, now)?;
+        recordings::finish_unlinks(&conn, &storage, &paths)
+    })
+    .await
+}
+
+pub fn routes() -> Vec<rocket::Route> {
+    routes![signup, login, logout, me, change_password, delete_account]
+}

@@ -1,0 +1,127 @@
+//! Thin HTTP handlers: parse and check input, call one domain function, shape the answer.
+
+pub mod accounts;
+pub mod recordings;
+pub mod server;
+pub mod trash;
+
+use crate::error::ApiError;
+use rocket::data::{self, Data, FromData, ToByteUnit};
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::{self, Responder, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::Cursor;
+
+/// Largest JSON request body.
+const JSON_LIMIT_KIB: u64 = 64;
+
+/// A JSON request body (Content-Type application/json, at most 64 KiB). Take it as
+/// `Result<Json<T>, ApiError>` so a bad body answers with the exact error.
+pub struct JsonBody<T>(pub T);
+
+#[rocket::async_trait]
+impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
+    type Error = ApiError;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        let fail = |e: ApiError| data::Outcome::Error((e.status, e));
+        if !req.content_type().is_some_and(|ct| ct.is_json()) {
+            return fail(ApiError::unsupported_media_type("send a JSON body with Content-Type: application/json"));
+        }
+        let bytes = match data.open(JSON_LIMIT_KIB.kibibytes()).into_bytes().await {
+            Ok(b) if b.is_complete() => b.into_inner(),
+            Ok(_) => return fail(ApiError::payload_too_large(format!("JSON bodies are at most {JSON_LIMIT_KIB} KiB"))),
+            Err(_) => return fail(ApiError::bad_request("the request body could not be read")),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => data::Outcome::Success(JsonBody(value)),
+            Err(e) => fail(ApiError::bad_request(format!("invalid JSON body: {e}"))),
+        }
+    }
+}
+
+/// A JSON answer with a status and extra headers.
+pub struct Reply {
+    status: Status,
+    body: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json<T: Serialize>(status: Status, value: &T) -> Result<Reply, ApiError> {
+        let body = serde_json::to_string(value).map_err(|e| ApiError::internal("serialize", e))?;
+        Ok(Reply { status, body, headers: Vec::new() })
+    }
+
+    pub fn no_content() -> Reply {
+        Reply { status: Status::NoContent, body: String::new(), headers: Vec::new() }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Reply {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Response::build();
+        response.status(self.status).raw_header("Cache-Control", "no-store");
+        if self.status != Status::NoContent {
+            response.header(ContentType::JSON).sized_body(self.body.len(), Cursor::new(self.body));
+        }
+        for (name, value) in self.headers {
+            response.header(Header::new(name, value));
+        }
+        Ok(response.finalize())
+    }
+}
+
+/// The request's client address (the configured proxy header, else the peer).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ClientIp {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(ClientIp(req.client_ip()))
+    }
+}
+
+/// Whether cookies set in this answer must be `Secure`.
+pub struct SecureCookies(pub bool);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for SecureCookies {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let secure =
+            req.rocket().state::<crate::state::AppState>().is_some_and(|s| crate::auth::wants_secure_cookie(req, s));
+        Outcome::Success(SecureCookies(secure))
+    }
+}
+
+/// Parses `limit` (1–200, default 50).
+pub fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=200).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request("`limit` must be a whole number from 1 to 200")),
+        },
+    }
+}
+
+/// All API routes, mounted at `/api/v1`.
+pub fn api() -> Vec<rocket::Route> {
+    let mut routes = Vec::new();
+    routes.extend(server::routes());
+    routes.extend(accounts::routes());
+    routes.extend(recordings::routes());
+    routes.extend(trash::routes());
+    routes
+}

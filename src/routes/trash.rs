@@ -1,0 +1,53 @@
+//! `/api/v1/trash`: list, restore, delete one, empty.
+
+use super::{Reply, parse_limit};
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::recordings::{self as rec, Purge};
+use crate::state::AppState;
+use rocket::http::Status;
+use rocket::{State, delete, get, post, routes};
+
+#[get("/trash?<limit>&<cursor>")]
+async fn list(
+    state: &State<AppState>,
+    auth: AuthUser,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<Reply, ApiError> {
+    let limit = parse_limit(limit)?;
+    let after = cursor.map(rec::decode_trash_cursor).transpose()?;
+    let page = state.db.run(move |conn| rec::list_trash(conn, &auth.user.id, limit, after)).await?;
+    Reply::json(Status::Ok, &page)
+}
+
+#[post("/trash/<id>/restore")]
+async fn restore(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
+    let id = rec::parse_id(id)?.hyphenated().to_string();
+    let recording = state.db.run(move |conn| rec::restore(conn, &auth.user.id, &id)).await?;
+    Reply::json(Status::Ok, &recording.ok_or_else(rec::not_found)?)
+}
+
+#[delete("/trash/<id>")]
+async fn delete_one(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
+    let id = rec::parse_id(id)?.hyphenated().to_string();
+    let purged = super::recordings::purge(state, auth.user.id.clone(), id, true).await?;
+    if purged > 0 { Ok(Reply::no_content()) } else { Err(rec::not_found()) }
+}
+
+#[delete("/trash")]
+async fn empty(state: &State<AppState>, auth: AuthUser) -> Result<Reply, ApiError> {
+    let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
+    let purged = crate::db::blocking(move || {
+        let mut conn = db.conn()?;
+        let paths = rec::queue_purge(&mut conn, &auth.user.id, Purge::Trash, now)?;
+        rec::finish_unlinks(&conn, &storage, &paths)?;
+        Ok(paths.len())
+    })
+    .await?;
+    Reply::json(Status::Ok, &serde_json::json!({ "purged": purged }))
+}
+
+pub fn routes() -> Vec<rocket::Route> {
+    routes![list, restore, delete_one, empty]
+}

@@ -1,0 +1,52 @@
+//! Everything a request needs, built once at startup and handed to Rocket as managed state.
+
+use crate::auth::{LoginThrottle, Passwords};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{Db, OpenError};
+use crate::maintenance;
+use crate::storage::Storage;
+
+/// The server's shared state.
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub storage: Storage,
+    pub clock: Clock,
+    pub passwords: Passwords,
+    pub throttle: LoginThrottle,
+    /// When this process started: files younger than this may be uploads in flight.
+    pub started_ms: i64,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Db(#[from] OpenError),
+    #[error("startup recovery failed: {0}")]
+    Recovery(String),
+}
+
+impl AppState {
+    /// Opens the data directory and database, and finishes what a crash interrupted (pending
+    /// unlinks, `tmp/`); the slower orphan sweep runs in the background after launch.
+    pub fn open(config: Config, clock: Clock) -> Result<AppState, StartError> {
+        let storage = Storage::open(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+        let db = Db::open(&storage.db_path())?;
+        maintenance::recover(&db, &storage).map_err(|e| StartError::Recovery(e.message.to_string()))?;
+        let started_ms = clock.now_ms();
+        Ok(AppState {
+            config,
+            db,
+            storage,
+            clock,
+            passwords: Passwords::new(),
+            throttle: LoginThrottle::new(),
+            started_ms,
+        })
+    }
+}

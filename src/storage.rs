@@ -1,0 +1,415 @@
+//! Audio files on disk: `recordings/<last 2 hex of id>/<id>` under the data directory, uploads in
+//! flight in `tmp/`. An upload is streamed into `tmp/` while a second thread hashes the same
+//! chunks, fsynced, then renamed into place and the directory fsynced, all before its row exists.
+
+use crate::error::ApiError;
+use bytes::{Bytes, BytesMut};
+use rocket::http::Status;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Bytes handed to the writer and hasher threads at a time.
+const CHUNK: usize = 256 * 1024;
+/// Chunks queued per thread: with `CHUNK`, at most about 2 MiB of an upload is in memory.
+const QUEUE: usize = 4;
+
+/// The data directory.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    root: PathBuf,
+}
+
+impl Storage {
+    /// Opens the data directory, creating it and its `recordings/` and `tmp/` if missing.
+    pub fn open(root: &Path) -> io::Result<Storage> {
+        for dir in [root.to_path_buf(), root.join("recordings"), root.join("tmp")] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
+        }
+        Ok(Storage { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("recorder.db")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The path of a recording's file, relative to the data directory.
+    pub fn relative_path(id: &Uuid) -> String {
+        let hex = id.simple().to_string();
+        format!("recordings/{}/{}", &hex[30..], id.hyphenated())
+    }
+
+    /// An absolute path from a relative one.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Free bytes on the data directory's file system.
+    pub fn available_space(&self) -> io::Result<u64> {
+        fs4::available_space(&self.root)
+    }
+
+    /// Moves a finished, fsynced upload to its final place and makes the rename durable.
+    pub fn commit(&self, tmp: &Path, id: &Uuid) -> io::Result<String> {
+        let relative = Storage::relative_path(id);
+        let target = self.path(&relative);
+        let shard = target.parent().unwrap_or(&self.root).to_path_buf();
+        if !shard.is_dir() {
+            fs::create_dir_all(&shard)?;
+            sync_dir(&self.root.join("recordings"))?;
+        }
+        fs::rename(tmp, &target)?;
+        sync_dir(&shard)?;
+        Ok(relative)
+    }
+
+    /// Removes a file; one that is already gone is fine.
+    pub fn unlink(&self, relative: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(relative)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes everything in `tmp/` (uploads a crash interrupted); returns how many.
+    pub fn empty_tmp(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(self.tmp_dir())? {
+            let path = entry?.path();
+            let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            match result {
+                Ok(()) => removed += 1,
+                Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every file under `recordings/` named as a recording id, with its relative path.
+    pub fn recording_files(&self) -> io::Result<Vec<(Uuid, String, fs::Metadata)>> {
+        let mut out = Vec::new();
+        for shard in fs::read_dir(self.root.join("recordings"))? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            let shard_name = shard.file_name().to_string_lossy().to_string();
+            for file in fs::read_dir(shard.path())? {
+                let file = file?;
+                let name = file.file_name().to_string_lossy().to_string();
+                if let Ok(id) = Uuid::parse_str(&name) {
+                    out.push((id, format!("recordings/{shard_name}/{name}"), file.metadata()?));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// fsync a directory, so a rename or create in it survives a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Deletes a temp file when dropped, unless it was committed: whatever way an upload ends
+/// (an error, a refusal, the client hanging up and the request being dropped), no temp file stays.
+pub struct TempFile {
+    path: Option<PathBuf>,
+}
+
+impl TempFile {
+    pub fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// The file has been moved away; nothing to clean up.
+    pub fn disarm(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let remove = move || {
+                if let Err(e) = fs::remove_file(&path) {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        log::warn!("cannot remove temp file {}: {e}", path.display());
+                    }
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn_blocking(remove)),
+                Err(_) => remove(),
+            }
+        }
+    }
+}
+
+/// Why an upload stream ended early.
+#[derive(Debug)]
+pub enum StreamError {
+    /// More bytes than allowed.
+    TooLarge,
+    /// Reading the request body failed (the client hung up, a malformed body).
+    Client(io::Error),
+    /// Writing the file failed.
+    Disk(ApiError),
+    /// The first bytes are not what the caller accepts.
+    NotAudio,
+}
+
+/// A streaming upload in progress: chunks go to a writer thread and a hasher thread at once.
+pub struct Upload {
+    temp: TempFile,
+    buf: BytesMut,
+    size: u64,
+    head: Vec<u8>,
+    write_tx: Option<mpsc::Sender<Bytes>>,
+    hash_tx: Option<mpsc::Sender<Bytes>>,
+    writer: JoinHandle<io::Result<()>>,
+    hasher: JoinHandle<String>,
+    accept_head: fn(&[u8]) -> bool,
+}
+
+/// A finished upload: fsynced in `tmp/`, not yet committed.
+pub struct Finished {
+    pub temp: TempFile,
+    pub size: u64,
+    pub sha256: String,
+    /// The first bytes, for sniffing.
+    pub head: Vec<u8>,
+}
+
+/// How many leading bytes are kept for a quick look at the container.
+pub const HEAD_LEN: usize = 64;
+
+impl Upload {
+    /// Creates the temp file and starts the writer and hasher threads.
+    /// `accept_head` sees the first bytes once there are enough (or at the end): refusing them
+    /// stops the upload before the rest of the body is read.
+    pub async fn start(storage: &Storage, accept_head: fn(&[u8]) -> bool) -> Result<Upload, ApiError> {
+        let path = storage.tmp_dir().join(format!("{}.part", Uuid::now_v7()));
+        let open_path = path.clone();
+        let file = crate::db::blocking(move || {
+            File::create_new(&open_path).map_err(|e| ApiError::internal(&format!("create {}", open_path.display()), e))
+        })
+        .await?;
+        let temp = TempFile { path: Some(path) };
+        let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(QUEUE);
+        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(QUEUE);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            while let Some(chunk) = write_rx.blocking_recv() {
+                file.write_all(&chunk)?;
+            }
+            file.sync_all()
+        });
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = hash_rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hex(&hasher.finalize())
+        });
+        Ok(Upload {
+            temp,
+            buf: BytesMut::with_capacity(CHUNK),
+            size: 0,
+            head: Vec::with_capacity(HEAD_LEN),
+            write_tx: Some(write_tx),
+            hash_tx: Some(hash_tx),
+            writer,
+            hasher,
+            accept_head,
+        })
+    }
+
+    /// Bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The first bytes received (up to `HEAD_LEN`).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    fn note(&mut self, data_len: usize) -> Result<(), StreamError> {
+        self.size += data_len as u64;
+        if self.head.len() < HEAD_LEN {
+            let start = self.buf.len() - data_len;
+            let take = (HEAD_LEN - self.head.len()).min(data_len);
+            self.head.extend_from_slice(&self.buf[start..start + take]);
+            if self.head.len() == HEAD_LEN && !(self.accept_head)(&self.head) {
+                return Err(StreamError::NotAudio);
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_full_chunks(&mut self) -> Result<(), StreamError> {
+        if self.buf.len() >= CHUNK {
+            let chunk = self.buf.split().freeze();
+            self.send(chunk).await?;
+            self.buf.reserve(CHUNK);
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, chunk: Bytes) -> Result<(), StreamError> {
+        let (Some(w), Some(h)) = (&self.write_tx, &self.hash_tx) else {
+            return Ok(());
+        };
+        if w.send(chunk.clone()).await.is_err() || h.send(chunk).await.is_err() {
+            // The writer stopped: its error says why.
+            return Err(StreamError::Disk(self.writer_error().await));
+        }
+        Ok(())
+    }
+
+    async fn writer_error(&mut self) -> ApiError {
+        self.write_tx = None;
+        self.hash_tx = None;
+        match (&mut self.writer).await {
+            Ok(Err(e)) => disk_error(e),
+            Ok(Ok(())) => ApiError::internal("upload writer", "stopped early"),
+            Err(e) => ApiError::internal("upload writer", e),
+        }
+    }
+
+    /// Appends bytes (from a multipart field).
+    pub async fn push(&mut self, data: &[u8], max: u64) -> Result<(), StreamError> {
+        if self.size + data.len() as u64 > max {
+            return Err(StreamError::TooLarge);
+        }
+        self.buf.extend_from_slice(data);
+        self.note(data.len())?;
+        self.send_full_chunks().await
+    }
+
+    /// Reads a raw body to its end, straight into the chunk buffer.
+    pub async fn read_all<R: AsyncRead + Unpin>(&mut self, reader: &mut R, max: u64) -> Result<(), StreamError> {
+        loop {
+            if self.buf.capacity() - self.buf.len() < 8192 {
+                self.buf.reserve(CHUNK);
+            }
+            let n = reader.read_buf(&mut self.buf).await.map_err(StreamError::Client)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.note(n)?;
+            if self.size > max {
+                return Err(StreamError::TooLarge);
+            }
+            self.send_full_chunks().await?;
+        }
+    }
+
+    /// Flushes, waits for the file to be written and fsynced, and returns its hash.
+    pub async fn finish(mut self) -> Result<Finished, ApiError> {
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            self.send(chunk).await.map_err(|e| match e {
+                StreamError::Disk(e) => e,
+                _ => ApiError::internal("upload", "unexpected stream error"),
+            })?;
+        }
+        self.write_tx = None;
+        self.hash_tx = None;
+        match (&mut self.writer).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(disk_error(e)),
+            Err(e) => return Err(ApiError::internal("upload writer", e)),
+        }
+        let sha256 = (&mut self.hasher).await.map_err(|e| ApiError::internal("upload hasher", e))?;
+        Ok(Finished { temp: self.temp, size: self.size, sha256, head: self.head })
+    }
+}
+
+/// A write failure: a full disk is the client's 507, anything else is ours.
+pub fn disk_error(e: io::Error) -> ApiError {
+    if e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull {
+        log::warn!("upload refused: disk full");
+        insufficient_storage()
+    } else {
+        ApiError::internal("writing upload", e)
+    }
+}
+
+pub fn insufficient_storage() -> ApiError {
+    ApiError::new(
+        Status::InsufficientStorage,
+        "insufficient_storage",
+        "the server does not have enough free disk space for this upload",
+    )
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_by_the_last_two_hex_digits() {
+        let id = Uuid::parse_str("01935c4e-0000-7000-8000-0000000000ab").expect("uuid");
+        assert_eq!(Storage::relative_path(&id), "recordings/ab/01935c4e-0000-7000-8000-0000000000ab");
+    }
+
+    #[tokio::test]
+    async fn upload_streams_hashes_and_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        let mut upload = Upload::start(&storage, |_| true).await.expect("start");
+        let data = vec![7u8; CHUNK * 3 + 5];
+        upload.read_all(&mut &data[..], u64::MAX).await.map_err(|_| ()).expect("read");
+        let finished = upload.finish().await.expect("finish");
+        assert_eq!(finished.size, data.len() as u64);
+        assert_eq!(finished.sha256, hex(&Sha256::digest(&data)));
+        let id = Uuid::now_v7();
+        let rel = storage.commit(finished.temp.path(), &id).expect("commit");
+        finished.temp.disarm();
+        assert_eq!(fs::read(storage.path(&rel)).expect("read back"), data);
+        assert_eq!(fs::read_dir(storage.tmp_dir()).expect("tmp").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn abandoned_upload_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        let mut upload = Upload::start(&storage, |_| true).await.expect("start");
+        let err = upload.push(&[1u8; 100], 10).await;
+        assert!(matches!(err, Err(StreamError::TooLarge)));
+        drop(upload);
+        for _ in 0..100 {
+            if fs::read_dir(storage.tmp_dir()).expect("tmp").count() == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("temp file left behind");
+    }
+}

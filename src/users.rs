@@ -1,0 +1,174 @@
+//! Accounts and sessions: the `users` and `sessions` tables.
+
+use crate::clock::rfc3339;
+use crate::error::ApiError;
+use rocket::http::Status;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub created_at: String,
+}
+
+/// Lower-cases and checks a username: 3 to 32 of `a-z 0-9 _ . -`, starting with a letter or digit.
+pub fn normalize_username(input: &str) -> Result<String, ApiError> {
+    let name = input.to_ascii_lowercase();
+    let ok_len = (3..=32).contains(&name.len());
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    let ok_first = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok_len && ok_chars && ok_first {
+        Ok(name)
+    } else {
+        Err(ApiError::new(
+            Status::BadRequest,
+            "invalid_username",
+            "usernames are 3 to 32 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit",
+        ))
+    }
+}
+
+/// Checks a password's length: 8 to 1024 bytes.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    if (8..=1024).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(Status::BadRequest, "weak_password", "passwords are 8 to 1024 bytes long"))
+    }
+}
+
+fn username_taken() -> ApiError {
+    ApiError::new(Status::Conflict, "username_taken", "that username is taken")
+}
+
+/// Whether a username is in use (a cheap check before spending a hash on a signup).
+pub fn exists(conn: &Connection, username: &str) -> Result<bool, ApiError> {
+    Ok(conn.query_row("SELECT 1 FROM users WHERE username = ?1", [username], |_| Ok(())).optional()?.is_some())
+}
+
+/// Creates a user; the UNIQUE constraint settles concurrent signups of one name.
+pub fn create(conn: &Connection, username: &str, password_hash: &str, now: i64) -> Result<User, ApiError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let inserted = conn.execute(
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id, username, password_hash, now],
+    );
+    match inserted {
+        Ok(_) => Ok(User { id, username: username.to_string(), created_at: rfc3339(now) }),
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(username_taken())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User { id: row.get(0)?, username: row.get(1)?, created_at: rfc3339(row.get(2)?) })
+}
+
+/// A user and their password hash, by (already normalised) username.
+pub fn find_with_hash(conn: &Connection, username: &str) -> Result<Option<(User, String)>, ApiError> {
+    Ok(conn
+        .query_row("SELECT id, username, created_at, password_hash FROM users WHERE username = ?1", [username], |row| {
+            Ok((user_from_row(row)?, row.get(3)?))
+        })
+        .optional()?)
+}
+
+/// A user's password hash, by id.
+pub fn password_hash(conn: &Connection, user_id: &str) -> Result<Option<String>, ApiError> {
+    Ok(conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [user_id], |r| r.get(0)).optional()?)
+}
+
+/// All users, oldest first, with their recording counts and bytes.
+pub fn list(conn: &Connection) -> Result<Vec<(User, i64, i64)>, ApiError> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.username, u.created_at,
+                (SELECT count(*) FROM recordings r WHERE r.user_id = u.id),
+                (SELECT coalesce(sum(size), 0) FROM recordings r WHERE r.user_id = u.id)
+         FROM users u ORDER BY u.created_at, u.id",
+    )?;
+    let rows = stmt.query_map([], |row| Ok((user_from_row(row)?, row.get(3)?, row.get(4)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records a new session.
+pub fn create_session(
+    conn: &Connection,
+    user_id: &str,
+    token_hash: &[u8],
+    now: i64,
+    expires_at: i64,
+) -> Result<(), ApiError> {
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![token_hash, user_id, now, expires_at],
+    )?;
+    Ok(())
+}
+
+/// The user a live (unexpired) session belongs to.
+pub fn session_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<User>, ApiError> {
+    Ok(conn
+        .query_row(
+            "SELECT u.id, u.username, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+            params![token_hash, now],
+            user_from_row,
+        )
+        .optional()?)
+}
+
+/// Revokes one session.
+pub fn revoke_session(conn: &Connection, token_hash: &[u8]) -> Result<(), ApiError> {
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
+    Ok(())
+}
+
+/// Sets a new password hash and revokes every session of the user but `keep`.
+pub fn set_password(conn: &mut Connection, user_id: &str, hash: &str, keep: Option<&[u8]>) -> Result<(), ApiError> {
+    let tx = conn.transaction()?;
+    tx.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![hash, user_id])?;
+    tx.execute("DELETE FROM sessions WHERE user_id = ?1 AND token_hash IS NOT ?2", params![user_id, keep])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Removes sessions past their expiry.
+pub fn purge_expired_sessions(conn: &Connection, now: i64) -> Result<usize, ApiError> {
+    Ok(conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?)
+}
+
+/// Deletes a user, their sessions and recording rows in one transaction, recording the files to
+/// unlink in `pending_unlinks`; returns those paths for the caller to unlink.
+pub fn delete(conn: &mut Connection, user_id: &str, now: i64) -> Result<Vec<String>, ApiError> {
+    let tx = conn.transaction()?;
+    let paths = crate::recordings::queue_unlinks_for_user(&tx, user_id, now)?;
+    tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
+    tx.commit()?;
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_lowercased_and_checked() {
+        assert_eq!(normalize_username("Alice.B-1").ok().as_deref(), Some("alice.b-1"));
+        for bad in ["ab", "_alice", "al ice", "ålice", &"a".repeat(33), ""] {
+            assert!(normalize_username(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn password_length_is_in_bytes() {
+        assert!(check_password("1234567").is_err());
+        assert!(check_password("12345678").is_ok());
+        assert!(check_password(&"é".repeat(512)).is_ok());
+        assert!(check_password(&"é".repeat(513)).is_err());
+    }
+}
