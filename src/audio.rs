@@ -55,11 +55,11 @@ fn adts_frame(h: &[u8]) -> bool {
 
 /// Looks at the first bytes of a file. `complete` says the whole file is in `head`.
 pub fn sniff(head: &[u8], complete: bool) -> Sniff {
-    if head.len() < 12 && !complete {
-        return Sniff::NeedMore;
-    }
     if at(head, 0, b"ID3") {
         return Sniff::Id3;
+    }
+    if head.len() < 12 && !complete {
+        return Sniff::NeedMore;
     }
     let found = if (at(head, 0, b"RIFF") || at(head, 0, b"RF64")) && at(head, 8, b"WAVE") {
         Some(c("audio/wav", "wav"))

@@ -311,9 +311,10 @@ fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
     let mut out = Vec::new();
     for (section, value) in table {
-        let toml::Value::Table(inner) = value else {
+        let known_section = KEYS.iter().any(|(k, _, _)| k.split('.').next() == Some(section.as_str()));
+        let (true, toml::Value::Table(inner)) = (known_section, value) else {
             return Err(format!(
-                "unknown key `{section}`: expected one of the sections [server], [storage], [accounts], [trash], [compat]"
+                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [compat]"
             ));
         };
         for (name, value) in inner {

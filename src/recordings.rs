@@ -194,26 +194,64 @@ pub fn decode_trash_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     Ok((at, id.to_string()))
 }
 
+/// The list statement. Each combination gets its own, so the planner sees a plain range on the
+/// index (an `?2 IS NULL OR id < ?2` form would make deep pages scan from the top).
+fn list_sql(cmp: &str, dir: &str, after: bool, q: bool) -> String {
+    let mut sql = format!("SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND deleted_at IS NULL");
+    let mut n = 1;
+    if after {
+        n += 1;
+        sql.push_str(&format!(" AND id {cmp} ?{n}"));
+    }
+    if q {
+        n += 1;
+        sql.push_str(&format!(" AND instr(fold(name), ?{n}) > 0"));
+    }
+    sql.push_str(&format!(" ORDER BY id {dir} LIMIT ?{}", n + 1));
+    sql
+}
+
+const TRASH_FIRST: &str = "WHERE user_id = ?1 AND deleted_at IS NOT NULL ORDER BY deleted_at DESC, id DESC LIMIT ?2";
+const TRASH_AFTER: &str = "WHERE user_id = ?1 AND deleted_at IS NOT NULL AND (deleted_at, id) < (?3, ?4)
+                           ORDER BY deleted_at DESC, id DESC LIMIT ?2";
+
+/// `EXPLAIN QUERY PLAN` of every list and trash statement: (statement, plan details).
+pub fn explain_list_queries(conn: &Connection) -> Result<Vec<(String, String)>, ApiError> {
+    let mut statements = Vec::new();
+    for (cmp, dir) in [("<", "DESC"), (">", "ASC")] {
+        for after in [false, true] {
+            statements.push(list_sql(cmp, dir, after, false));
+        }
+    }
+    statements.push(format!("SELECT {COLUMNS} FROM recordings {TRASH_FIRST}"));
+    statements.push(format!("SELECT {COLUMNS} FROM recordings {TRASH_AFTER}"));
+    let mut out = Vec::new();
+    for sql in statements {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+        let n = stmt.parameter_count();
+        let nulls: Vec<Option<i64>> = vec![None; n];
+        let details: Vec<String> =
+            stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))?.collect::<Result<_, _>>()?;
+        out.push((sql, details.join("; ")));
+    }
+    Ok(out)
+}
+
 /// A page of the user's recordings outside the trash, by keyset on the time-ordered id.
 pub fn list(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, ApiError> {
     let (cmp, dir) = match query.order {
         Order::Newest => ("<", "DESC"),
         Order::Oldest => (">", "ASC"),
     };
-    // Each combination gets its own statement, so the planner sees a plain range on the index
-    // (an `?2 IS NULL OR id < ?2` form would make deep pages scan from the top).
-    let mut sql = format!("SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND deleted_at IS NULL");
     let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(user_id.to_string())];
     if let Some(after) = &query.after {
         args.push(Box::new(after.clone()));
-        sql.push_str(&format!(" AND id {cmp} ?{}", args.len()));
     }
     if let Some(q) = &query.q {
         args.push(Box::new(q.to_lowercase()));
-        sql.push_str(&format!(" AND instr(fold(name), ?{}) > 0", args.len()));
     }
     args.push(Box::new(i64::from(query.limit) + 1));
-    sql.push_str(&format!(" ORDER BY id {dir} LIMIT ?{}", args.len()));
+    let sql = list_sql(cmp, dir, query.after.is_some(), query.q.is_some());
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
     let mut recordings: Vec<Recording> = rows.collect::<Result<_, _>>()?;
@@ -234,15 +272,8 @@ pub fn list_trash(
     after: Option<(i64, String)>,
 ) -> Result<Page, ApiError> {
     let mut stmt = match &after {
-        None => conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND deleted_at IS NOT NULL
-             ORDER BY deleted_at DESC, id DESC LIMIT ?2"
-        ))?,
-        Some(_) => conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND deleted_at IS NOT NULL
-               AND (deleted_at, id) < (?3, ?4)
-             ORDER BY deleted_at DESC, id DESC LIMIT ?2"
-        ))?,
+        None => conn.prepare_cached(&format!("SELECT {COLUMNS} FROM recordings {TRASH_FIRST}"))?,
+        Some(_) => conn.prepare_cached(&format!("SELECT {COLUMNS} FROM recordings {TRASH_AFTER}"))?,
     };
     let limit_plus_one = i64::from(limit) + 1;
     let rows = match &after {

@@ -116,6 +116,11 @@ pub fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     }
 }
 
+/// A yes/no query flag: `1`, `true`, `yes` or `on` (any case) is yes.
+pub fn flag(value: Option<&str>) -> bool {
+    value.is_some_and(|v| ["1", "true", "yes", "on"].iter().any(|y| v.eq_ignore_ascii_case(y)))
+}
+
 /// All API routes, mounted at `/api/v1`.
 pub fn api() -> Vec<rocket::Route> {
     let mut routes = Vec::new();

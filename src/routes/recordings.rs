@@ -1,6 +1,6 @@
 //! `/api/v1/recordings`: streamed upload, list, get, rename, audio with Range, delete.
 
-use super::{JsonBody, Reply, parse_limit};
+use super::{JsonBody, Reply, flag, parse_limit};
 use crate::audio::{self, Sniff};
 use crate::auth::AuthUser;
 use crate::clock::{http_date, name_stamp, parse_http_date, parse_rfc3339};
@@ -128,6 +128,26 @@ fn base_name(filename: &str) -> &str {
     filename.rsplit(['/', '\\']).next().unwrap_or(filename)
 }
 
+/// Checks the query and headers; `Ok(Err(existing))` for a retry of a finished upload.
+async fn check_upload_params(
+    state: &AppState,
+    user_id: &str,
+    headers: &UploadHeaders,
+    name: Option<String>,
+    recorded_at: Option<String>,
+) -> Result<Result<(Option<String>, Option<i64>), Recording>, ApiError> {
+    let name = name.map(|n| rec::normalize_name(&n)).transpose()?;
+    let recorded_at = recorded_at.map(|t| parse_recorded_at(&t)).transpose()?;
+    if let Some(key) = &headers.idempotency_key {
+        check_idempotency_key(key)?;
+        let (user, key) = (user_id.to_string(), key.clone());
+        if let Some(existing) = state.db.run(move |conn| rec::by_idempotency_key(conn, &user, &key)).await? {
+            return Ok(Err(existing));
+        }
+    }
+    Ok(Ok((name, recorded_at)))
+}
+
 /// Stores an upload: shared by `/api/v1/recordings` and the original app's API.
 pub async fn store_upload(
     state: &AppState,
@@ -138,15 +158,17 @@ pub async fn store_upload(
     data: Data<'_>,
 ) -> Result<(Status, Recording), ApiError> {
     let config = &state.config;
-    let mut name = name.map(|n| rec::normalize_name(&n)).transpose()?;
-    let mut recorded_at = recorded_at.map(|t| parse_recorded_at(&t)).transpose()?;
-    if let Some(key) = &headers.idempotency_key {
-        check_idempotency_key(key)?;
-        let (user, key) = (user_id.to_string(), key.clone());
-        if let Some(existing) = state.db.run(move |conn| rec::by_idempotency_key(conn, &user, &key)).await? {
-            return Ok((Status::Ok, existing));
+    let checked = check_upload_params(state, user_id, headers, name, recorded_at).await;
+    let (mut name, mut recorded_at) = match checked {
+        Ok(Ok(params)) => params,
+        Ok(Err(existing)) => return Ok((Status::Ok, existing)),
+        Err(e) => {
+            // Read (a bounded amount of) what the client is sending, so a small upload sees
+            // this answer instead of a connection reset.
+            let _ = data.open(1.mebibytes()).stream_to(tokio::io::sink()).await;
+            return Err(e);
         }
-    }
+    };
     let max = config.max_upload_size;
     if headers.content_length.is_some_and(|len| len > max) {
         return Err(ApiError::payload_too_large(format!("uploads are at most {max} bytes")));
@@ -313,11 +335,11 @@ async fn delete_one(
     state: &State<AppState>,
     auth: AuthUser,
     id: &str,
-    permanent: Option<bool>,
+    permanent: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let now = state.clock.now_ms();
-    if permanent.unwrap_or(false) || state.config.retention_days == 0 {
+    if flag(permanent) || state.config.retention_days == 0 {
         let purged = purge(state, auth.user.id.clone(), id, false).await?;
         return if purged > 0 { Ok(Reply::no_content()) } else { Err(rec::not_found()) };
     }
@@ -440,11 +462,11 @@ async fn get_audio(
     state: &State<AppState>,
     auth: AuthUser,
     id: &str,
-    download: Option<bool>,
+    download: Option<&str>,
     conditions: RangeHeaders,
 ) -> Result<Audio, ApiError> {
     let recording = find(state, &auth, id).await?;
-    serve_audio(state, &recording, download.unwrap_or(false), &conditions).await
+    serve_audio(state, &recording, flag(download), &conditions).await
 }
 
 /// Answers a recording's bytes, honouring Range, If-Range and If-None-Match.

@@ -1,0 +1,259 @@
+//! The built binary: the user commands, configuration precedence and exit codes, and crash
+//! safety under `kill -9`.
+
+use crate::common::{fixture, send, send_json, sha256_hex};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_recorder");
+
+/// The binary with a clean environment (no RECORDER_* from outside, HOME in the temp dir).
+fn recorder(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().env("HOME", home).current_dir(home);
+    cmd
+}
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd.arg("--address").arg("127.0.0.1").stderr(Stdio::piped()).spawn().expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server announced its address");
+        Running { child, base: format!("http://{addr}") }
+    }
+
+    fn req(&self, method: &str, path: &str) -> ureq::Request {
+        ureq::request(method, &format!("{}{path}", self.base))
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(mut cmd: Command, stdin: &str) -> (i32, String, String) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn serve(home: &Path, data: &Path) -> Running {
+    let mut cmd = recorder(home);
+    cmd.arg("--data-dir").arg(data).arg("--port").arg("0");
+    Running::start(cmd)
+}
+
+#[test]
+fn user_commands_manage_accounts_on_the_data_dir() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let user = |args: &[&str], stdin: &str| {
+        let mut cmd = recorder(home.path());
+        cmd.arg("user").args(args).arg("--data-dir").arg(&data);
+        run(cmd, stdin)
+    };
+    let (code, out, err) = user(&["add", "Zed", "--password-stdin"], "password123\n");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(user(&["add", "zed", "--password-stdin"], "password123\n").0, 1, "duplicate is a failure of the work");
+    assert_eq!(user(&["add", "no", "--password-stdin"], "password123\n").0, 2, "a bad name is a bad argument");
+    assert_eq!(user(&["add", "yolanda", "--password-stdin"], "short\n").0, 2, "a weak password is a bad argument");
+
+    // Works while the server runs, and with signups closed.
+    let mut cmd = recorder(home.path());
+    cmd.env("RECORDER_ACCOUNTS_SIGNUPS", "closed").arg("--data-dir").arg(&data).arg("--port").arg("0");
+    let server = Running::start(cmd);
+    let login =
+        |pw: &str| send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": "zed", "password": pw}));
+    assert_eq!(login("password123").status, 200);
+    let (code, out, _) = user(&["list"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("zed"), "{out}");
+    let token = login("password123").json()["token"].as_str().expect("token").to_string();
+    let up = send(
+        server.req("POST", "/api/v1/recordings?name=a.wav").set("Authorization", &format!("Bearer {token}")),
+        Some(&fixture("speech.wav")),
+    );
+    assert_eq!(up.status, 201);
+    assert_eq!(user(&["passwd", "zed", "--password-stdin"], "password456\n").0, 0);
+    let me = send(server.req("GET", "/api/v1/me").set("Authorization", &format!("Bearer {token}")), None);
+    assert_eq!(me.status, 401, "passwd revokes sessions");
+    assert_eq!(login("password456").status, 200);
+    assert_eq!(user(&["remove", "zed"], "").0, 0);
+    assert_eq!(login("password456").status, 401);
+    assert_eq!(
+        std::fs::read_dir(data.join("recordings"))
+            .expect("dir")
+            .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
+            .count(),
+        0
+    );
+    assert_eq!(user(&["remove", "zed"], "").0, 1);
+}
+
+#[test]
+fn config_precedence_is_defaults_file_env_flags() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let file = home.path().join("custom.toml");
+    std::fs::write(&file, "[storage]\nmax_upload_size = \"1 MiB\"\n[trash]\nretention_days = 7\n").expect("config");
+    let info = |env: &[(&str, &str)]| {
+        let mut cmd = recorder(home.path());
+        cmd.arg("--config").arg(&file).arg("--data-dir").arg(home.path().join("d")).arg("--port").arg("0");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let server = Running::start(cmd);
+        send(server.req("GET", "/api/v1/server"), None).json()
+    };
+    let from_file = info(&[]);
+    assert_eq!(from_file["max_upload_size"], 1 << 20);
+    assert_eq!(from_file["trash_retention_days"], 7);
+    let from_env = info(&[("RECORDER_STORAGE_MAX_UPLOAD_SIZE", "2 MiB")]);
+    assert_eq!(from_env["max_upload_size"], 2 << 20);
+    assert_eq!(from_env["trash_retention_days"], 7);
+
+    // A flag beats the environment: --data-dir wins over RECORDER_STORAGE_DATA_DIR.
+    let mut cmd = recorder(home.path());
+    cmd.env("RECORDER_STORAGE_DATA_DIR", home.path().join("env-dir"))
+        .arg("--data-dir")
+        .arg(home.path().join("flag-dir"))
+        .arg("--port")
+        .arg("0");
+    let server = Running::start(cmd);
+    assert_eq!(send(server.req("GET", "/healthz"), None).status, 200);
+    assert!(home.path().join("flag-dir/recorder.db").exists());
+    assert!(!home.path().join("env-dir").exists());
+    // ./recorder.toml is read when present.
+    std::fs::write(home.path().join("recorder.toml"), "[trash]\nretention_days = 3\n").expect("local config");
+    let mut cmd = recorder(home.path());
+    cmd.arg("--data-dir").arg(home.path().join("d")).arg("--port").arg("0");
+    let local = Running::start(cmd);
+    assert_eq!(send(local.req("GET", "/api/v1/server"), None).json()["trash_retention_days"], 3);
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let check = |file_text: Option<&str>, env: &[(&str, &str)], args: &[&str], needle: &str| {
+        let mut cmd = recorder(home.path());
+        if let Some(text) = file_text {
+            let path = home.path().join("bad.toml");
+            std::fs::write(&path, text).expect("write");
+            cmd.arg("--config").arg(path);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).arg("--data-dir").arg(home.path().join("d"));
+        let (code, _, err) = run(cmd, "");
+        assert_eq!(code, 2, "{needle}: {err}");
+        assert!(err.contains(needle), "stderr should name {needle}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    };
+    check(Some("[server]\nprot = 8080\n"), &[], &[], "server.prot");
+    check(Some("[storage]\nmax_upload_size = \"lots\"\n"), &[], &[], "storage.max_upload_size");
+    check(Some("not toml at all ["), &[], &[], "bad.toml");
+    check(None, &[("RECORDER_SERVER_PORT", "eighty")], &[], "server.port");
+    check(None, &[("RECORDER_ACCOUNTS_SIGNUPS", "maybe")], &[], "RECORDER_ACCOUNTS_SIGNUPS");
+    check(None, &[], &["--port", "70000"], "--port");
+    check(None, &[("RECORDER_CONFIG", "/nonexistent/recorder.toml")], &[], "/nonexistent/recorder.toml");
+    let mut cmd = recorder(home.path());
+    cmd.arg("--no-such-flag");
+    assert_eq!(run(cmd, "").0, 2);
+}
+
+#[test]
+fn kill_9_mid_upload_leaves_no_row_file_or_temp_file() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let server = serve(home.path(), &data);
+    let token =
+        send_json(server.req("POST", "/api/v1/auth/signup"), &json!({"username": "kim", "password": "password123"}))
+            .json()["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    let wav = fixture("speech.wav");
+    let total = 64 << 20;
+    write!(stream, "POST /api/v1/recordings?name=big.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {total}\r\n\r\n").expect("head");
+    stream.write_all(&wav).expect("start");
+    for _ in 0..64 {
+        stream.write_all(&vec![0u8; 256 * 1024]).expect("body");
+    }
+    let tmp = data.join("tmp");
+    crate::common::eventually("upload in flight", || std::fs::read_dir(&tmp).map(|d| d.count() > 0).unwrap_or(false));
+    server.kill9();
+    drop(stream);
+    assert!(std::fs::read_dir(&tmp).expect("tmp").count() > 0, "the crash left a partial upload to clean");
+
+    let server = serve(home.path(), &data);
+    assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0, "startup empties tmp/");
+    let list =
+        send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json();
+    assert_eq!(list["recordings"], json!([]));
+    let files = std::fs::read_dir(data.join("recordings"))
+        .expect("dir")
+        .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
+        .count();
+    assert_eq!(files, 0);
+}
+
+#[test]
+fn kill_9_right_after_201_keeps_the_recording() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let server = serve(home.path(), &data);
+    let token =
+        send_json(server.req("POST", "/api/v1/auth/signup"), &json!({"username": "lee", "password": "password123"}))
+            .json()["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+    let m4a = fixture("speech.m4a");
+    let up = send(
+        server.req("POST", "/api/v1/recordings?name=keep.m4a").set("Authorization", &format!("Bearer {token}")),
+        Some(&m4a),
+    );
+    assert_eq!(up.status, 201);
+    let id = up.json()["id"].as_str().expect("id").to_string();
+    server.kill9();
+
+    let server = serve(home.path(), &data);
+    let auth = format!("Bearer {token}");
+    let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &auth), None).json();
+    assert_eq!(list["recordings"][0]["id"], id);
+    let audio = send(server.req("GET", &format!("/api/v1/recordings/{id}/audio")).set("Authorization", &auth), None);
+    assert_eq!(sha256_hex(&audio.body), list["recordings"][0]["sha256"].as_str().expect("sha"));
+    assert_eq!(sha256_hex(&audio.body), sha256_hex(&m4a));
+}

@@ -1,0 +1,208 @@
+//! The shared harness: a real server on an ephemeral loopback port, in its own temp data dir,
+//! and a small HTTP client over real TCP.
+
+use recorder::{AppState, Clock, Config};
+use rocket::fairing::AdHoc;
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Server {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub clock: Clock,
+    data: PathBuf,
+    shutdown: Option<rocket::Shutdown>,
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(|_| {})
+    }
+
+    pub fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::with_data_dir(dir.path().join("data"));
+        config.address = [127, 0, 0, 1].into();
+        config.port = 0;
+        configure(&mut config);
+        let clock = Clock::default();
+        let data = config.data_dir.clone();
+        let state = AppState::open(config, clock.clone()).expect("open state");
+        let (tx, rx) = mpsc::channel();
+        let rocket = recorder::rocket(state).attach(AdHoc::on_liftoff("test port", move |r| {
+            Box::pin(async move {
+                let _ = tx.send((r.config().port, r.shutdown()));
+            })
+        }));
+        std::thread::spawn(move || {
+            let _ = rocket::execute(rocket.launch());
+        });
+        let (port, shutdown) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+        Server { base: format!("http://127.0.0.1:{port}"), dir, clock, data, shutdown: Some(shutdown) }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.data.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with no credentials.
+    pub fn req(&self, method: &str, path: &str) -> ureq::Request {
+        ureq::request(method, &self.url(path))
+    }
+
+    /// A request with a Bearer token.
+    pub fn auth(&self, method: &str, path: &str, token: &str) -> ureq::Request {
+        self.req(method, path).set("Authorization", &format!("Bearer {token}"))
+    }
+
+    /// Signs up and returns the token.
+    pub fn signup(&self, username: &str) -> String {
+        let r = send_json(
+            self.req("POST", "/api/v1/auth/signup"),
+            &serde_json::json!({"username": username, "password": "password123"}),
+        );
+        assert_eq!(r.status, 201, "signup {username}: {}", r.text());
+        r.json()["token"].as_str().expect("token").to_string()
+    }
+
+    /// Uploads bytes as a raw body; returns the response.
+    pub fn upload(&self, token: &str, name: &str, bytes: &[u8]) -> Resp {
+        let path = format!("/api/v1/recordings?name={}", urlencode(name));
+        send(self.auth("POST", &path, token).set("Content-Type", "application/octet-stream"), Some(bytes))
+    }
+
+    /// Files under `tmp/` and `recordings/`, relative to the data directory.
+    pub fn files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for top in ["tmp", "recordings"] {
+            walk(&self.data().join(top), &mut out);
+        }
+        out.iter().map(|p| p.strip_prefix(self.data()).unwrap_or(p).display().to_string()).collect()
+    }
+
+    pub fn db(&self) -> recorder::db::Db {
+        recorder::db::Db::open(&self.data().join("recorder.db")).expect("db")
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            s.notify();
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A response, whatever its status.
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// Asserts the API error shape with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert!(
+            self.header("content-type").is_some_and(|c| c.starts_with("application/json")),
+            "not JSON: {:?}",
+            self.headers
+        );
+        let json = self.json();
+        assert_eq!(json["error"]["code"], code, "{json}");
+        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+    }
+}
+
+fn to_resp(r: ureq::Response) -> Resp {
+    let status = r.status();
+    let headers = r
+        .headers_names()
+        .into_iter()
+        .flat_map(|n| r.all(&n).into_iter().map(|v| (n.clone(), v.to_string())).collect::<Vec<_>>())
+        .collect();
+    let mut body = Vec::new();
+    r.into_reader().read_to_end(&mut body).expect("read body");
+    Resp { status, headers, body }
+}
+
+pub fn send(req: ureq::Request, body: Option<&[u8]>) -> Resp {
+    let result = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => to_resp(r),
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+pub fn send_json(req: ureq::Request, value: &Value) -> Resp {
+    send(req.set("Content-Type", "application/json"), Some(value.to_string().as_bytes()))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits (bounded) for a condition that another thread or task brings about.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for: {what}");
+}

@@ -1,0 +1,6 @@
+//! Integration tests: a real server over real HTTP, each test in its own temp data directory.
+
+mod accounts;
+mod cli;
+mod common;
+mod recordings;
