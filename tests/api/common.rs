@@ -11,7 +11,8 @@ use std::time::Duration;
 
 pub struct Server {
     pub base: String,
-    pub dir: tempfile::TempDir,
+    /// Kept for its lifetime: the data directory is removed when the server is dropped.
+    _dir: tempfile::TempDir,
     pub clock: Clock,
     data: PathBuf,
     shutdown: Option<rocket::Shutdown>,
@@ -46,7 +47,7 @@ impl Server {
             let _ = rocket::execute(rocket.launch());
         });
         let (port, shutdown) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
-        Server { base: format!("http://127.0.0.1:{port}"), dir, clock, data, shutdown: Some(shutdown) }
+        Server { base: format!("http://127.0.0.1:{port}"), _dir: dir, clock, data, shutdown: Some(shutdown) }
     }
 
     pub fn data(&self) -> PathBuf {
