@@ -142,13 +142,6 @@ fn credential(req: &Request<'_>) -> Option<Credential> {
         if scheme.eq_ignore_ascii_case("bearer") {
             return Some(Credential::Bearer(parts.next().unwrap_or("").to_string()));
         }
-        // The original app's `Authorization: <user_id> <auth_key>` form, where compat is on.
-        if let (Some(token), None) = (parts.next(), parts.next()) {
-            let state = req.rocket().state::<AppState>();
-            if state.is_some_and(|s| s.config.compat_enabled) {
-                return Some(Credential::Bearer(token.to_string()));
-            }
-        }
     }
     req.cookies().get(COOKIE).map(|c| Credential::Cookie(c.value().to_string()))
 }
@@ -176,6 +169,21 @@ pub(crate) fn guard_fail<T>(req: &Request<'_>, error: ApiError) -> Outcome<T, Ap
     Outcome::Error((status, error))
 }
 
+/// The live session a token belongs to, if any (and notes the user for the request log).
+pub async fn session(req: &Request<'_>, state: &AppState, token: &str) -> Result<Option<AuthUser>, ApiError> {
+    if !plausible_token(token) {
+        return Ok(None);
+    }
+    let hash = token_hash(token);
+    let now = state.clock.now_ms();
+    let lookup = hash.clone();
+    let user = state.db.run(move |conn| users::session_user(conn, &lookup, now)).await?;
+    Ok(user.map(|user| {
+        req.local_cache(|| crate::RequestUser(Some(user.id.clone())));
+        AuthUser { user, token_hash: hash }
+    }))
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for AuthUser {
     type Error = ApiError;
@@ -189,9 +197,6 @@ impl<'r> FromRequest<'r> for AuthUser {
             Some(Credential::Cookie(t)) => (t, true),
             None => return guard_fail(req, ApiError::unauthorized()),
         };
-        if !plausible_token(&token) {
-            return guard_fail(req, ApiError::unauthorized());
-        }
         let state_changing = matches!(req.method(), Method::Post | Method::Put | Method::Patch | Method::Delete);
         if via_cookie && state_changing && !same_origin(req) {
             return guard_fail(
@@ -199,14 +204,8 @@ impl<'r> FromRequest<'r> for AuthUser {
                 ApiError::forbidden("cookie-authenticated changes must come from this server's own pages"),
             );
         }
-        let hash = token_hash(&token);
-        let now = state.clock.now_ms();
-        let lookup = hash.clone();
-        match state.db.run(move |conn| users::session_user(conn, &lookup, now)).await {
-            Ok(Some(user)) => {
-                req.local_cache(|| crate::RequestUser(Some(user.id.clone())));
-                Outcome::Success(AuthUser { user, token_hash: hash })
-            }
+        match session(req, state, &token).await {
+            Ok(Some(auth)) => Outcome::Success(auth),
             Ok(None) => guard_fail(req, ApiError::unauthorized()),
             Err(e) => guard_fail(req, e),
         }

@@ -49,8 +49,10 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
         shutdown: Shutdown { ctrlc: true, grace: c.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
         ..rocket::Config::release_default()
     };
+    let compat = if c.compat_enabled { routes::compat::routes() } else { Vec::new() };
     rocket::custom(rocket_config)
         .mount("/", rocket::routes![routes::server::healthz])
+        .mount("/", compat)
         .mount("/api/v1", routes::api())
         .register("/", catchers![error::json_catcher])
         .attach(AdHoc::on_request("request start", |req, _| {

@@ -1,6 +1,7 @@
 //! Thin HTTP handlers: parse and check input, call one domain function, shape the answer.
 
 pub mod accounts;
+pub mod compat;
 pub mod recordings;
 pub mod server;
 pub mod trash;

@@ -338,14 +338,27 @@ async fn delete_one(
     permanent: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
-    let now = state.clock.now_ms();
-    if flag(permanent) || state.config.retention_days == 0 {
-        let purged = purge(state, auth.user.id.clone(), id, false).await?;
-        return if purged > 0 { Ok(Reply::no_content()) } else { Err(rec::not_found()) };
+    if delete_recording(state, auth.user.id.clone(), id, flag(permanent)).await? {
+        Ok(Reply::no_content())
+    } else {
+        Err(rec::not_found())
     }
+}
+
+/// Moves a recording to the trash, or deletes it now when asked or when there is no trash.
+/// False when the user has no such recording.
+pub async fn delete_recording(
+    state: &AppState,
+    user_id: String,
+    id: String,
+    permanent: bool,
+) -> Result<bool, ApiError> {
+    if permanent || state.config.retention_days == 0 {
+        return Ok(purge(state, user_id, id, false).await? > 0);
+    }
+    let now = state.clock.now_ms();
     let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
-    let found = state.db.run(move |conn| rec::trash(conn, &auth.user.id, &id, now, retention_ms)).await?;
-    if found { Ok(Reply::no_content()) } else { Err(rec::not_found()) }
+    state.db.run(move |conn| rec::trash(conn, &user_id, &id, now, retention_ms)).await
 }
 
 /// Deletes now: row and queued unlink in one transaction, then the file. Returns how many.

@@ -3,4 +3,5 @@
 mod accounts;
 mod cli;
 mod common;
+mod compat;
 mod recordings;

@@ -481,3 +481,14 @@ fn list_queries_use_the_index() {
         assert!(!uses.contains("TEMP B-TREE"), "{sql}: {uses}");
     }
 }
+
+#[test]
+fn uploads_that_would_eat_the_free_space_reserve_get_507() {
+    // A reserve larger than any disk: every upload would go below it.
+    let s = Server::start_with(|c| c.min_free_space = u64::MAX / 4);
+    let token = s.signup("mona");
+    s.upload(&token, "x.wav", &fixture("speech.wav")).assert_error(507, "insufficient_storage");
+    let r = chunked_upload(&s, &token, &fixture("speech.wav"));
+    assert!(r.starts_with("HTTP/1.1 507"), "{r}");
+    eventually("nothing left behind", || s.files().is_empty());
+}
