@@ -25,6 +25,16 @@ struct Session {
     expires_at: String,
 }
 
+/// Creates a session for a user: the new token and its expiry (ms).
+pub async fn new_session(state: &AppState, user_id: &str) -> Result<(String, i64), ApiError> {
+    let (token, hash) = auth::new_token();
+    let now = state.clock.now_ms();
+    let expires_at = now + state.config.session_ms();
+    let user_id = user_id.to_string();
+    state.db.run(move |conn| users::create_session(conn, &user_id, &hash, now, expires_at)).await?;
+    Ok((token, expires_at))
+}
+
 /// Creates a session for `user`, sets the cookie, and answers it.
 async fn start_session(
     state: &AppState,
@@ -33,11 +43,7 @@ async fn start_session(
     user: User,
     status: Status,
 ) -> Result<Reply, ApiError> {
-    let (token, hash) = auth::new_token();
-    let now = state.clock.now_ms();
-    let expires_at = now + state.config.session_ms();
-    let user_id = user.id.clone();
-    state.db.run(move |conn| users::create_session(conn, &user_id, &hash, now, expires_at)).await?;
+    let (token, expires_at) = new_session(state, &user.id).await?;
     auth::set_session_cookie(secure, jar, &token, state.config.session_days);
     Reply::json(status, &Session { user, token, expires_at: rfc3339(expires_at) })
 }

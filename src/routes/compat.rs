@@ -110,11 +110,7 @@ async fn social_login(
             }
         }
     };
-    let (token, hash) = auth::new_token();
-    let now = state.clock.now_ms();
-    let expires_at = now + state.config.session_ms();
-    let user_id = user.id.clone();
-    state.db.run(move |conn| users::create_session(conn, &user_id, &hash, now, expires_at)).await?;
+    let (token, _) = super::accounts::new_session(state, &user.id).await?;
     Ok(Old(Status::Ok, json!({"auth_key": token, "user_id": user.username})))
 }
 

@@ -14,9 +14,12 @@ use rocket::response::{self, Responder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Cursor;
+use tokio::io::AsyncReadExt;
 
 /// Largest JSON request body.
 const JSON_LIMIT_KIB: u64 = 64;
+/// How much of an oversized JSON body is read and discarded before answering 413.
+const JSON_DRAIN_MIB: u64 = 4;
 
 /// A JSON request body (Content-Type application/json, at most 64 KiB). Take it as
 /// `Result<Json<T>, ApiError>` so a bad body answers with the exact error.
@@ -31,11 +34,18 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
         if !req.content_type().is_some_and(|ct| ct.is_json()) {
             return fail(ApiError::unsupported_media_type("send a JSON body with Content-Type: application/json"));
         }
-        let bytes = match data.open(JSON_LIMIT_KIB.kibibytes()).into_bytes().await {
-            Ok(b) if b.is_complete() => b.into_inner(),
-            Ok(_) => return fail(ApiError::payload_too_large(format!("JSON bodies are at most {JSON_LIMIT_KIB} KiB"))),
-            Err(_) => return fail(ApiError::bad_request("the request body could not be read")),
-        };
+        // Read one byte past the limit to know it was exceeded; then discard (a bounded amount
+        // of) the rest, so the client reads the 413 instead of a connection reset.
+        let mut stream = data.open(JSON_DRAIN_MIB.mebibytes());
+        let mut bytes = Vec::new();
+        let limit = JSON_LIMIT_KIB * 1024;
+        if (&mut stream).take(limit + 1).read_to_end(&mut bytes).await.is_err() {
+            return fail(ApiError::bad_request("the request body could not be read"));
+        }
+        if bytes.len() as u64 > limit {
+            let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+            return fail(ApiError::payload_too_large(format!("JSON bodies are at most {JSON_LIMIT_KIB} KiB")));
+        }
         match serde_json::from_slice(&bytes) {
             Ok(value) => data::Outcome::Success(JsonBody(value)),
             Err(e) => fail(ApiError::bad_request(format!("invalid JSON body: {e}"))),

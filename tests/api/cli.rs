@@ -21,6 +21,7 @@ fn recorder(home: &Path) -> Command {
 struct Running {
     child: Child,
     base: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -28,15 +29,18 @@ impl Running {
         let mut child = cmd.arg("--address").arg("127.0.0.1").stderr(Stdio::piped()).spawn().expect("spawn");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = tx.send(addr.trim().to_string());
                 }
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server announced its address");
-        Running { child, base: format!("http://{addr}") }
+        Running { child, base: format!("http://{addr}"), log }
     }
 
     fn req(&self, method: &str, path: &str) -> ureq::Request {
@@ -58,7 +62,8 @@ impl Drop for Running {
 
 fn run(mut cmd: Command, stdin: &str) -> (i32, String, String) {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    // A command may exit before reading its input (a refused `user add`): that is not an error here.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
     let out = child.wait_with_output().expect("wait");
     (
         out.status.code().unwrap_or(-1),
@@ -191,17 +196,19 @@ fn bad_configuration_exits_2_naming_the_key() {
     assert_eq!(run(cmd, "").0, 2);
 }
 
+fn signup(server: &Running, username: &str) -> String {
+    let body = json!({"username": username, "password": "password123"});
+    let r = send_json(server.req("POST", "/api/v1/auth/signup"), &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
 #[test]
 fn kill_9_mid_upload_leaves_no_row_file_or_temp_file() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let server = serve(home.path(), &data);
-    let token =
-        send_json(server.req("POST", "/api/v1/auth/signup"), &json!({"username": "kim", "password": "password123"}))
-            .json()["token"]
-            .as_str()
-            .expect("token")
-            .to_string();
+    let token = signup(&server, "kim");
     let addr = server.base.trim_start_matches("http://").to_string();
     let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
     let wav = fixture("speech.wav");
@@ -234,12 +241,7 @@ fn kill_9_right_after_201_keeps_the_recording() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let server = serve(home.path(), &data);
-    let token =
-        send_json(server.req("POST", "/api/v1/auth/signup"), &json!({"username": "lee", "password": "password123"}))
-            .json()["token"]
-            .as_str()
-            .expect("token")
-            .to_string();
+    let token = signup(&server, "lee");
     let m4a = fixture("speech.m4a");
     let up = send(
         server.req("POST", "/api/v1/recordings?name=keep.m4a").set("Authorization", &format!("Bearer {token}")),
@@ -256,4 +258,69 @@ fn kill_9_right_after_201_keeps_the_recording() {
     let audio = send(server.req("GET", &format!("/api/v1/recordings/{id}/audio")).set("Authorization", &auth), None);
     assert_eq!(sha256_hex(&audio.body), list["recordings"][0]["sha256"].as_str().expect("sha"));
     assert_eq!(sha256_hex(&audio.body), sha256_hex(&m4a));
+}
+
+#[test]
+fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let mut cmd = recorder(home.path());
+    cmd.env("RECORDER_SERVER_SHUTDOWN_GRACE", "10").arg("--data-dir").arg(&data).arg("--port").arg("0");
+    let mut server = Running::start(cmd);
+    let token = signup(&server, "nina");
+    let wav = fixture("speech.wav");
+    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+    write!(
+        stream,
+        "POST /api/v1/recordings?name=late.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        wav.len()
+    )
+    .expect("head");
+    stream.write_all(&wav[..wav.len() / 2]).expect("first half");
+    crate::common::eventually("upload in flight", || {
+        std::fs::read_dir(data.join("tmp")).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().expect("kill");
+    assert!(killed.success());
+    stream.write_all(&wav[wav.len() / 2..]).expect("second half");
+    let mut response = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut response);
+    let status = server.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "graceful exit");
+    assert!(started.elapsed() < Duration::from_secs(16), "within grace + mercy");
+    assert!(response.starts_with("HTTP/1.1 201"), "the in-flight upload finished: {response}");
+
+    let server = serve(home.path(), &data);
+    let list =
+        send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json();
+    assert_eq!(list["recordings"][0]["name"], "late.wav");
+    assert_eq!(list["recordings"][0]["sha256"], sha256_hex(&wav));
+}
+
+#[test]
+fn no_log_line_carries_a_token_or_a_password() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let server = serve(home.path(), &home.path().join("data"));
+    let password = "correct horse battery";
+    let body = json!({"username": "olga", "password": password});
+    let token = send_json(server.req("POST", "/api/v1/auth/signup"), &body).json()["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let login =
+        send_json(server.req("POST", "/api/v1/auth/login"), &body).json()["token"].as_str().expect("token").to_string();
+    let auth = format!("Bearer {token}");
+    send(server.req("POST", "/api/v1/recordings?name=a.wav").set("Authorization", &auth), Some(&fixture("speech.wav")));
+    send(server.req("GET", "/record/list").set("Authorization", &format!("olga {login}")), None);
+    send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": "olga", "password": "wrong wrong"}));
+    send(server.req("GET", "/api/v1/me").set("Cookie", &format!("recorder_session={token}")), None);
+    crate::common::eventually("request lines logged", || {
+        server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("/api/v1/me")).count() > 0
+    });
+    let log = server.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    assert!(log.contains("POST /api/v1/recordings 201"), "requests are logged: {log}");
+    for secret in [token.as_str(), login.as_str(), password, "wrong wrong"] {
+        assert!(!log.contains(secret), "the log leaks {secret}: {log}");
+    }
 }
