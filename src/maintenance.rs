@@ -52,12 +52,27 @@ pub fn sweep(db: &Db, storage: &Storage, now: i64) -> Result<Swept, ApiError> {
 /// Removes files under `recordings/` that no row refers to and that are older than `before_ms`
 /// (younger ones may be uploads between their rename and their insert). Blocking.
 pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usize, ApiError> {
-    let files = storage.recording_files().map_err(|e| ApiError::internal("listing recordings/", e))?;
+    let listing = |e| ApiError::internal("listing recordings/", e);
     let conn = db.conn()?;
+    let mut removed = 0;
+    // One shard at a time: memory stays small however many recordings there are.
+    for shard in storage.shards().map_err(listing)? {
+        let files = storage.files_in(&shard).map_err(listing)?;
+        removed += remove_orphans_among(&conn, storage, &files, before_ms)?;
+    }
+    Ok(removed)
+}
+
+fn remove_orphans_among(
+    conn: &rusqlite::Connection,
+    storage: &Storage,
+    files: &[(uuid::Uuid, String, std::fs::Metadata)],
+    before_ms: i64,
+) -> Result<usize, ApiError> {
     let mut removed = 0;
     for batch in files.chunks(500) {
         let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.hyphenated().to_string()).collect();
-        let existing = recordings::existing_ids(&conn, &ids)?;
+        let existing = recordings::existing_ids(conn, &ids)?;
         for ((_, path, meta), id) in batch.iter().zip(&ids) {
             if existing.contains(id) {
                 continue;

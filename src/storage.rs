@@ -99,22 +99,38 @@ impl Storage {
         Ok(removed)
     }
 
-    /// Every file under `recordings/` named as a recording id, with its relative path.
+    /// The shard directories under `recordings/`.
+    pub fn shards(&self) -> io::Result<Vec<PathBuf>> {
+        let mut shards = Vec::new();
+        for entry in fs::read_dir(self.root.join("recordings"))? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                shards.push(entry.path());
+            }
+        }
+        shards.sort();
+        Ok(shards)
+    }
+
+    /// The files in one shard named as a recording id: (id, relative path, metadata).
+    pub fn files_in(&self, shard: &Path) -> io::Result<Vec<(Uuid, String, fs::Metadata)>> {
+        let shard_name = shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let mut out = Vec::new();
+        for file in fs::read_dir(shard)? {
+            let file = file?;
+            let name = file.file_name().to_string_lossy().to_string();
+            if let Ok(id) = Uuid::parse_str(&name) {
+                out.push((id, format!("recordings/{shard_name}/{name}"), file.metadata()?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every recording file (all shards); for tools and tests, not for hot paths.
     pub fn recording_files(&self) -> io::Result<Vec<(Uuid, String, fs::Metadata)>> {
         let mut out = Vec::new();
-        for shard in fs::read_dir(self.root.join("recordings"))? {
-            let shard = shard?;
-            if !shard.file_type()?.is_dir() {
-                continue;
-            }
-            let shard_name = shard.file_name().to_string_lossy().to_string();
-            for file in fs::read_dir(shard.path())? {
-                let file = file?;
-                let name = file.file_name().to_string_lossy().to_string();
-                if let Ok(id) = Uuid::parse_str(&name) {
-                    out.push((id, format!("recordings/{shard_name}/{name}"), file.metadata()?));
-                }
-            }
+        for shard in self.shards()? {
+            out.extend(self.files_in(&shard)?);
         }
         Ok(out)
     }
