@@ -216,20 +216,25 @@ fn probe_duration_inner(path: &Path, ext: &str) -> Option<i64> {
 /// AMR (narrow- or wide-band) is a plain sequence of 20 ms frames whose sizes follow from each
 /// frame's header byte; symphonia does not read it, so count them.
 fn amr_duration(path: &Path) -> std::io::Result<Option<i64>> {
-    const NB: [usize; 16] = [12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0];
-    const WB: [usize; 16] = [17, 23, 32, 36, 40, 46, 50, 58, 60, 5, 0, 0, 0, 0, 0, 0];
-    let data = std::fs::read(path)?;
-    let (mut pos, sizes) = if data.starts_with(b"#!AMR-WB\n") {
+    const NB: [u64; 16] = [12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0];
+    const WB: [u64; 16] = [17, 23, 32, 36, 40, 46, 50, 58, 60, 5, 0, 0, 0, 0, 0, 0];
+    // Streamed: an AMR upload can be as large as any other, and memory must not grow with it.
+    let mut reader = std::io::BufReader::new(File::open(path)?);
+    let mut magic = [0u8; 9];
+    let n = read_up_to(reader.get_mut(), &mut magic)?;
+    let (header_len, sizes) = if magic[..n].starts_with(b"#!AMR-WB\n") {
         (9, &WB)
-    } else if data.starts_with(b"#!AMR\n") {
+    } else if magic[..n].starts_with(b"#!AMR\n") {
         (6, &NB)
     } else {
         return Ok(None);
     };
+    reader.seek(SeekFrom::Start(header_len))?;
     let mut frames = 0i64;
-    while pos < data.len() {
-        let mode = usize::from((data[pos] >> 3) & 0x0F);
-        pos += 1 + sizes[mode];
+    let mut header = [0u8; 1];
+    while reader.read(&mut header)? == 1 {
+        let mode = usize::from((header[0] >> 3) & 0x0F);
+        reader.seek_relative(sizes[mode] as i64)?;
         frames += 1;
     }
     Ok(if frames > 0 { Some(frames * 20) } else { None })

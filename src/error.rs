@@ -120,7 +120,7 @@ fn for_status(status: Status) -> ApiError {
         405 => ApiError::new(status, "method_not_allowed", "this path does not take that method"),
         413 => ApiError::payload_too_large("the request body is too large"),
         415 => ApiError::unsupported_media_type("unsupported content type"),
-        503 => ApiError::unavailable("service", "unavailable"),
+        503 => ApiError::new(status, "unavailable", "the server's storage is unavailable; try again later"),
         code if code >= 500 => ApiError::new(Status::InternalServerError, "internal", "internal error"),
         _ => ApiError::new(status, "error", status.reason_lossy().to_string()),
     }

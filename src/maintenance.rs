@@ -1,7 +1,6 @@
 //! Background and startup work: finishing interrupted deletes, emptying `tmp/`, purging the
 //! trash and expired sessions, and removing files that no row refers to.
 
-use crate::clock::system_now_ms;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::recordings;
@@ -121,9 +120,4 @@ pub async fn run(db: Db, storage: Storage, clock: crate::Clock, started_ms: i64,
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
         }
     }
-}
-
-/// Milliseconds now, for callers without a clock (the command line).
-pub fn now_ms() -> i64 {
-    system_now_ms()
 }

@@ -84,6 +84,13 @@ impl Server {
         send(self.auth("POST", &path, token).set("Content-Type", "application/octet-stream"), Some(bytes))
     }
 
+    /// Uploads bytes that must be accepted (201); returns the new recording's id.
+    pub fn upload_id(&self, token: &str, name: &str, bytes: &[u8]) -> String {
+        let r = self.upload(token, name, bytes);
+        assert_eq!(r.status, 201, "upload {name}: {}", r.text());
+        r.json()["id"].as_str().expect("id").to_string()
+    }
+
     /// Files under `tmp/` and `recordings/`, relative to the data directory.
     pub fn files(&self) -> Vec<String> {
         let mut out = Vec::new();

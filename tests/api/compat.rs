@@ -100,7 +100,7 @@ fn old_api_errors_have_the_old_shapes() {
     assert_eq!(bad.json()["result"], "fail");
     assert!(bad.json()["error"].as_str().is_some_and(|e| !e.is_empty()));
     // Another user's recording cannot be deleted through the old API either.
-    let theirs = s.upload(&other, "theirs.wav", &fixture("speech.wav")).json()["id"].as_str().expect("id").to_string();
+    let theirs = s.upload_id(&other, "theirs.wav", &fixture("speech.wav"));
     let r =
         send(s.req("DELETE", &format!("/record/{theirs}")).set("Authorization", &old_header("olduser", &token)), None);
     assert_eq!(r.status, 400);

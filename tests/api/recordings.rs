@@ -241,7 +241,7 @@ fn rename_get_and_list_search_are_literal() {
     let opus = fixture("speech.opus");
     let mut ids = Vec::new();
     for name in ["100% sure.opus", "a_b.opus", "axb.opus", "Ünïcode Memo.opus"] {
-        ids.push(s.upload(&token, name, &opus).json()["id"].as_str().expect("id").to_string());
+        ids.push(s.upload_id(&token, name, &opus));
     }
     let search = |q: &str| -> Vec<String> {
         let r = send(s.auth("GET", &format!("/api/v1/recordings?q={}", crate::common::urlencode(q)), &token), None);
@@ -281,12 +281,9 @@ fn paginated_walk_sees_each_existing_recording_once_under_churn() {
     let opus = fixture("speech.opus");
     let mut existing = HashSet::new();
     for i in 0..250 {
-        let r = s.upload(&token, &format!("r{i}.opus"), &opus);
-        existing.insert(r.json()["id"].as_str().expect("id").to_string());
+        existing.insert(s.upload_id(&token, &format!("r{i}.opus"), &opus));
     }
-    let extra: Vec<String> = (0..20)
-        .map(|i| s.upload(&token, &format!("extra{i}"), &opus).json()["id"].as_str().expect("id").to_string())
-        .collect();
+    let extra: Vec<String> = (0..20).map(|i| s.upload_id(&token, &format!("extra{i}"), &opus)).collect();
     for order in ["newest", "oldest"] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -390,9 +387,8 @@ fn another_users_recording_is_not_found_on_every_route() {
     let s = Server::start();
     let owner = s.signup("ivy");
     let intruder = s.signup("jack");
-    let id = s.upload(&owner, "secret.wav", &fixture("speech.wav")).json()["id"].as_str().expect("id").to_string();
-    let trashed =
-        s.upload(&owner, "trashed.wav", &fixture("speech.wav")).json()["id"].as_str().expect("id").to_string();
+    let id = s.upload_id(&owner, "secret.wav", &fixture("speech.wav"));
+    let trashed = s.upload_id(&owner, "trashed.wav", &fixture("speech.wav"));
     assert_eq!(send(s.auth("DELETE", &format!("/api/v1/recordings/{trashed}"), &owner), None).status, 204);
     let as_intruder = |method: &str, path: String| send(s.auth(method, &path, &intruder), None);
     as_intruder("GET", format!("/api/v1/recordings/{id}")).assert_error(404, "not_found");
@@ -420,9 +416,7 @@ fn trash_lifecycle_and_sweep() {
     let s = Server::start();
     let token = s.signup("kate");
     let wav = fixture("speech.wav");
-    let ids: Vec<String> = (0..4)
-        .map(|i| s.upload(&token, &format!("{i}.wav"), &wav).json()["id"].as_str().expect("id").to_string())
-        .collect();
+    let ids: Vec<String> = (0..4).map(|i| s.upload_id(&token, &format!("{i}.wav"), &wav)).collect();
     let del = |id: &str, q: &str| send(s.auth("DELETE", &format!("/api/v1/recordings/{id}{q}"), &token), None);
     assert_eq!(del(&ids[0], "").status, 204);
     assert_eq!(del(&ids[1], "").status, 204);
@@ -470,7 +464,7 @@ fn trash_lifecycle_and_sweep() {
 fn retention_zero_deletes_at_once() {
     let s = Server::start_with(|c| c.retention_days = 0);
     let token = s.signup("liam");
-    let id = s.upload(&token, "x.wav", &fixture("speech.wav")).json()["id"].as_str().expect("id").to_string();
+    let id = s.upload_id(&token, "x.wav", &fixture("speech.wav"));
     assert_eq!(send(s.auth("DELETE", &format!("/api/v1/recordings/{id}"), &token), None).status, 204);
     assert_eq!(send(s.auth("GET", "/api/v1/trash", &token), None).json()["recordings"], json!([]));
     assert!(s.files().is_empty());
