@@ -1,4 +1,5 @@
-//! The `user` commands: they work on the data directory directly, safely beside a running server.
+//! The `user`, `check` and `backup` commands: they work on the data directory directly, safely
+//! beside a running server.
 
 use crate::clock::{rfc3339, system_now_ms};
 use crate::config::Config;
@@ -7,8 +8,10 @@ use crate::error::ApiError;
 use crate::recordings;
 use crate::storage::Storage;
 use crate::users;
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// A command's failure: the line to print and the exit status.
 pub struct Failure {
@@ -128,4 +131,183 @@ pub fn user_remove(config: &Config, name: &str) -> Result<(), Failure> {
     let removed = recordings::finish_unlinks(&conn, &storage, &paths)?;
     println!("removed user {} and {removed} recordings (at {})", user.username, rfc3339(system_now_ms()));
     Ok(())
+}
+
+/// Progress on stderr for long work: at most one line every two seconds, redrawn in place on a
+/// terminal.
+struct Ticker {
+    last: Instant,
+    tty: bool,
+    drawn: bool,
+}
+
+impl Ticker {
+    fn new() -> Ticker {
+        Ticker { last: Instant::now(), tty: std::io::stderr().is_terminal(), drawn: false }
+    }
+
+    fn tick(&mut self, line: impl FnOnce() -> String) {
+        if self.last.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        self.last = Instant::now();
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty { write!(err, "\r\x1b[2K{}", line()) } else { writeln!(err, "{}", line()) };
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    /// Ends a redrawn line before other output.
+    fn clear(&mut self) {
+        if self.tty && self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
+        }
+    }
+}
+
+/// Bytes for people: "20.2 KB", "1.5 GB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `recorder check [--verify] [--repair]`
+pub fn check(config: &Config, verify: bool, repair: bool) -> Result<(), Failure> {
+    use crate::check::{self, Event, Kind};
+    let (db, storage) = open(config)?;
+    let options = check::Options { verify, repair, now_ms: system_now_ms(), retention_days: config.retention_days };
+    let mut ticker = Ticker::new();
+    let report = check::run(&db, &storage, options, &mut |event| match event {
+        Event::Problem(problem) => {
+            ticker.clear();
+            println!("{}", check::describe(problem));
+        }
+        Event::Progress { rows, total_rows, hashed_bytes } => ticker.tick(|| {
+            let hashed = if verify { format!(", {} hashed", human_bytes(hashed_bytes)) } else { String::new() };
+            format!("checked {rows} of {total_rows} recordings{hashed}")
+        }),
+    })?;
+    ticker.clear();
+    let kinds = [
+        (Kind::MissingFile, "missing file", "missing files"),
+        (Kind::Orphan, "file without a recording", "files without a recording"),
+        (Kind::SizeMismatch, "size mismatch", "size mismatches"),
+        (Kind::HashMismatch, "hash mismatch", "hash mismatches"),
+    ];
+    let detail: Vec<String> = kinds
+        .iter()
+        .filter(|(kind, _, _)| verify || *kind != Kind::HashMismatch)
+        .map(|(kind, one, many)| plural(report.by_kind[*kind as usize], one, many))
+        .collect();
+    println!(
+        "checked {} ({}) and {}: {} ({})",
+        plural(report.rows as usize, "recording", "recordings"),
+        human_bytes(report.row_bytes),
+        plural(report.files as usize, "file", "files"),
+        plural(report.problems, "problem", "problems"),
+        detail.join(", ")
+    );
+    if repair && report.problems > 0 {
+        println!("repaired {} of {}", report.repaired, report.problems);
+    }
+    if report.known > 0 {
+        println!(
+            "{} already in their owner's trash, marked by an earlier repair",
+            plural(report.known, "recording is", "recordings are")
+        );
+    }
+    if report.recent_unreferenced > 0 {
+        println!(
+            "{} without a recording left alone: younger than {} minutes, they may be uploads finishing now",
+            plural(report.recent_unreferenced, "file", "files"),
+            check::ORPHAN_MIN_AGE_MS / 60_000
+        );
+    }
+    if !verify {
+        println!("file contents were not read; `recorder check --verify` also compares every file's SHA-256");
+    }
+    if report.clean() {
+        return Ok(());
+    }
+    let left = report.problems - report.repaired;
+    Err(Failure::work(if repair {
+        format!("{} could not be repaired", plural(left, "problem", "problems"))
+    } else {
+        format!("{} found; `recorder check --repair` fixes them", plural(left, "problem", "problems"))
+    }))
+}
+
+/// `recorder backup DEST_DIR`
+pub fn backup(config: &Config, dest: &Path) -> Result<(), Failure> {
+    use crate::backup::{self, Event};
+    let storage = Storage::open(&config.data_dir)
+        .map_err(|e| Failure::work(format!("data directory {}: {e}", config.data_dir.display())))?;
+    if !storage.db_path().exists() {
+        return Err(Failure::usage(format!(
+            "{} has no database: is it the data directory?",
+            config.data_dir.display()
+        )));
+    }
+    let started = Instant::now();
+    let mut ticker = Ticker::new();
+    let mut mismatches = Vec::new();
+    let report = backup::run(&storage, dest, &mut |event| match event {
+        Event::Database { bytes } => {
+            println!("copied the database ({}) to {}", human_bytes(bytes), dest.display());
+        }
+        Event::Files { done, total, copied_bytes, total_bytes } => ticker.tick(|| {
+            format!(
+                "recordings: {done} of {total} looked at, {} copied of at most {}",
+                human_bytes(copied_bytes),
+                human_bytes(total_bytes)
+            )
+        }),
+        Event::HashMismatch { id } => {
+            ticker.clear();
+            println!("warning: recording {id} does not hash to its sha256; copied as it is");
+            mismatches.push(id.to_string());
+        }
+    })
+    .map_err(|e| Failure { message: e.message, code: if e.usage { 2 } else { 1 } })?;
+    ticker.clear();
+    println!(
+        "backed up {} to {} in {:.1} s: copied {} ({}), {} already there",
+        plural(report.recordings as usize, "recording", "recordings"),
+        dest.display(),
+        started.elapsed().as_secs_f64(),
+        plural(report.copied_files as usize, "file", "files"),
+        human_bytes(report.copied_bytes),
+        report.present_files
+    );
+    if report.left_out > 0 {
+        println!(
+            "{} deleted while the backup ran left out",
+            plural(report.left_out as usize, "recording", "recordings")
+        );
+    }
+    if report.removed_files > 0 {
+        println!(
+            "removed {} of recordings deleted since the previous backup",
+            plural(report.removed_files as usize, "file", "files")
+        );
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::work(format!(
+            "{} damaged on the server; run `recorder check --verify`",
+            plural(mismatches.len(), "recording is", "recordings are")
+        )))
+    }
 }

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Migrations in order; the number applied is stored in `PRAGMA user_version`.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../migrations/0001_init.sql")),
+    ("0002_problem", include_str!("../migrations/0002_problem.sql")),
+];
 
 /// A pooled SQLite database.
 #[derive(Clone)]

@@ -5,6 +5,8 @@
 
 pub mod audio;
 pub mod auth;
+pub mod backup;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -33,6 +33,22 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Compare recording rows with the files on disk; safe while the server runs.
+    Check {
+        /// Also read every file and compare its SHA-256 with the recorded one.
+        #[arg(long)]
+        verify: bool,
+        /// Remove files no recording refers to; move recordings whose file is missing or damaged
+        /// to their owner's trash, marked. Never deletes a file a recording refers to.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Copy the database and every recording's file to DEST_DIR, safe while the server runs.
+    /// DEST_DIR then works as a data directory; a second run copies only new files.
+    Backup {
+        #[arg(value_name = "DEST_DIR")]
+        dest: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +89,8 @@ fn main() -> ExitCode {
             cli::finish(cli::user_passwd(&config, &name, password_stdin))
         }
         Command::User(UserCommand::Remove { name }) => cli::finish(cli::user_remove(&config, &name)),
+        Command::Check { verify, repair } => cli::finish(cli::check(&config, verify, repair)),
+        Command::Backup { dest } => cli::finish(cli::backup(&config, &dest)),
     }
 }
 

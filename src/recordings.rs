@@ -28,6 +28,9 @@ pub struct Recording {
     pub created_at: String,
     pub deleted_at: Option<String>,
     pub purge_at: Option<String>,
+    /// Why `recorder check --repair` moved it to the trash: `missing_file`, `size_mismatch` or
+    /// `hash_mismatch`; null for a healthy recording.
+    pub problem: Option<String>,
     /// Milliseconds, for Last-Modified; not part of the JSON.
     #[serde(skip)]
     pub created_ms: i64,
@@ -58,7 +61,7 @@ pub struct NewRecording {
 }
 
 const COLUMNS: &str =
-    "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at";
+    "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
     let created_ms: i64 = row.get(7)?;
@@ -74,6 +77,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
         created_at: rfc3339(created_ms),
         deleted_at: deleted_ms.map(rfc3339),
         purge_at: row.get::<_, Option<i64>>(9)?.map(rfc3339),
+        problem: row.get(10)?,
         created_ms,
         deleted_ms,
     })

@@ -375,6 +375,32 @@ pub fn insufficient_storage() -> ApiError {
     )
 }
 
+/// The hex SHA-256 of a file, read in 256 KiB chunks. Blocking.
+pub fn hash_file(path: &Path) -> io::Result<String> {
+    copy_hashed(path, &mut io::sink()).map(|(_, hash)| hash)
+}
+
+/// Copies a file into `out` while hashing it: (bytes, hex SHA-256). Blocking.
+pub fn copy_hashed(path: &Path, out: &mut dyn Write) -> io::Result<(u64, String)> {
+    use std::io::Read as _;
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    Ok((total, hex(&hasher.finalize())))
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

@@ -530,8 +530,14 @@ pub async fn serve_audio(
     };
     let id = rec::parse_id(&recording.id)?;
     let path = state.storage.path(&crate::storage::Storage::relative_path(&id));
-    let mut file =
-        tokio::fs::File::open(&path).await.map_err(|e| ApiError::internal(&format!("open {}", path.display()), e))?;
+    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            log::error!("recording {} has no file at {}; `recorder check` reports it", recording.id, path.display());
+            ApiError::not_found("the file of this recording is missing from the server")
+        } else {
+            ApiError::internal(&format!("open {}", path.display()), e)
+        }
+    })?;
     let (status, start, len) = match range {
         Some((start, end)) => {
             headers.push(("Content-Range", format!("bytes {start}-{end}/{size}")));

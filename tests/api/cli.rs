@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_recorder");
+pub const BIN: &str = env!("CARGO_BIN_EXE_recorder");
 
 /// The binary with a clean environment (no RECORDER_* from outside, HOME in the temp dir).
-fn recorder(home: &Path) -> Command {
+pub fn recorder(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear().env("HOME", home).current_dir(home);
     cmd
@@ -60,7 +60,7 @@ impl Drop for Running {
     }
 }
 
-fn run(mut cmd: Command, stdin: &str) -> (i32, String, String) {
+pub fn run(mut cmd: Command, stdin: &str) -> (i32, String, String) {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     // A command may exit before reading its input (a refused `user add`): that is not an error here.
     let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());

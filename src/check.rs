@@ -1,0 +1,326 @@
+//! `recorder check`: compares the recording rows with the files on disk, and with `--repair`
+//! puts things right without ever deleting a file a row refers to.
+//!
+//! It is safe beside a running server. Files are immutable once committed, rows are inserted
+//! only after their file is in place and deleted before their file is unlinked, so every
+//! apparent problem is re-read before it is reported or repaired:
+//! - a file without a row may be an upload between its rename and its insert, so files younger
+//!   than [`ORPHAN_MIN_AGE_MS`] are left alone, and files queued in `pending_unlinks` (a delete
+//!   finishing) are not orphans;
+//! - a row without a file may have been deleted a moment ago, so the row is looked up again.
+
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::storage::{Storage, hash_file};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
+use std::io;
+use uuid::Uuid;
+
+/// Files without a row younger than this are presumed to be uploads finishing right now.
+pub const ORPHAN_MIN_AGE_MS: i64 = 15 * 60 * 1000;
+
+/// How long a repaired recording stays in the trash when the trash is off (`retention_days = 0`):
+/// its owner should get to see what happened.
+const REPAIRED_MIN_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+
+const BATCH: i64 = 1000;
+
+/// What is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A row whose file is missing.
+    MissingFile,
+    /// A file no row refers to.
+    Orphan,
+    /// A file whose length is not the row's size.
+    SizeMismatch,
+    /// A file whose SHA-256 is not the row's (only with `verify`).
+    HashMismatch,
+}
+
+impl Kind {
+    /// The label printed, and stored in `recordings.problem` for row problems.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::MissingFile => "missing_file",
+            Kind::Orphan => "orphan_file",
+            Kind::SizeMismatch => "size_mismatch",
+            Kind::HashMismatch => "hash_mismatch",
+        }
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub kind: Kind,
+    /// The recording id (or the id in the orphan file's name).
+    pub id: String,
+    /// The recording's owner (none for an orphan file).
+    pub owner: Option<String>,
+    /// The file, relative to the data directory.
+    pub path: String,
+    pub detail: String,
+    /// Already repaired by an earlier run: the row is in the trash, marked. Not counted.
+    pub known: bool,
+    /// What `--repair` did, or why it could not.
+    pub repair: Option<Result<&'static str, String>>,
+}
+
+/// How to check.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub verify: bool,
+    pub repair: bool,
+    pub now_ms: i64,
+    pub retention_days: u32,
+}
+
+/// Progress and findings, as they happen.
+pub enum Event<'a> {
+    Problem(&'a Problem),
+    /// Rows checked so far, of all rows; bytes hashed so far (with `verify`).
+    Progress {
+        rows: u64,
+        total_rows: u64,
+        hashed_bytes: u64,
+    },
+}
+
+/// The summary.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub rows: u64,
+    pub row_bytes: u64,
+    pub files: u64,
+    pub problems: usize,
+    pub known: usize,
+    pub repaired: usize,
+    pub repair_failures: usize,
+    /// Files without a row left alone because they are younger than `ORPHAN_MIN_AGE_MS`.
+    pub recent_unreferenced: usize,
+    pub by_kind: [usize; 4],
+}
+
+impl Report {
+    fn count(&mut self, problem: &Problem) {
+        if problem.known {
+            self.known += 1;
+            return;
+        }
+        self.problems += 1;
+        self.by_kind[problem.kind as usize] += 1;
+        match &problem.repair {
+            Some(Ok(_)) => self.repaired += 1,
+            Some(Err(_)) => self.repair_failures += 1,
+            None => {}
+        }
+    }
+
+    /// Whether anything is still wrong after this run.
+    pub fn clean(&self) -> bool {
+        self.problems == self.repaired && self.repair_failures == 0
+    }
+}
+
+struct Row {
+    id: String,
+    size: i64,
+    sha256: String,
+    deleted: bool,
+    problem: Option<String>,
+}
+
+/// Checks every row and every file. Blocking.
+pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, ApiError> {
+    let conn = db.conn()?;
+    let mut report = Report::default();
+    let total_rows: i64 = conn.query_row("SELECT count(*) FROM recordings", [], |r| r.get(0))?;
+    let mut hashed_bytes = 0u64;
+    let mut after = String::new();
+    loop {
+        let rows = rows_after(&conn, &after)?;
+        let Some(last) = rows.last() else { break };
+        after = last.id.clone();
+        for row in rows {
+            report.rows += 1;
+            report.row_bytes += row.size.max(0) as u64;
+            if let Some(mut problem) = check_row(&conn, storage, &row, options, &mut hashed_bytes)? {
+                if options.repair && !problem.known {
+                    problem.repair = Some(repair_row(&conn, &row.id, problem.kind, options));
+                }
+                report.count(&problem);
+                on(Event::Problem(&problem));
+            }
+        }
+        on(Event::Progress { rows: report.rows, total_rows: total_rows.max(0) as u64, hashed_bytes });
+    }
+    check_files(&conn, storage, options, &mut report, on)?;
+    Ok(report)
+}
+
+fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, size, sha256, deleted_at IS NOT NULL, problem FROM recordings WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, BATCH], |r| {
+        Ok(Row { id: r.get(0)?, size: r.get(1)?, sha256: r.get(2)?, deleted: r.get(3)?, problem: r.get(4)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn row_exists(conn: &Connection, id: &str) -> Result<bool, ApiError> {
+    Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id])?)
+}
+
+fn check_row(
+    conn: &Connection,
+    storage: &Storage,
+    row: &Row,
+    options: Options,
+    hashed_bytes: &mut u64,
+) -> Result<Option<Problem>, ApiError> {
+    let Ok(uuid) = Uuid::parse_str(&row.id) else {
+        log::warn!("recording row with a malformed id {:?} skipped", row.id);
+        return Ok(None);
+    };
+    let path = Storage::relative_path(&uuid);
+    let found = match std::fs::metadata(storage.path(&path)) {
+        Ok(meta) => {
+            let len = meta.len();
+            if len != row.size as u64 {
+                Some((Kind::SizeMismatch, format!("the row says {} bytes, the file has {len}", row.size)))
+            } else if options.verify {
+                *hashed_bytes += len;
+                match hash_file(&storage.path(&path)) {
+                    Ok(hash) if hash == row.sha256 => None,
+                    Ok(hash) => Some((
+                        Kind::HashMismatch,
+                        format!("the row says sha256 {}, the file hashes to {hash}", row.sha256),
+                    )),
+                    Err(e) => Some((Kind::HashMismatch, format!("the file cannot be read: {e}"))),
+                }
+            } else {
+                None
+            }
+        }
+        // Deleted a moment ago by the server? Then there is nothing wrong.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if !row_exists(conn, &row.id)? {
+                return Ok(None);
+            }
+            Some((Kind::MissingFile, "the file is missing".to_string()))
+        }
+        Err(e) => Some((Kind::MissingFile, format!("the file cannot be read: {e}"))),
+    };
+    let Some((kind, detail)) = found else { return Ok(None) };
+    Ok(Some(Problem {
+        kind,
+        id: row.id.clone(),
+        owner: owner(conn, &row.id)?,
+        path,
+        detail,
+        known: row.deleted && row.problem.is_some(),
+        repair: None,
+    }))
+}
+
+/// Moves a damaged recording to the trash, marked, so its owner sees it; the file stays.
+fn repair_row(conn: &Connection, id: &str, kind: Kind, options: Options) -> Result<&'static str, String> {
+    let retention_ms = (i64::from(options.retention_days) * 24 * 3600 * 1000).max(REPAIRED_MIN_RETENTION_MS);
+    let changed = conn
+        .execute(
+            "UPDATE recordings SET problem = ?1, deleted_at = coalesce(deleted_at, ?2),
+                                   purge_at = max(coalesce(purge_at, 0), ?3)
+             WHERE id = ?4",
+            params![kind.as_str(), options.now_ms, options.now_ms + retention_ms, id],
+        )
+        .map_err(|e| format!("cannot update the row: {e}"))?;
+    if changed == 0 { Err("the row is gone".into()) } else { Ok("moved to the trash, marked") }
+}
+
+fn check_files(
+    conn: &Connection,
+    storage: &Storage,
+    options: Options,
+    report: &mut Report,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<(), ApiError> {
+    let listing = |e| ApiError::internal("listing recordings/", e);
+    let pending: HashSet<String> = crate::recordings::pending_unlinks(conn)?.into_iter().collect();
+    for shard in storage.shards().map_err(listing)? {
+        let files = storage.files_in(&shard).map_err(listing)?;
+        report.files += files.len() as u64;
+        for batch in files.chunks(BATCH as usize) {
+            let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.hyphenated().to_string()).collect();
+            let existing = crate::recordings::existing_ids(conn, &ids)?;
+            for ((_, path, meta), id) in batch.iter().zip(ids) {
+                if existing.contains(&id) || pending.contains(path) {
+                    continue;
+                }
+                if modified_ms(meta) > options.now_ms - ORPHAN_MIN_AGE_MS {
+                    report.recent_unreferenced += 1;
+                    continue;
+                }
+                let mut problem = Problem {
+                    kind: Kind::Orphan,
+                    id,
+                    owner: None,
+                    path: path.clone(),
+                    detail: format!("{} bytes, no recording refers to it", meta.len()),
+                    known: false,
+                    repair: None,
+                };
+                if options.repair {
+                    problem.repair = Some(remove_orphan(conn, storage, &problem));
+                }
+                report.count(&problem);
+                on(Event::Problem(&problem));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_orphan(conn: &Connection, storage: &Storage, problem: &Problem) -> Result<&'static str, String> {
+    // Looked up once more right before the unlink: a row is never left without its file.
+    match row_exists(conn, &problem.id) {
+        Ok(false) => {}
+        Ok(true) => return Err("a recording refers to it now; left alone".into()),
+        Err(e) => return Err(e.message.to_string()),
+    }
+    storage.unlink(&problem.path).map_err(|e| format!("cannot remove it: {e}"))?;
+    Ok("removed")
+}
+
+fn modified_ms(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(i64::MAX, |d| d.as_millis() as i64)
+}
+
+/// A problem as one line: kind, id, path, detail, and what a repair did.
+pub fn describe(problem: &Problem) -> String {
+    let owner = problem.owner.as_deref().map(|o| format!(" (of {o})")).unwrap_or_default();
+    let mut line = format!("{:<14} {}{owner}  {}: {}", problem.kind.as_str(), problem.id, problem.path, problem.detail);
+    if problem.known {
+        line.push_str(" (already in its owner's trash, marked)");
+    }
+    match &problem.repair {
+        Some(Ok(done)) => line.push_str(&format!(" -> {done}")),
+        Some(Err(why)) => line.push_str(&format!(" -> not repaired: {why}")),
+        None => {}
+    }
+    line
+}
+
+/// A recording owner's username, for the report.
+fn owner(conn: &Connection, id: &str) -> Result<Option<String>, ApiError> {
+    Ok(conn
+        .query_row("SELECT u.username FROM recordings r JOIN users u ON u.id = r.user_id WHERE r.id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}

@@ -1,0 +1,264 @@
+//! Operations: `recorder check`, `recorder backup`, run against the data directory of a live
+//! server.
+
+use crate::cli::{recorder, run};
+use crate::common::{Server, fixture, send, send_json, sha256_hex};
+use recorder::storage::Storage;
+use serde_json::{Value, json};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+const FIXTURES: [&str; 5] = ["speech.m4a", "speech.mp3", "speech.ogg", "speech.wav", "speech.flac"];
+
+fn file_of(data: &Path, id: &str) -> PathBuf {
+    let uuid = uuid::Uuid::parse_str(id).expect("uuid");
+    data.join(Storage::relative_path(&uuid))
+}
+
+/// Runs a command of the binary on a data directory: (exit code, stdout, stderr).
+fn command(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = recorder(home.path());
+    cmd.args(args).arg("--data-dir").arg(data);
+    run(cmd, "")
+}
+
+/// Every recording of a list or the trash, walking all pages.
+fn all(server: &Server, token: &str, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}?limit=200&cursor={c}"),
+            None => format!("{path}?limit=200"),
+        };
+        let page = send(server.auth("GET", &url, token), None);
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        out.extend(page["recordings"].as_array().expect("recordings").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+fn login(server: &Server, username: &str) -> String {
+    let r =
+        send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": username, "password": "password123"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
+fn set_age(path: &Path, age: Duration) {
+    let file = std::fs::File::options().write(true).open(path).expect("open");
+    file.set_modified(SystemTime::now() - age).expect("set mtime");
+}
+
+#[test]
+fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
+    let server = Server::start();
+    let data = server.data();
+    let token = server.signup("alice");
+    let ids: Vec<String> = FIXTURES[..4].iter().map(|f| server.upload_id(&token, f, &fixture(f))).collect();
+    let (missing, resized, altered, good) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+
+    std::fs::remove_file(file_of(&data, missing)).expect("remove");
+    let mut bytes = std::fs::read(file_of(&data, resized)).expect("read");
+    bytes.extend_from_slice(b"trailing garbage");
+    std::fs::write(file_of(&data, resized), &bytes).expect("write");
+    let mut bytes = std::fs::read(file_of(&data, altered)).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(file_of(&data, altered), &bytes).expect("write");
+    let good_file = file_of(&data, good);
+    let (good_inode, good_hash) =
+        (std::fs::metadata(&good_file).expect("meta").ino(), sha256_hex(&std::fs::read(&good_file).expect("read")));
+
+    // A file no row refers to, an hour old; and a young one, which may be an upload finishing.
+    let orphan_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let orphan = file_of(&data, &orphan_id);
+    std::fs::create_dir_all(orphan.parent().expect("shard")).expect("mkdir");
+    std::fs::write(&orphan, fixture("speech.wav")).expect("write");
+    set_age(&orphan, Duration::from_secs(3600));
+    let young_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let young = file_of(&data, &young_id);
+    std::fs::create_dir_all(young.parent().expect("shard")).expect("mkdir");
+    std::fs::write(&young, fixture("speech.wav")).expect("write");
+
+    let line_for = |out: &str, kind: &str, id: &str| out.lines().any(|l| l.starts_with(kind) && l.contains(id));
+
+    // Without --verify: three problems, the altered bytes are not read.
+    let (code, out, err) = command(&data, &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(line_for(&out, "missing_file", missing), "{out}");
+    assert!(line_for(&out, "size_mismatch", resized), "{out}");
+    assert!(line_for(&out, "orphan_file", &orphan_id), "{out}");
+    assert!(!out.contains(altered.as_str()) && !out.contains(&young_id), "{out}");
+    assert!(out.contains("3 problems") && out.contains("1 file without a recording left alone"), "{out}");
+    assert!(err.contains("3 problems found"), "{err}");
+
+    // With --verify: the hash mismatch too.
+    let (code, out, _) = command(&data, &["check", "--verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(line_for(&out, "hash_mismatch", altered), "{out}");
+    assert!(out.contains("4 problems"), "{out}");
+    assert!(!out.contains(good.as_str()), "{out}");
+
+    // Repair, with the server running.
+    let (code, out, err) = command(&data, &["check", "--verify", "--repair"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("repaired 4 of 4"), "{out}");
+    assert!(!orphan.exists(), "the old orphan is removed");
+    assert!(young.exists(), "a young unreferenced file is left alone");
+    assert!(file_of(&data, resized).exists() && file_of(&data, altered).exists(), "damaged files are kept");
+    let meta = std::fs::metadata(&good_file).expect("good file");
+    assert_eq!(meta.ino(), good_inode, "the good file is untouched");
+    assert_eq!(sha256_hex(&std::fs::read(&good_file).expect("read")), good_hash);
+
+    // The owner sees the good one in the list and the damaged ones in the trash, marked.
+    let listed: Vec<String> = all(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].to_string()).collect();
+    assert_eq!(listed, vec![format!("\"{good}\"")]);
+    let trash = all(&server, &token, "/api/v1/trash");
+    let problem_of = |id: &str| {
+        trash.iter().find(|r| r["id"] == id).map(|r| r["problem"].clone()).unwrap_or(Value::String("absent".into()))
+    };
+    assert_eq!(problem_of(missing), "missing_file");
+    assert_eq!(problem_of(resized), "size_mismatch");
+    assert_eq!(problem_of(altered), "hash_mismatch");
+    assert!(trash.iter().all(|r| r["purge_at"].is_string()), "{trash:?}");
+    let good_json = send(server.auth("GET", &format!("/api/v1/recordings/{good}"), &token), None).json();
+    assert!(good_json["problem"].is_null(), "{good_json}");
+    // A missing file answers 404, not a server error.
+    send(server.auth("GET", &format!("/api/v1/recordings/{missing}/audio"), &token), None)
+        .assert_error(404, "not_found");
+
+    // Once repaired, the data directory checks clean.
+    let (code, out, err) = command(&data, &["check", "--verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 problems") && out.contains("3 recordings are already in their owner's trash"), "{out}");
+}
+
+#[test]
+fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_incrementally() {
+    let server = Server::start();
+    let data = server.data();
+    let token = server.signup("alice");
+    for f in FIXTURES {
+        server.upload_id(&token, f, &fixture(f));
+    }
+    let dest_dir = tempfile::tempdir().expect("tempdir");
+    let dest = dest_dir.path().join("backup");
+
+    // 20 uploads at once, and the backup in the middle of them.
+    let uploads: Vec<_> = (0..20)
+        .map(|i| {
+            let (base, token) = (server.base.clone(), token.clone());
+            std::thread::spawn(move || {
+                let name = FIXTURES[i % FIXTURES.len()];
+                let r = send(
+                    ureq::post(&format!("{base}/api/v1/recordings?name=concurrent-{i}"))
+                        .set("Authorization", &format!("Bearer {token}")),
+                    Some(&fixture(name)),
+                );
+                assert_eq!(r.status, 201, "{}", r.text());
+            })
+        })
+        .collect();
+    let dest_arg = dest.to_str().expect("utf-8 path").to_string();
+    let (code, out, err) = command(&data, &["backup", &dest_arg]);
+    for upload in uploads {
+        upload.join().expect("upload thread");
+    }
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("copied the database"), "{out}");
+
+    // The backup works as a data directory: every listed recording's bytes hash to its sha256.
+    let source_ids: Vec<Value> = all(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(source_ids.len(), 25);
+    let backed_up = {
+        let restored = Server::start_with(|c| c.data_dir = dest.clone());
+        let token = login(&restored, "alice");
+        let listed = all(&restored, &token, "/api/v1/recordings");
+        assert!(listed.len() >= FIXTURES.len(), "the recordings from before the backup are there: {}", listed.len());
+        for r in &listed {
+            assert!(source_ids.contains(&r["id"]), "{r}");
+            let audio = send(
+                restored.auth("GET", &format!("/api/v1/recordings/{}/audio", r["id"].as_str().expect("id")), &token),
+                None,
+            );
+            assert_eq!(audio.status, 200);
+            assert_eq!(sha256_hex(&audio.body), r["sha256"].as_str().expect("sha256"), "{r}");
+        }
+        listed.len()
+    };
+    let (code, out, err) = command(&dest, &["check", "--verify"]);
+    assert_eq!(code, 0, "the backup checks clean: {out}{err}");
+
+    // A second run copies only what is new, leaves the files it has alone, and drops what was
+    // deleted for good.
+    let inodes: Vec<(PathBuf, u64)> = walk_files(&dest.join("recordings"))
+        .into_iter()
+        .map(|p| {
+            let ino = std::fs::metadata(&p).expect("meta").ino();
+            (p, ino)
+        })
+        .collect();
+    server.upload_id(&token, "after-1.m4a", &fixture("speech.m4a"));
+    server.upload_id(&token, "after-2.mp3", &fixture("speech.mp3"));
+    let gone = source_ids[source_ids.len() - 1].as_str().expect("id").to_string();
+    let r = send(server.auth("DELETE", &format!("/api/v1/recordings/{gone}?permanent=true"), &token), None);
+    assert_eq!(r.status, 204);
+    let (code, out, err) = command(&data, &["backup", &dest_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    let expected_new = 25 + 2 - backed_up;
+    assert!(out.contains(&format!("copied {expected_new} file")), "{expected_new} new: {out}");
+    assert!(out.contains("removed 1 file"), "{out}");
+    for (path, ino) in inodes {
+        if path.ends_with(&gone) {
+            assert!(!path.exists(), "the deleted recording's file left the backup");
+        } else {
+            assert_eq!(
+                std::fs::metadata(&path).expect("still there").ino(),
+                ino,
+                "{} was not copied again",
+                path.display()
+            );
+        }
+    }
+    let (code, out, err) = command(&dest, &["check", "--verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("checked 26 recordings"), "{out}");
+}
+
+#[test]
+fn backup_refuses_the_data_directory_and_a_directory_with_other_things_in_it() {
+    let server = Server::start();
+    let data = server.data();
+    let inside = data.join("copy");
+    let (code, _, err) = command(&data, &["backup", inside.to_str().expect("path")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("inside the data directory"), "{err}");
+
+    let other = tempfile::tempdir().expect("tempdir");
+    std::fs::write(other.path().join("notes.txt"), "mine").expect("write");
+    let (code, _, err) = command(&data, &["backup", other.path().to_str().expect("path")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("neither empty nor a recorder data directory"), "{err}");
+    assert_eq!(std::fs::read_dir(other.path()).expect("list").count(), 1, "nothing was written there");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
