@@ -187,6 +187,8 @@ pub enum StreamError {
     Disk(ApiError),
     /// The first bytes are not what the caller accepts.
     NotAudio,
+    /// The body is readable but not a valid form of the upload (multipart without a file part…).
+    Malformed(&'static str),
 }
 
 /// A streaming upload in progress: chunks go to a writer thread and a hasher thread at once.

@@ -77,6 +77,7 @@ fn stream_error(e: StreamError, max: u64, budget: u64, size: u64) -> ApiError {
             ApiError::bad_request("the upload ended before its body was complete")
         }
         StreamError::Disk(e) => e,
+        StreamError::Malformed(why) => ApiError::bad_request(why),
     }
 }
 
@@ -87,12 +88,18 @@ async fn read_multipart(
     limit: u64,
 ) -> Result<BodyMeta, StreamError> {
     let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| StreamError::Client(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        .map_err(|_| StreamError::Malformed("the multipart Content-Type has no valid boundary"))?;
     let stream = ReaderStream::with_capacity(data.open((limit + (1 << 20)).bytes()), 64 * 1024);
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut meta = BodyMeta::default();
     let mut got_file = false;
-    let multer_err = |e: multer::Error| StreamError::Client(std::io::Error::other(e));
+    let multer_err = |e: multer::Error| match e {
+        multer::Error::StreamReadFailed(e) => StreamError::Client(std::io::Error::other(e)),
+        other => {
+            log::info!("malformed multipart upload: {other}");
+            StreamError::Malformed("the multipart body is malformed or cut short")
+        }
+    };
     while let Some(mut field) = multipart.next_field().await.map_err(multer_err)? {
         match field.name() {
             Some("file") if !got_file => {
@@ -108,7 +115,7 @@ async fn read_multipart(
                 while let Some(chunk) = field.chunk().await.map_err(multer_err)? {
                     text.extend_from_slice(&chunk);
                     if text.len() > 4096 {
-                        return Err(StreamError::Client(std::io::Error::other("form field too long")));
+                        return Err(StreamError::Malformed("a text part of the form is over 4 KiB"));
                     }
                 }
                 let text = String::from_utf8_lossy(&text).to_string();
@@ -118,7 +125,7 @@ async fn read_multipart(
         }
     }
     if !got_file {
-        return Err(StreamError::Client(std::io::Error::other("multipart upload without a `file` part")));
+        return Err(StreamError::Malformed("a multipart upload needs a `file` part"));
     }
     Ok(meta)
 }

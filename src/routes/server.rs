@@ -1,9 +1,9 @@
-//! `GET /healthz` and `GET /api/v1/server`.
+//! `GET /healthz`, `GET /api/v1/server` and `GET /api/v1/openapi.json`.
 
 use super::Reply;
 use crate::error::ApiError;
 use crate::state::AppState;
-use rocket::http::Status;
+use rocket::http::{ContentType, Status};
 use rocket::{State, get, routes};
 use serde_json::json;
 
@@ -40,6 +40,12 @@ fn server_info(state: &State<AppState>) -> Result<Reply, ApiError> {
     )
 }
 
+/// The OpenAPI 3.1 description of every route; a test holds it equal to the mounted routes.
+#[get("/openapi.json")]
+fn openapi() -> (ContentType, &'static str) {
+    (ContentType::JSON, include_str!("../openapi.json"))
+}
+
 pub fn routes() -> Vec<rocket::Route> {
-    routes![server_info]
+    routes![server_info, openapi]
 }

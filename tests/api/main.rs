@@ -4,5 +4,6 @@ mod accounts;
 mod cli;
 mod common;
 mod compat;
+mod openapi;
 mod ops;
 mod recordings;

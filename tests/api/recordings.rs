@@ -232,6 +232,24 @@ fn names_default_from_recorded_at_and_multipart_works() {
     assert_eq!(rec["recorded_at"], "2026-01-02T03:04:05.000Z");
     assert_eq!(rec["sha256"], sha256_hex(&ogg));
     assert_eq!(rec["content_type"], "audio/ogg");
+
+    // A form without a file part, and a broken one, say so.
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"recorded_at\"\r\n\r\n2026-01-02T03:04:05Z\r\n--{boundary}--\r\n"
+    );
+    let multipart = |body: &[u8]| {
+        send(
+            s.auth("POST", "/api/v1/recordings", &token)
+                .set("Content-Type", &format!("multipart/form-data; boundary={boundary}")),
+            Some(body),
+        )
+    };
+    let r = multipart(form.as_bytes());
+    r.assert_error(400, "bad_request");
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("`file` part")), "{}", r.text());
+    let r = multipart(b"no boundary anywhere in here");
+    r.assert_error(400, "bad_request");
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("malformed")), "{}", r.text());
 }
 
 #[test]
