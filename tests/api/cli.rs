@@ -299,6 +299,47 @@ fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
 }
 
 #[test]
+fn sigterm_with_an_upload_past_the_grace_period_exits_0_and_leaves_nothing() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let mut cmd = recorder(home.path());
+    cmd.env("RECORDER_SERVER_SHUTDOWN_GRACE", "1").arg("--data-dir").arg(&data).arg("--port").arg("0");
+    let mut server = Running::start(cmd);
+    let token = signup(&server, "olga");
+    let wav = fixture("speech.wav");
+    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+    write!(
+        stream,
+        "POST /api/v1/recordings?name=never.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        wav.len() * 4
+    )
+    .expect("head");
+    stream.write_all(&wav).expect("a quarter of the body");
+    crate::common::eventually("upload in flight", || {
+        std::fs::read_dir(data.join("tmp")).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().expect("kill");
+    assert!(killed.success());
+    // The client never sends the rest: the deadline (1 s grace + 5 s mercy) cuts it off.
+    let status = server.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "graceful exit");
+    assert!(started.elapsed() < Duration::from_secs(10), "within grace + mercy: {:?}", started.elapsed());
+    drop(stream);
+    assert_eq!(std::fs::read_dir(data.join("tmp")).expect("tmp").count(), 0, "the cut-off upload's temp file is gone");
+
+    let server = serve(home.path(), &data);
+    let list =
+        send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json();
+    assert_eq!(list["recordings"], json!([]));
+    let files = std::fs::read_dir(data.join("recordings"))
+        .expect("dir")
+        .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
+        .count();
+    assert_eq!(files, 0);
+}
+
+#[test]
 fn no_log_line_carries_a_token_or_a_password() {
     let home = tempfile::tempdir().expect("tempdir");
     let server = serve(home.path(), &home.path().join("data"));
