@@ -56,6 +56,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
         .mount("/", rocket::routes![routes::server::healthz])
         .mount("/", compat)
         .mount("/api/v1", routes::api())
+        .mount("/", routes::ui::routes())
         .register("/", catchers![error::json_catcher])
         .attach(AdHoc::on_request("request start", |req, _| {
             Box::pin(async move {
@@ -65,7 +66,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
         .attach(AdHoc::on_response("headers and log", |req, res| {
             Box::pin(async move {
                 res.set_raw_header("X-Content-Type-Options", "nosniff");
-                res.set_raw_header("Referrer-Policy", "no-referrer");
+                res.set_raw_header("Referrer-Policy", "same-origin");
                 res.set_raw_header("X-Frame-Options", "DENY");
                 if !res.headers().contains("Content-Security-Policy") {
                     res.set_raw_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");

@@ -5,6 +5,7 @@ pub mod compat;
 pub mod recordings;
 pub mod server;
 pub mod trash;
+pub mod ui;
 
 use crate::error::ApiError;
 use rocket::data::{self, Data, FromData, ToByteUnit};

@@ -6,7 +6,7 @@ use rocket::fairing::AdHoc;
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 pub struct Server {
@@ -16,6 +16,17 @@ pub struct Server {
     pub clock: Clock,
     data: PathBuf,
     shutdown: Option<rocket::Shutdown>,
+    /// Every request the server answered, as the server saw it.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// One request as the server saw it: method, path, `Range` header, status.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    pub status: u16,
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -38,16 +49,36 @@ impl Server {
         let data = config.data_dir.clone();
         let state = AppState::open(config, clock.clone()).expect("open state");
         let (tx, rx) = mpsc::channel();
-        let rocket = recorder::rocket(state).attach(AdHoc::on_liftoff("test port", move |r| {
-            Box::pin(async move {
-                let _ = tx.send((r.config().port, r.shutdown()));
-            })
-        }));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let rocket = recorder::rocket(state)
+            .attach(AdHoc::on_liftoff("test port", move |r| {
+                Box::pin(async move {
+                    let _ = tx.send((r.config().port, r.shutdown()));
+                })
+            }))
+            .attach(AdHoc::on_response("test log", move |req, res| {
+                let log = log.clone();
+                Box::pin(async move {
+                    let seen = Seen {
+                        method: req.method().as_str().to_string(),
+                        path: req.uri().path().to_string(),
+                        range: req.headers().get_one("Range").map(str::to_string),
+                        status: res.status().code,
+                    };
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
+                })
+            }));
         std::thread::spawn(move || {
             let _ = rocket::execute(rocket.launch());
         });
         let (port, shutdown) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
-        Server { base: format!("http://127.0.0.1:{port}"), _dir: dir, clock, data, shutdown: Some(shutdown) }
+        Server { base: format!("http://127.0.0.1:{port}"), _dir: dir, clock, data, shutdown: Some(shutdown), seen }
+    }
+
+    /// The requests answered so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn data(&self) -> PathBuf {

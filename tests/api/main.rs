@@ -1,9 +1,11 @@
 //! Integration tests: a real server over real HTTP, each test in its own temp data directory.
 
 mod accounts;
+mod browser;
 mod cli;
 mod common;
 mod compat;
 mod openapi;
 mod ops;
 mod recordings;
+mod ui;

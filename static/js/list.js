@@ -1,0 +1,407 @@
+// The recordings view: search, infinite scroll, play, download, rename, delete with undo.
+import { api } from './api.js';
+import { h, icon, setIcon, clear } from './dom.js';
+import { formatDate, formatDurationMs, formatLongDate, formatSize, plural, problemText } from './format.js';
+import { confirmDialog, reportError, hideError, toast } from './ui.js';
+
+const PAGE = 50;
+
+export function createList(ctx) {
+  const { player } = ctx;
+  const ul = h('ul', { class: 'rec-list', 'data-test': 'recordings', 'data-loaded': '0', 'aria-label': 'Recordings' });
+  const sentinel = h('div', { class: 'sentinel', 'aria-hidden': 'true' });
+  const stateBox = h('div', { class: 'list-state' });
+  const summary = h('p', { class: 'view-subtitle' });
+  const title = h('h1', { class: 'view-title' }, 'All Recordings');
+  const view = h('section', { class: 'view', 'aria-labelledby': 'recordings-title' },
+    h('div', { class: 'view-head' }, h('div', {}, title, summary)),
+    ul, stateBox, sentinel);
+  title.id = 'recordings-title';
+
+  const items = new Map(); // id → { rec, li }
+  let query = '';
+  let cursor = null;
+  let loading = false;
+  let generation = 0;
+  let controller = null;
+  let loadedOnce = false;
+  let dirty = true;
+  let failed = false;
+
+  // ---------- loading ----------
+
+  function skeletons(n) {
+    return Array.from({ length: n }, () => h('li', { class: 'rec skeleton', 'aria-hidden': 'true' },
+      h('span', { class: 'sk-circle' }), h('span', { class: 'sk-lines' }, h('span'), h('span'))));
+  }
+
+  async function load(reset) {
+    if (reset) {
+      generation++;
+      controller?.abort();
+      cursor = null;
+    } else if (loading || !cursor) {
+      return;
+    }
+    const mine = generation;
+    let ok = false;
+    controller = new AbortController();
+    loading = true;
+    ul.dataset.loaded = '0';
+    if (reset && !loadedOnce) ul.replaceChildren(...skeletons(6));
+    if (reset) ul.classList.add('refreshing');
+    if (!reset) stateBox.replaceChildren(h('div', { class: 'loading-more' }, h('span', { class: 'spinner' }), 'Loading…'));
+
+    const params = new URLSearchParams({ limit: String(PAGE) });
+    if (query) params.set('q', query);
+    if (!reset) params.set('cursor', cursor);
+    try {
+      const page = await api('GET', `/recordings?${params}`, undefined, { signal: controller.signal });
+      if (mine !== generation) return; // a newer search took over
+      if (reset) {
+        items.clear();
+        ul.replaceChildren();
+      }
+      for (const rec of page.recordings) {
+        if (!items.has(rec.id)) ul.append(renderItem(rec));
+      }
+      cursor = page.next_cursor;
+      ok = true;
+      failed = false;
+      loadedOnce = true;
+      dirty = false;
+    } catch (e) {
+      if (mine !== generation) return;
+      if (!loadedOnce) ul.replaceChildren();
+      failed = items.size === 0;
+      reportError(e);
+    } finally {
+      if (mine === generation) {
+        loading = false;
+        ul.classList.remove('refreshing');
+        renderState();
+        ul.dataset.loaded = '1';
+        ctx.markReady();
+        // A tall screen may still show the sentinel: keep filling it (not after a failure).
+        if (ok) requestAnimationFrame(maybeMore);
+      }
+    }
+  }
+
+  function maybeMore() {
+    if (!cursor || loading || view.hidden) return;
+    if (sentinel.getBoundingClientRect().top < window.innerHeight + 400) load(false);
+  }
+
+  const observer = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) load(false);
+  }, { rootMargin: '0px 0px 400px 0px' });
+  observer.observe(sentinel);
+
+  // ---------- empty / no results ----------
+
+  function renderState() {
+    clear(stateBox);
+    if (items.size > 0 || loading) return;
+    if (failed) {
+      stateBox.append(h('div', { class: 'empty small' },
+        h('p', { class: 'empty-title' }, 'Could not load your recordings'),
+        h('button', { type: 'button', class: 'btn', onclick: () => load(true) }, 'Try again')));
+      return;
+    }
+    if (query) {
+      stateBox.append(h('div', { class: 'empty small', 'data-test': 'no-results' },
+        h('p', { class: 'empty-title' }, 'No results'),
+        h('p', {}, `No recording name contains “${query}”.`)));
+    } else {
+      stateBox.append(emptyState());
+    }
+  }
+
+  function emptyState() {
+    const origin = location.origin;
+    const username = ctx.me?.user?.username || 'alice';
+    const loginCurl = `curl -X POST ${origin}/api/v1/auth/login -H 'Content-Type: application/json' ` +
+      `-d '{"username":"${username}","password":"…"}'`;
+    const uploadCurl = `curl --data-binary @memo.m4a -H 'Authorization: Bearer <token>' '${origin}/api/v1/recordings?name=memo.m4a'`;
+    return h('div', { class: 'empty', 'data-test': 'empty' },
+      h('div', { class: 'empty-icon' }, icon('wave')),
+      h('p', { class: 'empty-title' }, 'No recordings yet'),
+      h('p', {}, 'Press Record to record here, drop audio files on this page, or point your phone’s recorder app at this server:'),
+      h('dl', { class: 'setup' },
+        h('dt', {}, 'Server URL'), h('dd', {}, h('code', { 'data-test': 'origin' }, origin)),
+        h('dt', {}, 'Upload endpoint'), h('dd', {}, h('code', {}, `POST ${origin}/api/v1/recordings`)),
+        h('dt', {}, 'Header'), h('dd', {}, h('code', {}, 'Authorization: Bearer <token>'))),
+      h('p', {}, 'Get a token by signing in from the app, or with:'),
+      h('pre', { class: 'code' }, h('code', {}, loginCurl)),
+      h('p', {}, 'Then upload from anywhere:'),
+      h('pre', { class: 'code' }, h('code', {}, uploadCurl)));
+  }
+
+  function renderSummary() {
+    const usage = ctx.me?.usage;
+    summary.textContent = usage ? `${plural(usage.recordings, 'recording', 'recordings')} · ${formatSize(usage.bytes)}` : '';
+  }
+
+  // ---------- one item ----------
+
+  function renderItem(rec) {
+    const date = rec.recorded_at || rec.created_at;
+    const playBtn = h('button', { type: 'button', class: 'play-btn', 'data-test': 'play', 'aria-label': `Play ${rec.name}` }, icon('play'));
+    const nameEl = h('span', { class: 'rec-name', 'data-test': 'name', title: rec.name }, rec.name);
+    const li = h('li', { class: 'rec', 'data-test': 'recording', 'data-id': rec.id },
+      playBtn,
+      h('div', { class: 'rec-main' }, nameEl),
+      h('div', { class: 'rec-meta' },
+        h('time', { 'data-test': 'date', datetime: date, title: formatLongDate(date) }, formatDate(date)),
+        h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'),
+        h('span', { 'data-test': 'size' }, formatSize(rec.size)),
+        ...(problemText(rec.problem)
+          ? [h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'), h('span', { class: 'problem', 'data-test': 'problem' }, problemText(rec.problem))]
+          : [])),
+      h('span', { class: 'rec-duration', 'data-test': 'duration' }, formatDurationMs(rec.duration_ms)),
+      h('div', { class: 'rec-actions' },
+        h('a', {
+          class: 'icon-btn', 'data-test': 'download', href: `/api/v1/recordings/${encodeURIComponent(rec.id)}/audio?download=1`,
+          download: rec.name, 'aria-label': `Download ${rec.name}`, title: 'Download',
+        }, icon('download')),
+        h('button', { type: 'button', class: 'icon-btn', 'data-test': 'rename', 'aria-label': `Rename ${rec.name}`, title: 'Rename' }, icon('rename')),
+        h('button', { type: 'button', class: 'icon-btn danger', 'data-test': 'delete', 'aria-label': `Delete ${rec.name}`, title: 'Delete' }, icon('trash'))));
+    items.set(rec.id, { rec, li });
+    syncPlaying(li, rec.id);
+    return li;
+  }
+
+  function updateItem(rec) {
+    const entry = items.get(rec.id);
+    if (!entry) return;
+    entry.rec = rec;
+    const { li } = entry;
+    const name = li.querySelector('[data-test=name]');
+    name.textContent = rec.name;
+    name.title = rec.name;
+    li.querySelector('[data-test=play]').setAttribute('aria-label', `${isPlaying(rec.id) ? 'Pause' : 'Play'} ${rec.name}`);
+    li.querySelector('[data-test=download]').setAttribute('download', rec.name);
+    li.querySelector('[data-test=download]').setAttribute('aria-label', `Download ${rec.name}`);
+    li.querySelector('[data-test=rename]').setAttribute('aria-label', `Rename ${rec.name}`);
+    li.querySelector('[data-test=delete]').setAttribute('aria-label', `Delete ${rec.name}`);
+  }
+
+  const isPlaying = (id) => player.currentId() === id && player.isPlaying();
+
+  function syncPlaying(li, id) {
+    const entry = items.get(id);
+    const playing = isPlaying(id);
+    li.classList.toggle('current', player.currentId() === id);
+    li.classList.toggle('playing', playing);
+    const btn = li.querySelector('[data-test=play]');
+    setIcon(btn, playing ? 'pause' : 'play');
+    btn.setAttribute('aria-label', `${playing ? 'Pause' : 'Play'} ${entry.rec.name}`);
+    btn.setAttribute('aria-pressed', String(playing));
+  }
+
+  player.onChange(() => {
+    for (const [id, { li }] of items) syncPlaying(li, id);
+  });
+
+  /** Inserts in id order (ids are time-ordered): newest first, as the server lists them. */
+  function insertSorted(rec) {
+    if (items.has(rec.id)) return items.get(rec.id).li;
+    for (const li of ul.querySelectorAll(':scope > li[data-test=recording]')) {
+      if (li.dataset.id < rec.id) {
+        const fresh = renderItem(rec);
+        ul.insertBefore(fresh, li);
+        return fresh;
+      }
+    }
+    if (cursor) return null; // older than everything loaded: it comes with a later page
+    const fresh = renderItem(rec);
+    ul.append(fresh);
+    return fresh;
+  }
+
+  function removeItem(id) {
+    const entry = items.get(id);
+    if (!entry) return;
+    items.delete(id);
+    entry.li.remove();
+    renderState();
+  }
+
+  /** Where focus goes when an item disappears: the same action on a neighbour. */
+  function focusNeighbour(li, testName) {
+    const next = li.nextElementSibling || li.previousElementSibling;
+    const target = next?.querySelector(`[data-test=${testName}]`) || ctx.searchInput;
+    target?.focus();
+  }
+
+  // ---------- rename ----------
+
+  function startRename(li) {
+    if (li.classList.contains('renaming')) return;
+    const entry = items.get(li.dataset.id);
+    const nameEl = li.querySelector('[data-test=name]');
+    const input = h('input', {
+      type: 'text', class: 'rename-input', 'data-test': 'rename-input', value: entry.rec.name,
+      'aria-label': 'New name', maxlength: '255', autocomplete: 'off', spellcheck: 'false', enterkeyhint: 'done',
+    });
+    li.classList.add('renaming');
+    nameEl.hidden = true;
+    nameEl.after(input);
+    input.focus();
+    // Select the name without its extension, as file managers do.
+    const dot = entry.rec.name.lastIndexOf('.');
+    input.setSelectionRange(0, dot > 0 ? dot : entry.rec.name.length);
+
+    let busy = false;
+    let done = false;
+    const finish = (focusButton) => {
+      done = true;
+      input.remove();
+      nameEl.hidden = false;
+      li.classList.remove('renaming');
+      if (focusButton) li.querySelector('[data-test=rename]').focus();
+    };
+    const commit = async (fromBlur) => {
+      if (busy || done) return;
+      const current = items.get(li.dataset.id)?.rec;
+      if (!current) return finish(false);
+      if (input.value === current.name) return finish(!fromBlur);
+      busy = true;
+      input.setAttribute('aria-busy', 'true');
+      try {
+        const rec = await api('PATCH', `/recordings/${encodeURIComponent(current.id)}`, { name: input.value });
+        hideError();
+        updateItem(rec);
+        player.update(rec);
+        finish(!fromBlur);
+      } catch (e) {
+        reportError(e);
+        if (fromBlur) {
+          finish(false);
+        } else {
+          input.setAttribute('aria-invalid', 'true');
+          input.focus();
+        }
+      } finally {
+        busy = false;
+        input.removeAttribute('aria-busy');
+      }
+    };
+    input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') {
+        e.preventDefault();
+        commit(false);
+      } else if (e.key === 'Escape') {
+        e.preventDefault();
+        e.stopPropagation();
+        if (!busy) {
+          if (input.getAttribute('aria-invalid')) hideError();
+          finish(true);
+        }
+      }
+    });
+    input.addEventListener('input', () => input.removeAttribute('aria-invalid'));
+    input.addEventListener('blur', () => {
+      if (!busy && !done) commit(true);
+    });
+  }
+
+  // ---------- delete / undo ----------
+
+  async function remove(li) {
+    const entry = items.get(li.dataset.id);
+    if (!entry) return;
+    const { rec } = entry;
+    const permanent = ctx.server.trash_retention_days === 0;
+    if (permanent) {
+      const ok = await confirmDialog({
+        title: 'Delete permanently?',
+        message: `“${rec.name}” will be deleted permanently. This server keeps no trash, so this cannot be undone.`,
+        ok: 'Delete',
+      });
+      if (!ok) return;
+    }
+    li.classList.add('busy');
+    try {
+      await api('DELETE', `/recordings/${encodeURIComponent(rec.id)}`);
+    } catch (e) {
+      li.classList.remove('busy');
+      if (e.status === 404) removeItem(rec.id);
+      reportError(e);
+      return;
+    }
+    focusNeighbour(li, 'delete');
+    removeItem(rec.id);
+    if (permanent && player.currentId() === rec.id) player.clear();
+    ctx.refreshUsage();
+    if (permanent) {
+      toast(`Deleted permanently: “${rec.name}”`);
+    } else {
+      toast(`“${rec.name}” moved to Trash`, { action: 'Undo', onAction: () => undo(rec) });
+    }
+  }
+
+  async function undo(rec) {
+    try {
+      const restored = await api('POST', `/trash/${encodeURIComponent(rec.id)}/restore`);
+      const li = matches(restored) ? insertSorted(restored) : null;
+      renderState();
+      li?.querySelector('[data-test=play]')?.focus();
+      li?.classList.add('flash');
+      ctx.refreshUsage();
+    } catch (e) {
+      reportError(e);
+    }
+  }
+
+  // ---------- events ----------
+
+  ul.addEventListener('click', (e) => {
+    const button = e.target.closest('button');
+    const li = e.target.closest('li[data-test=recording]');
+    if (!button || !li || li.classList.contains('busy')) return;
+    const entry = items.get(li.dataset.id);
+    if (!entry) return;
+    switch (button.dataset.test) {
+      case 'play': player.play(entry.rec); break;
+      case 'rename': startRename(li); break;
+      case 'delete': remove(li); break;
+    }
+  });
+  // Double-click on a name renames (the rename button does the same for keyboards and touch).
+  ul.addEventListener('dblclick', (e) => {
+    const name = e.target.closest('[data-test=name]');
+    if (name) startRename(name.closest('li'));
+  });
+
+  const matches = (rec) => !query || rec.name.toLocaleLowerCase().includes(query.toLocaleLowerCase());
+
+  return {
+    element: view,
+    show() {
+      renderSummary();
+      if (dirty) load(true);
+      else requestAnimationFrame(maybeMore);
+    },
+    /** The search box changed: flag the list as loading now, fetch after the debounce. */
+    searchPending() {
+      ul.dataset.loaded = '0';
+    },
+    search(q) {
+      query = q;
+      load(true);
+    },
+    /** A recording was uploaded: show it at the top if it matches the search. */
+    added(rec) {
+      if (!matches(rec)) return;
+      insertSorted(rec)?.classList.add('flash');
+      renderState();
+    },
+    /** Something outside this view changed the list (a restore from the trash). */
+    invalidate() {
+      dirty = true;
+    },
+    usageChanged: renderSummary,
+  };
+}

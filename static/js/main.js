@@ -1,0 +1,260 @@
+// Entry point: load server info and the session, then show the sign-in screen or the app.
+import { api, setUnauthorizedHandler } from './api.js';
+import { h, icon } from './dom.js';
+import { renderAuth } from './auth.js';
+import { createPlayer } from './player.js';
+import { createList } from './list.js';
+import { createTrash } from './trash.js';
+import { createAccount } from './account.js';
+import { createUploads } from './upload.js';
+import { createRecorder } from './record.js';
+import { hideError, showError } from './ui.js';
+
+const root = document.getElementById('root');
+let server = null;
+let app = null;
+
+function markReady() {
+  document.body.dataset.ready = '1';
+}
+
+async function boot() {
+  let me;
+  try {
+    const unauthorizedIsFine = (e) => (e.status === 401 ? null : Promise.reject(e));
+    [server, me] = await Promise.all([api('GET', '/server'), api('GET', '/me').catch(unauthorizedIsFine)]);
+  } catch (e) {
+    renderUnreachable(e);
+    return;
+  }
+  if (me) startApp(me);
+  else showSignIn();
+}
+
+function renderUnreachable(error) {
+  root.replaceChildren(h('div', { class: 'auth-screen' },
+    h('main', { class: 'auth-card' },
+      h('div', { class: 'auth-logo' }, icon('wave')),
+      h('h1', { class: 'auth-title' }, 'Recorder'),
+      h('p', { class: 'auth-subtitle' }, 'The server could not be reached.'),
+      h('p', { class: 'muted' }, error.message),
+      h('button', { type: 'button', class: 'btn primary wide', onclick: () => location.reload() }, 'Try Again'))));
+  markReady();
+}
+
+function showSignIn(notice) {
+  setUnauthorizedHandler(null);
+  document.body.append(document.querySelector('[data-test=error]'));
+  app?.destroy();
+  app = null;
+  hideError();
+  document.title = 'Sign In · Recorder';
+  renderAuth(root, {
+    server,
+    notice,
+    onSignedIn: async () => startApp(await api('GET', '/me')),
+  });
+  markReady();
+}
+
+function startApp(me) {
+  app?.destroy();
+  app = createApp(me);
+  root.replaceChildren(app.element);
+  // The error banner sits at the top of the content while signed in.
+  document.getElementById('main').prepend(document.querySelector('[data-test=error]'));
+  setUnauthorizedHandler(() => showSignIn('Your session has ended. Please sign in again.'));
+  app.route();
+}
+
+function createApp(me) {
+  const ctx = {
+    server,
+    me,
+    markReady,
+    refreshUsage,
+    listChanged: () => list.invalidate(),
+    forgetPlayback: (id) => {
+      if (player.currentId() === id) player.clear();
+    },
+    uploaded: (rec) => {
+      list.added(rec);
+      refreshUsage();
+    },
+    signedOut: () => showSignIn(),
+    sessionLost: () => showSignIn('Your session has ended. Please sign in again.'),
+  };
+
+  // ---------- header ----------
+  const search = h('input', {
+    type: 'search', class: 'search-input', 'data-test': 'search', placeholder: 'Search', 'aria-label': 'Search recordings',
+    autocomplete: 'off', spellcheck: 'false', enterkeyhint: 'search',
+  });
+  const fileInput = h('input', {
+    type: 'file', multiple: true, accept: 'audio/*', class: 'visually-hidden', 'data-test': 'file-input',
+    tabindex: '-1', 'aria-label': 'Audio files to upload',
+  });
+  const uploadBtn = h('button', { type: 'button', class: 'btn header-btn', 'data-test': 'upload-button', 'aria-label': 'Upload audio files', title: 'Upload audio files' },
+    icon('upload'), h('span', { class: 'label' }, 'Upload'));
+  const recordBtn = h('button', { type: 'button', class: 'record-btn', 'data-test': 'record', 'aria-label': 'Record', 'aria-pressed': 'false', title: 'Record with the microphone' },
+    h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), h('span', { class: 'label' }, 'Record'));
+  const trashBadge = h('span', { class: 'badge', hidden: true });
+  const nav = {
+    recordings: h('a', { href: '#/', class: 'tab', 'data-test': 'nav-recordings' }, icon('wave'), h('span', { class: 'label' }, 'Recordings')),
+    trash: h('a', { href: '#/trash', class: 'tab', 'data-test': 'nav-trash' }, icon('trash'), h('span', { class: 'label' }, 'Trash'), trashBadge),
+    account: h('a', { href: '#/account', class: 'avatar-btn', 'data-test': 'nav-account', 'aria-label': `Account: ${me.user.username}`, title: me.user.username },
+      h('span', { class: 'avatar', 'aria-hidden': 'true' }, me.user.username.charAt(0).toUpperCase())),
+  };
+  ctx.searchInput = search;
+  ctx.recordButton = recordBtn;
+
+  const header = h('header', { class: 'topbar' },
+    h('div', { class: 'topbar-inner' },
+      h('a', { href: '#/', class: 'brand', 'aria-label': 'Recorder home' }, h('span', { class: 'brand-logo' }, icon('wave')), h('span', { class: 'brand-name' }, 'Recorder')),
+      h('nav', { class: 'tabs', 'aria-label': 'Views' }, nav.recordings, nav.trash),
+      h('div', { class: 'search' }, icon('search'), search),
+      h('div', { class: 'header-actions' }, uploadBtn, fileInput, recordBtn, nav.account)));
+
+  // ---------- parts ----------
+  const player = createPlayer();
+  ctx.player = player;
+  const uploads = createUploads(ctx);
+  ctx.uploads = uploads;
+  const recorder = createRecorder(ctx);
+  const list = createList(ctx);
+  const trash = createTrash(ctx);
+  const account = createAccount(ctx);
+  const views = { recordings: list, trash, account };
+  const drop = h('div', { class: 'drop-overlay', hidden: true, 'aria-hidden': 'true' },
+    h('div', { class: 'drop-box' }, icon('upload'), h('p', {}, 'Drop audio files to upload')));
+
+  const element = h('div', { class: 'app', 'data-test': 'app' },
+    header,
+    h('main', { class: 'content', id: 'main' }, recorder.element, uploads.element, list.element, trash.element, account.element),
+    player.element,
+    h('div', { class: 'toast-region', 'aria-live': 'polite' }),
+    drop);
+
+  // ---------- behaviour ----------
+  let searchTimer = 0;
+  search.addEventListener('input', () => {
+    list.searchPending();
+    if (current !== 'recordings') location.hash = '#/';
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => list.search(search.value.trim()), 250);
+  });
+  search.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && search.value) {
+      search.value = '';
+      search.dispatchEvent(new Event('input'));
+    }
+  });
+  uploadBtn.addEventListener('click', () => fileInput.click());
+  fileInput.addEventListener('change', () => {
+    if (fileInput.files.length) uploads.addFiles([...fileInput.files]);
+    fileInput.value = '';
+  });
+  recordBtn.addEventListener('click', () => recorder.start());
+
+  let usageSeq = 0;
+  async function refreshUsage() {
+    const seq = ++usageSeq;
+    try {
+      const fresh = await api('GET', '/me');
+      if (seq !== usageSeq) return;
+      ctx.me = fresh;
+      renderUsage();
+    } catch (e) {
+      if (e.status !== 401) console.warn('usage refresh failed', e);
+    }
+  }
+  function renderUsage() {
+    const n = ctx.me.usage.trash_recordings;
+    trashBadge.textContent = String(n);
+    trashBadge.hidden = n === 0;
+    nav.trash.setAttribute('aria-label', n ? `Trash (${n})` : 'Trash');
+    list.usageChanged();
+    account.usageChanged();
+  }
+  renderUsage();
+
+  let current = null;
+  function route() {
+    // Views live in the hash (#/trash); a plain /trash or /account path works too.
+    const path = location.hash.replace(/^#/, '') || location.pathname;
+    const next = path === '/trash' ? 'trash' : path === '/account' ? 'account' : 'recordings';
+    const changed = next !== current;
+    current = next;
+    for (const [name, view] of Object.entries(views)) view.element.hidden = name !== next;
+    for (const [name, link] of Object.entries(nav)) {
+      if (name === next) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+    document.title = { recordings: 'Recorder', trash: 'Trash · Recorder', account: 'Account · Recorder' }[next];
+    if (changed) window.scrollTo(0, 0);
+    views[next].show();
+    if (next !== 'recordings') refreshUsage();
+  }
+
+  return {
+    element,
+    route,
+    addFiles: (files) => uploads.addFiles(files),
+    showDrop: (on) => { drop.hidden = !on; },
+    busy: () => uploads.busy() || recorder.active(),
+    focusSearch: () => search.focus(),
+    destroy() {
+      recorder.stop(true);
+      player.clear();
+      clearTimeout(searchTimer);
+    },
+  };
+}
+
+// ---------- page-wide events ----------
+
+window.addEventListener('hashchange', () => app?.route());
+
+const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+let dragDepth = 0;
+window.addEventListener('dragenter', (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  dragDepth++;
+  app?.showDrop(true);
+});
+window.addEventListener('dragover', (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  e.dataTransfer.dropEffect = app ? 'copy' : 'none';
+});
+window.addEventListener('dragleave', () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) app?.showDrop(false);
+});
+window.addEventListener('drop', (e) => {
+  const files = e.dataTransfer?.files;
+  if (!files?.length) return;
+  e.preventDefault(); // never navigate away to the dropped file
+  dragDepth = 0;
+  app?.showDrop(false);
+  if (app) app.addFiles([...files]);
+  else showError('Sign in first, then drop your files again.');
+});
+
+window.addEventListener('keydown', (e) => {
+  if (e.key !== '/' || !app || e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target;
+  if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t?.isContentEditable || document.querySelector('dialog[open]')) return;
+  e.preventDefault();
+  app.focusSearch();
+});
+
+window.addEventListener('beforeunload', (e) => {
+  if (app?.busy()) {
+    e.preventDefault();
+    e.returnValue = '';
+  }
+});
+
+boot();

@@ -1,0 +1,453 @@
+//! The web UI in real headless Chromium, driven through chromedriver (WebDriver) against a real
+//! server. Without Chromium these tests say loudly that they skipped, and fail instead when
+//! `RECORDER_REQUIRE_BROWSER=1` (as in CI).
+
+use crate::common::{Server, fixture, send, send_json, urlencode};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in candidates {
+        if name.starts_with('/') {
+            if Path::new(name).exists() {
+                return Some(PathBuf::from(name));
+            }
+            continue;
+        }
+        if let Some(found) = std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.exists()) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A headless Chromium session. Dropping it ends the session and chromedriver.
+pub struct Browser {
+    rt: tokio::runtime::Runtime,
+    client: Option<Client>,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium, or returns `None` after saying why (panics instead when required).
+    pub fn start(test: &str) -> Option<Browser> {
+        let chromium = find_program(
+            "RECORDER_CHROMIUM",
+            &["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"],
+        );
+        let driver = find_program("RECORDER_CHROMEDRIVER", &["/usr/bin/chromedriver", "chromedriver"]);
+        let (Some(chromium), Some(driver)) = (chromium, driver) else {
+            let why = "Chromium and chromedriver were not found. Install them with \
+                       `sudo apt-get install chromium chromium-driver` (Debian/Ubuntu), or point \
+                       RECORDER_CHROMIUM and RECORDER_CHROMEDRIVER at them";
+            if std::env::var("RECORDER_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+                panic!("{test}: RECORDER_REQUIRE_BROWSER=1 but {why}");
+            }
+            eprintln!("\n*** SKIPPED browser test {test}: {why}. ***\n");
+            return None;
+        };
+        let port = free_port();
+        let driver = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::tempdir().expect("profile dir");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-quic".into(),
+            "--autoplay-policy=no-user-gesture-required".into(),
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            "--window-size=1280,800".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
+        let url = format!("http://127.0.0.1:{port}");
+        let client = rt.block_on(async {
+            let started = Instant::now();
+            loop {
+                let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+                    Ok(client) => return client,
+                    Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("cannot start a Chromium session through chromedriver: {e}"),
+                }
+            }
+        });
+        Some(Browser { rt, client: Some(client), driver, _profile: profile })
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("session open")
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.rt.block_on(self.client().goto(url)).unwrap_or_else(|e| panic!("goto {url}: {e}"));
+    }
+
+    /// Runs a script (a function body; `arguments` are the args) and returns its value.
+    pub fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.rt.block_on(self.client().execute(script, args)).unwrap_or_else(|e| panic!("script {script}: {e}"))
+    }
+
+    /// Waits until the script returns something truthy; returns it.
+    pub fn wait_js(&self, what: &str, script: &str, args: Vec<Value>) -> Value {
+        let started = Instant::now();
+        loop {
+            let value = self.js(script, args.clone());
+            let truthy = match &value {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if started.elapsed() > WAIT {
+                let html = self.js("return document.body ? document.body.innerText : ''", vec![]);
+                panic!("timed out waiting for {what}; the page shows:\n{}", html.as_str().unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for an element to be present and visible.
+    pub fn wait_for(&self, css: &str) {
+        self.wait_js(
+            &format!("{css} to be visible"),
+            "const e = document.querySelector(arguments[0]); \
+             return !!e && !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);",
+            vec![json!(css)],
+        );
+    }
+
+    pub fn wait_gone(&self, css: &str) {
+        self.wait_js(
+            &format!("{css} to go away"),
+            "return document.querySelector(arguments[0]) === null;",
+            vec![json!(css)],
+        );
+    }
+
+    pub fn count(&self, css: &str) -> usize {
+        self.js("return document.querySelectorAll(arguments[0]).length;", vec![json!(css)]).as_u64().unwrap_or(0)
+            as usize
+    }
+
+    pub fn exists(&self, css: &str) -> bool {
+        self.count(css) > 0
+    }
+
+    pub fn click(&self, css: &str) {
+        self.wait_for(css);
+        self.rt
+            .block_on(async { self.client().find(Locator::Css(css)).await?.click().await })
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Types into a field (after clearing it).
+    pub fn fill(&self, css: &str, text: &str) {
+        self.wait_for(css);
+        self.rt
+            .block_on(async {
+                let field = self.client().find(Locator::Css(css)).await?;
+                field.clear().await?;
+                field.send_keys(text).await
+            })
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// Replaces a field's text the way a person does (select all, type), without the blur that
+    /// a WebDriver clear causes.
+    pub fn retype(&self, css: &str, text: &str) {
+        self.wait_for(css);
+        self.send_keys(css, &format!("\u{E009}a\u{E000}{text}"));
+    }
+
+    /// Sends keys without clearing (file inputs take paths joined by newlines).
+    pub fn send_keys(&self, css: &str, keys: &str) {
+        self.rt
+            .block_on(async { self.client().find(Locator::Css(css)).await?.send_keys(keys).await })
+            .unwrap_or_else(|e| panic!("send keys to {css}: {e}"));
+    }
+
+    pub fn text(&self, css: &str) -> String {
+        self.wait_for(css);
+        self.js("return document.querySelector(arguments[0]).textContent;", vec![json!(css)])
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Whether a JavaScript dialog (alert, confirm) is open.
+    pub fn alert_open(&self) -> bool {
+        self.rt.block_on(self.client().get_alert_text()).is_ok()
+    }
+
+    pub fn screenshot(&self, width: u32, height: u32, name: &str) -> PathBuf {
+        self.rt.block_on(self.client().set_window_size(width, height)).expect("resize");
+        // Let layout settle on the new size: wait for two animation frames.
+        self.js_async(
+            "requestAnimationFrame(() => requestAnimationFrame(() => arguments[arguments.length - 1](true)));",
+        );
+        let png = self.rt.block_on(self.client().screenshot()).expect("screenshot");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(name);
+        std::fs::write(&path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+
+    fn js_async(&self, script: &str) -> Value {
+        self.rt.block_on(self.client().execute_async(script, vec![])).unwrap_or_else(|e| panic!("script {script}: {e}"))
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = self.rt.block_on(client.close());
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn fixture_path(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).display().to_string()
+}
+
+fn item(id: &str) -> String {
+    format!("li[data-test=recording][data-id=\"{id}\"]")
+}
+
+/// Signs up through the page and waits for the (empty) list.
+fn sign_up(b: &Browser, server: &Server, username: &str) {
+    b.goto(&server.base);
+    b.wait_js("the page to be ready", "return document.body.dataset.ready === '1';", vec![]);
+    b.click("[data-test=show-signup]");
+    b.fill("form[data-test=signup-form] input[name=username]", username);
+    b.fill("form[data-test=signup-form] input[name=password]", "password123");
+    b.click("form[data-test=signup-form] [type=submit]");
+    b.wait_for("[data-test=app]");
+}
+
+fn login_token(server: &Server, username: &str) -> String {
+    let r =
+        send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": username, "password": "password123"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
+fn list(server: &Server, token: &str, path: &str) -> Vec<Value> {
+    let r = send(server.auth("GET", path, token), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["recordings"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_user_uploads_plays_renames_deletes_undoes_and_restores_in_the_browser() {
+    let Some(b) = Browser::start("walkthrough") else { return };
+    let server = Server::start();
+    sign_up(&b, &server, "alice");
+
+    // A new user sees how to point a phone app here.
+    b.wait_for("[data-test=empty]");
+    assert!(b.text("[data-test=empty]").contains(&server.base), "the empty state names this server's URL");
+
+    // Two files at once through the file input.
+    b.send_keys(
+        "input[data-test=file-input]",
+        &format!("{}\n{}", fixture_path("speech.m4a"), fixture_path("speech.mp3")),
+    );
+    b.wait_js(
+        "two recordings listed",
+        "return document.querySelectorAll('li[data-test=recording]').length === 2;",
+        vec![],
+    );
+    let token = login_token(&server, "alice");
+    let stored = list(&server, &token, "/api/v1/recordings");
+    assert_eq!(stored.len(), 2);
+    for r in &stored {
+        let id = r["id"].as_str().expect("id");
+        assert_eq!(b.text(&format!("{} [data-test=name]", item(id))), r["name"].as_str().expect("name"));
+        assert_eq!(b.text(&format!("{} [data-test=duration]", item(id))), "0:04", "{r}");
+    }
+    let (m4a, mp3) = {
+        let id_of = |name: &str| {
+            stored.iter().find(|r| r["name"] == name).and_then(|r| r["id"].as_str()).expect("uploaded").to_string()
+        };
+        (id_of("speech.m4a"), id_of("speech.mp3"))
+    };
+
+    // Play and seek: the element's time moves, and the audio came with a Range request.
+    b.click(&format!("{} [data-test=play]", item(&m4a)));
+    b.wait_js(
+        "the player to play",
+        "const a = document.querySelector('audio[data-test=player]'); return a.currentTime > 0.3 && a.src.includes(arguments[0]);",
+        vec![json!(m4a)],
+    );
+    assert_eq!(b.text("[data-test=player-name]"), "speech.m4a");
+    b.js(
+        "const s = document.querySelector('input[data-test=seek]'); \
+         s.value = s.max * 0.75; s.dispatchEvent(new Event('input', {bubbles: true})); \
+         s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    );
+    b.wait_js(
+        "the seek to move currentTime",
+        "return document.querySelector('audio[data-test=player]').currentTime >= 2.5;",
+        vec![],
+    );
+    let audio_path = format!("/api/v1/recordings/{m4a}/audio");
+    let ranged: Vec<_> =
+        server.seen().into_iter().filter(|s| s.method == "GET" && s.path == audio_path && s.range.is_some()).collect();
+    assert!(ranged.iter().any(|s| s.status == 206), "the server saw Range requests for the audio: {ranged:?}");
+    b.click("button[data-test=player-toggle]");
+
+    // Rename inline.
+    b.click(&format!("{} [data-test=rename]", item(&mp3)));
+    b.retype(&format!("{} input[data-test=rename-input]", item(&mp3)), "Kitchen idea");
+    b.send_keys(&format!("{} input[data-test=rename-input]", item(&mp3)), "\u{E007}");
+    b.wait_js(
+        "the new name",
+        "const e = document.querySelector(arguments[0]); return !!e && e.textContent.trim() === 'Kitchen idea';",
+        vec![json!(format!("{} [data-test=name]", item(&mp3)))],
+    );
+    let renamed = send(server.auth("GET", &format!("/api/v1/recordings/{mp3}"), &token), None).json();
+    assert_eq!(renamed["name"], "Kitchen idea");
+
+    // Delete, Undo, delete again, restore from the trash.
+    b.click(&format!("{} [data-test=delete]", item(&mp3)));
+    b.wait_gone(&item(&mp3));
+    b.click("[data-test=toast] button[data-test=undo]");
+    b.wait_for(&item(&mp3));
+    assert!(list(&server, &token, "/api/v1/trash").is_empty(), "undo restored it");
+    b.click(&format!("{} [data-test=delete]", item(&mp3)));
+    b.wait_gone(&item(&mp3));
+    assert_eq!(list(&server, &token, "/api/v1/trash").len(), 1);
+    b.click("[data-test=nav-trash]");
+    let trashed = format!("li[data-test=trash-item][data-id=\"{mp3}\"]");
+    b.wait_for(&trashed);
+    assert!(b.text(&format!("{trashed} [data-test=days-left]")).contains("30"), "30 days left");
+    b.click(&format!("{trashed} [data-test=restore]"));
+    b.wait_gone(&trashed);
+    b.click("[data-test=nav-recordings]");
+    b.wait_for(&item(&mp3));
+    assert!(list(&server, &token, "/api/v1/trash").is_empty());
+    assert_eq!(list(&server, &token, "/api/v1/recordings").len(), 2);
+
+    // For a person to look at.
+    b.screenshot(390, 844, "list-phone.png");
+    b.screenshot(1280, 800, "list-desktop.png");
+}
+
+#[test]
+fn names_are_text_never_html() {
+    let Some(b) = Browser::start("names are text") else { return };
+    let server = Server::start();
+    sign_up(&b, &server, "mallory");
+    let token = login_token(&server, "mallory");
+    let name = "<img src=x onerror=alert(1)>";
+    let r = send(
+        server
+            .auth("POST", &format!("/api/v1/recordings?name={}", urlencode(name)), &token)
+            .set("Content-Type", "application/octet-stream"),
+        Some(&fixture("speech.wav")),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    b.goto(&server.base);
+    b.wait_for(&item(&id));
+    assert_eq!(b.text(&format!("{} [data-test=name]", item(&id))), name);
+    assert_eq!(b.count("img[src=x]"), 0, "no element was made from the name");
+    assert!(!b.alert_open(), "no script ran");
+    // Renaming to markup shows it as text too.
+    b.click(&format!("{} [data-test=rename]", item(&id)));
+    b.retype(&format!("{} input[data-test=rename-input]", item(&id)), "<b>bold</b><script>alert(2)</script>");
+    b.send_keys(&format!("{} input[data-test=rename-input]", item(&id)), "\u{E007}");
+    b.wait_js(
+        "the markup name shown as text",
+        "const e = document.querySelector(arguments[0]); return !!e && e.textContent.trim() === '<b>bold</b><script>alert(2)</script>';",
+        vec![json!(format!("{} [data-test=name]", item(&id)))],
+    );
+    assert_eq!(b.count("[data-test=recordings] b, [data-test=recordings] script"), 0);
+    assert!(!b.alert_open(), "no script ran");
+}
+
+#[test]
+fn closed_signups_hide_the_signup_form() {
+    let Some(b) = Browser::start("closed signups") else { return };
+    let server = Server::start_with(|c| c.signups = recorder::config::Signups::Closed);
+    b.goto(&server.base);
+    b.wait_js("the page to be ready", "return document.body.dataset.ready === '1';", vec![]);
+    b.wait_for("form[data-test=login-form]");
+    assert!(!b.exists("[data-test=show-signup]"), "no way to sign up is offered");
+    assert!(!b.exists("form[data-test=signup-form]"));
+}
+
+#[test]
+fn recording_in_the_browser_uploads_with_its_start_time() {
+    let Some(b) = Browser::start("record") else { return };
+    let server = Server::start();
+    sign_up(&b, &server, "singer");
+    let before = time::OffsetDateTime::now_utc();
+    b.click("button[data-test=record]");
+    b.wait_for("[data-test=record-timer]");
+    b.wait_js(
+        "the timer to reach 0:02",
+        "return document.querySelector('[data-test=record-timer]').textContent.trim() >= '0:02';",
+        vec![],
+    );
+    b.click("button[data-test=record-stop]");
+    b.wait_js(
+        "the recording listed",
+        "return document.querySelectorAll('li[data-test=recording]').length === 1;",
+        vec![],
+    );
+    let token = login_token(&server, "singer");
+    let stored = list(&server, &token, "/api/v1/recordings");
+    assert_eq!(stored.len(), 1);
+    let r = &stored[0];
+    assert!(r["content_type"].as_str().is_some_and(|t| t.starts_with("audio/")), "{r}");
+    let recorded_at = r["recorded_at"].as_str().expect("recorded_at set");
+    let recorded_at =
+        time::OffsetDateTime::parse(recorded_at, &time::format_description::well_known::Rfc3339).expect("rfc3339");
+    let drift = (recorded_at - before).whole_seconds().abs();
+    assert!(drift < 10, "recorded_at is when recording started: {recorded_at} vs {before}");
+    assert!(r["size"].as_i64().is_some_and(|s| s > 1000), "{r}");
+}
