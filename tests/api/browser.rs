@@ -451,3 +451,64 @@ fn recording_in_the_browser_uploads_with_its_start_time() {
     assert!(drift < 10, "recorded_at is when recording started: {recorded_at} vs {before}");
     assert!(r["size"].as_i64().is_some_and(|s| s > 1000), "{r}");
 }
+
+#[test]
+fn refusals_trash_and_account_work_from_the_page() {
+    let Some(b) = Browser::start("refusals, trash and account") else { return };
+    let server = Server::start();
+    sign_up(&b, &server, "uma");
+    let token = login_token(&server, "uma");
+
+    // The server's refusal is shown with its message, and nothing is stored.
+    b.send_keys("input[data-test=file-input]", &fixture_path("not-audio/text-named.mp3"));
+    b.wait_for("[data-test=upload-item] [data-test=upload-error]");
+    let shown = b.text("[data-test=upload-item] [data-test=upload-error]");
+    let refused =
+        send(server.auth("POST", "/api/v1/recordings?name=x.mp3", &token), Some(&fixture("not-audio/text-named.mp3")));
+    refused.assert_error(415, "unsupported_media_type");
+    assert_eq!(shown, refused.json()["error"]["message"].as_str().expect("message"), "the server's own message");
+    assert!(list(&server, &token, "/api/v1/recordings").is_empty());
+
+    // Delete forever and empty the trash, each after confirming in the page's dialog.
+    let ids: Vec<String> =
+        ["speech.ogg", "speech.opus", "speech.flac"].iter().map(|f| server.upload_id(&token, f, &fixture(f))).collect();
+    for id in &ids {
+        assert_eq!(send(server.auth("DELETE", &format!("/api/v1/recordings/{id}"), &token), None).status, 204);
+    }
+    b.click("[data-test=nav-trash]");
+    let trashed = |id: &str| format!("li[data-test=trash-item][data-id=\"{id}\"]");
+    b.wait_for(&trashed(&ids[0]));
+    b.click(&format!("{} [data-test=purge]", trashed(&ids[0])));
+    b.click("dialog[data-test=confirm] [data-test=confirm-cancel]");
+    assert!(b.exists(&trashed(&ids[0])), "cancel keeps it");
+    b.click(&format!("{} [data-test=purge]", trashed(&ids[0])));
+    b.click("dialog[data-test=confirm] [data-test=confirm-ok]");
+    b.wait_gone(&trashed(&ids[0]));
+    assert_eq!(list(&server, &token, "/api/v1/trash").len(), 2);
+    b.click("[data-test=empty-trash]");
+    b.click("dialog[data-test=confirm] [data-test=confirm-ok]");
+    b.wait_for("[data-test=trash-empty]");
+    assert!(list(&server, &token, "/api/v1/trash").is_empty());
+
+    // Usage, a password change, and signing out.
+    b.click("[data-test=nav-account]");
+    assert_eq!(b.text("[data-test=username]"), "uma");
+    b.wait_for("[data-test=usage]");
+    b.fill("form[data-test=password-form] input[name=current_password]", "password123");
+    b.fill("form[data-test=password-form] input[name=new_password]", "a brand new secret");
+    b.click("form[data-test=password-form] [type=submit]");
+    b.wait_for("[data-test=password-ok]");
+    let old =
+        send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": "uma", "password": "password123"}));
+    old.assert_error(401, "invalid_credentials");
+    send(server.auth("GET", "/api/v1/me", &token), None).assert_error(401, "unauthorized");
+    b.click("[data-test=logout]");
+    b.wait_for("form[data-test=login-form]");
+    b.goto(&server.base);
+    b.wait_for("form[data-test=login-form]");
+    assert!(!b.exists("[data-test=app]"), "signed out for good");
+    b.fill("form[data-test=login-form] input[name=username]", "uma");
+    b.fill("form[data-test=login-form] input[name=password]", "a brand new secret");
+    b.click("form[data-test=login-form] [type=submit]");
+    b.wait_for("[data-test=app]");
+}
