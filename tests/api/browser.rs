@@ -212,6 +212,24 @@ impl Browser {
             .to_string()
     }
 
+    /// Types into whatever has the keyboard focus (Tab is `\u{E004}`, Enter `\u{E007}`).
+    pub fn keys(&self, keys: &str) {
+        self.rt
+            .block_on(async { self.client().active_element().await?.send_keys(keys).await })
+            .unwrap_or_else(|e| panic!("keys {keys:?}: {e}"));
+    }
+
+    /// The `data-test` (or tag and name) of the focused element.
+    pub fn focused(&self) -> String {
+        self.js(
+            "const e = document.activeElement;              return e ? (e.dataset.test || e.tagName.toLowerCase() + (e.name ? '[name=' + e.name + ']' : '')) : '';",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
     /// Whether a JavaScript dialog (alert, confirm) is open.
     pub fn alert_open(&self) -> bool {
         self.rt.block_on(self.client().get_alert_text()).is_ok()
@@ -511,4 +529,59 @@ fn refusals_trash_and_account_work_from_the_page() {
     b.fill("form[data-test=login-form] input[name=password]", "a brand new secret");
     b.click("form[data-test=login-form] [type=submit]");
     b.wait_for("[data-test=app]");
+}
+
+#[test]
+fn the_page_works_by_keyboard_alone_with_visible_focus() {
+    let Some(b) = Browser::start("keyboard") else { return };
+    let server = Server::start();
+    let token = {
+        let r = send_json(
+            server.req("POST", "/api/v1/auth/signup"),
+            &json!({"username": "kai", "password": "password123"}),
+        );
+        assert_eq!(r.status, 201);
+        r.json()["token"].as_str().expect("token").to_string()
+    };
+    let id = server.upload_id(&token, "speech.ogg", &fixture("speech.ogg"));
+    b.goto(&server.base);
+    b.wait_for("form[data-test=login-form]");
+    // Tab from the top of the page to the username field, then fill the form and press Enter.
+    let mut tabs = 0;
+    while b.focused() != "input[name=username]" {
+        b.keys("\u{E004}");
+        tabs += 1;
+        assert!(tabs < 10, "the username field is reachable by Tab; focus is on {}", b.focused());
+    }
+    b.keys("kai\u{E004}password123\u{E007}");
+    b.wait_for(&item(&id));
+    // Tab reaches the recording's play button, and the focus is visible.
+    let mut tabs = 0;
+    while b.focused() != "play" {
+        b.keys("\u{E004}");
+        tabs += 1;
+        assert!(tabs < 30, "the play button is reachable by Tab; focus is on {}", b.focused());
+    }
+    let outline = b.js(
+        "const s = getComputedStyle(document.activeElement); return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0 || s.boxShadow !== 'none';",
+        vec![],
+    );
+    assert_eq!(outline, json!(true), "the focused control shows a focus ring");
+    // Enter plays it.
+    b.keys("\u{E007}");
+    b.wait_js(
+        "the player to play",
+        "const a = document.querySelector('audio[data-test=player]'); return !a.paused && a.src.includes(arguments[0]);",
+        vec![json!(id)],
+    );
+    // Every button and link on the page has a name a screen reader can read.
+    let unnamed = b.js(
+        "return [...document.querySelectorAll('button, a, input:not([type=hidden])')].filter(e => { \
+           const r = e.getBoundingClientRect(); if (!r.width && !r.height && e.type !== 'file') return false; \
+           const label = e.getAttribute('aria-label') || e.textContent.trim() || e.title || e.placeholder || \
+             (e.labels && e.labels.length && e.labels[0].textContent.trim()) || e.getAttribute('aria-labelledby'); \
+           return !label; }).map(e => e.outerHTML.slice(0, 80));",
+        vec![],
+    );
+    assert_eq!(unnamed, json!([]), "controls without a name");
 }
