@@ -260,29 +260,52 @@ fn kill_9_right_after_201_keeps_the_recording() {
     assert_eq!(sha256_hex(&audio.body), sha256_hex(&m4a));
 }
 
+/// A server with this shutdown grace (seconds) and an upload of `total` bytes in flight: `first`
+/// is sent and its temp file exists.
+fn upload_in_flight(
+    home: &Path,
+    data: &Path,
+    grace: &str,
+    name: &str,
+    first: &[u8],
+    total: usize,
+) -> (Running, String, std::net::TcpStream) {
+    let mut cmd = recorder(home);
+    cmd.env("RECORDER_SERVER_SHUTDOWN_GRACE", grace).arg("--data-dir").arg(data).arg("--port").arg("0");
+    let server = Running::start(cmd);
+    let token = signup(&server, "nina");
+    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+    write!(
+        stream,
+        "POST /api/v1/recordings?name={name} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("head");
+    stream.write_all(first).expect("first part of the body");
+    crate::common::eventually("upload in flight", || {
+        std::fs::read_dir(data.join("tmp")).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    (server, token, stream)
+}
+
+fn sigterm(server: &Running) -> std::time::Instant {
+    let killed = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().expect("kill");
+    assert!(killed.success());
+    std::time::Instant::now()
+}
+
+fn listed(home: &Path, data: &Path, token: &str) -> serde_json::Value {
+    let server = serve(home, data);
+    send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json()
+}
+
 #[test]
 fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
-    let mut cmd = recorder(home.path());
-    cmd.env("RECORDER_SERVER_SHUTDOWN_GRACE", "10").arg("--data-dir").arg(&data).arg("--port").arg("0");
-    let mut server = Running::start(cmd);
-    let token = signup(&server, "nina");
     let wav = fixture("speech.wav");
-    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
-    write!(
-        stream,
-        "POST /api/v1/recordings?name=late.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        wav.len()
-    )
-    .expect("head");
-    stream.write_all(&wav[..wav.len() / 2]).expect("first half");
-    crate::common::eventually("upload in flight", || {
-        std::fs::read_dir(data.join("tmp")).map(|d| d.count() > 0).unwrap_or(false)
-    });
-    let started = std::time::Instant::now();
-    let killed = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().expect("kill");
-    assert!(killed.success());
+    let (mut server, token, mut stream) =
+        upload_in_flight(home.path(), &data, "10", "late.wav", &wav[..wav.len() / 2], wav.len());
+    let started = sigterm(&server);
     stream.write_all(&wav[wav.len() / 2..]).expect("second half");
     let mut response = String::new();
     let _ = std::io::Read::read_to_string(&mut stream, &mut response);
@@ -291,9 +314,7 @@ fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
     assert!(started.elapsed() < Duration::from_secs(16), "within grace + mercy");
     assert!(response.starts_with("HTTP/1.1 201"), "the in-flight upload finished: {response}");
 
-    let server = serve(home.path(), &data);
-    let list =
-        send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json();
+    let list = listed(home.path(), &data, &token);
     assert_eq!(list["recordings"][0]["name"], "late.wav");
     assert_eq!(list["recordings"][0]["sha256"], sha256_hex(&wav));
 }
@@ -302,25 +323,9 @@ fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
 fn sigterm_with_an_upload_past_the_grace_period_exits_0_and_leaves_nothing() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
-    let mut cmd = recorder(home.path());
-    cmd.env("RECORDER_SERVER_SHUTDOWN_GRACE", "1").arg("--data-dir").arg(&data).arg("--port").arg("0");
-    let mut server = Running::start(cmd);
-    let token = signup(&server, "olga");
     let wav = fixture("speech.wav");
-    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
-    write!(
-        stream,
-        "POST /api/v1/recordings?name=never.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
-        wav.len() * 4
-    )
-    .expect("head");
-    stream.write_all(&wav).expect("a quarter of the body");
-    crate::common::eventually("upload in flight", || {
-        std::fs::read_dir(data.join("tmp")).map(|d| d.count() > 0).unwrap_or(false)
-    });
-    let started = std::time::Instant::now();
-    let killed = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().expect("kill");
-    assert!(killed.success());
+    let (mut server, token, stream) = upload_in_flight(home.path(), &data, "1", "never.wav", &wav, wav.len() * 4);
+    let started = sigterm(&server);
     // The client never sends the rest: the deadline (1 s grace + 5 s mercy) cuts it off.
     let status = server.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "graceful exit");
@@ -328,10 +333,7 @@ fn sigterm_with_an_upload_past_the_grace_period_exits_0_and_leaves_nothing() {
     drop(stream);
     assert_eq!(std::fs::read_dir(data.join("tmp")).expect("tmp").count(), 0, "the cut-off upload's temp file is gone");
 
-    let server = serve(home.path(), &data);
-    let list =
-        send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json();
-    assert_eq!(list["recordings"], json!([]));
+    assert_eq!(listed(home.path(), &data, &token)["recordings"], json!([]));
     let files = std::fs::read_dir(data.join("recordings"))
         .expect("dir")
         .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
