@@ -2,9 +2,8 @@
 import { api } from './api.js';
 import { h, icon, setIcon, clear } from './dom.js';
 import { formatDate, formatDurationMs, formatLongDate, formatSize, plural, problemText } from './format.js';
+import { createPager, pageParams } from './pager.js';
 import { confirmDialog, reportError, hideError, toast } from './ui.js';
-
-const PAGE = 50;
 
 export function createList(ctx) {
   const { player } = ctx;
@@ -20,93 +19,41 @@ export function createList(ctx) {
 
   const items = new Map(); // id → { rec, li }
   let query = '';
-  let cursor = null;
-  let loading = false;
-  let generation = 0;
-  let controller = null;
-  let loadedOnce = false;
   let dirty = true;
   let failed = false;
 
   // ---------- loading ----------
 
-  function skeletons(n) {
-    return Array.from({ length: n }, () => h('li', { class: 'rec skeleton', 'aria-hidden': 'true' },
-      h('span', { class: 'sk-circle' }), h('span', { class: 'sk-lines' }, h('span'), h('span'))));
-  }
-
-  async function load(reset) {
-    if (reset) {
-      generation++;
-      controller?.abort();
-      cursor = null;
-    } else if (loading || !cursor) {
-      return;
-    }
-    const mine = generation;
-    let ok = false;
-    controller = new AbortController();
-    loading = true;
-    ul.dataset.loaded = '0';
-    if (reset && !loadedOnce) ul.replaceChildren(...skeletons(6));
-    if (reset) ul.classList.add('refreshing');
-    if (!reset) stateBox.replaceChildren(h('div', { class: 'loading-more' }, h('span', { class: 'spinner' }), 'Loading…'));
-
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    if (query) params.set('q', query);
-    if (!reset) params.set('cursor', cursor);
-    try {
-      const page = await api('GET', `/recordings?${params}`, undefined, { signal: controller.signal });
-      if (mine !== generation) return; // a newer search took over
-      if (reset) {
-        items.clear();
-        ul.replaceChildren();
-      }
-      for (const rec of page.recordings) {
-        if (!items.has(rec.id)) ul.append(renderItem(rec));
-      }
-      cursor = page.next_cursor;
-      ok = true;
+  const pager = createPager({
+    ctx, ul, sentinel, view, items, skeletons: 6, abortable: true,
+    path: (cursor) => `/recordings?${pageParams(cursor, { q: query })}`,
+    render: renderItem,
+    renderState,
+    onStart(reset) {
+      if (reset) ul.classList.add('refreshing');
+      else stateBox.replaceChildren(h('div', { class: 'loading-more' }, h('span', { class: 'spinner' }), 'Loading…'));
+    },
+    onLoaded() {
       failed = false;
-      loadedOnce = true;
       dirty = false;
-    } catch (e) {
-      if (mine !== generation) return;
-      if (!loadedOnce) ul.replaceChildren();
+    },
+    onFailed() {
       failed = items.size === 0;
-      reportError(e);
-    } finally {
-      if (mine === generation) {
-        loading = false;
-        ul.classList.remove('refreshing');
-        renderState();
-        ul.dataset.loaded = '1';
-        ctx.markReady();
-        // A tall screen may still show the sentinel: keep filling it (not after a failure).
-        if (ok) requestAnimationFrame(maybeMore);
-      }
-    }
-  }
-
-  function maybeMore() {
-    if (!cursor || loading || view.hidden) return;
-    if (sentinel.getBoundingClientRect().top < window.innerHeight + 400) load(false);
-  }
-
-  const observer = new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting)) load(false);
-  }, { rootMargin: '0px 0px 400px 0px' });
-  observer.observe(sentinel);
+    },
+    onSettled() {
+      ul.classList.remove('refreshing');
+    },
+  });
 
   // ---------- empty / no results ----------
 
   function renderState() {
     clear(stateBox);
-    if (items.size > 0 || loading) return;
+    if (items.size > 0 || pager.loading) return;
     if (failed) {
       stateBox.append(h('div', { class: 'empty small' },
         h('p', { class: 'empty-title' }, 'Could not load your recordings'),
-        h('button', { type: 'button', class: 'btn', onclick: () => load(true) }, 'Try again')));
+        h('button', { type: 'button', class: 'btn', onclick: () => pager.reload() }, 'Try again')));
       return;
     }
     if (query) {
@@ -214,7 +161,7 @@ export function createList(ctx) {
         return fresh;
       }
     }
-    if (cursor) return null; // older than everything loaded: it comes with a later page
+    if (pager.hasMore) return null; // older than everything loaded: it comes with a later page
     const fresh = renderItem(rec);
     ul.append(fresh);
     return fresh;
@@ -381,8 +328,8 @@ export function createList(ctx) {
     element: view,
     show() {
       renderSummary();
-      if (dirty) load(true);
-      else requestAnimationFrame(maybeMore);
+      if (dirty) pager.reload();
+      else requestAnimationFrame(pager.more);
     },
     /** The search box changed: flag the list as loading now, fetch after the debounce. */
     searchPending() {
@@ -390,7 +337,7 @@ export function createList(ctx) {
     },
     search(q) {
       query = q;
-      load(true);
+      pager.reload();
     },
     /** A recording was uploaded: show it at the top if it matches the search. */
     added(rec) {

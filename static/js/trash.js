@@ -2,9 +2,8 @@
 import { api } from './api.js';
 import { h, icon, clear } from './dom.js';
 import { daysLeft, formatDate, formatLongDate, formatSize, plural, problemText } from './format.js';
+import { createPager, pageParams } from './pager.js';
 import { confirmDialog, reportError, toast } from './ui.js';
-
-const PAGE = 50;
 
 export function createTrash(ctx) {
   const ul = h('ul', { class: 'rec-list trash-list', 'data-test': 'trash', 'aria-label': 'Trash', 'data-loaded': '0' });
@@ -18,10 +17,12 @@ export function createTrash(ctx) {
     ul, stateBox, sentinel);
 
   const items = new Map();
-  let cursor = null;
-  let loading = false;
-  let generation = 0;
-  let loadedOnce = false;
+  const pager = createPager({
+    ctx, ul, sentinel, view, items, skeletons: 4,
+    path: (cursor) => `/trash?${pageParams(cursor)}`,
+    render: renderItem,
+    renderState,
+  });
 
   function renderNote() {
     const days = ctx.server.trash_retention_days;
@@ -30,67 +31,10 @@ export function createTrash(ctx) {
       : `Deleted recordings are kept for ${plural(days, 'day', 'days')}, then deleted forever.`;
   }
 
-  function skeletons(n) {
-    return Array.from({ length: n }, () => h('li', { class: 'rec skeleton', 'aria-hidden': 'true' },
-      h('span', { class: 'sk-circle' }), h('span', { class: 'sk-lines' }, h('span'), h('span'))));
-  }
-
-  async function load(reset) {
-    if (reset) {
-      generation++;
-      cursor = null;
-    } else if (loading || !cursor) {
-      return;
-    }
-    const mine = generation;
-    let ok = false;
-    loading = true;
-    ul.dataset.loaded = '0';
-    if (reset && !loadedOnce) ul.replaceChildren(...skeletons(4));
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    if (!reset) params.set('cursor', cursor);
-    try {
-      const page = await api('GET', `/trash?${params}`);
-      if (mine !== generation) return;
-      if (reset) {
-        items.clear();
-        ul.replaceChildren();
-      }
-      for (const rec of page.recordings) {
-        if (!items.has(rec.id)) ul.append(renderItem(rec));
-      }
-      cursor = page.next_cursor;
-      ok = true;
-      loadedOnce = true;
-    } catch (e) {
-      if (mine !== generation) return;
-      if (items.size === 0) ul.replaceChildren();
-      reportError(e);
-    } finally {
-      if (mine === generation) {
-        loading = false;
-        renderState();
-        ul.dataset.loaded = '1';
-        ctx.markReady();
-        // A tall screen may still show the sentinel: keep filling it (not after a failure).
-        if (ok) requestAnimationFrame(maybeMore);
-      }
-    }
-  }
-
-  function maybeMore() {
-    if (!cursor || loading || view.hidden) return;
-    if (sentinel.getBoundingClientRect().top < window.innerHeight + 400) load(false);
-  }
-
-  new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting)) load(false);
-  }, { rootMargin: '0px 0px 400px 0px' }).observe(sentinel);
-
   function renderState() {
     clear(stateBox);
     emptyBtn.disabled = items.size === 0;
-    if (items.size > 0 || loading) return;
+    if (items.size > 0 || pager.loading) return;
     stateBox.append(h('div', { class: 'empty', 'data-test': 'trash-empty' },
       h('div', { class: 'empty-icon' }, icon('trash')),
       h('p', { class: 'empty-title' }, 'Trash is empty'),
@@ -177,9 +121,7 @@ export function createTrash(ctx) {
     try {
       const result = await api('DELETE', '/trash');
       for (const id of items.keys()) ctx.forgetPlayback(id);
-      items.clear();
-      ul.replaceChildren();
-      cursor = null;
+      pager.clear();
       renderState();
       ctx.refreshUsage();
       toast(`Deleted ${plural(result?.purged ?? 0, 'recording', 'recordings')} forever`);
@@ -204,7 +146,7 @@ export function createTrash(ctx) {
     element: view,
     show() {
       renderNote();
-      load(true);
+      pager.reload();
     },
   };
 }
