@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
-use tokio::sync::Semaphore;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "recorder_session";
@@ -51,32 +50,84 @@ pub fn verify_password_blocking(password: &str, stored: Option<&str>) -> bool {
     ok && stored.is_some()
 }
 
-/// Runs password hashing on the blocking pool, at most a fixed number at a time, so a burst of
-/// logins can neither exhaust memory (19 MiB each) nor starve other requests of CPU.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs password hashing on a few threads of its own, at the lowest CPU priority, so a burst of
+/// logins can neither exhaust memory (19 MiB each, at most one per thread) nor take CPU from
+/// other requests: on a busy 2-core machine a list request would wait behind a normal-priority
+/// hash for a scheduler slice, but it preempts an idle-class one at once.
 pub struct Passwords {
-    permits: Semaphore,
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
 }
 
 impl Passwords {
     pub fn new() -> Passwords {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Passwords { permits: Semaphore::new(cores.clamp(1, 4)) }
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..cores.clamp(1, 4) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new().name(format!("argon2-{n}")).spawn(move || {
+                lower_priority();
+                loop {
+                    // The lock is held only to take one job; the threads end with the sender.
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                log::error!("cannot start a password hashing thread: {e}");
+            }
+        }
+        Passwords { jobs: std::sync::Mutex::new(tx) }
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| ApiError::internal("password hashing", "queue lock poisoned"))?
+            .send(job)
+            .map_err(|e| ApiError::internal("password hashing", e))?;
+        rx.await.map_err(|e| ApiError::internal("password hashing", e))
     }
 
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
-        let _permit = self.permits.acquire().await.map_err(|e| ApiError::internal("hash permit", e))?;
-        crate::db::blocking(move || hash_password_blocking(&password)).await
+        self.run(move || hash_password_blocking(&password)).await?
     }
 
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
-        let _permit = self.permits.acquire().await.map_err(|e| ApiError::internal("hash permit", e))?;
-        crate::db::blocking(move || Ok(verify_password_blocking(&password, stored.as_deref()))).await
+        self.run(move || verify_password_blocking(&password, stored.as_deref())).await
     }
 }
 
 impl Default for Passwords {
     fn default() -> Self {
         Passwords::new()
+    }
+}
+
+/// SCHED_IDLE for the calling thread: any other runnable thread preempts it at once, yet it
+/// still gets the CPU nobody else wants (Linux schedules per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(e) = set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, idle) {
+            log::warn!("cannot lower the priority of password hashing: {e:?}");
+        }
     }
 }
 

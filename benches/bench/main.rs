@@ -1,0 +1,201 @@
+//! `cargo bench`: starts the real release server on a temp data dir, drives it over loopback with
+//! a real HTTP client, measures each figure beside a physical reference taken in the same run,
+//! prints one table and writes the same data as JSON to `target/bench/`.
+//!
+//! `cargo bench --bench bench -- --quick` is a smoke run with smaller sizes and counts. (Plain
+//! `cargo bench -- --quick` also hands `--quick` to the library's and the binary's libtest
+//! harnesses, which refuse it, unless those targets are marked `bench = false`.)
+//! Progress goes to stderr, the table to stdout, the server's own log to `target/bench/server.log`.
+
+mod client;
+mod data;
+mod download;
+mod list;
+mod login;
+mod report;
+mod server;
+mod startup;
+mod stats;
+mod upload;
+
+use client::{Account, Client};
+use report::{Machine, Report};
+use server::{Server, Setup};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Sizes and counts of one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub quick: bool,
+    /// The one big upload and download.
+    pub big_size: usize,
+    /// Runs of the big upload, its references and the download (the median is reported).
+    pub big_runs: usize,
+    pub small_count: usize,
+    pub small_size: usize,
+    pub small_clients: usize,
+    pub ranges: usize,
+    pub range_size: usize,
+    /// Uploads at once for the memory figure, and the size of each.
+    pub parallel_uploads: usize,
+    pub parallel_size: usize,
+    pub list_small: usize,
+    pub list_medium: usize,
+    pub list_large: usize,
+    /// How deep the "deep page" is (capped by what the user holds).
+    pub list_depth: usize,
+    /// Timed requests per list figure.
+    pub list_samples: usize,
+    pub logins: usize,
+    pub storm_clients: usize,
+    /// List requests timed on the idle server and again during the login storm.
+    pub storm_samples: usize,
+    pub startup_runs: usize,
+}
+
+const MIB: usize = 1 << 20;
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            quick: false,
+            big_size: 512 * MIB,
+            big_runs: 5,
+            small_count: 256,
+            small_size: MIB,
+            small_clients: 8,
+            ranges: 2_000,
+            range_size: 64 << 10,
+            parallel_uploads: 64,
+            parallel_size: 8 * MIB,
+            list_small: 1_000,
+            list_medium: 100_000,
+            list_large: 1_000_000,
+            list_depth: 10_000,
+            list_samples: 500,
+            logins: 200,
+            storm_clients: 16,
+            storm_samples: 2_000,
+            startup_runs: 3,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            quick: true,
+            big_size: 64 * MIB,
+            big_runs: 1,
+            small_count: 64,
+            ranges: 200,
+            parallel_size: MIB,
+            list_medium: 5_000,
+            list_large: 20_000,
+            list_samples: 100,
+            logins: 10,
+            storm_samples: 200,
+            startup_runs: 1,
+            ..Plan::full()
+        }
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.quick { "quick" } else { "full" }
+    }
+
+    /// Disk space the run needs at most, with a margin for the server's `min_free_space`.
+    fn disk_needed(&self) -> u64 {
+        let files = self.big_size * (2 * self.big_runs + 1)
+            + self.small_count * self.small_size * 2
+            + self.parallel_uploads * self.parallel_size;
+        let rows = self.list_small * 2 + self.list_medium + self.list_large;
+        (files + rows * 1024 + 1024 * MIB) as u64
+    }
+}
+
+/// A progress line on stderr, stamped with the time since the start.
+pub fn progress(message: &str) {
+    let started = START.get_or_init(Instant::now);
+    eprintln!("[{:6.1} s] {message}", started.elapsed().as_secs_f64());
+}
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// What every phase gets: the plan, the running server and where its data lives.
+pub struct Bench {
+    pub plan: Plan,
+    pub setup: Setup,
+    pub server: Server,
+    pub work: PathBuf,
+}
+
+impl Bench {
+    pub fn client(&self, account: &Account) -> Client {
+        Client::as_user(&self.server.base, account)
+    }
+
+    pub fn signup(&self, username: &str) -> Account {
+        Client::new(&self.server.base).signup(username)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(unknown) = args.iter().find(|a| !matches!(a.as_str(), "--bench" | "--quick")) {
+        eprintln!("unknown argument {unknown:?}: run `cargo bench` or `cargo bench --bench bench -- --quick`");
+        std::process::exit(2);
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` builds and runs this binary without `--bench`: compiling it
+        // is the test; the measurement is for `cargo bench`.
+        println!("the recorder benchmark runs under `cargo bench` (or `cargo bench --bench bench -- --quick`)");
+        return;
+    }
+    let plan = if args.iter().any(|a| a == "--quick") { Plan::quick() } else { Plan::full() };
+    let started = *START.get_or_init(Instant::now);
+
+    let out_dir = target_dir().join("bench");
+    let tmp_root = out_dir.join("tmp");
+    std::fs::create_dir_all(&tmp_root).unwrap_or_else(|e| panic!("creating {}: {e}", tmp_root.display()));
+    let work = tempfile::Builder::new().prefix("run-").tempdir_in(&tmp_root).expect("creating the run's temp dir");
+    check_free_space(work.path(), plan.disk_needed());
+    let machine = Machine::detect(work.path());
+    let mut report = Report::new(plan.mode(), machine);
+
+    let setup = Setup::create(work.path(), &out_dir.join("server.log"));
+    progress(&format!("{} mode; starting {} on {}", plan.mode(), server::BINARY, setup.data_dir.display()));
+    let server = Server::start(&setup);
+    let mut bench = Bench { plan, setup, server, work: work.path().to_path_buf() };
+    let first_start = bench.server.ready_after;
+    let idle = bench.server.memory();
+
+    let uploader = bench.signup("bench-uploads");
+    let big = upload::run(&bench, &uploader, &mut report, idle);
+    download::run(&bench, &uploader, &big, &mut report);
+    let list_users = list::run(&bench, &mut report);
+    login::run(&bench, &list_users, &mut report);
+    startup::run(&mut bench, first_start, &mut report);
+    bench.server.stop();
+
+    let total = started.elapsed();
+    println!("{}", report.table(total));
+    let json = report.write_json(&out_dir, total);
+    progress(&format!("results written to {}; server log in {}", json.display(), bench.setup.log.display()));
+    drop(bench);
+    progress("removing the temp data");
+    drop(work);
+}
+
+/// The target directory (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
+fn target_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).to_path_buf()
+}
+
+fn check_free_space(dir: &Path, needed: u64) {
+    let available = fs4::available_space(dir).unwrap_or_else(|e| panic!("free space of {}: {e}", dir.display()));
+    if available < needed {
+        panic!("{} has {} free; this run needs about {}", dir.display(), stats::size(available), stats::size(needed));
+    }
+}

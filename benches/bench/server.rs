@@ -1,0 +1,193 @@
+//! The real release server as a child process: started on a temp data dir with a controlled
+//! environment, its log forwarded to a file, its memory read from `/proc`, stopped with SIGTERM.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The release binary `cargo bench` built.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_recorder");
+
+/// How long a start may take before the benchmark gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a server keeps its data and its log.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The working directory (nothing in it is read: the config is passed explicitly).
+    pub root: PathBuf,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    /// Every start appends its log here.
+    pub log: PathBuf,
+}
+
+impl Setup {
+    /// Writes the config file: a 2 GiB upload limit and a short shutdown grace; everything
+    /// else stays at the built-in defaults (the `info` log level included).
+    pub fn create(root: &Path, log: &Path) -> Setup {
+        let setup = Setup {
+            root: root.to_path_buf(),
+            data_dir: root.join("data"),
+            config: root.join("bench.toml"),
+            log: log.to_path_buf(),
+        };
+        let config = "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n";
+        fs::write(&setup.config, config).expect("writing the benchmark's config file");
+        File::create(&setup.log).expect("creating the server log file");
+        setup
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("recorder.db")
+    }
+
+    /// The stored file of a recording: `recordings/<last 2 hex chars of id>/<id>`.
+    pub fn recording_path(&self, id: &str) -> PathBuf {
+        let shard = &id[id.len().saturating_sub(2)..];
+        self.data_dir.join("recordings").join(shard).join(id)
+    }
+}
+
+/// Resident memory of the server, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmRSS`, bytes.
+    pub rss: u64,
+    /// `VmHWM` (the peak since start or since the last reset), bytes.
+    pub peak: u64,
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    log_forwarder: Option<JoinHandle<()>>,
+    pub base: String,
+    /// From exec to the first 200 from `/healthz`.
+    pub ready_after: Duration,
+}
+
+impl Server {
+    /// Starts the server on a free loopback port and waits for `/healthz` to answer 200.
+    pub fn start(setup: &Setup) -> Server {
+        let started = Instant::now();
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .arg("--config")
+            .arg(&setup.config)
+            .arg("--data-dir")
+            .arg(&setup.data_dir)
+            .args(["--address", "127.0.0.1", "--port", "0"])
+            .env_clear()
+            .current_dir(&setup.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BINARY}: {e}"));
+        let stderr = child.stderr.take().expect("the server's stderr is piped");
+        let log = OpenOptions::new().append(true).open(&setup.log).expect("opening the server log file");
+        let (tx, rx) = mpsc::channel();
+        let log_forwarder = thread::spawn(move || forward_log(stderr, log, tx));
+        let mut server = Server {
+            child: Some(child),
+            log_forwarder: Some(log_forwarder),
+            base: String::new(),
+            ready_after: Duration::ZERO,
+        };
+
+        let address = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(address) => address,
+            Err(_) => {
+                let status = server.stop();
+                panic!("the server did not say where it listens ({status}); see {}", setup.log.display());
+            }
+        };
+        server.base = format!("http://{address}");
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+        let health = format!("{}/healthz", server.base);
+        while !matches!(agent.get(&health).call(), Ok(r) if r.status() == 200) {
+            if started.elapsed() > START_TIMEOUT {
+                server.stop();
+                panic!("/healthz did not answer 200 within {START_TIMEOUT:?}; see {}", setup.log.display());
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        server.ready_after = started.elapsed();
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("the server is running")
+    }
+
+    pub fn memory(&self) -> Memory {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        let field = |name: &str| -> u64 {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {path}"));
+            let kib: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().expect("a number of kB");
+            kib * 1024
+        };
+        Memory { rss: field("VmRSS:"), peak: field("VmHWM:") }
+    }
+
+    /// Resets the peak (`VmHWM`) to the current resident set, by writing 5 to
+    /// `/proc/<pid>/clear_refs`. False when the kernel refused.
+    pub fn reset_peak(&self) -> bool {
+        fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").is_ok()
+    }
+
+    /// SIGTERM, then waits for the graceful stop (SIGKILL after 20 s). Returns how it ended.
+    pub fn stop(&mut self) -> String {
+        let Some(mut child) = self.child.take() else { return "already stopped".into() };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let outcome = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break format!("exited with {status}"),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break "killed after not stopping on SIGTERM".into();
+                }
+            }
+        };
+        if let Some(forwarder) = self.log_forwarder.take() {
+            let _ = forwarder.join();
+        }
+        outcome
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Copies the server's stderr to the log file, and sends the address from the
+/// `listening on ADDR:PORT` line once it appears.
+fn forward_log(stderr: ChildStderr, log: File, address: mpsc::Sender<String>) {
+    let mut log = BufWriter::new(log);
+    let mut announced = false;
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        if !announced {
+            if let Some((_, addr)) = line.split_once("listening on ") {
+                announced = address.send(addr.trim().to_string()).is_ok();
+            }
+        }
+        let _ = writeln!(log, "{line}");
+    }
+    let _ = log.flush();
+}
