@@ -2,9 +2,8 @@
 //! a real HTTP client, measures each figure beside a physical reference taken in the same run,
 //! prints one table and writes the same data as JSON to `target/bench/`.
 //!
-//! `cargo bench --bench bench -- --quick` is a smoke run with smaller sizes and counts. (Plain
-//! `cargo bench -- --quick` also hands `--quick` to the library's and the binary's libtest
-//! harnesses, which refuse it, unless those targets are marked `bench = false`.)
+//! `cargo bench -- --quick` is a smoke run with smaller sizes and counts (the library and the
+//! binary are marked `bench = false` in Cargo.toml, so the flag reaches only this harness).
 //! Progress goes to stderr, the table to stdout, the server's own log to `target/bench/server.log`.
 
 mod client;
@@ -143,13 +142,13 @@ impl Bench {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(unknown) = args.iter().find(|a| !matches!(a.as_str(), "--bench" | "--quick")) {
-        eprintln!("unknown argument {unknown:?}: run `cargo bench` or `cargo bench --bench bench -- --quick`");
+        eprintln!("unknown argument {unknown:?}: run `cargo bench` or `cargo bench -- --quick`");
         std::process::exit(2);
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --all-targets` builds and runs this binary without `--bench`: compiling it
         // is the test; the measurement is for `cargo bench`.
-        println!("the recorder benchmark runs under `cargo bench` (or `cargo bench --bench bench -- --quick`)");
+        println!("the recorder benchmark runs under `cargo bench` (or `cargo bench -- --quick`)");
         return;
     }
     let plan = if args.iter().any(|a| a == "--quick") { Plan::quick() } else { Plan::full() };
