@@ -76,7 +76,13 @@ impl Passwords {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(),
+                        // A panicking job answers its caller with an error (its sender is
+                        // dropped) and the thread lives on for the next one.
+                        Ok(job) => {
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                                log::error!("password hashing panicked");
+                            }
+                        }
                         Err(_) => return,
                     }
                 }
