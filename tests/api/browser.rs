@@ -585,3 +585,63 @@ fn the_page_works_by_keyboard_alone_with_visible_focus() {
     );
     assert_eq!(unnamed, json!([]), "controls without a name");
 }
+
+#[test]
+fn more_recordings_load_on_scroll_and_search_filters_as_you_type() {
+    let Some(b) = Browser::start("scroll and search") else { return };
+    let server = Server::start();
+    let token = {
+        let r = send_json(
+            server.req("POST", "/api/v1/auth/signup"),
+            &json!({"username": "vera", "password": "password123"}),
+        );
+        assert_eq!(r.status, 201);
+        r.json()["token"].as_str().expect("token").to_string()
+    };
+    let wav = fixture("speech.wav");
+    for i in 0..70 {
+        let name = if i % 10 == 0 { format!("Garden walk {i}.wav") } else { format!("Memo {i}.wav") };
+        server.upload_id(&token, &name, &wav);
+    }
+    b.goto(&server.base);
+    b.fill("form[data-test=login-form] input[name=username]", "vera");
+    b.fill("form[data-test=login-form] input[name=password]", "password123");
+    b.click("form[data-test=login-form] [type=submit]");
+    b.wait_js(
+        "the first page",
+        "return document.querySelector('ul[data-test=recordings]')?.dataset.loaded === '1' && \
+                document.querySelectorAll('li[data-test=recording]').length > 0;",
+        vec![],
+    );
+    let first = b.count("li[data-test=recording]");
+    assert!(first < 70, "one page at first, not everything: {first}");
+    assert_eq!(b.text("li[data-test=recording] [data-test=name]"), "Memo 69.wav", "newest first");
+    // Scrolling to the end loads the rest, each once.
+    b.wait_js(
+        "all 70 after scrolling",
+        "window.scrollTo(0, document.body.scrollHeight); \
+         return document.querySelectorAll('li[data-test=recording]').length === 70;",
+        vec![],
+    );
+    let ids = b.js("return [...document.querySelectorAll('li[data-test=recording]')].map(e => e.dataset.id);", vec![]);
+    let unique: std::collections::HashSet<_> = ids.as_array().expect("ids").iter().map(|v| v.to_string()).collect();
+    assert_eq!(unique.len(), 70, "no recording twice");
+
+    // Typing filters the list (case-insensitive, on the server).
+    b.fill("input[data-test=search]", "garden");
+    b.wait_js(
+        "the search results",
+        "const ul = document.querySelector('ul[data-test=recordings]'); \
+         const names = [...document.querySelectorAll('li[data-test=recording] [data-test=name]')].map(e => e.textContent); \
+         return ul.dataset.loaded === '1' && names.length === 7 && names.every(n => n.startsWith('Garden walk'));",
+        vec![],
+    );
+    b.fill("input[data-test=search]", "no such thing");
+    b.wait_js(
+        "no results",
+        "return document.querySelector('ul[data-test=recordings]').dataset.loaded === '1' && \
+                document.querySelectorAll('li[data-test=recording]').length === 0;",
+        vec![],
+    );
+    assert!(!b.exists("[data-test=empty]"), "a search without results is not the new-user empty state");
+}
