@@ -97,7 +97,10 @@ impl Passwords {
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = tx.send(f());
+            // A caller that gave up (the client hung up) costs no hash.
+            if !tx.is_closed() {
+                let _ = tx.send(f());
+            }
         });
         self.jobs
             .lock()

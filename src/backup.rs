@@ -46,6 +46,8 @@ pub enum Event<'a> {
     Files { done: u64, total: u64, copied_bytes: u64, total_bytes: u64 },
     /// A recording whose stored bytes do not hash to its sha256 (copied all the same).
     HashMismatch { id: &'a str },
+    /// A recording whose file is missing on the server: left out of the backup.
+    MissingOnServer { id: &'a str },
 }
 
 /// What a backup did.
@@ -57,6 +59,8 @@ pub struct Report {
     pub present_files: u64,
     /// Recordings deleted on the server after the snapshot, so not in the backup.
     pub left_out: u64,
+    /// Recordings whose file is missing on the server itself (left out too; `recorder check`).
+    pub missing_on_server: u64,
     /// Files in DEST from an earlier backup that the new one no longer has.
     pub removed_files: u64,
     pub hash_mismatches: u64,
@@ -69,9 +73,25 @@ struct Row {
 }
 
 /// Backs the data directory of `source` up into `dest`. Blocking.
-pub fn run(source: &Storage, dest: &Path, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, BackupError> {
+///
+/// Refuses (unless `force`) to replace a backup that the new one would mostly empty: a wrong
+/// or freshly recreated data directory must not wipe a good backup.
+pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, BackupError> {
     check_destination(source.root(), dest)?;
+    if !dest.exists() {
+        use std::os::unix::fs::DirBuilderExt as _;
+        // Password hashes and everyone's recordings: for the owner's eyes only.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dest)
+            .map_err(ctx(format!("cannot create {}", dest.display())))?;
+    }
     let target = Storage::open(dest).map_err(ctx(format!("cannot use {}", dest.display())))?;
+    let _lock =
+        crate::storage::lock_dir(dest).map_err(ctx(format!("cannot lock {}", dest.display())))?.ok_or_else(|| {
+            fail(format!("{} is in use by another recorder (a server, or another backup)", dest.display()))
+        })?;
     let snapshot = target.tmp_dir().join("recorder.db.partial");
     remove_db_files(&snapshot)?;
 
@@ -79,6 +99,7 @@ pub fn run(source: &Storage, dest: &Path, on: &mut dyn FnMut(Event<'_>)) -> Resu
     on(Event::Database { bytes: db_bytes });
 
     let mut report = Report::default();
+    let source_conn = Connection::open(source.db_path()).map_err(ctx(source.db_path().display()))?;
     let mut conn = Connection::open(&snapshot).map_err(ctx(snapshot.display()))?;
     let (total, total_bytes): (i64, i64) = conn
         .query_row("SELECT count(*), coalesce(sum(size), 0) FROM recordings", [], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -102,7 +123,13 @@ pub fn run(source: &Storage, dest: &Path, on: &mut dyn FnMut(Event<'_>)) -> Resu
                         on(Event::HashMismatch { id: &row.id });
                     }
                 }
-                Outcome::Gone => left_out.push(row.id.clone()),
+                Outcome::Gone => {
+                    if still_listed(&source_conn, &row.id)? {
+                        report.missing_on_server += 1;
+                        on(Event::MissingOnServer { id: &row.id });
+                    }
+                    left_out.push(row.id.clone());
+                }
             }
             done += 1;
         }
@@ -116,9 +143,12 @@ pub fn run(source: &Storage, dest: &Path, on: &mut dyn FnMut(Event<'_>)) -> Resu
     }
     tx.execute("DELETE FROM pending_unlinks", []).map_err(ctx("updating the copied database"))?;
     tx.commit().map_err(ctx("updating the copied database"))?;
-    report.left_out = left_out.len() as u64;
-    report.recordings = total - report.left_out;
+    report.left_out = left_out.len() as u64 - report.missing_on_server;
+    report.recordings = total - left_out.len() as u64;
     let keep = referenced_ids(&conn)?;
+    if !force {
+        refuse_shrinking(&conn, &target.db_path(), dest)?;
+    }
     drop(conn);
 
     publish(&snapshot, &target.db_path())?;
@@ -133,6 +163,9 @@ fn check_destination(source: &Path, dest: &Path) -> Result<(), BackupError> {
     if resolve(dest).starts_with(&source) {
         return Err(usage(format!("{} is inside the data directory {}", dest.display(), source.display())));
     }
+    if dest.exists() && !dest.is_dir() {
+        return Err(usage(format!("{} exists and is not a directory", dest.display())));
+    }
     if let Ok(dest_real) = fs::canonicalize(dest) {
         let looks_like_data_dir = dest_real.join("recorder.db").exists() || dest_real.join("recordings").is_dir();
         let empty = fs::read_dir(&dest_real).map_err(ctx(dest.display()))?.next().is_none();
@@ -142,6 +175,45 @@ fn check_destination(source: &Path, dest: &Path) -> Result<(), BackupError> {
                 dest.display()
             )));
         }
+    }
+    Ok(())
+}
+
+/// Whether the server still has a row for this recording.
+fn still_listed(source: &Connection, id: &str) -> Result<bool, BackupError> {
+    source
+        .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")
+        .and_then(|mut stmt| stmt.exists([id]))
+        .map_err(ctx("reading the server's database"))
+}
+
+/// Refuses a new backup that would replace the previous one with one sharing none of its
+/// accounts, or with fewer than half of its recordings.
+fn refuse_shrinking(new: &Connection, previous: &Path, dest: &Path) -> Result<(), BackupError> {
+    if !previous.exists() {
+        return Ok(());
+    }
+    let read = |conn: &Connection| -> rusqlite::Result<(i64, HashSet<String>)> {
+        let count = conn.query_row("SELECT count(*) FROM recordings", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare("SELECT id FROM users")?;
+        let users = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok((count, users))
+    };
+    let old = Connection::open_with_flags(previous, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| read(&conn))
+        .map_err(ctx(format!("reading the previous backup {}", previous.display())))?;
+    let now = read(new).map_err(ctx("reading the copied database"))?;
+    let (old_count, old_users) = old;
+    let (new_count, new_users) = now;
+    let strangers = !old_users.is_empty() && old_users.is_disjoint(&new_users);
+    let shrinking = old_count >= 10 && new_count * 2 < old_count;
+    if strangers || shrinking {
+        return Err(fail(format!(
+            "refusing to replace the backup in {}: it holds {old_count} recordings{}, this data directory {new_count}; \
+             is this the right data directory? Pass --force to replace it anyway",
+            dest.display(),
+            if strangers { " of other accounts" } else { "" }
+        )));
     }
     Ok(())
 }
@@ -218,7 +290,11 @@ fn copy_file(source: &Storage, target: &Storage, row: &Row) -> Result<Outcome, B
     let from = source.path(&relative);
     let partial = target.tmp_dir().join(format!("{id}.partial"));
     let result = (|| {
-        let mut out = BufWriter::with_capacity(256 * 1024, File::create(&partial)?);
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?
+        };
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
         let (bytes, hash) = copy_hashed(&from, &mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -264,6 +340,8 @@ fn remove_db_files(db: &Path) -> Result<(), BackupError> {
 
 /// Makes the new database durable and puts it in place of the previous backup's.
 fn publish(snapshot: &Path, db: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(snapshot, fs::Permissions::from_mode(0o600)).map_err(ctx(snapshot.display()))?;
     File::open(snapshot).and_then(|f| f.sync_all()).map_err(ctx(snapshot.display()))?;
     // A -wal left beside the old database would be replayed into the new one.
     for suffix in ["-wal", "-shm", "-journal"] {

@@ -37,6 +37,8 @@ pub enum Kind {
     SizeMismatch,
     /// A file whose SHA-256 is not the row's (only with `verify`).
     HashMismatch,
+    /// A file that exists but cannot be read (permissions, I/O errors): reported, never repaired.
+    Unreadable,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             Kind::Orphan => "orphan_file",
             Kind::SizeMismatch => "size_mismatch",
             Kind::HashMismatch => "hash_mismatch",
+            Kind::Unreadable => "unreadable",
         }
     }
 }
@@ -73,6 +76,9 @@ pub struct Problem {
 pub struct Options {
     pub verify: bool,
     pub repair: bool,
+    /// Repair even when most recordings' files are missing (else that looks like an unmounted
+    /// disk, and nothing is moved).
+    pub force: bool,
     pub now_ms: i64,
     pub retention_days: u32,
 }
@@ -85,6 +91,11 @@ pub enum Event<'a> {
         rows: u64,
         total_rows: u64,
         hashed_bytes: u64,
+    },
+    /// What a repair of a recording did, or why it could not.
+    Repaired {
+        id: &'a str,
+        result: &'a Result<&'static str, String>,
     },
 }
 
@@ -100,7 +111,9 @@ pub struct Report {
     pub repair_failures: usize,
     /// Files without a row left alone because they are younger than `ORPHAN_MIN_AGE_MS`.
     pub recent_unreferenced: usize,
-    pub by_kind: [usize; 4],
+    /// Repairs not attempted because most recordings' files were missing: how many.
+    pub repair_refused: usize,
+    pub by_kind: [usize; 5],
 }
 
 impl Report {
@@ -111,10 +124,15 @@ impl Report {
         }
         self.problems += 1;
         self.by_kind[problem.kind as usize] += 1;
-        match &problem.repair {
-            Some(Ok(_)) => self.repaired += 1,
-            Some(Err(_)) => self.repair_failures += 1,
-            None => {}
+        if let Some(result) = &problem.repair {
+            self.repaired(result);
+        }
+    }
+
+    fn repaired(&mut self, result: &Result<&'static str, String>) {
+        match result {
+            Ok(_) => self.repaired += 1,
+            Err(_) => self.repair_failures += 1,
         }
     }
 
@@ -138,6 +156,7 @@ pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Even
     let mut report = Report::default();
     let total_rows: i64 = conn.query_row("SELECT count(*) FROM recordings", [], |r| r.get(0))?;
     let mut hashed_bytes = 0u64;
+    let mut repairs = Vec::new();
     let mut after = String::new();
     loop {
         let rows = rows_after(&conn, &after)?;
@@ -146,15 +165,27 @@ pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Even
         for row in rows {
             report.rows += 1;
             report.row_bytes += row.size.max(0) as u64;
-            if let Some(mut problem) = check_row(&conn, storage, &row, options, &mut hashed_bytes)? {
-                if options.repair && !problem.known {
-                    problem.repair = Some(repair_row(&conn, &row.id, problem.kind, options));
-                }
+            if let Some(problem) = check_row(&conn, storage, &row, options, &mut hashed_bytes)? {
                 report.count(&problem);
                 on(Event::Problem(&problem));
+                if options.repair && !problem.known && problem.kind != Kind::Unreadable {
+                    repairs.push((row.id.clone(), problem.kind));
+                }
             }
         }
         on(Event::Progress { rows: report.rows, total_rows: total_rows.max(0) as u64, hashed_bytes });
+    }
+    // Most files missing looks like an unmounted disk or a wrong directory, not like damage:
+    // moving every recording to the trash would only start the clock on deleting them.
+    let missing = repairs.iter().filter(|(_, kind)| *kind == Kind::MissingFile).count();
+    if !options.force && missing > 10 && missing as u64 * 2 > report.rows {
+        report.repair_refused = repairs.len();
+    } else {
+        for (id, kind) in repairs {
+            let result = repair_row(&conn, &id, kind, options);
+            report.repaired(&result);
+            on(Event::Repaired { id: &id, result: &result });
+        }
     }
     check_files(&conn, storage, options, &mut report, on)?;
     Ok(report)
@@ -199,7 +230,9 @@ fn check_row(
                         Kind::HashMismatch,
                         format!("the row says sha256 {}, the file hashes to {hash}", row.sha256),
                     )),
-                    Err(e) => Some((Kind::HashMismatch, format!("the file cannot be read: {e}"))),
+                    // Deleted by the server while it was being read.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && !row_exists(conn, &row.id)? => None,
+                    Err(e) => Some((Kind::Unreadable, format!("the file cannot be read: {e}"))),
                 }
             } else {
                 None
@@ -212,7 +245,7 @@ fn check_row(
             }
             Some((Kind::MissingFile, "the file is missing".to_string()))
         }
-        Err(e) => Some((Kind::MissingFile, format!("the file cannot be read: {e}"))),
+        Err(e) => Some((Kind::Unreadable, format!("the file cannot be examined: {e}"))),
     };
     let Some((kind, detail)) = found else { return Ok(None) };
     Ok(Some(Problem {
@@ -263,6 +296,10 @@ fn check_files(
                     report.recent_unreferenced += 1;
                     continue;
                 }
+                // Looked at again: a delete or an upload may have finished since the listing.
+                if !still_orphan(conn, storage, &id, path)? {
+                    continue;
+                }
                 let mut problem = Problem {
                     kind: Kind::Orphan,
                     id,
@@ -281,6 +318,11 @@ fn check_files(
         }
     }
     Ok(())
+}
+
+fn still_orphan(conn: &Connection, storage: &Storage, id: &str, path: &str) -> Result<bool, ApiError> {
+    let pending = conn.prepare_cached("SELECT 1 FROM pending_unlinks WHERE path = ?1")?.exists([path])?;
+    Ok(!pending && !row_exists(conn, id)? && storage.path(path).exists())
 }
 
 fn remove_orphan(conn: &Connection, storage: &Storage, problem: &Problem) -> Result<&'static str, String> {

@@ -182,16 +182,36 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `check` and `backup` work on an existing data directory, never on one they would create.
+fn existing_data_dir(config: &Config) -> Result<(), Failure> {
+    if config.data_dir.join("recorder.db").is_file() {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "{} has no recorder.db: is it the data directory? (--data-dir, or storage.data_dir in the config)",
+        config.data_dir.display()
+    )))
+}
+
 /// `recorder check [--verify] [--repair]`
-pub fn check(config: &Config, verify: bool, repair: bool) -> Result<(), Failure> {
+pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result<(), Failure> {
     use crate::check::{self, Event, Kind};
+    existing_data_dir(config)?;
     let (db, storage) = open(config)?;
-    let options = check::Options { verify, repair, now_ms: system_now_ms(), retention_days: config.retention_days };
+    let options =
+        check::Options { verify, repair, force, now_ms: system_now_ms(), retention_days: config.retention_days };
     let mut ticker = Ticker::new();
     let report = check::run(&db, &storage, options, &mut |event| match event {
         Event::Problem(problem) => {
             ticker.clear();
             println!("{}", check::describe(problem));
+        }
+        Event::Repaired { id, result } => {
+            ticker.clear();
+            match result {
+                Ok(done) => println!("{:<14} {id}: {done}", "repaired"),
+                Err(why) => println!("{:<14} {id}: {why}", "not repaired"),
+            }
         }
         Event::Progress { rows, total_rows, hashed_bytes } => ticker.tick(|| {
             let hashed = if verify { format!(", {} hashed", human_bytes(hashed_bytes)) } else { String::new() };
@@ -204,10 +224,13 @@ pub fn check(config: &Config, verify: bool, repair: bool) -> Result<(), Failure>
         (Kind::Orphan, "file without a recording", "files without a recording"),
         (Kind::SizeMismatch, "size mismatch", "size mismatches"),
         (Kind::HashMismatch, "hash mismatch", "hash mismatches"),
+        (Kind::Unreadable, "unreadable file", "unreadable files"),
     ];
     let detail: Vec<String> = kinds
         .iter()
-        .filter(|(kind, _, _)| verify || *kind != Kind::HashMismatch)
+        .filter(|(kind, _, _)| {
+            (verify || *kind != Kind::HashMismatch) && (*kind != Kind::Unreadable || report.by_kind[*kind as usize] > 0)
+        })
         .map(|(kind, one, many)| plural(report.by_kind[*kind as usize], one, many))
         .collect();
     println!(
@@ -220,6 +243,12 @@ pub fn check(config: &Config, verify: bool, repair: bool) -> Result<(), Failure>
     );
     if repair && report.problems > 0 {
         println!("repaired {} of {}", report.repaired, report.problems);
+    }
+    if report.repair_refused > 0 {
+        println!(
+            "nothing was moved to the trash: most recordings' files are missing, which looks like an unmounted \
+             disk or the wrong data directory; if they are really gone, run `recorder check --repair --force`"
+        );
     }
     if report.known > 0 {
         println!(
@@ -249,20 +278,15 @@ pub fn check(config: &Config, verify: bool, repair: bool) -> Result<(), Failure>
 }
 
 /// `recorder backup DEST_DIR`
-pub fn backup(config: &Config, dest: &Path) -> Result<(), Failure> {
+pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> {
     use crate::backup::{self, Event};
+    existing_data_dir(config)?;
     let storage = Storage::open(&config.data_dir)
         .map_err(|e| Failure::work(format!("data directory {}: {e}", config.data_dir.display())))?;
-    if !storage.db_path().exists() {
-        return Err(Failure::usage(format!(
-            "{} has no database: is it the data directory?",
-            config.data_dir.display()
-        )));
-    }
     let started = Instant::now();
     let mut ticker = Ticker::new();
     let mut mismatches = Vec::new();
-    let report = backup::run(&storage, dest, &mut |event| match event {
+    let report = backup::run(&storage, dest, force, &mut |event| match event {
         Event::Database { bytes } => {
             println!("copied the database ({}) to {}", human_bytes(bytes), dest.display());
         }
@@ -277,6 +301,10 @@ pub fn backup(config: &Config, dest: &Path) -> Result<(), Failure> {
             ticker.clear();
             println!("warning: recording {id} does not hash to its sha256; copied as it is");
             mismatches.push(id.to_string());
+        }
+        Event::MissingOnServer { id } => {
+            ticker.clear();
+            println!("warning: recording {id} has no file on the server; left out of the backup");
         }
     })
     .map_err(|e| Failure { message: e.message, code: if e.usage { 2 } else { 1 } })?;
@@ -302,12 +330,13 @@ pub fn backup(config: &Config, dest: &Path) -> Result<(), Failure> {
             plural(report.removed_files as usize, "file", "files")
         );
     }
-    if mismatches.is_empty() {
+    let damaged = mismatches.len() + report.missing_on_server as usize;
+    if damaged == 0 {
         Ok(())
     } else {
         Err(Failure::work(format!(
-            "{} damaged on the server; run `recorder check --verify`",
-            plural(mismatches.len(), "recording is", "recordings are")
+            "{} missing or damaged on the server; run `recorder check --verify`",
+            plural(damaged, "recording is", "recordings are")
         )))
     }
 }

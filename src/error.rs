@@ -130,10 +130,10 @@ fn for_status(status: Status) -> ApiError {
 /// that some route serves with another method answers 405 with `Allow`.
 #[catch(default)]
 pub fn json_catcher(status: Status, req: &Request<'_>) -> ApiError {
-    if let Some(error) = &req.local_cache(|| GuardError(None)).0 {
-        if error.status == status {
-            return error.clone();
-        }
+    if let Some(error) = &req.local_cache(|| GuardError(None)).0
+        && error.status == status
+    {
+        return error.clone();
     }
     if status == Status::NotFound {
         let allowed = methods_for_path(req);

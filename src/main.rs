@@ -42,12 +42,19 @@ enum Command {
         /// to their owner's trash, marked. Never deletes a file a recording refers to.
         #[arg(long)]
         repair: bool,
+        /// With --repair: repair even when most recordings' files are missing.
+        #[arg(long, requires = "repair")]
+        force: bool,
     },
     /// Copy the database and every recording's file to DEST_DIR, safe while the server runs.
     /// DEST_DIR then works as a data directory; a second run copies only new files.
     Backup {
         #[arg(value_name = "DEST_DIR")]
         dest: PathBuf,
+        /// Replace DEST_DIR's backup even when the new one shares none of its accounts or has
+        /// fewer than half of its recordings.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -89,8 +96,8 @@ fn main() -> ExitCode {
             cli::finish(cli::user_passwd(&config, &name, password_stdin))
         }
         Command::User(UserCommand::Remove { name }) => cli::finish(cli::user_remove(&config, &name)),
-        Command::Check { verify, repair } => cli::finish(cli::check(&config, verify, repair)),
-        Command::Backup { dest } => cli::finish(cli::backup(&config, &dest)),
+        Command::Check { verify, repair, force } => cli::finish(cli::check(&config, verify, repair, force)),
+        Command::Backup { dest, force } => cli::finish(cli::backup(&config, &dest, force)),
     }
 }
 

@@ -17,6 +17,8 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
+    /// Held while serving: a second server or a backup into this directory is refused.
+    _lock: std::fs::File,
 }
 
 /// Why the server could not start.
@@ -28,6 +30,8 @@ pub enum StartError {
     Db(#[from] OpenError),
     #[error("startup recovery failed: {0}")]
     Recovery(String),
+    #[error("data directory {0} is in use by another recorder (a server, or a backup writing into it)")]
+    InUse(String),
 }
 
 impl AppState {
@@ -36,6 +40,10 @@ impl AppState {
     pub fn open(config: Config, clock: Clock) -> Result<AppState, StartError> {
         let storage = Storage::open(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+        let shown = || config.data_dir.display().to_string();
+        let lock = crate::storage::lock_dir(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: shown(), source })?
+            .ok_or_else(|| StartError::InUse(shown()))?;
         let db = Db::open(&storage.db_path())?;
         maintenance::recover(&db, &storage).map_err(|e| StartError::Recovery(e.message.to_string()))?;
         let started_ms = clock.now_ms();
@@ -47,6 +55,7 @@ impl AppState {
             passwords: Passwords::new(),
             throttle: LoginThrottle::new(),
             started_ms,
+            _lock: lock,
         })
     }
 }

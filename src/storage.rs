@@ -136,6 +136,21 @@ impl Storage {
     }
 }
 
+/// The name of the lock file a server or a backup holds in its data directory.
+pub const LOCK_FILE: &str = "recorder.lock";
+
+/// Takes the exclusive lock of a data directory: `Ok(None)` when another process holds it (a
+/// server serving it, or a backup writing into it). The lock lasts as long as the file is open.
+pub fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// fsync a directory, so a rename or create in it survives a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -162,10 +177,10 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if let Some(path) = self.path.take() {
             let remove = move || {
-                if let Err(e) = fs::remove_file(&path) {
-                    if e.kind() != io::ErrorKind::NotFound {
-                        log::warn!("cannot remove temp file {}: {e}", path.display());
-                    }
+                if let Err(e) = fs::remove_file(&path)
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    log::warn!("cannot remove temp file {}: {e}", path.display());
                 }
             };
             match tokio::runtime::Handle::try_current() {

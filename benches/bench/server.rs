@@ -182,10 +182,8 @@ fn forward_log(stderr: ChildStderr, log: File, address: mpsc::Sender<String>) {
     let mut announced = false;
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
-        if !announced {
-            if let Some((_, addr)) = line.split_once("listening on ") {
-                announced = address.send(addr.trim().to_string()).is_ok();
-            }
+        if !announced && let Some((_, addr)) = line.split_once("listening on ") {
+            announced = address.send(addr.trim().to_string()).is_ok();
         }
         let _ = writeln!(log, "{line}");
     }

@@ -202,10 +202,10 @@ pub async fn store_upload(
     if let Some(text) = meta.recorded_at {
         recorded_at = Some(parse_recorded_at(&text)?);
     }
-    if name.is_none() {
-        if let Some(n) = meta.name.as_deref().or(meta.filename.as_deref().map(base_name)) {
-            name = Some(rec::normalize_name(n)?);
-        }
+    if name.is_none()
+        && let Some(n) = meta.name.as_deref().or(meta.filename.as_deref().map(base_name))
+    {
+        name = Some(rec::normalize_name(n)?);
     }
     if upload.size() == 0 {
         return Err(ApiError::new(Status::BadRequest, "empty_body", "the upload has no bytes"));

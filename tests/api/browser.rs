@@ -35,12 +35,17 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// One browser at a time: two Chromiums on two cores make every wait a race, and chromedriver
+/// ports picked at once could collide.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A headless Chromium session. Dropping it ends the session and chromedriver.
 pub struct Browser {
     rt: tokio::runtime::Runtime,
     client: Option<Client>,
     driver: Child,
     _profile: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Browser {
@@ -61,8 +66,9 @@ impl Browser {
             eprintln!("\n*** SKIPPED browser test {test}: {why}. ***\n");
             return None;
         };
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let port = free_port();
-        let driver = Command::new(driver)
+        let mut driver = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -97,14 +103,16 @@ impl Browser {
                 match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
                     Ok(client) => return client,
                     Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                        let _ = e;
+                        if let Ok(Some(status)) = driver.try_wait() {
+                            panic!("chromedriver exited ({status}) before it took a session: {e}");
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     Err(e) => panic!("cannot start a Chromium session through chromedriver: {e}"),
                 }
             }
         });
-        Some(Browser { rt, client: Some(client), driver, _profile: profile })
+        Some(Browser { rt, client: Some(client), driver, _profile: profile, _turn: turn })
     }
 
     fn client(&self) -> &Client {
@@ -340,6 +348,9 @@ fn a_user_uploads_plays_renames_deletes_undoes_and_restores_in_the_browser() {
         vec![json!(m4a)],
     );
     assert_eq!(b.text("[data-test=player-name]"), "speech.m4a");
+    // Paused, so only the seek can move the time.
+    b.click("button[data-test=player-toggle]");
+    b.wait_js("the player to pause", "return document.querySelector('audio[data-test=player]').paused;", vec![]);
     b.js(
         "const s = document.querySelector('input[data-test=seek]'); \
          s.value = s.max * 0.75; s.dispatchEvent(new Event('input', {bubbles: true})); \
@@ -348,14 +359,14 @@ fn a_user_uploads_plays_renames_deletes_undoes_and_restores_in_the_browser() {
     );
     b.wait_js(
         "the seek to move currentTime",
-        "return document.querySelector('audio[data-test=player]').currentTime >= 2.5;",
+        "const a = document.querySelector('audio[data-test=player]'); \
+         return a.paused && Math.abs(a.currentTime - a.duration * 0.75) < 0.5;",
         vec![],
     );
     let audio_path = format!("/api/v1/recordings/{m4a}/audio");
     let ranged: Vec<_> =
         server.seen().into_iter().filter(|s| s.method == "GET" && s.path == audio_path && s.range.is_some()).collect();
     assert!(ranged.iter().any(|s| s.status == 206), "the server saw Range requests for the audio: {ranged:?}");
-    b.click("button[data-test=player-toggle]");
 
     // Rename inline.
     b.click(&format!("{} [data-test=rename]", item(&mp3)));
@@ -571,7 +582,8 @@ fn the_page_works_by_keyboard_alone_with_visible_focus() {
     b.keys("\u{E007}");
     b.wait_js(
         "the player to play",
-        "const a = document.querySelector('audio[data-test=player]'); return !a.paused && a.src.includes(arguments[0]);",
+        "const a = document.querySelector('audio[data-test=player]'); \
+         return (a.played.length > 0 || a.currentTime > 0) && a.src.includes(arguments[0]);",
         vec![json!(id)],
     );
     // Every button and link on the page has a name a screen reader can read.

@@ -16,6 +16,7 @@ pub struct Server {
     pub clock: Clock,
     data: PathBuf,
     shutdown: Option<rocket::Shutdown>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// Every request the server answered, as the server saw it.
     pub seen: Arc<Mutex<Vec<Seen>>>,
 }
@@ -44,6 +45,7 @@ impl Server {
         let mut config = Config::with_data_dir(dir.path().join("data"));
         config.address = [127, 0, 0, 1].into();
         config.port = 0;
+        config.shutdown_grace_secs = 1;
         configure(&mut config);
         let clock = Clock::default();
         let data = config.data_dir.clone();
@@ -69,11 +71,19 @@ impl Server {
                     log.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
                 })
             }));
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let _ = rocket::execute(rocket.launch());
         });
         let (port, shutdown) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
-        Server { base: format!("http://127.0.0.1:{port}"), _dir: dir, clock, data, shutdown: Some(shutdown), seen }
+        Server {
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+            clock,
+            data,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+            seen,
+        }
     }
 
     /// The requests answered so far.
@@ -153,6 +163,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(s) = self.shutdown.take() {
             s.notify();
+        }
+        // Wait until the server is gone and has let go of its data directory (and its lock).
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -262,3 +262,75 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn check_does_not_repair_when_most_files_are_missing_and_refuses_a_directory_without_a_database() {
+    let server = Server::start();
+    let data = server.data();
+    let token = server.signup("alice");
+    let wav = fixture("speech.wav");
+    let ids: Vec<String> = (0..12).map(|i| server.upload_id(&token, &format!("m{i}.wav"), &wav)).collect();
+    // As if the disk holding recordings/ were not mounted.
+    for id in &ids {
+        std::fs::remove_file(file_of(&data, id)).expect("remove");
+    }
+    let (code, out, err) = command(&data, &["check", "--repair"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("nothing was moved to the trash"), "{out}");
+    assert_eq!(all(&server, &token, "/api/v1/recordings").len(), 12, "every recording is still listed");
+    assert!(all(&server, &token, "/api/v1/trash").is_empty());
+    // When they are really gone, --force repairs.
+    let (code, out, err) = command(&data, &["check", "--repair", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(all(&server, &token, "/api/v1/trash").len(), 12);
+
+    // A mistyped data directory is refused, not created and declared clean.
+    let nowhere = data.join("no-such-dir");
+    let (code, _, err) = command(&nowhere, &["check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no recorder.db"), "{err}");
+    assert!(!nowhere.exists(), "nothing was created");
+}
+
+#[test]
+fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory() {
+    let server = Server::start();
+    let token = server.signup("alice");
+    for f in FIXTURES {
+        server.upload_id(&token, f, &fixture(f));
+    }
+    let dest_dir = tempfile::tempdir().expect("tempdir");
+    let dest = dest_dir.path().join("backup");
+    let dest_arg = dest.to_str().expect("utf-8 path").to_string();
+    // A second server on a served data directory is refused too.
+    let (code, _, err) = command(&server.data(), &["serve", "--port", "0", "--address", "127.0.0.1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("in use by another recorder"), "{err}");
+    let (code, out, err) = command(&server.data(), &["backup", &dest_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mode = std::fs::metadata(&dest).expect("dest").mode() & 0o777;
+    assert_eq!(mode, 0o700, "the backup is private to its owner");
+    let files = walk_files(&dest.join("recordings"));
+    assert_eq!(files.len(), FIXTURES.len());
+
+    // Another, freshly created data directory (a replaced disk, a wrong --data-dir): refused.
+    let stranger = Server::start();
+    stranger.signup("mallory");
+    let (code, out, err) = command(&stranger.data(), &["backup", &dest_arg]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refusing to replace the backup"), "{err}");
+    assert_eq!(walk_files(&dest.join("recordings")), files, "the good backup is untouched");
+    let restored = Server::start_with(|c| c.data_dir = dest.clone());
+    assert_eq!(all(&restored, &login(&restored, "alice"), "/api/v1/recordings").len(), FIXTURES.len());
+
+    // While a server serves the backup directory, a backup into it is refused.
+    let (code, out, err) = command(&server.data(), &["backup", &dest_arg]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("in use by another recorder"), "{err}");
+    drop(restored);
+
+    // --force replaces it on purpose.
+    let (code, out, err) = command(&stranger.data(), &["backup", "--force", &dest_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(walk_files(&dest.join("recordings")).is_empty());
+}
