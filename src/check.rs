@@ -282,6 +282,7 @@ fn check_files(
 ) -> Result<(), ApiError> {
     let listing = |e| ApiError::internal("listing recordings/", e);
     let pending: HashSet<String> = crate::recordings::pending_unlinks(conn)?.into_iter().collect();
+    let mut orphans = Vec::new();
     for shard in storage.shards().map_err(listing)? {
         let files = storage.files_in(&shard).map_err(listing)?;
         report.files += files.len() as u64;
@@ -300,7 +301,7 @@ fn check_files(
                 if !still_orphan(conn, storage, &id, path)? {
                     continue;
                 }
-                let mut problem = Problem {
+                let problem = Problem {
                     kind: Kind::Orphan,
                     id,
                     owner: None,
@@ -309,13 +310,23 @@ fn check_files(
                     known: false,
                     repair: None,
                 };
-                if options.repair {
-                    problem.repair = Some(remove_orphan(conn, storage, &problem));
-                }
                 report.count(&problem);
                 on(Event::Problem(&problem));
+                if options.repair {
+                    orphans.push((problem.id, problem.path));
+                }
             }
         }
+    }
+    // Most files without a row is a lost or replaced database, not litter: keep them.
+    if !options.force && orphans.len() > 10 && orphans.len() as u64 * 2 > report.files {
+        report.repair_refused += orphans.len();
+        return Ok(());
+    }
+    for (id, path) in orphans {
+        let result = remove_orphan(conn, storage, &id, &path);
+        report.repaired(&result);
+        on(Event::Repaired { id: &path, result: &result });
     }
     Ok(())
 }
@@ -325,14 +336,14 @@ fn still_orphan(conn: &Connection, storage: &Storage, id: &str, path: &str) -> R
     Ok(!pending && !row_exists(conn, id)? && storage.path(path).exists())
 }
 
-fn remove_orphan(conn: &Connection, storage: &Storage, problem: &Problem) -> Result<&'static str, String> {
+fn remove_orphan(conn: &Connection, storage: &Storage, id: &str, path: &str) -> Result<&'static str, String> {
     // Looked up once more right before the unlink: a row is never left without its file.
-    match row_exists(conn, &problem.id) {
+    match row_exists(conn, id) {
         Ok(false) => {}
         Ok(true) => return Err("a recording refers to it now; left alone".into()),
         Err(e) => return Err(e.message.to_string()),
     }
-    storage.unlink(&problem.path).map_err(|e| format!("cannot remove it: {e}"))?;
+    storage.unlink(path).map_err(|e| format!("cannot remove it: {e}"))?;
     Ok("removed")
 }
 

@@ -246,8 +246,10 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
     }
     if report.repair_refused > 0 {
         println!(
-            "nothing was moved to the trash: most recordings' files are missing, which looks like an unmounted \
-             disk or the wrong data directory; if they are really gone, run `recorder check --repair --force`"
+            "{} not repaired: most recordings' files are missing, or most files have no recording, which \
+             looks like an unmounted disk, a lost database or the wrong data directory; if that is really so, \
+             run `recorder check --repair --force`",
+            plural(report.repair_refused, "problem", "problems")
         );
     }
     if report.known > 0 {

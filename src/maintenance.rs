@@ -50,25 +50,44 @@ pub fn sweep(db: &Db, storage: &Storage, now: i64) -> Result<Swept, ApiError> {
 
 /// Removes files under `recordings/` that no row refers to and that are older than `before_ms`
 /// (younger ones may be uploads between their rename and their insert). Blocking.
+///
+/// When most files have no row (a lost or replaced database, the wrong data directory), nothing
+/// is removed: that is a disaster to report, not litter to sweep.
 pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usize, ApiError> {
     let listing = |e| ApiError::internal("listing recordings/", e);
     let conn = db.conn()?;
-    let mut removed = 0;
-    // One shard at a time: memory stays small however many recordings there are.
+    // Counted first, then removed; one shard at a time, so memory stays small however many
+    // recordings there are.
+    let (mut files, mut orphans) = (0, 0);
     for shard in storage.shards().map_err(listing)? {
-        let files = storage.files_in(&shard).map_err(listing)?;
-        removed += remove_orphans_among(&conn, storage, &files, before_ms)?;
+        let in_shard = storage.files_in(&shard).map_err(listing)?;
+        files += in_shard.len();
+        orphans += orphans_among(&conn, storage, &in_shard, before_ms, false)?;
+    }
+    if orphans > 10 && orphans * 2 > files {
+        log::error!(
+            "{orphans} of the {files} files in recordings/ have no recording in the database; not removing \
+             them. If the database was lost or replaced, stop the server and restore recorder.db from a backup"
+        );
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for shard in storage.shards().map_err(listing)? {
+        let in_shard = storage.files_in(&shard).map_err(listing)?;
+        removed += orphans_among(&conn, storage, &in_shard, before_ms, true)?;
     }
     Ok(removed)
 }
 
-fn remove_orphans_among(
+/// Counts (or, with `remove`, removes) the files without a row older than `before_ms`.
+fn orphans_among(
     conn: &rusqlite::Connection,
     storage: &Storage,
     files: &[(uuid::Uuid, String, std::fs::Metadata)],
     before_ms: i64,
+    remove: bool,
 ) -> Result<usize, ApiError> {
-    let mut removed = 0;
+    let mut count = 0;
     for batch in files.chunks(500) {
         let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.hyphenated().to_string()).collect();
         let existing = recordings::existing_ids(conn, &ids)?;
@@ -84,16 +103,20 @@ fn remove_orphans_among(
             if modified_ms >= before_ms {
                 continue;
             }
+            if !remove {
+                count += 1;
+                continue;
+            }
             match storage.unlink(path) {
                 Ok(()) => {
                     log::warn!("removed {path}: no recording refers to it");
-                    removed += 1;
+                    count += 1;
                 }
                 Err(e) => log::error!("cannot remove orphan {path}: {e}"),
             }
         }
     }
-    Ok(removed)
+    Ok(count)
 }
 
 /// The background loop: one orphan sweep, then a purge sweep at once and every hour until
@@ -119,5 +142,38 @@ pub async fn run(db: Db, storage: Storage, clock: crate::Clock, started_ms: i64,
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn orphan_files(storage: &Storage, n: usize) -> Vec<std::path::PathBuf> {
+        (0..n)
+            .map(|_| {
+                let path = storage.path(&Storage::relative_path(&uuid::Uuid::now_v7()));
+                std::fs::create_dir_all(path.parent().expect("shard")).expect("mkdir");
+                std::fs::write(&path, b"RIFF").expect("write");
+                path
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_few_orphans_are_removed_but_a_lost_database_keeps_every_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("storage");
+        let db = Db::open(&storage.db_path()).expect("db");
+        let later = crate::clock::system_now_ms() + 60_000;
+
+        let few = orphan_files(&storage, 3);
+        assert_eq!(remove_orphans(&db, &storage, later).ok(), Some(3));
+        assert!(few.iter().all(|p| !p.exists()));
+
+        // An empty database beside many files: not litter, a lost database.
+        let many = orphan_files(&storage, 12);
+        assert_eq!(remove_orphans(&db, &storage, later).ok(), Some(0));
+        assert!(many.iter().all(|p| p.exists()), "every file is kept");
     }
 }

@@ -264,7 +264,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn check_does_not_repair_when_most_files_are_missing_and_refuses_a_directory_without_a_database() {
+fn check_does_not_repair_an_unmounted_disk_or_a_lost_database_and_refuses_a_directory_without_one() {
     let server = Server::start();
     let data = server.data();
     let token = server.signup("alice");
@@ -276,13 +276,29 @@ fn check_does_not_repair_when_most_files_are_missing_and_refuses_a_directory_wit
     }
     let (code, out, err) = command(&data, &["check", "--repair"]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.contains("nothing was moved to the trash"), "{out}");
+    assert!(out.contains("12 problems not repaired: most recordings' files are missing"), "{out}");
     assert_eq!(all(&server, &token, "/api/v1/recordings").len(), 12, "every recording is still listed");
     assert!(all(&server, &token, "/api/v1/trash").is_empty());
     // When they are really gone, --force repairs.
     let (code, out, err) = command(&data, &["check", "--repair", "--force"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(all(&server, &token, "/api/v1/trash").len(), 12);
+
+    // Files without rows in an empty database look like a lost database: kept.
+    let lost = Server::start();
+    let kept: Vec<PathBuf> = (0..12)
+        .map(|_| {
+            let path = file_of(&lost.data(), &uuid::Uuid::now_v7().hyphenated().to_string());
+            std::fs::create_dir_all(path.parent().expect("shard")).expect("mkdir");
+            std::fs::write(&path, &wav).expect("write");
+            set_age(&path, Duration::from_secs(3600));
+            path
+        })
+        .collect();
+    let (code, out, err) = command(&lost.data(), &["check", "--repair"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("12 problems not repaired"), "{out}");
+    assert!(kept.iter().all(|p| p.exists()), "no file was removed");
 
     // A mistyped data directory is refused, not created and declared clean.
     let nowhere = data.join("no-such-dir");
