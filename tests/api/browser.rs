@@ -546,14 +546,7 @@ fn refusals_trash_and_account_work_from_the_page() {
 fn the_page_works_by_keyboard_alone_with_visible_focus() {
     let Some(b) = Browser::start("keyboard") else { return };
     let server = Server::start();
-    let token = {
-        let r = send_json(
-            server.req("POST", "/api/v1/auth/signup"),
-            &json!({"username": "kai", "password": "password123"}),
-        );
-        assert_eq!(r.status, 201);
-        r.json()["token"].as_str().expect("token").to_string()
-    };
+    let token = server.signup("kai");
     let id = server.upload_id(&token, "speech.ogg", &fixture("speech.ogg"));
     b.goto(&server.base);
     b.wait_for("form[data-test=login-form]");
@@ -602,14 +595,7 @@ fn the_page_works_by_keyboard_alone_with_visible_focus() {
 fn more_recordings_load_on_scroll_and_search_filters_as_you_type() {
     let Some(b) = Browser::start("scroll and search") else { return };
     let server = Server::start();
-    let token = {
-        let r = send_json(
-            server.req("POST", "/api/v1/auth/signup"),
-            &json!({"username": "vera", "password": "password123"}),
-        );
-        assert_eq!(r.status, 201);
-        r.json()["token"].as_str().expect("token").to_string()
-    };
+    let token = server.signup("vera");
     let wav = fixture("speech.wav");
     for i in 0..70 {
         let name = if i % 10 == 0 { format!("Garden walk {i}.wav") } else { format!("Memo {i}.wav") };
