@@ -5,6 +5,7 @@
 use crate::common::{Server, fixture, send, send_json, urlencode};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +15,8 @@ const WAIT: Duration = Duration::from_secs(15);
 
 fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return path.exists().then_some(path);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for name in candidates {
@@ -63,7 +65,8 @@ impl Browser {
             if std::env::var("RECORDER_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
                 panic!("{test}: RECORDER_REQUIRE_BROWSER=1 but {why}");
             }
-            eprintln!("\n*** SKIPPED browser test {test}: {why}. ***\n");
+            // Straight to the terminal, past the test harness's capture: a skip must be seen.
+            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED browser test {test}: {why}. ***\n");
             return None;
         };
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
