@@ -81,6 +81,26 @@ fn stream_error(e: StreamError, max: u64, budget: u64, size: u64) -> ApiError {
     }
 }
 
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        poll
+    }
+}
+
 async fn read_multipart(
     upload: &mut Upload,
     data: Data<'_>,
@@ -89,12 +109,18 @@ async fn read_multipart(
 ) -> Result<BodyMeta, StreamError> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|_| StreamError::Malformed("the multipart Content-Type has no valid boundary"))?;
-    let stream = ReaderStream::with_capacity(data.open((limit + (1 << 20)).bytes()), 64 * 1024);
-    let mut multipart = multer::Multipart::new(stream, boundary);
+    // The file part may be `limit` bytes; the rest of the form gets 1 MiB. A body cut at that cap
+    // is too large, not malformed.
+    let cap = limit + (1 << 20);
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let body = Counted { inner: data.open(cap.bytes()), read: read.clone() };
+    let mut multipart = multer::Multipart::new(ReaderStream::with_capacity(body, 64 * 1024), boundary);
     let mut meta = BodyMeta::default();
     let mut got_file = false;
     let multer_err = |e: multer::Error| match e {
         multer::Error::StreamReadFailed(e) => StreamError::Client(std::io::Error::other(e)),
+        // Whatever the parser says of a body cut at the cap, the body was too large.
+        _ if read.load(std::sync::atomic::Ordering::Relaxed) >= cap => StreamError::TooLarge,
         other => {
             log::info!("malformed multipart upload: {other}");
             StreamError::Malformed("the multipart body is malformed or cut short")

@@ -546,3 +546,42 @@ fn uploads_that_would_eat_the_free_space_reserve_get_507() {
     assert!(r.starts_with("HTTP/1.1 507"), "{r}");
     eventually("nothing left behind", || s.files().is_empty());
 }
+
+#[test]
+fn a_chunked_multipart_body_past_the_limit_is_413_and_leaves_nothing() {
+    let s = Server::start_with(|c| c.max_upload_size = 64 * 1024);
+    let token = s.signup("quinn");
+    let boundary = "XyZboundary";
+    let mut body = Vec::new();
+    // A small file, then an unknown part big enough to pass the limit plus the form's 1 MiB.
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(&fixture("speech.wav")[..8 * 1024]);
+    body.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(&vec![b'x'; 1200 * 1024]);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+
+    // Chunked, so no Content-Length lets the server refuse before reading.
+    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let head = format!(
+        "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    for chunk in body.chunks(64 * 1024) {
+        if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+            || stream.write_all(chunk).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break; // the server answered and stopped reading
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let response = read_one_response(&mut stream);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("payload_too_large"), "{response}");
+    eventually("the temp file to go", || s.files().is_empty());
+}
