@@ -78,15 +78,7 @@ struct Row {
 /// or freshly recreated data directory must not wipe a good backup.
 pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, BackupError> {
     check_destination(source.root(), dest)?;
-    if !dest.exists() {
-        use std::os::unix::fs::DirBuilderExt as _;
-        // Password hashes and everyone's recordings: for the owner's eyes only.
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dest)
-            .map_err(ctx(format!("cannot create {}", dest.display())))?;
-    }
+    // Storage::open creates a missing DEST readable by its owner only.
     let target = Storage::open(dest).map_err(ctx(format!("cannot use {}", dest.display())))?;
     let _lock =
         crate::storage::lock_dir(dest).map_err(ctx(format!("cannot lock {}", dest.display())))?.ok_or_else(|| {

@@ -28,6 +28,15 @@ pub struct Storage {
 impl Storage {
     /// Opens the data directory, creating it and its `recordings/` and `tmp/` if missing.
     pub fn open(root: &Path) -> io::Result<Storage> {
+        if !root.exists() {
+            use std::os::unix::fs::DirBuilderExt as _;
+            // Password hashes and everyone's recordings: a new data directory is its owner's alone.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", root.display())))?;
+        }
         for dir in [root.to_path_buf(), root.join("recordings"), root.join("tmp")] {
             fs::create_dir_all(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;

@@ -284,18 +284,22 @@ fn check_does_not_repair_an_unmounted_disk_or_a_lost_database_and_refuses_a_dire
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(all(&server, &token, "/api/v1/trash").len(), 12);
 
-    // Files without rows in an empty database look like a lost database: kept.
-    let lost = Server::start();
+    // Files without rows in an empty database look like a lost database: kept. (No server runs
+    // there: its own startup sweep must not race the files made here.)
+    let lost_dir = tempfile::tempdir().expect("tempdir");
+    let lost = lost_dir.path().join("data");
+    let storage = Storage::open(&lost).expect("storage");
+    drop(recorder::db::Db::open(&storage.db_path()).expect("an empty database"));
     let kept: Vec<PathBuf> = (0..12)
         .map(|_| {
-            let path = file_of(&lost.data(), &uuid::Uuid::now_v7().hyphenated().to_string());
+            let path = file_of(&lost, &uuid::Uuid::now_v7().hyphenated().to_string());
             std::fs::create_dir_all(path.parent().expect("shard")).expect("mkdir");
             std::fs::write(&path, &wav).expect("write");
             set_age(&path, Duration::from_secs(3600));
             path
         })
         .collect();
-    let (code, out, err) = command(&lost.data(), &["check", "--repair"]);
+    let (code, out, err) = command(&lost, &["check", "--repair"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("12 problems not repaired"), "{out}");
     assert!(kept.iter().all(|p| p.exists()), "no file was removed");
