@@ -57,7 +57,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// other requests: on a busy 2-core machine a list request would wait behind a normal-priority
 /// hash for a scheduler slice, but it preempts an idle-class one at once.
 pub struct Passwords {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl Passwords {
@@ -91,7 +91,7 @@ impl Passwords {
                 log::error!("cannot start a password hashing thread: {e}");
             }
         }
-        Passwords { jobs: std::sync::Mutex::new(tx) }
+        Passwords { jobs: tx }
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
@@ -102,11 +102,7 @@ impl Passwords {
                 let _ = tx.send(f());
             }
         });
-        self.jobs
-            .lock()
-            .map_err(|_| ApiError::internal("password hashing", "queue lock poisoned"))?
-            .send(job)
-            .map_err(|e| ApiError::internal("password hashing", e))?;
+        self.jobs.send(job).map_err(|e| ApiError::internal("password hashing", e))?;
         rx.await.map_err(|e| ApiError::internal("password hashing", e))
     }
 

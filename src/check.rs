@@ -67,8 +67,6 @@ pub struct Problem {
     pub detail: String,
     /// Already repaired by an earlier run: the row is in the trash, marked. Not counted.
     pub known: bool,
-    /// What `--repair` did, or why it could not.
-    pub repair: Option<Result<&'static str, String>>,
 }
 
 /// How to check.
@@ -124,9 +122,6 @@ impl Report {
         }
         self.problems += 1;
         self.by_kind[problem.kind as usize] += 1;
-        if let Some(result) = &problem.repair {
-            self.repaired(result);
-        }
     }
 
     fn repaired(&mut self, result: &Result<&'static str, String>) {
@@ -255,7 +250,6 @@ fn check_row(
         path,
         detail,
         known: row.deleted && row.problem.is_some(),
-        repair: None,
     }))
 }
 
@@ -308,7 +302,6 @@ fn check_files(
                     path: path.clone(),
                     detail: format!("{} bytes, no recording refers to it", meta.len()),
                     known: false,
-                    repair: None,
                 };
                 report.count(&problem);
                 on(Event::Problem(&problem));
@@ -354,17 +347,12 @@ fn modified_ms(meta: &std::fs::Metadata) -> i64 {
         .map_or(i64::MAX, |d| d.as_millis() as i64)
 }
 
-/// A problem as one line: kind, id, path, detail, and what a repair did.
+/// A problem as one line: kind, id, owner, path and detail.
 pub fn describe(problem: &Problem) -> String {
     let owner = problem.owner.as_deref().map(|o| format!(" (of {o})")).unwrap_or_default();
     let mut line = format!("{:<14} {}{owner}  {}: {}", problem.kind.as_str(), problem.id, problem.path, problem.detail);
     if problem.known {
         line.push_str(" (already in its owner's trash, marked)");
-    }
-    match &problem.repair {
-        Some(Ok(done)) => line.push_str(&format!(" -> {done}")),
-        Some(Err(why)) => line.push_str(&format!(" -> not repaired: {why}")),
-        None => {}
     }
     line
 }

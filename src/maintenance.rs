@@ -64,6 +64,9 @@ pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usiz
         files += in_shard.len();
         orphans += orphans_among(&conn, storage, &in_shard, before_ms, false)?;
     }
+    if orphans == 0 {
+        return Ok(0);
+    }
     if orphans > 10 && orphans * 2 > files {
         log::error!(
             "{orphans} of the {files} files in recordings/ have no recording in the database; not removing \

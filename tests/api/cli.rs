@@ -224,16 +224,10 @@ fn kill_9_mid_upload_leaves_no_row_file_or_temp_file() {
     drop(stream);
     assert!(std::fs::read_dir(&tmp).expect("tmp").count() > 0, "the crash left a partial upload to clean");
 
-    let server = serve(home.path(), &data);
+    let list = listed(home.path(), &data, &token);
     assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0, "startup empties tmp/");
-    let list =
-        send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json();
     assert_eq!(list["recordings"], json!([]));
-    let files = std::fs::read_dir(data.join("recordings"))
-        .expect("dir")
-        .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
-        .count();
-    assert_eq!(files, 0);
+    assert_eq!(recording_files(&data), 0);
 }
 
 #[test]
@@ -293,6 +287,15 @@ fn sigterm(server: &Running) -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// How many files `recordings/` holds, in all shards.
+fn recording_files(data: &Path) -> usize {
+    std::fs::read_dir(data.join("recordings"))
+        .expect("dir")
+        .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
+        .count()
+}
+
+/// The token's list, from a server started afresh on the data directory.
 fn listed(home: &Path, data: &Path, token: &str) -> serde_json::Value {
     let server = serve(home, data);
     send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json()
@@ -334,11 +337,7 @@ fn sigterm_with_an_upload_past_the_grace_period_exits_0_and_leaves_nothing() {
     assert_eq!(std::fs::read_dir(data.join("tmp")).expect("tmp").count(), 0, "the cut-off upload's temp file is gone");
 
     assert_eq!(listed(home.path(), &data, &token)["recordings"], json!([]));
-    let files = std::fs::read_dir(data.join("recordings"))
-        .expect("dir")
-        .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
-        .count();
-    assert_eq!(files, 0);
+    assert_eq!(recording_files(&data), 0);
 }
 
 #[test]

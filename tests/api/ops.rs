@@ -5,6 +5,7 @@ use crate::cli::{recorder, run};
 use crate::common::{Server, fixture, send, send_json, sha256_hex};
 use recorder::storage::Storage;
 use serde_json::{Value, json};
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -151,26 +152,40 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
     let dest_dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_dir.path().join("backup");
 
-    // 20 uploads at once, and the backup in the middle of them.
-    let uploads: Vec<_> = (0..20)
+    // 20 uploads in flight (half of each body sent, so each has its temp file), then the backup,
+    // with the rest of the bodies sent while it runs.
+    let mut uploads: Vec<(std::net::TcpStream, Vec<u8>)> = (0..20)
         .map(|i| {
-            let (base, token) = (server.base.clone(), token.clone());
-            std::thread::spawn(move || {
-                let name = FIXTURES[i % FIXTURES.len()];
-                let r = send(
-                    ureq::post(&format!("{base}/api/v1/recordings?name=concurrent-{i}"))
-                        .set("Authorization", &format!("Bearer {token}")),
-                    Some(&fixture(name)),
-                );
-                assert_eq!(r.status, 201, "{}", r.text());
-            })
+            let body = fixture(FIXTURES[i % FIXTURES.len()]);
+            let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+            write!(
+                stream,
+                "POST /api/v1/recordings?name=concurrent-{i} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .expect("head");
+            stream.write_all(&body[..body.len() / 2]).expect("first half");
+            (stream, body)
         })
         .collect();
+    crate::common::eventually("20 uploads in flight", || {
+        std::fs::read_dir(data.join("tmp")).map(|d| d.count() == 20).unwrap_or(false)
+    });
     let dest_arg = dest.to_str().expect("utf-8 path").to_string();
-    let (code, out, err) = command(&data, &["backup", &dest_arg]);
-    for upload in uploads {
-        upload.join().expect("upload thread");
+    let backup = {
+        let (data, dest_arg) = (data.clone(), dest_arg.clone());
+        std::thread::spawn(move || command(&data, &["backup", &dest_arg]))
+    };
+    for (stream, body) in &mut uploads {
+        stream.write_all(&body[body.len() / 2..]).expect("second half");
     }
+    for (mut stream, _) in uploads {
+        let mut response = String::new();
+        let _ = std::io::Read::read_to_string(&mut stream, &mut response);
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
+    let (code, out, err) = backup.join().expect("backup thread");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("copied the database"), "{out}");
 
