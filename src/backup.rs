@@ -85,7 +85,7 @@ pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<
             fail(format!("{} is in use by another recorder (a server, or another backup)", dest.display()))
         })?;
     let snapshot = target.tmp_dir().join("recorder.db.partial");
-    remove_db_files(&snapshot)?;
+    remove_db_files(&snapshot, &["", "-wal", "-shm", "-journal"])?;
 
     let db_bytes = copy_database(&source.db_path(), &snapshot)?;
     on(Event::Database { bytes: db_bytes });
@@ -314,9 +314,9 @@ fn referenced_ids(conn: &Connection) -> Result<HashSet<String>, BackupError> {
     ids.map_err(ctx("reading the copied database"))
 }
 
-/// Removes a database file and its journal companions, if present.
-fn remove_db_files(db: &Path) -> Result<(), BackupError> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+/// Removes a database file (suffix "") and its journal companions, whichever are present.
+fn remove_db_files(db: &Path, suffixes: &[&str]) -> Result<(), BackupError> {
+    for suffix in suffixes {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
         let path = PathBuf::from(name);
@@ -336,14 +336,7 @@ fn publish(snapshot: &Path, db: &Path) -> Result<(), BackupError> {
     fs::set_permissions(snapshot, fs::Permissions::from_mode(0o600)).map_err(ctx(snapshot.display()))?;
     File::open(snapshot).and_then(|f| f.sync_all()).map_err(ctx(snapshot.display()))?;
     // A -wal left beside the old database would be replayed into the new one.
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        let path = PathBuf::from(name);
-        if path.exists() {
-            fs::remove_file(&path).map_err(ctx(format!("cannot remove {}", path.display())))?;
-        }
-    }
+    remove_db_files(db, &["-wal", "-shm", "-journal"])?;
     fs::rename(snapshot, db).map_err(ctx(format!("cannot move the database into {}", db.display())))?;
     if let Some(dir) = db.parent() {
         sync_dir(dir).map_err(ctx(dir.display()))?;

@@ -173,7 +173,7 @@ pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Even
     // Most files missing looks like an unmounted disk or a wrong directory, not like damage:
     // moving every recording to the trash would only start the clock on deleting them.
     let missing = repairs.iter().filter(|(_, kind)| *kind == Kind::MissingFile).count();
-    if !options.force && missing > 10 && missing as u64 * 2 > report.rows {
+    if !options.force && crate::maintenance::most_of(missing as u64, report.rows) {
         report.repair_refused = repairs.len();
     } else {
         for (id, kind) in repairs {
@@ -287,7 +287,7 @@ fn check_files(
                 if existing.contains(&id) || pending.contains(path) {
                     continue;
                 }
-                if modified_ms(meta) > options.now_ms - ORPHAN_MIN_AGE_MS {
+                if crate::storage::modified_ms(meta) > options.now_ms - ORPHAN_MIN_AGE_MS {
                     report.recent_unreferenced += 1;
                     continue;
                 }
@@ -312,7 +312,7 @@ fn check_files(
         }
     }
     // Most files without a row is a lost or replaced database, not litter: keep them.
-    if !options.force && orphans.len() > 10 && orphans.len() as u64 * 2 > report.files {
+    if !options.force && crate::maintenance::most_of(orphans.len() as u64, report.files) {
         report.repair_refused += orphans.len();
         return Ok(());
     }
@@ -338,13 +338,6 @@ fn remove_orphan(conn: &Connection, storage: &Storage, id: &str, path: &str) -> 
     }
     storage.unlink(path).map_err(|e| format!("cannot remove it: {e}"))?;
     Ok("removed")
-}
-
-fn modified_ms(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(i64::MAX, |d| d.as_millis() as i64)
 }
 
 /// A problem as one line: kind, id, owner, path and detail.

@@ -46,9 +46,13 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
+fn open_storage(config: &Config) -> Result<Storage, Failure> {
+    Storage::open(&config.data_dir)
+        .map_err(|e| Failure::work(format!("data directory {}: {e}", config.data_dir.display())))
+}
+
 fn open(config: &Config) -> Result<(Db, Storage), Failure> {
-    let storage = Storage::open(&config.data_dir)
-        .map_err(|e| Failure::work(format!("data directory {}: {e}", config.data_dir.display())))?;
+    let storage = open_storage(config)?;
     let db = Db::open(&storage.db_path()).map_err(|e| Failure::work(e.to_string()))?;
     Ok((db, storage))
 }
@@ -283,11 +287,9 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
 pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> {
     use crate::backup::{self, Event};
     existing_data_dir(config)?;
-    let storage = Storage::open(&config.data_dir)
-        .map_err(|e| Failure::work(format!("data directory {}: {e}", config.data_dir.display())))?;
+    let storage = open_storage(config)?;
     let started = Instant::now();
     let mut ticker = Ticker::new();
-    let mut mismatches = Vec::new();
     let report = backup::run(&storage, dest, force, &mut |event| match event {
         Event::Database { bytes } => {
             println!("copied the database ({}) to {}", human_bytes(bytes), dest.display());
@@ -302,7 +304,6 @@ pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> 
         Event::HashMismatch { id } => {
             ticker.clear();
             println!("warning: recording {id} does not hash to its sha256; copied as it is");
-            mismatches.push(id.to_string());
         }
         Event::MissingOnServer { id } => {
             ticker.clear();
@@ -332,7 +333,7 @@ pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> 
             plural(report.removed_files as usize, "file", "files")
         );
     }
-    let damaged = mismatches.len() + report.missing_on_server as usize;
+    let damaged = (report.hash_mismatches + report.missing_on_server) as usize;
     if damaged == 0 {
         Ok(())
     } else {

@@ -21,7 +21,6 @@ pub mod storage;
 pub mod users;
 
 use rocket::config::{Ident, LogLevel, Shutdown};
-use rocket::data::{Limits, ToByteUnit};
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket, catchers};
 use std::time::Instant;
@@ -47,7 +46,6 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
         cli_colors: false,
         ident: Ident::try_new("recorder").unwrap_or_default(),
         temp_dir: state.storage.tmp_dir().into(),
-        limits: Limits::default().limit("json", 64.kibibytes()),
         shutdown: Shutdown { ctrlc: true, grace: c.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
         ..rocket::Config::release_default()
     };

@@ -67,7 +67,7 @@ pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usiz
     if orphans == 0 {
         return Ok(0);
     }
-    if orphans > 10 && orphans * 2 > files {
+    if most_of(orphans as u64, files as u64) {
         log::error!(
             "{orphans} of the {files} files in recordings/ have no recording in the database; not removing \
              them. If the database was lost or replaced, stop the server and restore recorder.db from a backup"
@@ -80,6 +80,13 @@ pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usiz
         removed += orphans_among(&conn, storage, &in_shard, before_ms, true)?;
     }
     Ok(removed)
+}
+
+/// The safety rule of the orphan sweep and `check --repair`: when more than half of the things
+/// looked at (and more than 10) seem broken, the cause is a lost database or an unmounted disk,
+/// and nothing is removed or moved.
+pub fn most_of(affected: u64, total: u64) -> bool {
+    affected > 10 && affected * 2 > total
 }
 
 /// Counts (or, with `remove`, removes) the files without a row older than `before_ms`.
@@ -98,12 +105,7 @@ fn orphans_among(
             if existing.contains(id) {
                 continue;
             }
-            let modified_ms = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(i64::MAX, |d| d.as_millis() as i64);
-            if modified_ms >= before_ms {
+            if crate::storage::modified_ms(meta) >= before_ms {
                 continue;
             }
             if !remove {

@@ -347,11 +347,11 @@ pub fn usage(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
 }
 
 /// Which recordings a permanent delete takes.
-pub enum Purge<'a> {
+pub enum Purge {
     /// One recording, wherever it is.
-    One(&'a str),
+    One(String),
     /// One recording, only if it is in the trash.
-    OneInTrash(&'a str),
+    OneInTrash(String),
     /// The user's whole trash.
     Trash,
 }
@@ -379,7 +379,7 @@ fn ids(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Result
 }
 
 /// Deletes the rows a purge takes and queues their files; commit, then `finish_unlinks`.
-pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge<'_>, now: i64) -> Result<Vec<String>, ApiError> {
+pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, ApiError> {
     let tx = conn.transaction()?;
     let ids = match which {
         Purge::One(id) => ids(&tx, "SELECT id FROM recordings WHERE id = ?1 AND user_id = ?2", params![id, user_id])?,

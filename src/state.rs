@@ -38,9 +38,9 @@ impl AppState {
     /// Opens the data directory and database, and finishes what a crash interrupted (pending
     /// unlinks, `tmp/`); the slower orphan sweep runs in the background after launch.
     pub fn open(config: Config, clock: Clock) -> Result<AppState, StartError> {
-        let storage = Storage::open(&config.data_dir)
-            .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
         let shown = || config.data_dir.display().to_string();
+        let storage =
+            Storage::open(&config.data_dir).map_err(|source| StartError::DataDir { path: shown(), source })?;
         let lock = crate::storage::lock_dir(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: shown(), source })?
             .ok_or_else(|| StartError::InUse(shown()))?;

@@ -28,17 +28,14 @@ pub struct Storage {
 impl Storage {
     /// Opens the data directory, creating it and its `recordings/` and `tmp/` if missing.
     pub fn open(root: &Path) -> io::Result<Storage> {
-        if !root.exists() {
-            use std::os::unix::fs::DirBuilderExt as _;
-            // Password hashes and everyone's recordings: a new data directory is its owner's alone.
+        use std::os::unix::fs::DirBuilderExt as _;
+        for dir in [root.to_path_buf(), root.join("recordings"), root.join("tmp")] {
+            // Password hashes and everyone's recordings: a new data directory is its owner's
+            // alone (the mode applies only to directories created here).
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(root)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", root.display())))?;
-        }
-        for dir in [root.to_path_buf(), root.join("recordings"), root.join("tmp")] {
-            fs::create_dir_all(&dir)
+                .create(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
         }
         Ok(Storage { root: root.to_path_buf() })
@@ -145,6 +142,15 @@ impl Storage {
     }
 }
 
+/// A file's modification time in milliseconds since the epoch (unknown: the far future, so it
+/// never counts as old).
+pub fn modified_ms(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(i64::MAX, |d| d.as_millis() as i64)
+}
+
 /// The name of the lock file a server or a backup holds in its data directory.
 pub const LOCK_FILE: &str = "recorder.lock";
 
@@ -233,8 +239,6 @@ pub struct Finished {
     pub temp: TempFile,
     pub size: u64,
     pub sha256: String,
-    /// The first bytes, for sniffing.
-    pub head: Vec<u8>,
 }
 
 /// How many leading bytes are kept for a quick look at the container.
@@ -257,9 +261,14 @@ impl Upload {
         let writer = tokio::task::spawn_blocking(move || {
             let mut file = file;
             while let Some(chunk) = write_rx.blocking_recv() {
+                // The empty chunk `finish` sends: the body is complete, make it durable. An
+                // abandoned upload just stops; its temp file is removed unsynced.
+                if chunk.is_empty() {
+                    return file.sync_all();
+                }
                 file.write_all(&chunk)?;
             }
-            file.sync_all()
+            Ok(())
         });
         let hasher = tokio::task::spawn_blocking(move || {
             let mut hasher = Sha256::new();
@@ -284,11 +293,6 @@ impl Upload {
     /// Bytes received so far.
     pub fn size(&self) -> u64 {
         self.size
-    }
-
-    /// The first bytes received (up to `HEAD_LEN`).
-    pub fn head(&self) -> &[u8] {
-        &self.head
     }
 
     fn note(&mut self, data_len: usize) -> Result<(), StreamError> {
@@ -371,7 +375,11 @@ impl Upload {
                 _ => ApiError::internal("upload", "unexpected stream error"),
             })?;
         }
-        self.write_tx = None;
+        if let Some(tx) = self.write_tx.take()
+            && tx.send(Bytes::new()).await.is_err()
+        {
+            return Err(self.writer_error().await);
+        }
         self.hash_tx = None;
         match (&mut self.writer).await {
             Ok(Ok(())) => {}
@@ -379,7 +387,7 @@ impl Upload {
             Err(e) => return Err(ApiError::internal("upload writer", e)),
         }
         let sha256 = (&mut self.hasher).await.map_err(|e| ApiError::internal("upload hasher", e))?;
-        Ok(Finished { temp: self.temp, size: self.size, sha256, head: self.head })
+        Ok(Finished { temp: self.temp, size: self.size, sha256 })
     }
 }
 

@@ -40,7 +40,7 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
     }
 }
 
-fn username_taken() -> ApiError {
+pub fn username_taken() -> ApiError {
     ApiError::new(Status::Conflict, "username_taken", "that username is taken")
 }
 

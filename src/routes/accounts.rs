@@ -1,6 +1,6 @@
 //! `/api/v1/auth/*` and `/api/v1/me`: signup, login, logout, profile, password, account deletion.
 
-use super::{ClientIp, JsonBody, Reply, SecureCookies};
+use super::{JsonBody, Reply, SecureCookies};
 use crate::auth::{self, AuthUser};
 use crate::clock::rfc3339;
 use crate::config::Signups;
@@ -67,7 +67,7 @@ async fn signup(
     users::check_password(&password)?;
     let check = username.clone();
     if state.db.run(move |conn| users::exists(conn, &check)).await? {
-        return Err(ApiError::new(Status::Conflict, "username_taken", "that username is taken"));
+        return Err(users::username_taken());
     }
     let hash = state.passwords.hash(password).await?;
     let now = state.clock.now_ms();
@@ -81,13 +81,14 @@ async fn login(
     state: &State<AppState>,
     jar: &CookieJar<'_>,
     secure: SecureCookies,
-    ip: ClientIp,
+    // Rocket's guard: the configured client-IP header, else the peer; None if neither is usable.
+    ip: Option<std::net::IpAddr>,
     body: Result<JsonBody<Credentials>, ApiError>,
 ) -> Result<Reply, ApiError> {
     let Credentials { username, password } = body?.0;
     let key = username.to_ascii_lowercase();
     let now = state.clock.now_ms();
-    if let Err(seconds) = state.throttle.check(&key, ip.0, now) {
+    if let Err(seconds) = state.throttle.check(&key, ip, now) {
         return Err(ApiError::new(
             Status::TooManyRequests,
             "too_many_requests",
@@ -110,7 +111,7 @@ async fn login(
             start_session(state, jar, secure.0, user, Status::Ok).await
         }
         _ => {
-            state.throttle.record_failure(&key, ip.0, now);
+            state.throttle.record_failure(&key, ip, now);
             Err(ApiError::invalid_credentials())
         }
     }

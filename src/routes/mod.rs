@@ -91,18 +91,6 @@ impl<'r> Responder<'r, 'static> for Reply {
     }
 }
 
-/// The request's client address (the configured proxy header, else the peer).
-pub struct ClientIp(pub Option<std::net::IpAddr>);
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for ClientIp {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(ClientIp(req.client_ip()))
-    }
-}
-
 /// Whether cookies set in this answer must be `Secure`.
 pub struct SecureCookies(pub bool);
 
@@ -141,4 +129,9 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(recordings::routes());
     routes.extend(trash::routes());
     routes
+}
+
+/// Whether an `If-None-Match` header names this ETag (weak forms and `*` included).
+pub(crate) fn etag_matches(header: &str, etag: &str) -> bool {
+    header.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == etag)
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/recordings`: streamed upload, list, get, rename, audio with Range, delete.
 
-use super::{JsonBody, Reply, flag, parse_limit};
+use super::{JsonBody, Reply, etag_matches, flag, parse_limit};
 use crate::audio::{self, Sniff};
 use crate::auth::AuthUser;
 use crate::clock::{http_date, name_stamp, parse_http_date, parse_rfc3339};
@@ -15,7 +15,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::{State, delete, get, patch, post, routes};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
@@ -238,20 +238,20 @@ pub async fn store_upload(
     }
     let finished = upload.finish().await?;
 
-    let temp_path = finished.temp.path().to_path_buf();
-    let detected =
-        blocking(move || audio::detect(&temp_path).map_err(|e| ApiError::internal("reading upload", e))).await?;
-    let Some(detected) = detected else {
-        return Err(not_audio());
-    };
     let now = state.clock.now_ms();
     let id = Uuid::now_v7();
+    // Detect the container and move the file into place in one trip to the blocking pool; a
+    // refusal leaves the temp file to its drop guard.
+    let (storage_handle, temp_path) = (state.storage.clone(), finished.temp.path().to_path_buf());
+    let (detected, relative) = blocking(move || {
+        let detected = audio::detect(&temp_path).map_err(|e| ApiError::internal("reading upload", e))?;
+        let detected = detected.ok_or_else(not_audio)?;
+        let relative = storage_handle.commit(&temp_path, &id).map_err(|e| ApiError::internal("storing upload", e))?;
+        Ok((detected, relative))
+    })
+    .await?;
     let name = name
         .unwrap_or_else(|| format!("Recording {}.{}", name_stamp(recorded_at.unwrap_or(now)), detected.container.ext));
-    let (storage_handle, temp_path) = (state.storage.clone(), finished.temp.path().to_path_buf());
-    let relative =
-        blocking(move || storage_handle.commit(&temp_path, &id).map_err(|e| ApiError::internal("storing upload", e)))
-            .await?;
     finished.temp.disarm();
 
     let new = NewRecording {
@@ -387,19 +387,18 @@ pub async fn delete_recording(
     permanent: bool,
 ) -> Result<bool, ApiError> {
     if permanent || state.config.retention_days == 0 {
-        return Ok(purge(state, user_id, id, false).await? > 0);
+        return Ok(purge(state, user_id, Purge::One(id)).await? > 0);
     }
     let now = state.clock.now_ms();
     let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
     state.db.run(move |conn| rec::trash(conn, &user_id, &id, now, retention_ms)).await
 }
 
-/// Deletes now: row and queued unlink in one transaction, then the file. Returns how many.
-pub async fn purge(state: &AppState, user_id: String, id: String, only_trashed: bool) -> Result<usize, ApiError> {
+/// Deletes now: rows and queued unlinks in one transaction, then the files. Returns how many.
+pub async fn purge(state: &AppState, user_id: String, which: Purge) -> Result<usize, ApiError> {
     let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
     blocking(move || {
         let mut conn = db.conn()?;
-        let which = if only_trashed { Purge::OneInTrash(&id) } else { Purge::One(&id) };
         let paths = rec::queue_purge(&mut conn, &user_id, which, now)?;
         rec::finish_unlinks(&conn, &storage, &paths)?;
         Ok(paths.len())
@@ -459,10 +458,6 @@ fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
         (start, end)
     };
     Ok(Some(range))
-}
-
-fn etag_matches(header: &str, etag: &str) -> bool {
-    header.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == etag)
 }
 
 /// An audio file answer: headers decided up front, the body streamed from disk.
@@ -530,7 +525,6 @@ pub async fn serve_audio(
         ("ETag", etag.clone()),
         ("Last-Modified", last_modified),
         ("Cache-Control", "private, max-age=0, must-revalidate".to_string()),
-        ("X-Content-Type-Options", "nosniff".to_string()),
         ("Content-Security-Policy", "sandbox".to_string()),
     ];
     if conditions.if_none_match.as_deref().is_some_and(|h| etag_matches(h, &etag)) {
@@ -561,16 +555,6 @@ pub async fn serve_audio(
             }
         },
     };
-    let id = rec::parse_id(&recording.id)?;
-    let path = state.storage.path(&crate::storage::Storage::relative_path(&id));
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            log::error!("recording {} has no file at {}; `recorder check` reports it", recording.id, path.display());
-            ApiError::not_found("the file of this recording is missing from the server")
-        } else {
-            ApiError::internal(&format!("open {}", path.display()), e)
-        }
-    })?;
     let (status, start, len) = match range {
         Some((start, end)) => {
             headers.push(("Content-Range", format!("bytes {start}-{end}/{size}")));
@@ -578,9 +562,28 @@ pub async fn serve_audio(
         }
         None => (Status::Ok, 0, size),
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::internal("seek", e))?;
-    }
+    let id = rec::parse_id(&recording.id)?;
+    let path = state.storage.path(&crate::storage::Storage::relative_path(&id));
+    let shown = recording.id.clone();
+    // Open and seek in one trip to the blocking pool: a player sends a ranged request per seek.
+    let file = blocking(move || {
+        let opened = std::fs::File::open(&path).and_then(|mut f| {
+            if start > 0 {
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
+            }
+            Ok(f)
+        });
+        opened.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                log::error!("recording {shown} has no file at {}; `recorder check` reports it", path.display());
+                ApiError::not_found("the file of this recording is missing from the server")
+            } else {
+                ApiError::internal(&format!("open {}", path.display()), e)
+            }
+        })
+    })
+    .await?;
+    let file = tokio::fs::File::from_std(file);
     Ok(Audio { status, headers, body: Some((file.take(len), len)) })
 }
 

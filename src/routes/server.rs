@@ -12,14 +12,16 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Healthy when the database answers and the data directory takes a write.
 #[get("/healthz")]
 pub async fn healthz(state: &State<AppState>) -> Result<Reply, ApiError> {
-    let db_ok = state.db.run(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await;
     let tmp = state.storage.tmp_dir().join(format!(".healthz-{}", uuid::Uuid::now_v7()));
-    let disk_ok = crate::db::blocking(move || {
-        std::fs::write(&tmp, b"ok")
-            .and_then(|()| std::fs::remove_file(&tmp))
-            .map_err(|e| ApiError::unavailable("data directory not writable", e))
-    })
-    .await;
+    // Both probes at once, each on the blocking pool.
+    let (db_ok, disk_ok) = tokio::join!(
+        state.db.run(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)),
+        crate::db::blocking(move || {
+            std::fs::write(&tmp, b"ok")
+                .and_then(|()| std::fs::remove_file(&tmp))
+                .map_err(|e| ApiError::unavailable("data directory not writable", e))
+        })
+    );
     match (db_ok, disk_ok) {
         (Ok(_), Ok(())) => Reply::json(Status::Ok, &json!({"status": "ok", "version": VERSION})),
         (Err(e), _) | (_, Err(e)) => Err(ApiError::unavailable("health check", e.message)),

@@ -1,5 +1,6 @@
 //! `/api/v1/trash`: list, restore, delete one, empty.
 
+use super::recordings::purge;
 use super::{Reply, parse_limit};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
@@ -31,20 +32,13 @@ async fn restore(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Re
 #[delete("/trash/<id>")]
 async fn delete_one(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
-    let purged = super::recordings::purge(state, auth.user.id.clone(), id, true).await?;
+    let purged = purge(state, auth.user.id.clone(), Purge::OneInTrash(id)).await?;
     if purged > 0 { Ok(Reply::no_content()) } else { Err(rec::not_found()) }
 }
 
 #[delete("/trash")]
 async fn empty(state: &State<AppState>, auth: AuthUser) -> Result<Reply, ApiError> {
-    let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
-    let purged = crate::db::blocking(move || {
-        let mut conn = db.conn()?;
-        let paths = rec::queue_purge(&mut conn, &auth.user.id, Purge::Trash, now)?;
-        rec::finish_unlinks(&conn, &storage, &paths)?;
-        Ok(paths.len())
-    })
-    .await?;
+    let purged = purge(state, auth.user.id.clone(), Purge::Trash).await?;
     Reply::json(Status::Ok, &serde_json::json!({ "purged": purged }))
 }
 

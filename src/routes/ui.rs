@@ -77,7 +77,7 @@ fn asset(path: &str, if_none_match: &IfNoneMatch) -> Option<Asset> {
         "webmanifest" => ContentType::new("application", "manifest+json"),
         other => ContentType::from_extension(other).unwrap_or(ContentType::Binary),
     };
-    let fresh = if_none_match.0.as_deref().is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let fresh = if_none_match.0.as_deref().is_some_and(|h| super::etag_matches(h, &etag));
     Some(Asset { body: (!fresh).then_some(file.data), content_type, etag, html: extension == "html" })
 }
 
