@@ -39,6 +39,8 @@ pub enum Kind {
     HashMismatch,
     /// A file that exists but cannot be read (permissions, I/O errors): reported, never repaired.
     Unreadable,
+    /// A user's usage counters differ from the sums of their rows (the id is the user's).
+    UsageMismatch,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::SizeMismatch => "size_mismatch",
             Kind::HashMismatch => "hash_mismatch",
             Kind::Unreadable => "unreadable",
+            Kind::UsageMismatch => "usage_mismatch",
         }
     }
 }
@@ -111,7 +114,7 @@ pub struct Report {
     pub recent_unreferenced: usize,
     /// Repairs not attempted because most recordings' files were missing: how many.
     pub repair_refused: usize,
-    pub by_kind: [usize; 5],
+    pub by_kind: [usize; 6],
 }
 
 impl Report {
@@ -147,7 +150,7 @@ struct Row {
 
 /// Checks every row and every file. Blocking.
 pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, ApiError> {
-    let conn = db.conn()?;
+    let mut conn = db.conn()?;
     let mut report = Report::default();
     let total_rows: i64 = conn.query_row("SELECT count(*) FROM recordings", [], |r| r.get(0))?;
     let mut hashed_bytes = 0u64;
@@ -183,7 +186,59 @@ pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Even
         }
     }
     check_files(&conn, storage, options, &mut report, on)?;
+    check_usage(&mut conn, options, &mut report, on)?;
     Ok(report)
+}
+
+/// Compares each user's usage counters with the sums of their rows (both read in one snapshot,
+/// so a change made meanwhile by the server is not a problem); `repair` recounts them.
+fn check_usage(
+    conn: &mut Connection,
+    options: Options,
+    report: &mut Report,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<(), ApiError> {
+    let users: Vec<(String, String)> = {
+        let mut stmt = conn.prepare("SELECT id, username FROM users ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (user_id, username) in users {
+        let (counted, summed) = {
+            let tx = conn.transaction()?;
+            let counted = crate::recordings::usage(&tx, &user_id)?;
+            let summed = crate::recordings::usage_from_rows(&tx, &user_id)?;
+            tx.finish()?;
+            (counted, summed)
+        };
+        if counted == summed {
+            continue;
+        }
+        let show = |u: &crate::recordings::Usage| {
+            format!(
+                "{} recordings ({} bytes), {} in the trash ({} bytes)",
+                u.recordings, u.bytes, u.trash_recordings, u.trash_bytes
+            )
+        };
+        let problem = Problem {
+            kind: Kind::UsageMismatch,
+            id: user_id.clone(),
+            owner: Some(username),
+            path: "usage".to_string(),
+            detail: format!("the counters say {}; the rows add up to {}", show(&counted), show(&summed)),
+            known: false,
+        };
+        report.count(&problem);
+        on(Event::Problem(&problem));
+        if options.repair {
+            let result = crate::recordings::recount_usage(conn, &user_id)
+                .map(|_| "counters recounted from the rows")
+                .map_err(|e| e.message.to_string());
+            report.repaired(&result);
+            on(Event::Repaired { id: &user_id, result: &result });
+        }
+    }
+    Ok(())
 }
 
 fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, ApiError> {

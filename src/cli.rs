@@ -229,11 +229,13 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
         (Kind::SizeMismatch, "size mismatch", "size mismatches"),
         (Kind::HashMismatch, "hash mismatch", "hash mismatches"),
         (Kind::Unreadable, "unreadable file", "unreadable files"),
+        (Kind::UsageMismatch, "usage counter mismatch", "usage counter mismatches"),
     ];
     let detail: Vec<String> = kinds
         .iter()
         .filter(|(kind, _, _)| {
-            (verify || *kind != Kind::HashMismatch) && (*kind != Kind::Unreadable || report.by_kind[*kind as usize] > 0)
+            (verify || *kind != Kind::HashMismatch)
+                && (!matches!(kind, Kind::Unreadable | Kind::UsageMismatch) || report.by_kind[*kind as usize] > 0)
         })
         .map(|(kind, one, many)| plural(report.by_kind[*kind as usize], one, many))
         .collect();

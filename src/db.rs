@@ -11,6 +11,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../migrations/0001_init.sql")),
     ("0002_problem", include_str!("../migrations/0002_problem.sql")),
+    ("0003_usage", include_str!("../migrations/0003_usage.sql")),
 ];
 
 /// A pooled SQLite database.

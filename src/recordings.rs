@@ -322,7 +322,7 @@ pub fn restore(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Reco
 }
 
 /// Counts and bytes in the list and in the trash.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub recordings: i64,
     pub bytes: i64,
@@ -330,7 +330,22 @@ pub struct Usage {
     pub trash_bytes: i64,
 }
 
+/// The user's totals, from the counters the `recordings` triggers keep (one indexed row,
+/// whatever the number of recordings).
 pub fn usage(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT recordings, bytes, trash_recordings, trash_bytes FROM usage WHERE user_id = ?1")?;
+    let usage = stmt
+        .query_row([user_id], |r| {
+            Ok(Usage { recordings: r.get(0)?, bytes: r.get(1)?, trash_recordings: r.get(2)?, trash_bytes: r.get(3)? })
+        })
+        .optional()?;
+    Ok(usage.unwrap_or_default())
+}
+
+/// The user's totals summed from the rows themselves (a scan of their recordings): what the
+/// counters must equal.
+pub fn usage_from_rows(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
     let mut stmt = conn.prepare_cached(
         "SELECT deleted_at IS NULL, count(*), coalesce(sum(size), 0) FROM recordings WHERE user_id = ?1
          GROUP BY deleted_at IS NULL",
@@ -343,6 +358,21 @@ pub fn usage(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
             (false, n, bytes) => (usage.trash_recordings, usage.trash_bytes) = (n, bytes),
         }
     }
+    Ok(usage)
+}
+
+/// Sets the user's counters to the sums of their rows, in one transaction (safe beside a
+/// running server: the triggers' increments wait for it).
+pub fn recount_usage(conn: &mut Connection, user_id: &str) -> Result<Usage, ApiError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let usage = usage_from_rows(&tx, user_id)?;
+    tx.execute(
+        "INSERT INTO usage (user_id, recordings, bytes, trash_recordings, trash_bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id) DO UPDATE SET recordings = excluded.recordings, bytes = excluded.bytes,
+         trash_recordings = excluded.trash_recordings, trash_bytes = excluded.trash_bytes",
+        params![user_id, usage.recordings, usage.bytes, usage.trash_recordings, usage.trash_bytes],
+    )?;
+    tx.commit()?;
     Ok(usage)
 }
 

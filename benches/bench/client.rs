@@ -73,6 +73,40 @@ impl Client {
         (recording, started.elapsed())
     }
 
+    /// Uploads a raw body; the time it took, or what went wrong (for the load scenario, which
+    /// counts errors instead of stopping).
+    pub fn try_upload(&self, name: &str, body: &[u8]) -> Result<Duration, String> {
+        let request = self.request("POST", "/api/v1/recordings").query("name", name).set("Content-Type", "audio/wav");
+        let started = Instant::now();
+        match request.send_bytes(body) {
+            Ok(response) if response.status() == 201 => {
+                drain(response, "upload");
+                Ok(started.elapsed())
+            }
+            Ok(response) => Err(format!("status {}", response.status())),
+            Err(ureq::Error::Status(status, response)) => {
+                Err(format!("status {status}: {}", response.into_string().unwrap_or_default()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `GET /healthz`; the time it took.
+    pub fn health(&self) -> Duration {
+        let started = Instant::now();
+        drain(expect(self.request("GET", "/healthz").call(), 200, "healthz"), "healthz");
+        started.elapsed()
+    }
+
+    /// `GET /api/v1/me` (the account and its usage totals); the usage and the time it took.
+    pub fn me(&self) -> (Value, Duration) {
+        let started = Instant::now();
+        let text = expect(self.request("GET", "/api/v1/me").call(), 200, "me").into_string().expect("reading /me");
+        let elapsed = started.elapsed();
+        let me: Value = serde_json::from_str(&text).expect("/me is JSON");
+        (me["usage"].clone(), elapsed)
+    }
+
     pub fn delete_permanently(&self, id: &str) {
         let response =
             expect(self.request("DELETE", &format!("/api/v1/recordings/{id}?permanent=true")).call(), 204, "delete");

@@ -56,6 +56,7 @@ pub fn run(bench: &Bench, report: &mut Report) -> Account {
     let large_figures = measure(bench, &large, plan.list_large, "", report);
     let others = format!(" among {} others", count(plan.list_large));
     let among_figures = measure(bench, &among, plan.list_small, &others, report);
+    usage_totals(bench, &large, report);
 
     let compare = |report: &mut Report, what: String, big: &Samples, base: &Samples| {
         let factor = big.p50().as_secs_f64() / base.p50().as_secs_f64().max(1e-9);
@@ -75,6 +76,41 @@ pub fn run(bench: &Bench, report: &mut Report) -> Account {
     compare(report, format!("first page p50, {vs}"), &among_figures.first, &small_figures.first);
     compare(report, format!("deep page p50, {vs}"), &among_figures.deep, &small_figures.deep);
     small
+}
+
+/// Target: `/me` (usage totals) for the largest user costs at most this many times the same for
+/// a user with a handful of recordings (p50).
+const ME_LARGE_VS_SMALL: f64 = 2.0;
+
+/// `GET /api/v1/me` for a user with a few recordings and for the largest one: the usage totals
+/// the UI asks for on every load must not cost more with more recordings.
+fn usage_totals(bench: &Bench, large: &Account, report: &mut Report) {
+    let plan = &bench.plan;
+    let few = bench.signup("me-few");
+    seed(&bench.setup.db_path(), &[(&few, plan.me_small)], report);
+    let time = |account: &Account, held: usize| {
+        let client = bench.client(account);
+        let (usage, _) = client.me();
+        assert_eq!(usage["recordings"].as_u64(), Some(held as u64), "the usage totals count every recording");
+        for _ in 0..20 {
+            client.me();
+        }
+        timed(plan.list_samples, || client.me().1)
+    };
+    progress(&format!("list: /me for {} and {} recordings", count(plan.me_small), count(plan.list_large)));
+    let small = time(&few, plan.me_small);
+    let big = time(large, plan.list_large);
+    let factor = big.p50().as_secs_f64() / small.p50().as_secs_f64().max(1e-9);
+    report.row("list", format!("/me (usage totals), {} recordings", count(plan.me_small)), small.summary(), "");
+    report.target(
+        "list",
+        format!("/me (usage totals), {} recordings", count(plan.list_large)),
+        format!("{}; p50 {factor:.2}x", big.summary()),
+        format!("target p50 <= {ME_LARGE_VS_SMALL}x of {}", count(plan.me_small)),
+        factor <= ME_LARGE_VS_SMALL,
+    );
+    report.metric("list.me_small", small.to_json());
+    report.metric("list.me_large", big.to_json());
 }
 
 /// Inserts the owners' rows in one transaction, interleaved in time order as if they had been

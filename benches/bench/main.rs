@@ -10,6 +10,7 @@ mod client;
 mod data;
 mod download;
 mod list;
+mod load;
 mod login;
 mod report;
 mod server;
@@ -52,6 +53,15 @@ pub struct Plan {
     /// List requests timed on the idle server and again during the login storm.
     pub storm_samples: usize,
     pub startup_runs: usize,
+    /// The load scenario: clients uploading and clients listing at once, for this long.
+    pub load_uploaders: usize,
+    pub load_listers: usize,
+    pub load_seconds: u64,
+    /// Connections that never finish their headers, and how long to wait for them to be closed.
+    pub half_open: usize,
+    pub half_open_wait_seconds: u64,
+    /// Recordings of the small user whose `/me` is compared with the largest user's.
+    pub me_small: usize,
 }
 
 const MIB: usize = 1 << 20;
@@ -78,6 +88,12 @@ impl Plan {
             storm_clients: 16,
             storm_samples: 2_000,
             startup_runs: 3,
+            load_uploaders: 32,
+            load_listers: 8,
+            load_seconds: 30,
+            half_open: 3_000,
+            half_open_wait_seconds: 40,
+            me_small: 50,
         }
     }
 
@@ -95,6 +111,9 @@ impl Plan {
             logins: 10,
             storm_samples: 200,
             startup_runs: 1,
+            load_seconds: 5,
+            half_open: 300,
+            half_open_wait_seconds: 5,
             ..Plan::full()
         }
     }
@@ -107,7 +126,9 @@ impl Plan {
     fn disk_needed(&self) -> u64 {
         let files = self.big_size * (2 * self.big_runs + 1)
             + self.small_count * self.small_size * 2
-            + self.parallel_uploads * self.parallel_size;
+            + self.parallel_uploads * self.parallel_size
+            // The load scenario: a few hundred 256 KiB uploads a second.
+            + self.load_uploaders * self.load_seconds as usize * 40 * 256 * 1024;
         let rows = self.list_small * 2 + self.list_medium + self.list_large;
         (files + rows * 1024 + 1024 * MIB) as u64
     }
@@ -174,6 +195,7 @@ fn main() {
     download::run(&bench, &uploader, &big, &mut report);
     let list_users = list::run(&bench, &mut report);
     login::run(&bench, &list_users, &mut report);
+    load::run(&bench, &mut report);
     startup::run(&mut bench, first_start, &mut report);
     bench.server.stop();
 

@@ -140,6 +140,20 @@ impl Server {
         Memory { rss: field("VmRSS:"), peak: field("VmHWM:") }
     }
 
+    /// The resident set (bytes) and the number of threads, from `/proc/<pid>/status`; zeros
+    /// once the process is gone.
+    pub fn rss_and_threads(&self) -> (u64, u64) {
+        let Ok(status) = fs::read_to_string(format!("/proc/{}/status", self.pid())) else { return (0, 0) };
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:") * 1024, field("Threads:"))
+    }
+
     /// Resets the peak (`VmHWM`) to the current resident set, by writing 5 to
     /// `/proc/<pid>/clear_refs`. False when the kernel refused.
     pub fn reset_peak(&self) -> bool {

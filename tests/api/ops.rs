@@ -369,3 +369,65 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     assert_eq!(code, 0, "{out}{err}");
     assert!(walk_files(&dest.join("recordings")).is_empty());
 }
+
+/// `/me`'s usage as (recordings, bytes, trash_recordings, trash_bytes).
+fn usage(server: &Server, token: &str) -> (u64, u64, u64, u64) {
+    let me = send(server.auth("GET", "/api/v1/me", token), None);
+    assert_eq!(me.status, 200, "{}", me.text());
+    let u = &me.json()["usage"];
+    let n = |k: &str| u[k].as_u64().unwrap_or_else(|| panic!("usage.{k} in {u}"));
+    (n("recordings"), n("bytes"), n("trash_recordings"), n("trash_bytes"))
+}
+
+#[test]
+fn usage_counters_follow_every_change_and_check_recounts_them() {
+    let server = Server::start();
+    let data = server.data();
+    let alice = server.signup("alice");
+    let bob = server.signup("bob");
+    let sizes: Vec<u64> = FIXTURES[..3].iter().map(|f| fixture(f).len() as u64).collect();
+    let ids: Vec<String> = FIXTURES[..3].iter().map(|f| server.upload_id(&alice, f, &fixture(f))).collect();
+    server.upload_id(&bob, "b.wav", &fixture("speech.wav"));
+    let total: u64 = sizes.iter().sum();
+    assert_eq!(usage(&server, &alice), (3, total, 0, 0));
+
+    // Trash, restore, purge from the trash, delete for good: each moves the counters.
+    let deleted = send(server.auth("DELETE", &format!("/api/v1/recordings/{}", ids[0]), &alice), None);
+    assert_eq!(deleted.status, 204);
+    assert_eq!(usage(&server, &alice), (2, total - sizes[0], 1, sizes[0]));
+    let restored = send(server.auth("POST", &format!("/api/v1/trash/{}/restore", ids[0]), &alice), None);
+    assert_eq!(restored.status, 200);
+    assert_eq!(usage(&server, &alice), (3, total, 0, 0));
+    assert_eq!(send(server.auth("DELETE", &format!("/api/v1/recordings/{}", ids[1]), &alice), None).status, 204);
+    assert_eq!(send(server.auth("DELETE", &format!("/api/v1/trash/{}", ids[1]), &alice), None).status, 204);
+    let permanent = send(server.auth("DELETE", &format!("/api/v1/recordings/{}?permanent=true", ids[2]), &alice), None);
+    assert_eq!(permanent.status, 204);
+    assert_eq!(usage(&server, &alice), (1, sizes[0], 0, 0));
+    // Another user's counters never moved.
+    assert_eq!(usage(&server, &bob), (1, fixture("speech.wav").len() as u64, 0, 0));
+
+    // A counter knocked off by hand: check reports it, repair recounts from the rows.
+    let db = server.db();
+    let conn = db.conn().expect("conn");
+    let alice_id: String =
+        conn.query_row("SELECT id FROM users WHERE username = 'alice'", [], |r| r.get(0)).expect("alice");
+    conn.execute("UPDATE usage SET recordings = 7, bytes = 1 WHERE user_id = ?1", [&alice_id]).expect("tamper");
+    drop(conn);
+    let (code, out, err) = command(&data, &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.lines().any(|l| l.starts_with("usage_mismatch") && l.contains(&alice_id)), "{out}");
+    assert!(out.contains("1 usage counter mismatch"), "{out}");
+    let (code, out, err) = command(&data, &["check", "--repair"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(usage(&server, &alice), (1, sizes[0], 0, 0));
+    let (code, out, err) = command(&data, &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("usage"), "{out}");
+
+    // Deleting the account takes its counters with it.
+    let gone = send_json(server.auth("DELETE", "/api/v1/me", &bob), &json!({"password": "password123"}));
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    let conn = db.conn().expect("conn");
+    let left: i64 = conn.query_row("SELECT count(*) FROM usage", [], |r| r.get(0)).expect("count");
+    assert_eq!(left, 1, "only alice's counters are left");
+}
