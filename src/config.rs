@@ -47,6 +47,14 @@ pub struct Config {
     pub shutdown_grace_secs: u32,
     /// `error`, `warn`, `info`, `debug` or `off`.
     pub log_level: log::LevelFilter,
+    /// Threads running requests (the async runtime's workers).
+    pub workers: usize,
+    /// At most this many threads for blocking work (SQLite, file system, hashing uploads).
+    pub blocking_threads: usize,
+    /// Pooled SQLite connections.
+    pub db_connections: u32,
+    /// SQLite page cache of each pooled connection, in bytes.
+    pub db_cache: u64,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
 }
@@ -127,6 +135,10 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("server.client_ip_header", Kind::Str, ""),
     ("server.shutdown_grace", Kind::Int, "30"),
     ("server.log_level", Kind::Str, "info"),
+    ("server.workers", Kind::Int, "0"),
+    ("server.blocking_threads", Kind::Int, "0"),
+    ("server.db_connections", Kind::Int, "0"),
+    ("server.db_cache", Kind::Size, "1 MiB"),
     ("storage.data_dir", Kind::Str, ""),
     ("storage.max_upload_size", Kind::Size, "1 GiB"),
     ("storage.min_free_space", Kind::Size, "256 MiB"),
@@ -136,6 +148,11 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("compat.enabled", Kind::Bool, "true"),
     ("compat.social_login", Kind::Bool, "false"),
 ];
+
+/// The CPU cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 fn env_name(key: &str) -> String {
     format!("RECORDER_{}", key.replace('.', "_").to_ascii_uppercase())
@@ -259,6 +276,19 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         social_login: boolean("compat.social_login")?,
         shutdown_grace_secs: int("server.shutdown_grace", 0, 3600)? as u32,
         log_level,
+        workers: match int("server.workers", 0, 1024)? {
+            0 => cores(),
+            n => n as usize,
+        },
+        blocking_threads: match int("server.blocking_threads", 0, 4096)? {
+            0 => (4 * cores()).clamp(8, 32),
+            n => n as usize,
+        },
+        db_connections: match int("server.db_connections", 0, 256)? {
+            0 => (2 * cores()).clamp(2, 8) as u32,
+            n => n as u32,
+        },
+        db_cache: size("server.db_cache")?,
         source,
     })
     .and_then(|c| {

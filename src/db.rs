@@ -34,12 +34,29 @@ pub enum OpenError {
     TooNew { path: String, found: i64, known: usize },
 }
 
-fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
+/// How big the pool is: connections, and each one's page cache.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    pub connections: u32,
+    pub cache_bytes: u64,
+}
+
+impl Default for PoolSize {
+    /// What the command line uses: a few connections with SQLite's default 2 MiB cache.
+    fn default() -> Self {
+        PoolSize { connections: 4, cache_bytes: 2 << 20 }
+    }
+}
+
+fn configure(conn: &mut Connection, cache_bytes: u64) -> rusqlite::Result<()> {
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
          PRAGMA synchronous = NORMAL;
          PRAGMA busy_timeout = 10000;",
     )?;
+    // A negative cache_size is KiB. Pages beyond it are read from the OS page cache, which all
+    // connections share.
+    conn.pragma_update(None, "cache_size", -((cache_bytes / 1024).max(64) as i64))?;
     // Unicode-aware case folding for name search (SQLite's own lower() folds ASCII only).
     conn.create_scalar_function("fold", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
         Ok(ctx.get::<String>(0)?.to_lowercase())
@@ -50,17 +67,23 @@ fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
 impl Db {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Db, OpenError> {
+        Db::open_sized(path, PoolSize::default())
+    }
+
+    /// `open` with a pool of the given size.
+    pub fn open_sized(path: &Path, size: PoolSize) -> Result<Db, OpenError> {
         let shown = path.display().to_string();
         let sqlite = |source| OpenError::Sqlite { path: shown.clone(), source };
         {
             let mut conn = Connection::open(path).map_err(sqlite)?;
             conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
-            configure(&mut conn).map_err(sqlite)?;
+            configure(&mut conn, size.cache_bytes).map_err(sqlite)?;
             migrate(&mut conn, &shown)?;
         }
-        let manager = SqliteConnectionManager::file(path).with_init(configure);
+        let cache_bytes = size.cache_bytes;
+        let manager = SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, cache_bytes));
         let pool = r2d2::Pool::builder()
-            .max_size(8)
+            .max_size(size.connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(manager)

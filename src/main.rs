@@ -7,6 +7,9 @@ use recorder::{AppState, Clock};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "recorder", version, about = "A self-hosted home for voice recordings")]
 struct Cli {
@@ -115,7 +118,22 @@ fn serve(config: recorder::Config) -> ExitCode {
         Ok(state) => state,
         Err(e) => return cli::finish(Err(Failure { message: e.to_string(), code: 1 })),
     };
-    match rocket::execute(recorder::rocket(state).launch()) {
+    // The runtime is sized by the config (Rocket's own would allow 512 blocking threads, each
+    // with its own stack and allocator arena: too many for a 512 MB board).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(state.config.workers)
+        .max_blocking_threads(state.config.blocking_threads)
+        .thread_name("recorder-worker")
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => return cli::finish(Err(Failure { message: format!("cannot start the runtime: {e}"), code: 1 })),
+    };
+    let launched = runtime.block_on(recorder::rocket(state).launch());
+    // Tasks that outlived the graceful shutdown (a stuck client) are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match launched {
         Ok(_) => {
             log::info!("stopped");
             ExitCode::SUCCESS

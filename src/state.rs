@@ -44,7 +44,8 @@ impl AppState {
         let lock = crate::storage::lock_dir(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: shown(), source })?
             .ok_or_else(|| StartError::InUse(shown()))?;
-        let db = Db::open(&storage.db_path())?;
+        let size = crate::db::PoolSize { connections: config.db_connections, cache_bytes: config.db_cache };
+        let db = Db::open_sized(&storage.db_path(), size)?;
         maintenance::recover(&db, &storage).map_err(|e| StartError::Recovery(e.message.to_string()))?;
         let started_ms = clock.now_ms();
         Ok(AppState {

@@ -1,6 +1,6 @@
 //! Audio files on disk: `recordings/<last 2 hex of id>/<id>` under the data directory, uploads in
-//! flight in `tmp/`. An upload is streamed into `tmp/` while a second thread hashes the same
-//! chunks, fsynced, then renamed into place and the directory fsynced, all before its row exists.
+//! flight in `tmp/`. An upload is streamed into `tmp/` and hashed chunk by chunk, fsynced, then
+//! renamed into place and the directory fsynced, all before its row exists.
 
 use crate::error::ApiError;
 use bytes::{Bytes, BytesMut};
@@ -10,14 +10,12 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// Bytes handed to the writer and hasher threads at a time.
-const CHUNK: usize = 256 * 1024;
-/// Chunks queued per thread: with `CHUNK`, at most about 2 MiB of an upload is in memory.
-const QUEUE: usize = 4;
+/// Bytes hashed and written at a time: one chunk is written while the next is read, so an upload
+/// holds about twice this in memory.
+const CHUNK: usize = 128 * 1024;
 
 /// The data directory.
 #[derive(Debug, Clone)]
@@ -221,17 +219,24 @@ pub enum StreamError {
     Malformed(&'static str),
 }
 
-/// A streaming upload in progress: chunks go to a writer thread and a hasher thread at once.
+/// A streaming upload in progress. Each full chunk is hashed and written by one short job on the
+/// blocking pool while the next chunk is read from the network; no thread is held for the
+/// upload's lifetime, and at most two chunks of it are in memory.
 pub struct Upload {
     temp: TempFile,
     buf: BytesMut,
     size: u64,
     head: Vec<u8>,
-    write_tx: Option<mpsc::Sender<Bytes>>,
-    hash_tx: Option<mpsc::Sender<Bytes>>,
-    writer: JoinHandle<io::Result<()>>,
-    hasher: JoinHandle<String>,
+    /// The file and the hash so far, here between chunks.
+    sink: Option<Sink>,
+    /// The chunk being written, which hands the sink back.
+    pending: Option<JoinHandle<(Sink, io::Result<()>)>>,
     accept_head: fn(&[u8]) -> bool,
+}
+
+struct Sink {
+    file: File,
+    hasher: Sha256,
 }
 
 /// A finished upload: fsynced in `tmp/`, not yet committed.
@@ -245,7 +250,7 @@ pub struct Finished {
 pub const HEAD_LEN: usize = 64;
 
 impl Upload {
-    /// Creates the temp file and starts the writer and hasher threads.
+    /// Creates the temp file.
     /// `accept_head` sees the first bytes once there are enough (or at the end): refusing them
     /// stops the upload before the rest of the body is read.
     pub async fn start(storage: &Storage, accept_head: fn(&[u8]) -> bool) -> Result<Upload, ApiError> {
@@ -255,37 +260,13 @@ impl Upload {
             File::create_new(&open_path).map_err(|e| ApiError::internal(&format!("create {}", open_path.display()), e))
         })
         .await?;
-        let temp = TempFile { path: Some(path) };
-        let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(QUEUE);
-        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(QUEUE);
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            while let Some(chunk) = write_rx.blocking_recv() {
-                // The empty chunk `finish` sends: the body is complete, make it durable. An
-                // abandoned upload just stops; its temp file is removed unsynced.
-                if chunk.is_empty() {
-                    return file.sync_all();
-                }
-                file.write_all(&chunk)?;
-            }
-            Ok(())
-        });
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut hasher = Sha256::new();
-            while let Some(chunk) = hash_rx.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hex(&hasher.finalize())
-        });
         Ok(Upload {
-            temp,
+            temp: TempFile { path: Some(path) },
             buf: BytesMut::with_capacity(CHUNK),
             size: 0,
             head: Vec::with_capacity(HEAD_LEN),
-            write_tx: Some(write_tx),
-            hash_tx: Some(hash_tx),
-            writer,
-            hasher,
+            sink: Some(Sink { file, hasher: Sha256::new() }),
+            pending: None,
             accept_head,
         })
     }
@@ -311,31 +292,31 @@ impl Upload {
     async fn send_full_chunks(&mut self) -> Result<(), StreamError> {
         if self.buf.len() >= CHUNK {
             let chunk = self.buf.split().freeze();
-            self.send(chunk).await?;
+            self.send(chunk).await.map_err(StreamError::Disk)?;
             self.buf.reserve(CHUNK);
         }
         Ok(())
     }
 
-    async fn send(&mut self, chunk: Bytes) -> Result<(), StreamError> {
-        let (Some(w), Some(h)) = (&self.write_tx, &self.hash_tx) else {
-            return Ok(());
-        };
-        if w.send(chunk.clone()).await.is_err() || h.send(chunk).await.is_err() {
-            // The writer stopped: its error says why.
-            return Err(StreamError::Disk(self.writer_error().await));
+    /// The sink, once the chunk before is written.
+    async fn settle(&mut self) -> Result<Sink, ApiError> {
+        if let Some(pending) = self.pending.take() {
+            let (sink, written) = pending.await.map_err(|e| ApiError::internal("upload writer", e))?;
+            written.map_err(disk_error)?;
+            return Ok(sink);
         }
-        Ok(())
+        self.sink.take().ok_or_else(|| ApiError::internal("upload", "the file was lost after an earlier error"))
     }
 
-    async fn writer_error(&mut self) -> ApiError {
-        self.write_tx = None;
-        self.hash_tx = None;
-        match (&mut self.writer).await {
-            Ok(Err(e)) => disk_error(e),
-            Ok(Ok(())) => ApiError::internal("upload writer", "stopped early"),
-            Err(e) => ApiError::internal("upload writer", e),
-        }
+    /// Hands a chunk to the blocking pool, after the one before it is written.
+    async fn send(&mut self, chunk: Bytes) -> Result<(), ApiError> {
+        let mut sink = self.settle().await?;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            sink.hasher.update(&chunk);
+            let written = sink.file.write_all(&chunk);
+            (sink, written)
+        }));
+        Ok(())
     }
 
     /// Appends bytes (from a multipart field).
@@ -366,28 +347,16 @@ impl Upload {
         }
     }
 
-    /// Flushes, waits for the file to be written and fsynced, and returns its hash.
+    /// Writes what is left, fsyncs the file and returns its hash. An upload dropped before this
+    /// (a refusal, the client hanging up) is never synced: its temp file is just removed.
     pub async fn finish(mut self) -> Result<Finished, ApiError> {
         if !self.buf.is_empty() {
             let chunk = self.buf.split().freeze();
-            self.send(chunk).await.map_err(|e| match e {
-                StreamError::Disk(e) => e,
-                _ => ApiError::internal("upload", "unexpected stream error"),
-            })?;
+            self.send(chunk).await?;
         }
-        if let Some(tx) = self.write_tx.take()
-            && tx.send(Bytes::new()).await.is_err()
-        {
-            return Err(self.writer_error().await);
-        }
-        self.hash_tx = None;
-        match (&mut self.writer).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(disk_error(e)),
-            Err(e) => return Err(ApiError::internal("upload writer", e)),
-        }
-        let sha256 = (&mut self.hasher).await.map_err(|e| ApiError::internal("upload hasher", e))?;
-        Ok(Finished { temp: self.temp, size: self.size, sha256 })
+        let Sink { file, hasher } = self.settle().await?;
+        crate::db::blocking(move || file.sync_all().map_err(disk_error)).await?;
+        Ok(Finished { temp: self.temp, size: self.size, sha256: hex(&hasher.finalize()) })
     }
 }
 

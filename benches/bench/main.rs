@@ -155,6 +155,12 @@ impl Bench {
         Client::as_user(&self.server.base, account)
     }
 
+    /// A progress line with the server's resident set after a phase.
+    pub fn resident(&self, after: &str) {
+        let (rss, threads) = self.server.rss_and_threads();
+        progress(&format!("server after {after}: {} resident, {threads} threads", stats::size(rss)));
+    }
+
     pub fn signup(&self, username: &str) -> Account {
         Client::new(&self.server.base).signup(username)
     }
@@ -187,16 +193,26 @@ fn main() {
     progress(&format!("{} mode; starting {} on {}", plan.mode(), server::BINARY, setup.data_dir.display()));
     let server = Server::start(&setup);
     let mut bench = Bench { plan, setup, server, work: work.path().to_path_buf() };
+    report.note(
+        "the server runs with MIMALLOC_PURGE_DELAY=0, as its systemd unit sets it (the allocator returns \
+         freed memory at once instead of after a second)",
+    );
     let first_start = bench.server.ready_after;
     let idle = bench.server.memory();
 
     let uploader = bench.signup("bench-uploads");
     let big = upload::run(&bench, &uploader, &mut report, idle);
+    bench.resident("uploads");
     download::run(&bench, &uploader, &big, &mut report);
+    bench.resident("downloads");
     let list_users = list::run(&bench, &mut report);
+    bench.resident("lists");
     login::run(&bench, &list_users, &mut report);
-    load::run(&bench, &mut report);
+    bench.resident("logins");
     startup::run(&mut bench, first_start, &mut report);
+    // On the restarted server: the scenario's memory is its own, not what earlier phases left.
+    load::run(&bench, &mut report);
+    bench.resident("the load scenario");
     bench.server.stop();
 
     let total = started.elapsed();

@@ -83,6 +83,10 @@ impl Server {
             .arg(&setup.data_dir)
             .args(["--address", "127.0.0.1", "--port", "0"])
             .env_clear()
+            // As the systemd unit runs it: the allocator returns freed memory at once.
+            .env("MIMALLOC_PURGE_DELAY", "0")
+            // Settings to compare (`RECORDER_SERVER_BLOCKING_THREADS=8 cargo bench`) reach the server.
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("RECORDER_") || k.starts_with("MIMALLOC_")))
             .current_dir(&setup.root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
