@@ -461,6 +461,30 @@ mod tests {
     }
 
     #[test]
+    fn thread_and_pool_sizes_default_to_the_cores_and_can_be_set() {
+        let auto = Config::with_data_dir("/tmp/data");
+        assert_eq!(auto.workers, cores());
+        assert!((8..=32).contains(&auto.blocking_threads), "{}", auto.blocking_threads);
+        assert!((2..=8).contains(&auto.db_connections), "{}", auto.db_connections);
+        assert_eq!(auto.db_cache, 1 << 20);
+        let env = MapEnv(HashMap::from([
+            ("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("RECORDER_SERVER_WORKERS".to_string(), "3".to_string()),
+            ("RECORDER_SERVER_BLOCKING_THREADS".to_string(), "5".to_string()),
+            ("RECORDER_SERVER_DB_CONNECTIONS".to_string(), "2".to_string()),
+            ("RECORDER_SERVER_DB_CACHE".to_string(), "256 KiB".to_string()),
+        ]));
+        let set = load(&Overrides::default(), &env).expect("valid");
+        assert_eq!((set.workers, set.blocking_threads, set.db_connections, set.db_cache), (3, 5, 2, 256 << 10));
+        let env = MapEnv(HashMap::from([
+            ("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("RECORDER_SERVER_BLOCKING_THREADS".to_string(), "-1".to_string()),
+        ]));
+        let err = load(&Overrides::default(), &env).expect_err("invalid");
+        assert!(err.0.contains("server.blocking_threads"), "{err}");
+    }
+
+    #[test]
     fn bad_env_value_names_key_and_source() {
         let env = MapEnv(HashMap::from([
             ("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string()),

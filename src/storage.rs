@@ -16,6 +16,8 @@ use uuid::Uuid;
 /// Bytes hashed and written at a time: one chunk is written while the next is read, so an upload
 /// holds about twice this in memory.
 const CHUNK: usize = 128 * 1024;
+/// Room kept for each read from the network.
+const MIN_READ: usize = 8192;
 
 /// The data directory.
 #[derive(Debug, Clone)]
@@ -290,7 +292,9 @@ impl Upload {
     }
 
     async fn send_full_chunks(&mut self) -> Result<(), StreamError> {
-        if self.buf.len() >= CHUNK {
+        // A buffer without room for one more read is full: sent as it is, it is never grown
+        // past `CHUNK`.
+        if self.buf.len() + MIN_READ > CHUNK {
             let chunk = self.buf.split().freeze();
             self.send(chunk).await.map_err(StreamError::Disk)?;
             self.buf.reserve(CHUNK);
@@ -332,8 +336,8 @@ impl Upload {
     /// Reads a raw body to its end, straight into the chunk buffer.
     pub async fn read_all<R: AsyncRead + Unpin>(&mut self, reader: &mut R, max: u64) -> Result<(), StreamError> {
         loop {
-            if self.buf.capacity() - self.buf.len() < 8192 {
-                self.buf.reserve(CHUNK);
+            if self.buf.capacity() - self.buf.len() < MIN_READ {
+                self.buf.reserve(CHUNK - self.buf.len());
             }
             let n = reader.read_buf(&mut self.buf).await.map_err(StreamError::Client)?;
             if n == 0 {
