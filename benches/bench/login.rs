@@ -83,35 +83,49 @@ pub fn run(bench: &Bench, lister: &Account, report: &mut Report) {
         storm_logins.summary(),
         "",
     );
-    // The reference: the same list beside plain busy loops in the idle scheduling class, one per
-    // core (as many as the server's hashing threads), in this process. What they add to the tail
-    // is the scheduler's share, which no server code can remove.
+    // The references: the same list beside loops in the idle scheduling class, one per core (as
+    // many as the server's hashing threads), in this process: plain busy loops (the scheduler's
+    // share of the storm's tail), then loops that sweep a 19 MiB buffer as Argon2 does (the
+    // share of the caches it evicts). No server code can remove either.
     let cores = thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    progress(&format!("login: list first page x {samples} beside {cores} idle-priority busy loops"));
-    let spin = AtomicBool::new(false);
-    let beside_spin = thread::scope(|scope| {
-        for _ in 0..cores {
-            scope.spawn(|| {
-                idle_priority();
-                let mut x = 0u64;
-                while !spin.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
-                }
-            });
-        }
-        thread::sleep(Duration::from_millis(200));
-        let beside = Samples::new((0..samples).map(|_| lists.list(PAGE, None).1).collect());
-        spin.store(true, Ordering::Relaxed);
-        beside
-    });
-    let spin_factor = beside_spin.p99().as_secs_f64() / idle.p99().as_secs_f64().max(1e-9);
-    report.row(
-        "login",
-        format!("list first page beside {cores} idle-priority busy loops, no logins (n = {samples})"),
-        format!("{}; p99 {spin_factor:.2}x idle", beside_spin.summary()),
-        "the scheduler's share of the storm's tail",
-    );
-    report.metric("login.list_beside_idle_busy_loops", beside_spin.to_json());
+    for (label, key, buffer) in [
+        ("busy loops", "list_beside_idle_busy_loops", 0usize),
+        ("19 MiB memory sweeps", "list_beside_idle_memory_sweeps", 19 << 20),
+    ] {
+        progress(&format!("login: list first page x {samples} beside {cores} idle-priority {label}"));
+        let spin = AtomicBool::new(false);
+        let beside = thread::scope(|scope| {
+            for _ in 0..cores {
+                scope.spawn(|| {
+                    idle_priority();
+                    let mut memory = vec![1u64; buffer / 8];
+                    let mut x = 0u64;
+                    while !spin.load(Ordering::Relaxed) {
+                        if memory.is_empty() {
+                            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                        } else {
+                            for word in memory.iter_mut().step_by(8) {
+                                *word = word.wrapping_add(x);
+                            }
+                            x = std::hint::black_box(x + 1);
+                        }
+                    }
+                });
+            }
+            thread::sleep(Duration::from_millis(200));
+            let beside = Samples::new((0..samples).map(|_| lists.list(PAGE, None).1).collect());
+            spin.store(true, Ordering::Relaxed);
+            beside
+        });
+        let factor = beside.p99().as_secs_f64() / idle.p99().as_secs_f64().max(1e-9);
+        report.row(
+            "login",
+            format!("list first page beside {cores} idle-priority {label}, no logins (n = {samples})"),
+            format!("{}; p99 {factor:.2}x idle", beside.summary()),
+            "",
+        );
+        report.metric(&format!("login.{key}"), beside.to_json());
+    }
     report.metric("login.list_idle", idle.to_json());
     report.metric("login.list_during_storm", during.to_json());
     report.metric("login.storm_logins", storm_logins.to_json());
