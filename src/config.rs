@@ -225,6 +225,13 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
             _ => Err(bad(key, "expected true or false")),
         }
     };
+    // A count where 0 means "decide from the machine".
+    let or_auto = |key: &str, max: u64, auto: usize| -> Result<usize, ConfigError> {
+        Ok(match int(key, 0, max)? {
+            0 => auto,
+            n => n as usize,
+        })
+    };
     let size = |key: &str| -> Result<u64, ConfigError> { parse_size(&get(key).value).map_err(|why| bad(key, why)) };
 
     let address = get("server.address")
@@ -276,18 +283,9 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         social_login: boolean("compat.social_login")?,
         shutdown_grace_secs: int("server.shutdown_grace", 0, 3600)? as u32,
         log_level,
-        workers: match int("server.workers", 0, 1024)? {
-            0 => cores(),
-            n => n as usize,
-        },
-        blocking_threads: match int("server.blocking_threads", 0, 4096)? {
-            0 => (4 * cores()).clamp(8, 32),
-            n => n as usize,
-        },
-        db_connections: match int("server.db_connections", 0, 256)? {
-            0 => (2 * cores()).clamp(2, 8) as u32,
-            n => n as u32,
-        },
+        workers: or_auto("server.workers", 1024, cores())?,
+        blocking_threads: or_auto("server.blocking_threads", 4096, (4 * cores()).clamp(8, 32))?,
+        db_connections: or_auto("server.db_connections", 256, (2 * cores()).clamp(2, 8))? as u32,
         db_cache: size("server.db_cache")?,
         source,
     })

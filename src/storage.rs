@@ -229,11 +229,18 @@ pub struct Upload {
     buf: BytesMut,
     size: u64,
     head: Vec<u8>,
-    /// The file and the hash so far, here between chunks.
-    sink: Option<Sink>,
-    /// The chunk being written, which hands the sink back.
-    pending: Option<JoinHandle<(Sink, io::Result<()>)>>,
+    writer: Writer,
     accept_head: fn(&[u8]) -> bool,
+}
+
+/// Where the file and the hash so far are.
+enum Writer {
+    /// Here, between chunks.
+    Ready(Sink),
+    /// With the job writing a chunk, which hands them back.
+    Writing(JoinHandle<(Sink, io::Result<()>)>),
+    /// Lost with a failed write; the upload is over.
+    Failed,
 }
 
 struct Sink {
@@ -267,8 +274,7 @@ impl Upload {
             buf: BytesMut::with_capacity(CHUNK),
             size: 0,
             head: Vec::with_capacity(HEAD_LEN),
-            sink: Some(Sink { file, hasher: Sha256::new() }),
-            pending: None,
+            writer: Writer::Ready(Sink { file, hasher: Sha256::new() }),
             accept_head,
         })
     }
@@ -304,18 +310,21 @@ impl Upload {
 
     /// The sink, once the chunk before is written.
     async fn settle(&mut self) -> Result<Sink, ApiError> {
-        if let Some(pending) = self.pending.take() {
-            let (sink, written) = pending.await.map_err(|e| ApiError::internal("upload writer", e))?;
-            written.map_err(disk_error)?;
-            return Ok(sink);
+        match std::mem::replace(&mut self.writer, Writer::Failed) {
+            Writer::Ready(sink) => Ok(sink),
+            Writer::Writing(job) => {
+                let (sink, written) = job.await.map_err(|e| ApiError::internal("upload writer", e))?;
+                written.map_err(disk_error)?;
+                Ok(sink)
+            }
+            Writer::Failed => Err(ApiError::internal("upload", "the file was lost after an earlier error")),
         }
-        self.sink.take().ok_or_else(|| ApiError::internal("upload", "the file was lost after an earlier error"))
     }
 
     /// Hands a chunk to the blocking pool, after the one before it is written.
     async fn send(&mut self, chunk: Bytes) -> Result<(), ApiError> {
         let mut sink = self.settle().await?;
-        self.pending = Some(tokio::task::spawn_blocking(move || {
+        self.writer = Writer::Writing(tokio::task::spawn_blocking(move || {
             sink.hasher.update(&chunk);
             let written = sink.file.write_all(&chunk);
             (sink, written)
