@@ -39,8 +39,11 @@ impl AppState {
     /// unlinks, `tmp/`); the slower orphan sweep runs in the background after launch.
     pub fn open(config: Config, clock: Clock) -> Result<AppState, StartError> {
         let shown = || config.data_dir.display().to_string();
-        let storage =
-            Storage::open(&config.data_dir).map_err(|source| StartError::DataDir { path: shown(), source })?;
+        let storage = Storage::open(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: shown(), source })?
+            // A quarter of the blocking pool at most: the rest stays for queries, so lists stay
+            // quick while many uploads are written (measured in the benchmark's load scenario).
+            .limit_upload_jobs(config.blocking_threads / 4);
         let lock = crate::storage::lock_dir(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: shown(), source })?
             .ok_or_else(|| StartError::InUse(shown()))?;

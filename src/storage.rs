@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -23,9 +25,21 @@ const MIN_READ: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
+    /// Upload chunk writes and fsyncs at once: a burst of uploads never fills the whole blocking
+    /// pool, so database queries (the list, logins) still find a thread.
+    upload_jobs: Arc<Semaphore>,
 }
 
+/// Upload jobs at once unless the server sets it from its blocking pool's size.
+const DEFAULT_UPLOAD_JOBS: usize = 2;
+
 impl Storage {
+    /// At most `jobs` upload writes and fsyncs run at once (at least one).
+    pub fn limit_upload_jobs(mut self, jobs: usize) -> Storage {
+        self.upload_jobs = Arc::new(Semaphore::new(jobs.max(1)));
+        self
+    }
+
     /// Opens the data directory, creating it and its `recordings/` and `tmp/` if missing.
     pub fn open(root: &Path) -> io::Result<Storage> {
         use std::os::unix::fs::DirBuilderExt as _;
@@ -38,7 +52,7 @@ impl Storage {
                 .create(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
         }
-        Ok(Storage { root: root.to_path_buf() })
+        Ok(Storage { root: root.to_path_buf(), upload_jobs: Arc::new(Semaphore::new(DEFAULT_UPLOAD_JOBS)) })
     }
 
     pub fn root(&self) -> &Path {
@@ -230,6 +244,7 @@ pub struct Upload {
     size: u64,
     head: Vec<u8>,
     writer: Writer,
+    jobs: Arc<Semaphore>,
     accept_head: fn(&[u8]) -> bool,
 }
 
@@ -275,6 +290,7 @@ impl Upload {
             size: 0,
             head: Vec::with_capacity(HEAD_LEN),
             writer: Writer::Ready(Sink { file, hasher: Sha256::new() }),
+            jobs: storage.upload_jobs.clone(),
             accept_head,
         })
     }
@@ -324,12 +340,18 @@ impl Upload {
     /// Hands a chunk to the blocking pool, after the one before it is written.
     async fn send(&mut self, chunk: Bytes) -> Result<(), ApiError> {
         let mut sink = self.settle().await?;
+        let permit = self.job_permit().await?;
         self.writer = Writer::Writing(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             sink.hasher.update(&chunk);
             let written = sink.file.write_all(&chunk);
             (sink, written)
         }));
         Ok(())
+    }
+
+    async fn job_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.jobs.clone().acquire_owned().await.map_err(|e| ApiError::internal("upload jobs", e))
     }
 
     /// Appends bytes (from a multipart field).
@@ -368,7 +390,12 @@ impl Upload {
             self.send(chunk).await?;
         }
         let Sink { file, hasher } = self.settle().await?;
-        crate::db::blocking(move || file.sync_all().map_err(disk_error)).await?;
+        let permit = self.job_permit().await?;
+        crate::db::blocking(move || {
+            let _permit = permit;
+            file.sync_all().map_err(disk_error)
+        })
+        .await?;
         Ok(Finished { temp: self.temp, size: self.size, sha256: hex(&hasher.finalize()) })
     }
 }
@@ -451,6 +478,25 @@ mod tests {
         finished.temp.disarm();
         assert_eq!(fs::read(storage.path(&rel)).expect("read back"), data);
         assert_eq!(fs::read_dir(storage.tmp_dir()).expect("tmp").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn uploads_sharing_one_job_slot_all_finish_intact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open").limit_upload_jobs(1);
+        let uploads = (0..3u8).map(|n| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let data = vec![n; CHUNK * 3 + 5];
+                let mut upload = Upload::start(&storage, |_| true).await.expect("start");
+                upload.read_all(&mut &data[..], u64::MAX).await.map_err(|_| ()).expect("read");
+                let finished = upload.finish().await.expect("finish");
+                (finished.sha256 == hex(&Sha256::digest(&data)), finished.size == data.len() as u64)
+            })
+        });
+        for upload in uploads.collect::<Vec<_>>() {
+            assert_eq!(upload.await.expect("joined"), (true, true));
+        }
     }
 
     #[tokio::test]
