@@ -84,6 +84,12 @@ impl From<rusqlite::Error> for ApiError {
             {
                 ApiError::unavailable("database busy", e)
             }
+            // A full disk is the server's state, not a bug: every write through the database
+            // (a rename, a signup, a trash) answers as an upload on a full disk does.
+            rusqlite::Error::SqliteFailure(ref f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                log::warn!("database write refused, the disk is full: {e}");
+                ApiError::new(Status::InsufficientStorage, "insufficient_storage", "the server's disk is full")
+            }
             _ => ApiError::internal("database", e),
         }
     }

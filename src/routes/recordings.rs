@@ -321,7 +321,7 @@ async fn list(
 ) -> Result<Reply, ApiError> {
     let query = ListQuery {
         limit: parse_limit(limit)?,
-        after: cursor.map(rec::decode_list_cursor).transpose()?,
+        after: cursor.filter(|c| !c.is_empty()).map(rec::decode_list_cursor).transpose()?,
         order: match order {
             None | Some("newest") => Order::Newest,
             Some("oldest") => Order::Oldest,

@@ -17,7 +17,7 @@ async fn list(
     cursor: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let limit = parse_limit(limit)?;
-    let after = cursor.map(rec::decode_trash_cursor).transpose()?;
+    let after = cursor.filter(|c| !c.is_empty()).map(rec::decode_trash_cursor).transpose()?;
     let page = state.db.run(move |conn| rec::list_trash(conn, &auth.user.id, limit, after)).await?;
     Reply::json(Status::Ok, &page)
 }

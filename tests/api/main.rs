@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod common;
 mod compat;
+mod disk_full;
 mod openapi;
 mod ops;
 mod recordings;

@@ -287,6 +287,13 @@ fn rename_get_and_list_search_are_literal() {
     for bad in ["limit=0", "limit=201", "limit=ten", "cursor=garbage!", "order=sideways"] {
         send(s.auth("GET", &format!("/api/v1/recordings?{bad}"), &token), None).assert_error(400, "bad_request");
     }
+    // An empty cursor is the same as none: the first page.
+    for path in ["/api/v1/recordings?cursor=", "/api/v1/trash?cursor="] {
+        let page = send(s.auth("GET", path, &token), None);
+        assert_eq!(page.status, 200, "{path}: {}", page.text());
+        let first = send(s.auth("GET", path.trim_end_matches("?cursor="), &token), None).json();
+        assert_eq!(page.json(), first, "{path}");
+    }
     let me = send(s.auth("GET", "/api/v1/me", &token), None).json();
     assert_eq!(me["usage"]["recordings"], 4);
     assert_eq!(me["usage"]["bytes"], 4 * opus.len());
