@@ -64,12 +64,17 @@ pub struct Report {
     /// Files in DEST from an earlier backup that the new one no longer has.
     pub removed_files: u64,
     pub hash_mismatches: u64,
+    /// Damaged recordings that `recorder check --repair` already marked and moved to their
+    /// owner's trash: copied as they are (left out where the file is missing), not counted above.
+    pub marked_damaged: u64,
 }
 
 struct Row {
     id: String,
     size: i64,
     sha256: String,
+    /// Marked damaged by `check --repair`: its owner has been told.
+    marked: bool,
 }
 
 /// Backs the data directory of `source` up into `dest`. Blocking.
@@ -100,6 +105,7 @@ pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<
     let mut left_out = Vec::new();
     let mut after = String::new();
     let mut done = 0u64;
+    let mut marked_missing = 0u64;
     loop {
         let rows = rows_after(&conn, &after)?;
         let Some(last) = rows.last() else { break };
@@ -110,15 +116,22 @@ pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<
                 Outcome::Copied { bytes, hash_ok } => {
                     report.copied_files += 1;
                     report.copied_bytes += bytes;
-                    if !hash_ok {
+                    if !hash_ok && row.marked {
+                        report.marked_damaged += 1;
+                    } else if !hash_ok {
                         report.hash_mismatches += 1;
                         on(Event::HashMismatch { id: &row.id });
                     }
                 }
                 Outcome::Gone => {
                     if still_listed(&source_conn, &row.id)? {
-                        report.missing_on_server += 1;
-                        on(Event::MissingOnServer { id: &row.id });
+                        if row.marked {
+                            report.marked_damaged += 1;
+                            marked_missing += 1;
+                        } else {
+                            report.missing_on_server += 1;
+                            on(Event::MissingOnServer { id: &row.id });
+                        }
                     }
                     left_out.push(row.id.clone());
                 }
@@ -135,7 +148,7 @@ pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<
     }
     tx.execute("DELETE FROM pending_unlinks", []).map_err(ctx("updating the copied database"))?;
     tx.commit().map_err(ctx("updating the copied database"))?;
-    report.left_out = left_out.len() as u64 - report.missing_on_server;
+    report.left_out = left_out.len() as u64 - report.missing_on_server - marked_missing;
     report.recordings = total - left_out.len() as u64;
     let keep = referenced_ids(&conn)?;
     if !force {
@@ -252,10 +265,12 @@ fn copy_database(from: &Path, to: &Path) -> Result<u64, BackupError> {
 
 fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, BackupError> {
     let mut stmt = conn
-        .prepare_cached("SELECT id, size, sha256 FROM recordings WHERE id > ?1 ORDER BY id LIMIT 1000")
+        .prepare_cached(
+            "SELECT id, size, sha256, problem IS NOT NULL FROM recordings WHERE id > ?1 ORDER BY id LIMIT 1000",
+        )
         .map_err(ctx("reading the copied database"))?;
     let rows = stmt
-        .query_map(params![after], |r| Ok(Row { id: r.get(0)?, size: r.get(1)?, sha256: r.get(2)? }))
+        .query_map(params![after], |r| Ok(Row { id: r.get(0)?, size: r.get(1)?, sha256: r.get(2)?, marked: r.get(3)? }))
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
     rows.map_err(ctx("reading the copied database"))
 }

@@ -335,6 +335,13 @@ pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> 
             plural(report.removed_files as usize, "file", "files")
         );
     }
+    if report.marked_damaged > 0 {
+        println!(
+            "{} already marked damaged by `recorder check --repair` (in their owners' trash): copied as \
+             they are, or left out where the file is missing",
+            plural(report.marked_damaged as usize, "recording", "recordings")
+        );
+    }
     let damaged = (report.hash_mismatches + report.missing_on_server) as usize;
     if damaged == 0 {
         Ok(())

@@ -139,6 +139,15 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     let (code, out, err) = command(&data, &["check", "--verify"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 problems") && out.contains("3 recordings are already in their owner's trash"), "{out}");
+
+    // A nightly backup after the repair succeeds: the damage it meets is already marked.
+    let dest_dir = tempfile::tempdir().expect("tempdir");
+    let dest = dest_dir.path().join("backup");
+    let (code, out, err) = command(&data, &["backup", dest.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("3 recordings already marked damaged"), "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    assert!(dest.join(Storage::relative_path(&uuid::Uuid::parse_str(good).expect("uuid"))).exists());
 }
 
 #[test]
