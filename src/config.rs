@@ -43,6 +43,10 @@ pub struct Config {
     pub retention_days: u32,
     pub compat_enabled: bool,
     pub social_login: bool,
+    /// `GET /metrics` is served.
+    pub metrics_enabled: bool,
+    /// A Bearer token that opens `/metrics` from any address (else loopback only).
+    pub metrics_token: Option<String>,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace_secs: u32,
     /// `error`, `warn`, `info`, `debug` or `off`.
@@ -147,6 +151,8 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("trash.retention_days", Kind::Int, "30"),
     ("compat.enabled", Kind::Bool, "true"),
     ("compat.social_login", Kind::Bool, "false"),
+    ("metrics.enabled", Kind::Bool, "false"),
+    ("metrics.token", Kind::Str, ""),
 ];
 
 /// The CPU cores this process may use.
@@ -281,6 +287,8 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         retention_days: int("trash.retention_days", 0, 36_500)? as u32,
         compat_enabled: boolean("compat.enabled")?,
         social_login: boolean("compat.social_login")?,
+        metrics_enabled: boolean("metrics.enabled")?,
+        metrics_token: Some(get("metrics.token").value.trim().to_string()).filter(|t| !t.is_empty()),
         shutdown_grace_secs: int("server.shutdown_grace", 0, 3600)? as u32,
         log_level,
         workers: or_auto("server.workers", 1024, cores())?,

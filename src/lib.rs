@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod logger;
 pub mod maintenance;
+pub mod metrics;
 pub mod recordings;
 pub mod routes;
 pub mod state;
@@ -51,7 +52,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
     };
     let compat = if c.compat_enabled { routes::compat::routes() } else { Vec::new() };
     rocket::custom(rocket_config)
-        .mount("/", rocket::routes![routes::server::healthz])
+        .mount("/", rocket::routes![routes::server::healthz, routes::server::metrics])
         .mount("/", compat)
         .mount("/api/v1", routes::api())
         .mount("/", routes::ui::routes())
@@ -70,6 +71,10 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                     res.set_raw_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
                 }
                 let started = req.local_cache(|| RequestStart(Instant::now())).0;
+                if let Some(state) = req.rocket().state::<AppState>() {
+                    let route = req.route().map(|r| r.uri.path());
+                    state.metrics.request(req.method().as_str(), route, res.status().code, started.elapsed());
+                }
                 let user = req.local_cache(RequestUser::default).0.as_deref().unwrap_or("-");
                 let bytes = res.headers().get_one("Content-Length").unwrap_or("-");
                 // The path only: queries may carry names, and nothing secret is ever logged.

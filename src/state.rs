@@ -15,6 +15,7 @@ pub struct AppState {
     pub clock: Clock,
     pub passwords: Passwords,
     pub throttle: LoginThrottle,
+    pub metrics: crate::metrics::Metrics,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
     /// Held while serving: a second server or a backup into this directory is refused.
@@ -58,6 +59,7 @@ impl AppState {
             clock,
             passwords: Passwords::new(),
             throttle: LoginThrottle::new(),
+            metrics: crate::metrics::Metrics::new(),
             started_ms,
             _lock: lock,
         })

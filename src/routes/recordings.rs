@@ -268,7 +268,10 @@ pub async fn store_upload(
     };
     let inserted = state.db.run(move |conn| rec::insert(conn, &new)).await;
     match inserted {
-        Ok(Ok(recording)) => Ok((Status::Created, recording)),
+        Ok(Ok(recording)) => {
+            state.metrics.uploaded(recording.size.max(0) as u64);
+            Ok((Status::Created, recording))
+        }
         Ok(Err(existing)) => {
             // Lost a race with the same Idempotency-Key: keep the first, drop this copy.
             remove_file(state, relative).await;

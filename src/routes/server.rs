@@ -1,9 +1,10 @@
-//! `GET /healthz`, `GET /api/v1/server` and `GET /api/v1/openapi.json`.
+//! `GET /healthz`, `GET /metrics`, `GET /api/v1/server` and `GET /api/v1/openapi.json`.
 
 use super::Reply;
 use crate::error::ApiError;
 use crate::state::AppState;
 use rocket::http::{ContentType, Status};
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{State, get, routes};
 use serde_json::json;
 
@@ -26,6 +27,50 @@ pub async fn healthz(state: &State<AppState>) -> Result<Reply, ApiError> {
         (Ok(_), Ok(())) => Reply::json(Status::Ok, &json!({"status": "ok", "version": VERSION})),
         (Err(e), _) | (_, Err(e)) => Err(ApiError::unavailable("health check", e.message)),
     }
+}
+
+/// Who may read `/metrics`: with `metrics.enabled`, a client on this machine (the configured
+/// client-address header counts, so a proxy does not make everyone local) or one with
+/// `metrics.token`. Disabled, the route does not exist (404).
+pub struct MetricsReader;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for MetricsReader {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let Some(state) = req.rocket().state::<AppState>() else {
+            return crate::auth::guard_fail(req, ApiError::internal("metrics", "no state"));
+        };
+        let config = &state.config;
+        if !config.metrics_enabled {
+            return crate::auth::guard_fail(req, ApiError::not_found("no such route"));
+        }
+        let local = req.client_ip().is_some_and(|ip| ip.is_loopback());
+        let bearer = req.headers().get_one("Authorization").and_then(|h| h.strip_prefix("Bearer "));
+        // Compared as digests, so the time taken says nothing about how much of a guess was right.
+        let token_ok = match (&config.metrics_token, bearer) {
+            (Some(token), Some(given)) => {
+                use sha2::{Digest, Sha256};
+                Sha256::digest(token.as_bytes()) == Sha256::digest(given.trim().as_bytes())
+            }
+            _ => false,
+        };
+        if local || token_ok {
+            Outcome::Success(MetricsReader)
+        } else {
+            crate::auth::guard_fail(req, ApiError::unauthorized())
+        }
+    }
+}
+
+/// Prometheus text (OpenMetrics 1.0) for dashboards.
+#[get("/metrics")]
+pub async fn metrics(state: &State<AppState>, _reader: MetricsReader) -> Result<(ContentType, String), ApiError> {
+    let text = state.metrics.scrape(&state.db, state.config.data_dir.clone()).await?;
+    let openmetrics =
+        ContentType::new("application", "openmetrics-text").with_params([("version", "1.0.0"), ("charset", "utf-8")]);
+    Ok((openmetrics, text))
 }
 
 #[get("/server")]

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod compat;
 mod disk_full;
+mod metrics;
 mod openapi;
 mod ops;
 mod recordings;
