@@ -105,6 +105,28 @@ impl<'r> FromRequest<'r> for SecureCookies {
     }
 }
 
+/// A request guard for routes with query parameters: a parameter given twice is 400
+/// `bad_request`. (Rocket reads a repeated `Option` parameter as absent, so `?limit=x&limit=y`
+/// would otherwise be served as if neither were there.)
+pub struct QueryOnce;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for QueryOnce {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let Some(query) = req.uri().query() else { return Outcome::Success(QueryOnce) };
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in query.segments() {
+            if !seen.insert(name) {
+                let error = ApiError::bad_request(format!("the query parameter `{name}` is given more than once"));
+                return crate::auth::guard_fail(req, error);
+            }
+        }
+        Outcome::Success(QueryOnce)
+    }
+}
+
 /// Parses `limit` (1–200, default 50).
 pub fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     match limit {

@@ -1,6 +1,6 @@
 //! `/api/v1/recordings`: streamed upload, list, get, rename, audio with Range, delete.
 
-use super::{JsonBody, Reply, etag_matches, flag, parse_limit};
+use super::{JsonBody, QueryOnce, Reply, etag_matches, flag, parse_limit};
 use crate::audio::{self, Sniff};
 use crate::auth::AuthUser;
 use crate::clock::{http_date, name_stamp, parse_http_date, parse_rfc3339};
@@ -304,6 +304,7 @@ fn created(recording: &Recording, status: Status) -> Result<Reply, ApiError> {
 async fn upload(
     state: &State<AppState>,
     auth: AuthUser,
+    _once: QueryOnce,
     headers: UploadHeaders,
     name: Option<String>,
     recorded_at: Option<String>,
@@ -317,6 +318,7 @@ async fn upload(
 async fn list(
     state: &State<AppState>,
     auth: AuthUser,
+    _once: QueryOnce,
     limit: Option<&str>,
     cursor: Option<&str>,
     order: Option<&str>,
@@ -370,6 +372,7 @@ async fn rename(
 async fn delete_one(
     state: &State<AppState>,
     auth: AuthUser,
+    _once: QueryOnce,
     id: &str,
     permanent: Option<&str>,
 ) -> Result<Reply, ApiError> {
@@ -505,6 +508,7 @@ pub fn content_disposition(kind: &str, name: &str) -> String {
 async fn get_audio(
     state: &State<AppState>,
     auth: AuthUser,
+    _once: QueryOnce,
     id: &str,
     download: Option<&str>,
     conditions: RangeHeaders,

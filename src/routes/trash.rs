@@ -1,7 +1,7 @@
 //! `/api/v1/trash`: list, restore, delete one, empty.
 
 use super::recordings::purge;
-use super::{Reply, parse_limit};
+use super::{QueryOnce, Reply, parse_limit};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::recordings::{self as rec, Purge};
@@ -13,6 +13,7 @@ use rocket::{State, delete, get, post, routes};
 async fn list(
     state: &State<AppState>,
     auth: AuthUser,
+    _once: QueryOnce,
     limit: Option<&str>,
     cursor: Option<&str>,
 ) -> Result<Reply, ApiError> {

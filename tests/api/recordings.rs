@@ -284,9 +284,12 @@ fn rename_get_and_list_search_are_literal() {
     assert_eq!(send(s.auth("GET", &path, &token), None).json()["name"], "../../etc/passwd");
     send(s.auth("GET", "/api/v1/recordings/not-a-uuid", &token), None).assert_error(404, "not_found");
 
-    for bad in ["limit=0", "limit=201", "limit=ten", "cursor=garbage!", "order=sideways"] {
+    for bad in ["limit=0", "limit=201", "limit=ten", "cursor=garbage!", "order=sideways", "limit=5&limit=7"] {
         send(s.auth("GET", &format!("/api/v1/recordings?{bad}"), &token), None).assert_error(400, "bad_request");
     }
+    // A parameter given twice is refused, not read as absent.
+    send(s.auth("GET", "/api/v1/trash?limit=x&limit=x", &token), None).assert_error(400, "bad_request");
+    send(s.auth("GET", &format!("{path}/audio?download=1&download=0"), &token), None).assert_error(400, "bad_request");
     // An empty cursor is the same as none: the first page.
     for path in ["/api/v1/recordings?cursor=", "/api/v1/trash?cursor="] {
         let page = send(s.auth("GET", path, &token), None);
