@@ -105,7 +105,7 @@ impl<'r> FromRequest<'r> for SecureCookies {
     }
 }
 
-/// A request guard for routes with query parameters: a parameter given twice is 400
+/// A request guard for routes with query parameters: one of them given twice is 400
 /// `bad_request`. (Rocket reads a repeated `Option` parameter as absent, so `?limit=x&limit=y`
 /// would otherwise be served as if neither were there.)
 pub struct QueryOnce;
@@ -116,8 +116,14 @@ impl<'r> FromRequest<'r> for QueryOnce {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
         let Some(query) = req.uri().query() else { return Outcome::Success(QueryOnce) };
+        // The route's own parameters (`<limit>&<cursor>`); any other parameter is ignored, repeated or not.
+        let declared: Vec<&str> = req
+            .route()
+            .and_then(|route| route.uri.query())
+            .map(|pattern| pattern.split('&').map(|p| p.trim_start_matches('<').trim_end_matches('>')).collect())
+            .unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
-        for (name, _) in query.segments() {
+        for (name, _) in query.segments().filter(|(name, _)| declared.contains(name)) {
             if !seen.insert(name) {
                 let error = ApiError::bad_request(format!("the query parameter `{name}` is given more than once"));
                 return crate::auth::guard_fail(req, error);
