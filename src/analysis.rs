@@ -118,6 +118,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
     let deadline = Instant::now() + limits.time_budget;
+    if let Some(problem) = crate::audio::implausible_structure(path)? {
+        return Err(DecodeError::Implausible(problem));
+    }
     let file = File::open(path)?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
