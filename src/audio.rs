@@ -138,8 +138,14 @@ pub fn detect(path: &Path) -> std::io::Result<Option<Detected>> {
             }
         }
     };
-    let duration_ms =
-        if container.content_type == "audio/amr" { amr_duration(path)? } else { probe_duration(path, container.ext) };
+    let duration_ms = if container.content_type == "audio/amr" {
+        amr_duration(path)?
+    } else if implausible_structure(path)?.is_some() {
+        // Recognisably this container, but with tables symphonia must not be given.
+        None
+    } else {
+        probe_duration(path, container.ext)
+    };
     match duration_ms {
         Some(ms) => Ok(Some(Detected { container, duration_ms: Some(ms) })),
         // A bare frame sync that symphonia cannot read as audio is noise, not a recording.
@@ -196,10 +202,17 @@ fn probe_duration_inner(path: &Path, ext: &str) -> Option<i64> {
     let tb = time_base?;
     let mut end = 0u64;
     let mut any = false;
+    // A reader that lies about its sample tables can hand out empty packets for a very long
+    // time; the walk gets the time a decode of the same file would.
+    let budget = crate::analysis::Limits::for_size(std::fs::metadata(path).ok()?.len()).time_budget;
+    let deadline = std::time::Instant::now() + budget;
     loop {
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
         match format.next_packet() {
             Ok(packet) if packet.track_id() == track.id => {
-                end = end.max(packet.ts() + packet.dur());
+                end = end.max(packet.ts().saturating_add(packet.dur()));
                 any = true;
             }
             Ok(_) => {}
@@ -211,6 +224,173 @@ fn probe_duration_inner(path: &Path, ext: &str) -> Option<i64> {
     }
     let t = tb.calc_time(end);
     Some((t.seconds as f64 * 1000.0 + t.frac * 1000.0).round() as i64)
+}
+
+/// Why symphonia must not be given this file, if it must not. Some of its readers reserve memory
+/// for the count a table claims before reading one entry; a count of four billion asks for tens
+/// of GiB, and an allocation that fails aborts the process instead of returning an error. So the
+/// claims are checked against the bytes that would have to hold them first. Blocking.
+pub fn implausible_structure(path: &Path) -> std::io::Result<Option<String>> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 12];
+    let n = read_up_to(&mut file, &mut head)?;
+    match sniff(&head[..n], true) {
+        Sniff::Audio(c) if c.content_type == "audio/mp4" => {
+            let mut reader = std::io::BufReader::new(file);
+            Mp4Check { reader: &mut reader, file_len: len, boxes: 0 }.boxes(0, len, 0)
+        }
+        Sniff::Audio(c) if c.content_type == "audio/x-caf" => caf_packet_table(&mut file, len),
+        _ => Ok(None),
+    }
+}
+
+/// CAF: symphonia reserves memory for the packet count a `pakt` chunk claims; each packet's entry
+/// takes at least one byte of the chunk. Chunks follow the 8-byte file header as a type, a
+/// signed 64-bit size and the body.
+fn caf_packet_table(file: &mut File, len: u64) -> std::io::Result<Option<String>> {
+    let mut at = 8u64;
+    for _ in 0..10_000 {
+        file.seek(SeekFrom::Start(at))?;
+        let mut header = [0u8; 20];
+        if read_up_to(file, &mut header)? < 20 {
+            return Ok(None);
+        }
+        let size = i64::from_be_bytes([
+            header[4], header[5], header[6], header[7], header[8], header[9], header[10], header[11],
+        ]);
+        // A negative size (the data chunk's "to the end of the file") ends the walk.
+        let Ok(size) = u64::try_from(size) else { return Ok(None) };
+        if &header[0..4] == b"pakt" {
+            let packets = i64::from_be_bytes([
+                header[12], header[13], header[14], header[15], header[16], header[17], header[18], header[19],
+            ]);
+            let room = size.saturating_sub(24);
+            return Ok(u64::try_from(packets)
+                .is_ok_and(|p| p > room)
+                .then(|| format!("a CAF packet table claims {packets} packets in {room} bytes")));
+        }
+        at = at.saturating_add(12).saturating_add(size);
+        if at >= len {
+            return Ok(None);
+        }
+    }
+    Ok(Some("too many CAF chunks".to_string()))
+}
+
+/// A walk over an MP4's boxes that reads headers and table counts, never payloads it skips.
+struct Mp4Check<'a> {
+    reader: &'a mut std::io::BufReader<File>,
+    file_len: u64,
+    /// Boxes seen: a file of millions of tiny boxes is refused rather than walked for long.
+    boxes: u32,
+}
+
+impl Mp4Check<'_> {
+    const MAX_BOXES: u32 = 100_000;
+    const MAX_DEPTH: u32 = 16;
+
+    fn read_u32(&mut self) -> std::io::Result<u32> {
+        let mut b = [0u8; 4];
+        self.reader.read_exact(&mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    fn read_u64(&mut self) -> std::io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.reader.read_exact(&mut b)?;
+        Ok(u64::from_be_bytes(b))
+    }
+
+    /// Checks the boxes in `start..end`. A box that does not fit where it is cut short is left to
+    /// symphonia, which reads it as a truncated file; only counts that ask for memory matter here.
+    fn boxes(&mut self, start: u64, end: u64, depth: u32) -> std::io::Result<Option<String>> {
+        let mut at = start;
+        while at + 8 <= end {
+            self.boxes += 1;
+            if self.boxes > Self::MAX_BOXES || depth > Self::MAX_DEPTH {
+                return Ok(Some("too many nested or repeated MP4 boxes".to_string()));
+            }
+            self.reader.seek(SeekFrom::Start(at))?;
+            let Ok(size32) = self.read_u32() else { return Ok(None) };
+            let mut kind = [0u8; 4];
+            if self.reader.read_exact(&mut kind).is_err() {
+                return Ok(None);
+            }
+            let (header, size) = match size32 {
+                0 => (8, end - at),
+                1 => match self.read_u64() {
+                    Ok(size) => (16, size),
+                    Err(_) => return Ok(None),
+                },
+                size => (8, u64::from(size)),
+            };
+            if size < header {
+                return Ok(None);
+            }
+            // What the box can really hold: its claimed size, cut at the end of its parent.
+            let body = at + header;
+            let body_end = at.saturating_add(size).min(end);
+            let body_len = body_end.saturating_sub(body);
+            let problem = match &kind {
+                b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" | b"edts" | b"dinf" | b"udta" | b"mvex" | b"moof"
+                | b"traf" => self.boxes(body, body_end, depth + 1)?,
+                b"meta" => self.boxes(body + 4, body_end, depth + 1)?,
+                b"stts" | b"ctts" | b"co64" => self.table(&kind, 4, 8, body_len)?,
+                b"stsc" => self.table(&kind, 4, 12, body_len)?,
+                b"stco" | b"stss" => self.table(&kind, 4, 4, body_len)?,
+                b"elst" => self.elst(body_len)?,
+                b"stsz" => self.stsz(body_len)?,
+                _ => None,
+            };
+            if problem.is_some() {
+                return Ok(problem);
+            }
+            at = at.saturating_add(size);
+        }
+        Ok(None)
+    }
+
+    /// A table: `skip` bytes (version and flags), a u32 count, then `count` entries of `entry`
+    /// bytes, which must fit in the box.
+    fn table(&mut self, kind: &[u8; 4], skip: u64, entry: u64, body_len: u64) -> std::io::Result<Option<String>> {
+        self.reader.seek_relative(skip as i64)?;
+        let Ok(count) = self.read_u32() else { return Ok(None) };
+        Ok(Self::fits(kind, count, entry, body_len.saturating_sub(skip + 4)))
+    }
+
+    fn fits(kind: &[u8; 4], count: u32, entry: u64, room: u64) -> Option<String> {
+        (u64::from(count) * entry > room)
+            .then(|| format!("an MP4 {} table claims {count} entries in {room} bytes", String::from_utf8_lossy(kind)))
+    }
+
+    fn elst(&mut self, body_len: u64) -> std::io::Result<Option<String>> {
+        let Ok(version_flags) = self.read_u32() else { return Ok(None) };
+        let Ok(count) = self.read_u32() else { return Ok(None) };
+        let entry = if version_flags >> 24 == 1 { 20 } else { 12 };
+        Ok(Self::fits(b"elst", count, entry, body_len.saturating_sub(8)))
+    }
+
+    /// Sample sizes: a variable table must fit, and no sample may be larger than the file, since
+    /// each is read into a buffer of its claimed size.
+    fn stsz(&mut self, body_len: u64) -> std::io::Result<Option<String>> {
+        self.reader.seek_relative(4)?;
+        let (Ok(sample_size), Ok(count)) = (self.read_u32(), self.read_u32()) else { return Ok(None) };
+        if sample_size != 0 {
+            return Ok((u64::from(sample_size) > self.file_len)
+                .then(|| format!("MP4 samples of {sample_size} bytes in a file of {}", self.file_len)));
+        }
+        if let Some(problem) = Self::fits(b"stsz", count, 4, body_len.saturating_sub(12)) {
+            return Ok(Some(problem));
+        }
+        for _ in 0..count {
+            let Ok(size) = self.read_u32() else { return Ok(None) };
+            if u64::from(size) > self.file_len {
+                return Ok(Some(format!("an MP4 sample of {size} bytes in a file of {}", self.file_len)));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// AMR (narrow- or wide-band) is a plain sequence of 20 ms frames whose sizes follow from each
@@ -269,5 +449,28 @@ mod tests {
         let detected = detect(&path).expect("io").expect("audio");
         assert_eq!(detected.container.content_type, "audio/amr");
         assert_eq!(detected.duration_ms, Some(1000));
+    }
+
+    #[test]
+    fn refuses_tables_that_claim_more_than_their_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.caf");
+        let mut caf = b"caff\0\x01\0\0pakt".to_vec();
+        caf.extend_from_slice(&32i64.to_be_bytes());
+        caf.extend_from_slice(&(1i64 << 40).to_be_bytes());
+        caf.extend_from_slice(&[0u8; 24]);
+        std::fs::write(&path, &caf).expect("write");
+        assert!(implausible_structure(&path).expect("io").is_some());
+        caf[20..28].copy_from_slice(&8i64.to_be_bytes());
+        std::fs::write(&path, &caf).expect("write");
+        assert_eq!(implausible_structure(&path).expect("io"), None);
+
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        assert_eq!(implausible_structure(&fixtures.join("speech.m4a")).expect("io"), None);
+        let inflated = fixtures.join("hostile/speech-m4a-stts-count-at-20157-max.m4a");
+        assert!(implausible_structure(&inflated).expect("io").is_some_and(|p| p.contains("stts")));
+        // Still recognisably the user's MP4, with no duration.
+        let detected = detect(&inflated).expect("io").expect("audio");
+        assert_eq!((detected.container.ext, detected.duration_ms), ("m4a", None));
     }
 }

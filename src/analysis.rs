@@ -1,0 +1,313 @@
+//! Decoding a whole recording for analysis (levels now, waveforms later): every packet of its
+//! audio track through symphonia's decoder, streamed, so memory stays bounded whatever the
+//! file's length, and time stays bounded whatever the file claims.
+//!
+//! Uploads are hostile input: a header can claim a billion frames per packet, a container can
+//! lie about its lengths, and a decoder can panic on bytes it never expected. Every one of those
+//! ends as an `Err` here, never as a panic, an allocation of gigabytes or a loop without end.
+
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use symphonia::core::audio::{SampleBuffer, SignalSpec};
+use symphonia::core::codecs::{CODEC_TYPE_ALAC, CODEC_TYPE_NULL, CodecParameters, DecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// What decoding a whole file found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The decoded audio's length: the sum of every decoded packet's frames over its rate.
+    pub duration_ms: i64,
+    /// The largest absolute sample value over all channels, 1.0 being full scale.
+    pub peak: f32,
+    /// Decoded frames (one sample per channel each).
+    pub frames: u64,
+    /// The sample rate of the first decoded packet.
+    pub sample_rate: u32,
+    /// The channel count of the first decoded packet.
+    pub channels: usize,
+}
+
+/// Why a file could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("reading the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a container that can be read: {0}")]
+    Format(String),
+    #[error("no audio track")]
+    NoTrack,
+    #[error("no decoder for this codec: {0}")]
+    Unsupported(String),
+    #[error("implausible stream: {0}")]
+    Implausible(String),
+    #[error("corrupt audio: {0}")]
+    Corrupt(String),
+    #[error("no complete packet of audio")]
+    NoAudio,
+    #[error("decoding took longer than its budget of {0:?}")]
+    TimedOut(Duration),
+    #[error("the decoder failed on unexpected input: {0}")]
+    Panicked(String),
+}
+
+/// Bounds on one decode. A header that asks for more than these is refused before a decoder
+/// allocates for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time for the whole decode, checked between packets.
+    pub time_budget: Duration,
+    /// Frames one packet may decode to. FLAC's largest block is 65535 frames, Vorbis's 8192, and
+    /// symphonia's PCM packets are far smaller; a decoder allocates its output buffer from this.
+    pub max_frames_per_packet: u64,
+    /// Channels per frame.
+    pub max_channels: usize,
+    /// Samples per second.
+    pub max_sample_rate: u32,
+}
+
+impl Limits {
+    /// Wall time always granted, for opening and probing.
+    const BASE_TIME: Duration = Duration::from_secs(2);
+    /// Extra wall time per MiB of file. The file's size is the one length a hostile header cannot
+    /// inflate; one second per 64 KiB is generous even for 8 kbit/s speech decoded without
+    /// optimisations, yet stops a small file that decodes to days of silence.
+    const TIME_PER_MIB: Duration = Duration::from_secs(16);
+
+    /// The limits for a file of `bytes` bytes.
+    pub fn for_size(bytes: u64) -> Limits {
+        let mib = bytes as f64 / (1024.0 * 1024.0);
+        Limits {
+            time_budget: Self::BASE_TIME + Self::TIME_PER_MIB.mul_f64(mib),
+            max_frames_per_packet: 1 << 17,
+            max_channels: 32,
+            max_sample_rate: 768_000,
+        }
+    }
+}
+
+/// Decodes every packet of the first audio track of the file at `path`, within
+/// `Limits::for_size` of its size. Blocking; never panics.
+pub fn decode(path: &Path) -> Result<Decoded, DecodeError> {
+    let bytes = std::fs::metadata(path)?.len();
+    decode_with(path, &Limits::for_size(bytes))
+}
+
+/// `decode` within explicit limits.
+pub fn decode_with(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
+    // Decoders index and do arithmetic on values straight from the file; a panic there is a
+    // refusal of this file, and nothing outlives the closure to be left half-updated.
+    catch_unwind(AssertUnwindSafe(|| decode_inner(path, limits)))
+        .unwrap_or_else(|payload| Err(DecodeError::Panicked(panic_message(payload.as_ref()))))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
+    let deadline = Instant::now() + limits.time_budget;
+    if let Some(problem) = crate::audio::implausible_structure(path)? {
+        return Err(DecodeError::Implausible(problem));
+    }
+    let file = File::open(path)?;
+    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    // Gapless: encoder delay and padding are trimmed, so the duration is the audio's own.
+    let options = FormatOptions { enable_gapless: true, ..FormatOptions::default() };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, stream, &options, &MetadataOptions::default())
+        .map_err(|e| DecodeError::Format(e.to_string()))?;
+    let mut format = probed.format;
+    let track = format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL).ok_or(DecodeError::NoTrack)?;
+    let track_id = track.id;
+    check_params(&track.codec_params, limits)?;
+    let mut decoder = symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(
+        |e| match e {
+            SymphoniaError::Unsupported(what) => DecodeError::Unsupported(what.to_string()),
+            other => DecodeError::Implausible(other.to_string()),
+        },
+    )?;
+
+    let mut samples: Option<(SampleBuffer<f32>, SignalSpec)> = None;
+    let mut first: Option<SignalSpec> = None;
+    let mut frames = 0u64;
+    let mut seconds = 0f64;
+    let mut peak = 0f32;
+    loop {
+        if Instant::now() > deadline {
+            return Err(DecodeError::TimedOut(limits.time_budget));
+        }
+        let packet = match format.next_packet() {
+            Ok(packet) => packet,
+            // The end of the stream: symphonia's readers report it as an unexpected EOF.
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymphoniaError::IoError(e)) => return Err(DecodeError::Io(e)),
+            Err(e) => return Err(DecodeError::Corrupt(e.to_string())),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = decoder.decode(&packet).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        let spec = *decoded.spec();
+        let n = decoded.frames() as u64;
+        if n > limits.max_frames_per_packet || decoded.capacity() as u64 > limits.max_frames_per_packet {
+            return Err(DecodeError::Implausible(format!("a packet of {n} frames")));
+        }
+        check_spec(&spec, limits)?;
+        if n == 0 {
+            continue;
+        }
+        first.get_or_insert(spec);
+        frames += n;
+        seconds += n as f64 / f64::from(spec.rate);
+        // One conversion buffer, reused; made again only when a packet outgrows it or the
+        // stream's layout changes, so it is never larger than the largest allowed packet.
+        let reuse = matches!(&samples, Some((buf, s)) if *s == spec && buf.capacity() >= decoded.capacity());
+        if !reuse {
+            samples = Some((SampleBuffer::new(decoded.capacity() as u64, spec), spec));
+        }
+        if let Some((buf, _)) = samples.as_mut() {
+            buf.copy_interleaved_ref(decoded);
+            for s in buf.samples() {
+                // NaN compares false and is skipped: a float file full of it has no level.
+                if s.abs() > peak {
+                    peak = s.abs();
+                }
+            }
+        }
+    }
+    let spec = first.ok_or(DecodeError::NoAudio)?;
+    Ok(Decoded {
+        duration_ms: (seconds * 1000.0).round() as i64,
+        peak,
+        frames,
+        sample_rate: spec.rate,
+        channels: spec.channels.count(),
+    })
+}
+
+/// Refuses what the container claims before a decoder sizes its buffers from it.
+fn check_params(params: &CodecParameters, limits: &Limits) -> Result<(), DecodeError> {
+    if let Some(max) = params.max_frames_per_packet
+        && max > limits.max_frames_per_packet
+    {
+        return Err(DecodeError::Implausible(format!("{max} frames per packet")));
+    }
+    if let Some(rate) = params.sample_rate
+        && (rate == 0 || rate > limits.max_sample_rate)
+    {
+        return Err(DecodeError::Implausible(format!("a sample rate of {rate}")));
+    }
+    if let Some(channels) = params.channels
+        && channels.count() > limits.max_channels
+    {
+        return Err(DecodeError::Implausible(format!("{} channels", channels.count())));
+    }
+    // ALAC's decoder allocates its output from the frame length in its magic cookie, which the
+    // container's parameters do not carry.
+    if params.codec == CODEC_TYPE_ALAC
+        && let Some(frame_length) = params.extra_data.as_deref().and_then(alac_frame_length)
+        && u64::from(frame_length) > limits.max_frames_per_packet
+    {
+        return Err(DecodeError::Implausible(format!("ALAC frames of {frame_length} samples")));
+    }
+    Ok(())
+}
+
+fn check_spec(spec: &SignalSpec, limits: &Limits) -> Result<(), DecodeError> {
+    if spec.rate == 0 || spec.rate > limits.max_sample_rate {
+        return Err(DecodeError::Implausible(format!("a sample rate of {}", spec.rate)));
+    }
+    if spec.channels.count() > limits.max_channels {
+        return Err(DecodeError::Implausible(format!("{} channels", spec.channels.count())));
+    }
+    Ok(())
+}
+
+/// The frame length of an ALAC magic cookie, read the way symphonia reads it: optionally inside
+/// `frma` and `alac` atoms, then the ALACSpecificConfig whose first field it is.
+fn alac_frame_length(cookie: &[u8]) -> Option<u32> {
+    let mut at = 0;
+    if cookie.get(4..8) == Some(b"frma") {
+        at += 12;
+    }
+    if cookie.get(at + 4..at + 8) == Some(b"alac") {
+        at += 12;
+    }
+    let field: [u8; 4] = cookie.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    /// Durations as ffprobe reports them (tests/fixtures/README.md). The AAC files decode to
+    /// 1024 frames of encoder priming and the padding of the last frame (about 110 ms) more than
+    /// ffprobe's figure: symphonia does not trim AAC. ADTS has no header length (ffprobe's 4.51 s
+    /// is an estimate); its audio is the same 4.179 s sentence. The MP3's LAME header lets
+    /// symphonia trim its delay and padding, so it decodes to 4.179 s, not ffprobe's 4.284 s.
+    const DURATIONS: &[(&str, i64)] = &[
+        ("speech.wav", 4179),
+        ("speech.flac", 4179),
+        ("speech.mp3", 4284),
+        ("speech.m4a", 4179),
+        ("speech.3gp", 4179),
+        ("speech.aac", 4179),
+        ("speech.ogg", 4179),
+    ];
+
+    #[test]
+    fn every_fixture_decodes_to_its_length() {
+        for (name, truth) in DURATIONS {
+            let decoded = decode(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!((decoded.duration_ms - truth).abs() <= 150, "{name}: decoded {decoded:?}, truth {truth} ms");
+            assert!(decoded.peak > 0.5 && decoded.peak <= 1.0, "{name}: peak {}", decoded.peak);
+            assert_eq!((decoded.channels, decoded.sample_rate), (1, 16000), "{name}");
+        }
+    }
+
+    #[test]
+    fn opus_has_no_decoder_and_says_so() {
+        // symphonia 0.5 reads Ogg and WebM but has no Opus decoder.
+        for name in ["speech.opus", "speech.webm"] {
+            assert!(matches!(decode(&fixture(name)), Err(DecodeError::Unsupported(_))), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_recording_cut_before_its_first_frame_has_no_audio() {
+        assert!(matches!(decode(&fixture("truncated.mp3")), Err(DecodeError::NoAudio)));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_bound() {
+        let tight = Limits { max_frames_per_packet: 1000, ..Limits::for_size(0) };
+        assert!(matches!(decode_with(&fixture("speech.flac"), &tight), Err(DecodeError::Implausible(_))));
+        let no_time = Limits { time_budget: Duration::ZERO, ..Limits::for_size(0) };
+        assert!(matches!(decode_with(&fixture("speech.wav"), &no_time), Err(DecodeError::TimedOut(_))));
+        for not_audio in ["empty.wav", "image.png", "page.html", "text-named.mp3"] {
+            assert!(decode(&fixture(&format!("not-audio/{not_audio}"))).is_err(), "{not_audio}");
+        }
+    }
+}
