@@ -716,6 +716,17 @@ fn more_recordings_load_on_scroll_and_search_filters_as_you_type() {
     assert!(!b.exists("[data-test=empty]"), "a search without results is not the new-user empty state");
 }
 
+/// How wide the search field is, and how wide it would need to be to show its placeholder as
+/// typed text (with the clear button beside it), in CSS pixels.
+fn search_field_widths(b: &Browser) -> (u64, u64) {
+    let widths = b.js(
+        "const i = document.querySelector('input[data-test=search]'); i.value = i.placeholder; \
+         const widths = [i.clientWidth, i.scrollWidth]; i.value = ''; return widths;",
+        vec![],
+    );
+    (widths[0].as_u64().expect("clientWidth"), widths[1].as_u64().expect("scrollWidth"))
+}
+
 /// The sign-in page, the list with the player open, and the trash, audited by axe-core in one
 /// colour scheme; screenshots of each for a person to look at.
 fn audit_in(scheme: &str) {
@@ -778,4 +789,34 @@ fn axe_core_finds_no_wcag_violations_in_the_light_scheme() {
 #[test]
 fn axe_core_finds_no_wcag_violations_in_the_dark_scheme() {
     audit_in("dark");
+}
+
+#[test]
+fn the_desktop_search_field_shows_its_whole_placeholder() {
+    let Some(b) = Browser::start("search placeholder") else { return };
+    let server = Server::start();
+    let token = server.signup("pia");
+    // A full trash gives the header its widest Trash tab.
+    let opus = fixture("speech.opus");
+    for i in 0..100 {
+        let id = server.upload_id(&token, &format!("Memo {i}.opus"), &opus);
+        assert_eq!(send(server.auth("DELETE", &format!("/api/v1/recordings/{id}"), &token), None).status, 204);
+    }
+    b.goto(&server.base);
+    b.fill("form[data-test=login-form] input[name=username]", "pia");
+    b.fill("form[data-test=login-form] input[name=password]", "password123\u{E007}");
+    b.wait_js(
+        "the trash count",
+        "return document.querySelector('[data-test=nav-trash] .badge')?.textContent === '99+';",
+        vec![],
+    );
+    assert_eq!(b.js("return document.querySelector('[data-test=nav-trash]').ariaLabel;", vec![]), json!("Trash (100)"));
+    for width in [760, 980, 1280] {
+        b.screenshot(width, 800, &format!("header-{width}.png"));
+        let (field, needed) = search_field_widths(&b);
+        assert!(
+            needed <= field,
+            "at {width} px the search field is {field} px wide; its placeholder needs {needed} px"
+        );
+    }
 }
