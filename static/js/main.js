@@ -170,7 +170,7 @@ function createApp(me) {
   }
   function renderUsage() {
     const n = ctx.me.usage.trash_recordings;
-    trashBadge.textContent = String(n);
+    trashBadge.textContent = n > 99 ? '99+' : String(n);
     trashBadge.hidden = n === 0;
     nav.trash.setAttribute('aria-label', n ? `Trash (${n})` : 'Trash');
     list.usageChanged();

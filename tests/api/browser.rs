@@ -53,6 +53,11 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium, or returns `None` after saying why (panics instead when required).
     pub fn start(test: &str) -> Option<Browser> {
+        Browser::start_with(test, &[])
+    }
+
+    /// Starts Chromium with extra command-line switches.
+    pub fn start_with(test: &str, extra_args: &[&str]) -> Option<Browser> {
         let chromium = find_program(
             "RECORDER_CHROMIUM",
             &["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"],
@@ -79,7 +84,7 @@ impl Browser {
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let args = vec![
+        let mut args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
@@ -95,6 +100,7 @@ impl Browser {
             "--window-size=1280,800".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
@@ -246,12 +252,16 @@ impl Browser {
         self.rt.block_on(self.client().get_alert_text()).is_ok()
     }
 
-    pub fn screenshot(&self, width: u32, height: u32, name: &str) -> PathBuf {
+    /// Resizes the window and lets layout settle on the new size (two animation frames).
+    pub fn resize(&self, width: u32, height: u32) {
         self.rt.block_on(self.client().set_window_size(width, height)).expect("resize");
-        // Let layout settle on the new size: wait for two animation frames.
         self.js_async(
             "requestAnimationFrame(() => requestAnimationFrame(() => arguments[arguments.length - 1](true)));",
         );
+    }
+
+    pub fn screenshot(&self, width: u32, height: u32, name: &str) -> PathBuf {
+        self.resize(width, height);
         let png = self.rt.block_on(self.client().screenshot()).expect("screenshot");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
@@ -264,6 +274,65 @@ impl Browser {
     fn js_async(&self, script: &str) -> Value {
         self.rt.block_on(self.client().execute_async(script, vec![])).unwrap_or_else(|e| panic!("script {script}: {e}"))
     }
+
+    /// Waits until no transition or finite animation is running, so colours are final.
+    pub fn wait_settled(&self) {
+        self.wait_js(
+            "transitions and animations to end",
+            "return document.getAnimations().every(a => a.playState !== 'running' || \
+               !isFinite(a.effect.getComputedTiming().endTime));",
+            vec![],
+        );
+    }
+
+    /// Runs axe-core over the page with the WCAG 2 A and AA rules and returns its violations.
+    /// Panics when axe fails, or when its colour-contrast rule found no text to check: an audit
+    /// that looked at nothing must not pass.
+    pub fn axe_violations(&self) -> Vec<Value> {
+        self.wait_settled();
+        // WebDriver runs the script as a function body, outside the page's Content-Security-Policy.
+        let script = format!("{AXE_SOURCE}\n;\n{AXE_RUN}");
+        let result = self
+            .rt
+            .block_on(self.client().execute_async(&script, vec![]))
+            .unwrap_or_else(|e| panic!("running axe-core: {e}"));
+        if let Some(error) = result.get("error") {
+            panic!("axe-core failed: {}", error.as_str().unwrap_or_default());
+        }
+        assert_eq!(result["contrast_checked"], json!(true), "axe-core checked the contrast of some text: {result}");
+        result["violations"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// axe-core, vendored (see tests/vendor/axe-core/README.md).
+const AXE_SOURCE: &str = include_str!("../vendor/axe-core/axe.min.js");
+
+/// Runs axe (defined by `AXE_SOURCE` just before) and hands back what a failure message needs.
+const AXE_RUN: &str = "
+const done = arguments[arguments.length - 1];
+axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] }, resultTypes: ['violations'] })
+  .then(r => done({
+    violations: r.violations.map(v => ({
+      id: v.id, impact: v.impact, help: v.help,
+      nodes: v.nodes.map(n => ({ target: n.target.join(' '), summary: n.failureSummary })),
+    })),
+    contrast_checked: r.passes.concat(r.violations).some(x => x.id === 'color-contrast'),
+  }), e => done({ error: String((e && e.stack) || e) }));
+";
+
+/// Fails with every violation axe-core finds on the page: rule, impact, elements and why.
+fn assert_accessible(b: &Browser, what: &str) {
+    let violations = b.axe_violations();
+    let mut report = String::new();
+    for v in &violations {
+        let text = |key: &str| v[key].as_str().unwrap_or_default().to_string();
+        report.push_str(&format!("- {} ({}): {}\n", text("id"), text("impact"), text("help")));
+        for node in v["nodes"].as_array().into_iter().flatten() {
+            let summary = node["summary"].as_str().unwrap_or_default().replace('\n', "\n      ");
+            report.push_str(&format!("    {}\n      {summary}\n", node["target"].as_str().unwrap_or_default()));
+        }
+    }
+    assert!(violations.is_empty(), "axe-core finds {} WCAG 2 A/AA violations in {what}:\n{report}", violations.len());
 }
 
 impl Drop for Browser {
@@ -645,4 +714,109 @@ fn more_recordings_load_on_scroll_and_search_filters_as_you_type() {
         vec![],
     );
     assert!(!b.exists("[data-test=empty]"), "a search without results is not the new-user empty state");
+}
+
+/// How wide the search field is, and how wide it would need to be to show its placeholder as
+/// typed text (with the clear button beside it), in CSS pixels.
+fn search_field_widths(b: &Browser) -> (u64, u64) {
+    let widths = b.js(
+        "const i = document.querySelector('input[data-test=search]'); i.value = i.placeholder; \
+         const widths = [i.clientWidth, i.scrollWidth]; i.value = ''; return widths;",
+        vec![],
+    );
+    (widths[0].as_u64().expect("clientWidth"), widths[1].as_u64().expect("scrollWidth"))
+}
+
+/// The sign-in page, the list with the player open, and the trash, audited by axe-core in one
+/// colour scheme; screenshots of each for a person to look at.
+fn audit_in(scheme: &str) {
+    let dark = scheme == "dark";
+    // Chromium's dark system theme, which is what `prefers-color-scheme` follows.
+    let args: &[&str] = if dark { &["--force-dark-mode"] } else { &[] };
+    let Some(b) = Browser::start_with(&format!("accessibility, {scheme}"), args) else { return };
+    let server = Server::start();
+    let token = server.signup("ada");
+    let wav = fixture("speech.wav");
+    let ids: Vec<String> = ["Standup notes.wav", "Kitchen idea.wav", "Interview, part 2.wav"]
+        .iter()
+        .map(|n| server.upload_id(&token, n, &wav))
+        .collect();
+    assert_eq!(send(server.auth("DELETE", &format!("/api/v1/recordings/{}", ids[0]), &token), None).status, 204);
+
+    b.goto(&server.base);
+    b.wait_for("form[data-test=login-form]");
+    let matches = b.js("return matchMedia('(prefers-color-scheme: dark)').matches;", vec![]);
+    assert_eq!(matches, json!(dark), "the page sees the {scheme} colour scheme");
+    assert_accessible(&b, &format!("the sign-in page ({scheme})"));
+    b.screenshot(1280, 800, &format!("sign-in-{scheme}.png"));
+
+    // Signing in by keyboard leaves the pointer where it was, so nothing is hovered.
+    b.fill("form[data-test=login-form] input[name=username]", "ada");
+    b.fill("form[data-test=login-form] input[name=password]", "password123\u{E007}");
+    b.wait_js(
+        "the list",
+        "return document.querySelector('ul[data-test=recordings]')?.dataset.loaded === '1' && \
+                document.querySelectorAll('li[data-test=recording]').length === 2;",
+        vec![],
+    );
+    b.wait_for("[data-test=nav-trash] .badge");
+    b.js("document.querySelector(arguments[0]).click();", vec![json!(format!("{} [data-test=play]", item(&ids[1])))]);
+    b.wait_js(
+        "the player to play",
+        "const a = document.querySelector('audio[data-test=player]'); return !a.paused && a.currentTime > 0;",
+        vec![],
+    );
+    b.js("document.querySelector('button[data-test=player-toggle]').click();", vec![]);
+    b.wait_js("the player to pause", "return document.querySelector('audio[data-test=player]').paused;", vec![]);
+    assert_accessible(&b, &format!("the list with the player open ({scheme})"));
+    b.screenshot(1280, 800, &format!("list-{scheme}.png"));
+    b.resize(390, 844);
+    assert_accessible(&b, &format!("the list with the player open on a phone ({scheme})"));
+    b.screenshot(390, 844, &format!("list-phone-{scheme}.png"));
+    b.resize(1280, 800);
+
+    b.js("document.querySelector('[data-test=nav-trash]').click();", vec![]);
+    b.wait_for(&format!("li[data-test=trash-item][data-id=\"{}\"]", ids[0]));
+    assert_accessible(&b, &format!("the trash ({scheme})"));
+    b.screenshot(1280, 800, &format!("trash-{scheme}.png"));
+}
+
+#[test]
+fn axe_core_finds_no_wcag_violations_in_the_light_scheme() {
+    audit_in("light");
+}
+
+#[test]
+fn axe_core_finds_no_wcag_violations_in_the_dark_scheme() {
+    audit_in("dark");
+}
+
+#[test]
+fn the_desktop_search_field_shows_its_whole_placeholder() {
+    let Some(b) = Browser::start("search placeholder") else { return };
+    let server = Server::start();
+    let token = server.signup("pia");
+    // A full trash gives the header its widest Trash tab.
+    let opus = fixture("speech.opus");
+    for i in 0..100 {
+        let id = server.upload_id(&token, &format!("Memo {i}.opus"), &opus);
+        assert_eq!(send(server.auth("DELETE", &format!("/api/v1/recordings/{id}"), &token), None).status, 204);
+    }
+    b.goto(&server.base);
+    b.fill("form[data-test=login-form] input[name=username]", "pia");
+    b.fill("form[data-test=login-form] input[name=password]", "password123\u{E007}");
+    b.wait_js(
+        "the trash count",
+        "return document.querySelector('[data-test=nav-trash] .badge')?.textContent === '99+';",
+        vec![],
+    );
+    assert_eq!(b.js("return document.querySelector('[data-test=nav-trash]').ariaLabel;", vec![]), json!("Trash (100)"));
+    for width in [760, 980, 1280] {
+        b.screenshot(width, 800, &format!("header-{width}.png"));
+        let (field, needed) = search_field_widths(&b);
+        assert!(
+            needed <= field,
+            "at {width} px the search field is {field} px wide; its placeholder needs {needed} px"
+        );
+    }
 }
