@@ -41,6 +41,10 @@ pub struct Config {
     pub signups: Signups,
     pub session_days: u32,
     pub retention_days: u32,
+    /// Hours an incomplete resumable upload is kept after its last byte.
+    pub upload_expire_hours: u32,
+    /// Incomplete resumable uploads a user may have at once.
+    pub max_incomplete_uploads: u32,
     pub compat_enabled: bool,
     pub social_login: bool,
     /// `GET /metrics` is served.
@@ -77,6 +81,11 @@ impl Config {
     /// Token lifetime in milliseconds.
     pub fn session_ms(&self) -> i64 {
         i64::from(self.session_days) * 86_400_000
+    }
+
+    /// How long an incomplete upload is kept after its last byte, in milliseconds.
+    pub fn upload_expire_ms(&self) -> i64 {
+        i64::from(self.upload_expire_hours) * 3_600_000
     }
 }
 
@@ -149,6 +158,8 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("accounts.signups", Kind::Str, "open"),
     ("accounts.session_days", Kind::Int, "90"),
     ("trash.retention_days", Kind::Int, "30"),
+    ("uploads.expire_hours", Kind::Int, "24"),
+    ("uploads.max_incomplete", Kind::Int, "20"),
     ("compat.enabled", Kind::Bool, "true"),
     ("compat.social_login", Kind::Bool, "false"),
     ("metrics.enabled", Kind::Bool, "false"),
@@ -285,6 +296,8 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         signups,
         session_days: int("accounts.session_days", 1, 36_500)? as u32,
         retention_days: int("trash.retention_days", 0, 36_500)? as u32,
+        upload_expire_hours: int("uploads.expire_hours", 1, 8760)? as u32,
+        max_incomplete_uploads: int("uploads.max_incomplete", 1, 10_000)? as u32,
         compat_enabled: boolean("compat.enabled")?,
         social_login: boolean("compat.social_login")?,
         metrics_enabled: boolean("metrics.enabled")?,
@@ -350,7 +363,7 @@ fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, String> {
         let known_section = KEYS.iter().any(|(k, _, _)| k.split('.').next() == Some(section.as_str()));
         let (true, toml::Value::Table(inner)) = (known_section, value) else {
             return Err(format!(
-                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [compat]"
+                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [compat], [metrics]"
             ));
         };
         for (name, value) in inner {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../migrations/0001_init.sql")),
     ("0002_problem", include_str!("../migrations/0002_problem.sql")),
     ("0003_usage", include_str!("../migrations/0003_usage.sql")),
+    ("0004_uploads", include_str!("../migrations/0004_uploads.sql")),
 ];
 
 /// A pooled SQLite database.

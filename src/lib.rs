@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod ingest;
 pub mod logger;
 pub mod maintenance;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod recordings;
 pub mod routes;
 pub mod state;
 pub mod storage;
+pub mod uploads;
 pub mod users;
 
 use rocket::config::{Ident, LogLevel, Shutdown};
@@ -66,6 +68,10 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
         .attach(AdHoc::on_response("headers and log", |req, res| {
             Box::pin(async move {
                 res.set_raw_header("X-Content-Type-Options", "nosniff");
+                // tus: every answer to a tus request says which version it speaks.
+                if req.headers().contains("Tus-Resumable") && req.uri().path().starts_with("/api/v1/uploads") {
+                    res.set_raw_header("Tus-Resumable", routes::uploads::TUS_VERSION);
+                }
                 res.set_raw_header("Referrer-Policy", "same-origin");
                 res.set_raw_header("X-Frame-Options", "DENY");
                 if !res.headers().contains("Content-Security-Policy") {
@@ -96,9 +102,14 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                 let config = rocket.config();
                 logger::announce(config.address, config.port);
                 if let Some(state) = rocket.state::<AppState>() {
-                    let (db, storage, clock, started) =
-                        (state.db.clone(), state.storage.clone(), state.clock.clone(), state.started_ms);
-                    tokio::spawn(maintenance::run(db, storage, clock, started, rocket.shutdown()));
+                    let (db, storage, uploads, clock, started) = (
+                        state.db.clone(),
+                        state.storage.clone(),
+                        state.uploads.clone(),
+                        state.clock.clone(),
+                        state.started_ms,
+                    );
+                    tokio::spawn(maintenance::run(db, storage, uploads, clock, started, rocket.shutdown()));
                 }
             })
         }))

@@ -18,6 +18,7 @@ pub fn recover(db: &Db, storage: &Storage) -> Result<(), ApiError> {
         let done = recordings::finish_unlinks(&conn, storage, &pending)?;
         log::info!("finished {done} interrupted deletes");
     }
+    crate::uploads::recover(db, storage)?;
     let removed = storage.empty_tmp().map_err(|e| ApiError::internal("emptying tmp/", e))?;
     if removed > 0 {
         log::info!("removed {removed} unfinished uploads from tmp/");
@@ -30,11 +31,12 @@ pub fn recover(db: &Db, storage: &Storage) -> Result<(), ApiError> {
 pub struct Swept {
     pub recordings: usize,
     pub sessions: usize,
+    pub uploads: crate::uploads::Swept,
 }
 
-/// Removes trashed recordings whose `purge_at` is at or before `now`, and expired sessions.
-/// Blocking.
-pub fn sweep(db: &Db, storage: &Storage, now: i64) -> Result<Swept, ApiError> {
+/// Removes trashed recordings whose `purge_at` is at or before `now`, expired sessions and
+/// expired resumable uploads (keeping those that asked to be kept). Blocking.
+pub fn sweep(db: &Db, storage: &Storage, uploads: &crate::uploads::Registry, now: i64) -> Result<Swept, ApiError> {
     let mut conn = db.conn()?;
     let mut swept = Swept::default();
     loop {
@@ -45,6 +47,8 @@ pub fn sweep(db: &Db, storage: &Storage, now: i64) -> Result<Swept, ApiError> {
         }
     }
     swept.sessions = users::purge_expired_sessions(&conn, now)?;
+    drop(conn);
+    swept.uploads = crate::uploads::sweep(db, storage, uploads, now)?;
     Ok(swept)
 }
 
@@ -126,7 +130,14 @@ fn orphans_among(
 
 /// The background loop: one orphan sweep, then a purge sweep at once and every hour until
 /// shutdown.
-pub async fn run(db: Db, storage: Storage, clock: crate::Clock, started_ms: i64, shutdown: rocket::Shutdown) {
+pub async fn run(
+    db: Db,
+    storage: Storage,
+    uploads: crate::uploads::Registry,
+    clock: crate::Clock,
+    started_ms: i64,
+    shutdown: rocket::Shutdown,
+) {
     let (db2, storage2) = (db.clone(), storage.clone());
     match tokio::task::spawn_blocking(move || remove_orphans(&db2, &storage2, started_ms)).await {
         Ok(Ok(n)) if n > 0 => log::info!("orphan sweep removed {n} files"),
@@ -136,10 +147,20 @@ pub async fn run(db: Db, storage: Storage, clock: crate::Clock, started_ms: i64,
     }
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (db, storage, now) = (db.clone(), storage.clone(), clock.now_ms());
-        match tokio::task::spawn_blocking(move || sweep(&db, &storage, now)).await {
-            Ok(Ok(s)) if s.recordings > 0 => log::info!("trash sweep purged {} recordings", s.recordings),
-            Ok(Ok(_)) => {}
+        let (db, storage, uploads, now) = (db.clone(), storage.clone(), uploads.clone(), clock.now_ms());
+        match tokio::task::spawn_blocking(move || sweep(&db, &storage, &uploads, now)).await {
+            Ok(Ok(s)) => {
+                if s.recordings > 0 {
+                    log::info!("trash sweep purged {} recordings", s.recordings);
+                }
+                if s.uploads.expired + s.uploads.kept > 0 {
+                    log::info!(
+                        "upload sweep removed {} expired uploads and kept {} as recordings",
+                        s.uploads.expired,
+                        s.uploads.kept
+                    );
+                }
+            }
             Ok(Err(e)) => log::error!("trash sweep failed: {}", e.message),
             Err(e) => log::error!("trash sweep failed: {e}"),
         }

@@ -110,6 +110,13 @@ pub fn insert(conn: &Connection, new: &NewRecording) -> Result<Result<Recording,
     // An acknowledged upload must survive power loss, not just a crash: this one commit is
     // flushed through the WAL at once (the pool's default is synchronous=NORMAL).
     conn.pragma_update(None, "synchronous", "FULL")?;
+    let inserted = insert_in(conn, new);
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    inserted
+}
+
+/// Inserts a recording inside the caller's transaction (no durability change of its own).
+pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, ApiError> {
     let inserted = conn.execute(
         "INSERT INTO recordings (id, user_id, name, content_type, size, sha256, duration_ms, recorded_at,
                                  created_at, idempotency_key)
@@ -127,7 +134,6 @@ pub fn insert(conn: &Connection, new: &NewRecording) -> Result<Result<Recording,
             new.idempotency_key,
         ],
     );
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
     match inserted {
         Ok(_) => {
             let id = new.id.hyphenated().to_string();

@@ -16,6 +16,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub throttle: LoginThrottle,
     pub metrics: crate::metrics::Metrics,
+    /// Resumable uploads' turns (one request per upload at a time).
+    pub uploads: crate::uploads::Registry,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
     /// Held while serving: a second server or a backup into this directory is refused.
@@ -60,6 +62,7 @@ impl AppState {
             passwords: Passwords::new(),
             throttle: LoginThrottle::new(),
             metrics: crate::metrics::Metrics::new(),
+            uploads: crate::uploads::Registry::default(),
             started_ms,
             _lock: lock,
         })

@@ -43,7 +43,7 @@ impl Storage {
     /// Opens the data directory, creating it and its `recordings/` and `tmp/` if missing.
     pub fn open(root: &Path) -> io::Result<Storage> {
         use std::os::unix::fs::DirBuilderExt as _;
-        for dir in [root.to_path_buf(), root.join("recordings"), root.join("tmp")] {
+        for dir in [root.to_path_buf(), root.join("recordings"), root.join("tmp"), root.join("uploads")] {
             // Password hashes and everyone's recordings: a new data directory is its owner's
             // alone (the mode applies only to directories created here).
             fs::DirBuilder::new()
@@ -65,6 +65,16 @@ impl Storage {
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Resumable uploads' files, one per upload, kept across restarts (unlike `tmp/`).
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.root.join("uploads")
+    }
+
+    /// A resumable upload's file.
+    pub fn upload_path(&self, upload_id: &str) -> PathBuf {
+        self.uploads_dir().join(upload_id)
     }
 
     /// The path of a recording's file, relative to the data directory.
@@ -93,6 +103,23 @@ impl Storage {
             sync_dir(&self.root.join("recordings"))?;
         }
         fs::rename(tmp, &target)?;
+        sync_dir(&shard)?;
+        Ok(relative)
+    }
+
+    /// Hard-links fsynced bytes to a new recording's place and makes the link durable; the source
+    /// stays until the caller removes it. The file's time is set to now, so the orphan sweep never
+    /// takes the new link for litter left before this start.
+    pub fn link(&self, source: &Path, id: &Uuid) -> io::Result<String> {
+        let relative = Storage::relative_path(id);
+        let target = self.path(&relative);
+        let shard = target.parent().unwrap_or(&self.root).to_path_buf();
+        if !shard.is_dir() {
+            fs::create_dir_all(&shard)?;
+            sync_dir(&self.root.join("recordings"))?;
+        }
+        fs::OpenOptions::new().write(true).open(source)?.set_modified(std::time::SystemTime::now())?;
+        fs::hard_link(source, &target)?;
         sync_dir(&shard)?;
         Ok(relative)
     }
@@ -238,6 +265,9 @@ pub enum StreamError {
 /// A streaming upload in progress. Each full chunk is hashed and written by one short job on the
 /// blocking pool while the next chunk is read from the network; no thread is held for the
 /// upload's lifetime, and at most two chunks of it are in memory.
+///
+/// The same pipeline writes a one-shot upload into a new temp file (`start`) and appends a
+/// resumable upload's request to the file it already has (`resume`).
 pub struct Upload {
     temp: TempFile,
     buf: BytesMut,
@@ -248,19 +278,55 @@ pub struct Upload {
     accept_head: fn(&[u8]) -> bool,
 }
 
-/// Where the file and the hash so far are.
+/// Where the file and the hashes so far are.
 enum Writer {
-    /// Here, between chunks.
-    Ready(Sink),
+    /// Here, between chunks (boxed: the hashers are a few hundred bytes).
+    Ready(Box<Sink>),
     /// With the job writing a chunk, which hands them back.
-    Writing(JoinHandle<(Sink, io::Result<()>)>),
+    Writing(JoinHandle<(Box<Sink>, io::Result<()>)>),
     /// Lost with a failed write; the upload is over.
     Failed,
 }
 
 struct Sink {
     file: File,
-    hasher: Sha256,
+    /// The whole file's SHA-256; `None` when the bytes before this request were not hashed in
+    /// this process (the file is hashed again when it completes).
+    hasher: Option<Sha256>,
+    /// A checksum of this request's bytes alone (tus `Upload-Checksum`).
+    check: Option<Checksum>,
+}
+
+/// A digest of one request's bytes, for tus's `checksum` extension.
+#[derive(Clone)]
+pub enum Checksum {
+    Sha1(sha1::Sha1),
+    Sha256(Sha256),
+}
+
+impl Checksum {
+    /// The digest for a tus algorithm name (`sha1`, `sha256`), if supported.
+    pub fn for_algorithm(name: &str) -> Option<Checksum> {
+        match name.to_ascii_lowercase().as_str() {
+            "sha1" => Some(Checksum::Sha1(sha1::Sha1::new())),
+            "sha256" => Some(Checksum::Sha256(Sha256::new())),
+            _ => None,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Checksum::Sha1(h) => h.update(bytes),
+            Checksum::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finalize(self) -> Vec<u8> {
+        match self {
+            Checksum::Sha1(h) => h.finalize().to_vec(),
+            Checksum::Sha256(h) => h.finalize().to_vec(),
+        }
+    }
 }
 
 /// A finished upload: fsynced in `tmp/`, not yet committed.
@@ -268,6 +334,15 @@ pub struct Finished {
     pub temp: TempFile,
     pub size: u64,
     pub sha256: String,
+}
+
+/// An appended request, written and fsynced.
+pub struct Appended {
+    pub file: File,
+    /// The file's size: every byte up to it is durable.
+    pub size: u64,
+    pub hasher: Option<Sha256>,
+    pub check: Option<Checksum>,
 }
 
 /// How many leading bytes are kept for a quick look at the container.
@@ -289,15 +364,55 @@ impl Upload {
             buf: BytesMut::with_capacity(CHUNK),
             size: 0,
             head: Vec::with_capacity(HEAD_LEN),
-            writer: Writer::Ready(Sink { file, hasher: Sha256::new() }),
+            writer: Writer::Ready(Box::new(Sink { file, hasher: Some(Sha256::new()), check: None })),
             jobs: storage.upload_jobs.clone(),
             accept_head,
         })
     }
 
+    /// Appends to a file that already holds `size` bytes (positioned at its end), whose first
+    /// bytes are `head`. `hasher` is the SHA-256 of those `size` bytes, when known.
+    pub fn resume(
+        storage: &Storage,
+        file: File,
+        size: u64,
+        head: Vec<u8>,
+        hasher: Option<Sha256>,
+        check: Option<Checksum>,
+        accept_head: fn(&[u8]) -> bool,
+    ) -> Upload {
+        Upload {
+            temp: TempFile { path: None },
+            buf: BytesMut::with_capacity(CHUNK),
+            size,
+            head,
+            writer: Writer::Ready(Box::new(Sink { file, hasher, check })),
+            jobs: storage.upload_jobs.clone(),
+            accept_head,
+        }
+    }
+
     /// Bytes received so far.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The buffer to read the next bytes from the network into (at least `MIN_READ` free).
+    pub fn spare(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.reserve(CHUNK - self.buf.len());
+        }
+        &mut self.buf
+    }
+
+    /// Accounts for `n` bytes just read into `spare()`: checks the limit and the head, and hands
+    /// a full chunk to the writer.
+    pub async fn took(&mut self, n: usize, max: u64) -> Result<(), StreamError> {
+        self.note(n)?;
+        if self.size > max {
+            return Err(StreamError::TooLarge);
+        }
+        self.send_full_chunks().await
     }
 
     fn note(&mut self, data_len: usize) -> Result<(), StreamError> {
@@ -325,7 +440,7 @@ impl Upload {
     }
 
     /// The sink, once the chunk before is written.
-    async fn settle(&mut self) -> Result<Sink, ApiError> {
+    async fn settle(&mut self) -> Result<Box<Sink>, ApiError> {
         match std::mem::replace(&mut self.writer, Writer::Failed) {
             Writer::Ready(sink) => Ok(sink),
             Writer::Writing(job) => {
@@ -343,7 +458,12 @@ impl Upload {
         let permit = self.job_permit().await?;
         self.writer = Writer::Writing(tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            sink.hasher.update(&chunk);
+            if let Some(hasher) = &mut sink.hasher {
+                hasher.update(&chunk);
+            }
+            if let Some(check) = &mut sink.check {
+                check.update(&chunk);
+            }
             let written = sink.file.write_all(&chunk);
             (sink, written)
         }));
@@ -367,36 +487,46 @@ impl Upload {
     /// Reads a raw body to its end, straight into the chunk buffer.
     pub async fn read_all<R: AsyncRead + Unpin>(&mut self, reader: &mut R, max: u64) -> Result<(), StreamError> {
         loop {
-            if self.buf.capacity() - self.buf.len() < MIN_READ {
-                self.buf.reserve(CHUNK - self.buf.len());
-            }
-            let n = reader.read_buf(&mut self.buf).await.map_err(StreamError::Client)?;
+            let n = reader.read_buf(self.spare()).await.map_err(StreamError::Client)?;
             if n == 0 {
                 return Ok(());
             }
-            self.note(n)?;
-            if self.size > max {
-                return Err(StreamError::TooLarge);
-            }
-            self.send_full_chunks().await?;
+            self.took(n, max).await?;
         }
+    }
+
+    /// Writes what is buffered and fsyncs: every byte counted in `size()` is then durable.
+    pub async fn sync(&mut self) -> Result<(), ApiError> {
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            self.send(chunk).await?;
+        }
+        let sink = self.settle().await?;
+        let permit = self.job_permit().await?;
+        let sink = crate::db::blocking(move || {
+            let _permit = permit;
+            sink.file.sync_all().map_err(disk_error)?;
+            Ok(sink)
+        })
+        .await?;
+        self.writer = Writer::Ready(sink);
+        Ok(())
+    }
+
+    /// Syncs and hands back the file and the hashes (an appended request).
+    pub async fn close(mut self) -> Result<Appended, ApiError> {
+        self.sync().await?;
+        let Sink { file, hasher, check } = *self.settle().await?;
+        Ok(Appended { file, size: self.size, hasher, check })
     }
 
     /// Writes what is left, fsyncs the file and returns its hash. An upload dropped before this
     /// (a refusal, the client hanging up) is never synced: its temp file is just removed.
     pub async fn finish(mut self) -> Result<Finished, ApiError> {
-        if !self.buf.is_empty() {
-            let chunk = self.buf.split().freeze();
-            self.send(chunk).await?;
-        }
-        let Sink { file, hasher } = self.settle().await?;
-        let permit = self.job_permit().await?;
-        crate::db::blocking(move || {
-            let _permit = permit;
-            file.sync_all().map_err(disk_error)
-        })
-        .await?;
-        Ok(Finished { temp: self.temp, size: self.size, sha256: hex(&hasher.finalize()) })
+        self.sync().await?;
+        let Sink { hasher, .. } = *self.settle().await?;
+        let sha256 = hex(&hasher.unwrap_or_default().finalize());
+        Ok(Finished { temp: self.temp, size: self.size, sha256 })
     }
 }
 

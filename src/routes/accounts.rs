@@ -131,8 +131,15 @@ async fn logout(
 
 #[get("/me")]
 async fn me(state: &State<AppState>, auth: AuthUser) -> Result<Reply, ApiError> {
-    let user_id = auth.user.id.clone();
-    let usage = state.db.run(move |conn| recordings::usage(conn, &user_id)).await?;
+    let (user_id, now) = (auth.user.id.clone(), state.clock.now_ms());
+    let (usage, (uploads, upload_bytes)) = state
+        .db
+        .run(move |conn| Ok((recordings::usage(conn, &user_id)?, crate::uploads::usage(conn, &user_id, now)?)))
+        .await?;
+    let mut usage = serde_json::to_value(usage).map_err(|e| ApiError::internal("serialize", e))?;
+    // Incomplete resumable uploads hold disk space too.
+    usage["uploads"] = uploads.into();
+    usage["upload_bytes"] = upload_bytes.into();
     Reply::json(Status::Ok, &serde_json::json!({"user": auth.user, "usage": usage}))
 }
 

@@ -1,11 +1,11 @@
 //! The original recorder app's API (a Chalice service on API Gateway), served beside `/api/v1`
 //! on the same data, with that service's answers and error bodies.
 
-use super::recordings::{UploadHeaders, store_upload};
 use crate::auth::{self, AuthUser};
 use crate::clock::date_only;
 use crate::config::Signups;
 use crate::error::ApiError;
+use crate::ingest::{self, UploadHeaders};
 use crate::recordings::{self as rec, ListQuery, Order};
 use crate::state::AppState;
 use crate::users;
@@ -126,7 +126,7 @@ async fn upload(
         Ok(auth) => auth,
         Err(answer) => return answer,
     };
-    match store_upload(state, &auth.user.id, &headers, Some(file_name), None, data).await {
+    match ingest::one_shot(state, &auth.user.id, &headers, Some(file_name), None, data).await {
         Ok(_) => Old(Status::Ok, json!({"result": "success"})),
         Err(e) => fail(&e),
     }

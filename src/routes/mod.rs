@@ -6,6 +6,7 @@ pub mod recordings;
 pub mod server;
 pub mod trash;
 pub mod ui;
+pub mod uploads;
 
 use crate::error::ApiError;
 use rocket::data::{self, Data, FromData, ToByteUnit};
@@ -68,7 +69,12 @@ impl Reply {
     }
 
     pub fn no_content() -> Reply {
-        Reply { status: Status::NoContent, body: String::new(), headers: Vec::new() }
+        Reply::empty(Status::NoContent)
+    }
+
+    /// An answer whose headers say it all (resumable uploads' offsets).
+    pub fn empty(status: Status) -> Reply {
+        Reply { status, body: String::new(), headers: Vec::new() }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -81,7 +87,7 @@ impl<'r> Responder<'r, 'static> for Reply {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         let mut response = Response::build();
         response.status(self.status).raw_header("Cache-Control", "no-store");
-        if self.status != Status::NoContent {
+        if !self.body.is_empty() {
             response.header(ContentType::JSON).sized_body(self.body.len(), Cursor::new(self.body));
         }
         for (name, value) in self.headers {
@@ -156,6 +162,7 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(accounts::routes());
     routes.extend(recordings::routes());
     routes.extend(trash::routes());
+    routes.extend(uploads::routes());
     routes
 }
 

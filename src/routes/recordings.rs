@@ -1,30 +1,20 @@
 //! `/api/v1/recordings`: streamed upload, list, get, rename, audio with Range, delete.
 
 use super::{JsonBody, QueryOnce, Reply, etag_matches, flag, parse_limit};
-use crate::audio::{self, Sniff};
 use crate::auth::AuthUser;
-use crate::clock::{http_date, name_stamp, parse_http_date, parse_rfc3339};
+use crate::clock::{http_date, parse_http_date};
 use crate::db::blocking;
 use crate::error::ApiError;
-use crate::recordings::{self as rec, ListQuery, NewRecording, Order, Purge, Recording};
+use crate::ingest::{self, UploadHeaders};
+use crate::recordings::{self as rec, ListQuery, Order, Purge, Recording};
 use crate::state::AppState;
-use crate::storage::{self, StreamError, Upload};
-use rocket::data::{Data, ToByteUnit};
+use rocket::data::Data;
 use rocket::http::{Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::{State, delete, get, patch, post, routes};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
-use uuid::Uuid;
-
-/// Upload request headers.
-pub struct UploadHeaders {
-    content_type: Option<String>,
-    content_length: Option<u64>,
-    idempotency_key: Option<String>,
-}
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for UploadHeaders {
@@ -40,277 +30,38 @@ impl<'r> FromRequest<'r> for UploadHeaders {
     }
 }
 
-fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
-    if (1..=128).contains(&key.len()) && key.bytes().all(|b| (0x20..0x7F).contains(&b)) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request("Idempotency-Key must be 1 to 128 printable ASCII characters"))
-    }
-}
-
-fn not_audio() -> ApiError {
-    ApiError::unsupported_media_type(
-        "that is not a recognised audio file (wav, mp3, m4a/mp4/3gp, aac, ogg/opus, webm, flac, amr, caf, aiff)",
-    )
-}
-
-/// The first bytes decide early whether to keep reading.
-fn head_is_plausible(head: &[u8]) -> bool {
-    !matches!(audio::sniff(head, false), Sniff::NotAudio)
-}
-
-/// What an upload's body carried besides the bytes.
-#[derive(Default)]
-struct BodyMeta {
-    filename: Option<String>,
-    recorded_at: Option<String>,
-    name: Option<String>,
-}
-
-fn stream_error(e: StreamError, max: u64, budget: u64, size: u64) -> ApiError {
-    match e {
-        StreamError::TooLarge if size > budget && budget < max => storage::insufficient_storage(),
-        StreamError::TooLarge => ApiError::payload_too_large(format!("uploads are at most {max} bytes")),
-        StreamError::NotAudio => not_audio(),
-        StreamError::Client(e) => {
-            log::info!("upload abandoned: {e}");
-            ApiError::bad_request("the upload ended before its body was complete")
-        }
-        StreamError::Disk(e) => e,
-        StreamError::Malformed(why) => ApiError::bad_request(why),
-    }
-}
-
-/// A reader that counts the bytes read through it.
-struct Counted<R> {
-    inner: R,
-    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        poll
-    }
-}
-
-async fn read_multipart(
-    upload: &mut Upload,
-    data: Data<'_>,
-    content_type: &str,
-    limit: u64,
-) -> Result<BodyMeta, StreamError> {
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|_| StreamError::Malformed("the multipart Content-Type has no valid boundary"))?;
-    // The file part may be `limit` bytes; the rest of the form gets 1 MiB. A body cut at that cap
-    // is too large, not malformed.
-    let cap = limit + (1 << 20);
-    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let body = Counted { inner: data.open(cap.bytes()), read: read.clone() };
-    let mut multipart = multer::Multipart::new(ReaderStream::with_capacity(body, 64 * 1024), boundary);
-    let mut meta = BodyMeta::default();
-    let mut got_file = false;
-    let multer_err = |e: multer::Error| match e {
-        multer::Error::StreamReadFailed(e) => StreamError::Client(std::io::Error::other(e)),
-        // Whatever the parser says of a body cut at the cap, the body was too large.
-        _ if read.load(std::sync::atomic::Ordering::Relaxed) >= cap => StreamError::TooLarge,
-        other => {
-            log::info!("malformed multipart upload: {other}");
-            StreamError::Malformed("the multipart body is malformed or cut short")
-        }
-    };
-    while let Some(mut field) = multipart.next_field().await.map_err(multer_err)? {
-        match field.name() {
-            Some("file") if !got_file => {
-                got_file = true;
-                meta.filename = field.file_name().map(str::to_string);
-                while let Some(chunk) = field.chunk().await.map_err(multer_err)? {
-                    upload.push(&chunk, limit).await?;
-                }
-            }
-            Some(name @ ("recorded_at" | "name")) => {
-                let name = name.to_string();
-                let mut text = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(multer_err)? {
-                    text.extend_from_slice(&chunk);
-                    if text.len() > 4096 {
-                        return Err(StreamError::Malformed("a text part of the form is over 4 KiB"));
-                    }
-                }
-                let text = String::from_utf8_lossy(&text).to_string();
-                if name == "name" { meta.name = Some(text) } else { meta.recorded_at = Some(text) }
-            }
-            _ => while field.chunk().await.map_err(multer_err)?.is_some() {},
-        }
-    }
-    if !got_file {
-        return Err(StreamError::Malformed("a multipart upload needs a `file` part"));
-    }
-    Ok(meta)
-}
-
-/// The last component of a client-side file name ("C:\fakepath\memo.m4a" → "memo.m4a").
-fn base_name(filename: &str) -> &str {
-    filename.rsplit(['/', '\\']).next().unwrap_or(filename)
-}
-
-/// Checks the query and headers; `Ok(Err(existing))` for a retry of a finished upload.
-async fn check_upload_params(
-    state: &AppState,
-    user_id: &str,
-    headers: &UploadHeaders,
-    name: Option<String>,
-    recorded_at: Option<String>,
-) -> Result<Result<(Option<String>, Option<i64>), Recording>, ApiError> {
-    let name = name.map(|n| rec::normalize_name(&n)).transpose()?;
-    let recorded_at = recorded_at.map(|t| parse_recorded_at(&t)).transpose()?;
-    if let Some(key) = &headers.idempotency_key {
-        check_idempotency_key(key)?;
-        let (user, key) = (user_id.to_string(), key.clone());
-        if let Some(existing) = state.db.run(move |conn| rec::by_idempotency_key(conn, &user, &key)).await? {
-            return Ok(Err(existing));
-        }
-    }
-    Ok(Ok((name, recorded_at)))
-}
-
-/// Stores an upload: shared by `/api/v1/recordings` and the original app's API.
-pub async fn store_upload(
-    state: &AppState,
-    user_id: &str,
-    headers: &UploadHeaders,
-    name: Option<String>,
-    recorded_at: Option<String>,
-    data: Data<'_>,
-) -> Result<(Status, Recording), ApiError> {
-    let config = &state.config;
-    let checked = check_upload_params(state, user_id, headers, name, recorded_at).await;
-    let (mut name, mut recorded_at) = match checked {
-        Ok(Ok(params)) => params,
-        Ok(Err(existing)) => return Ok((Status::Ok, existing)),
-        Err(e) => {
-            // Read (a bounded amount of) what the client is sending, so a small upload sees
-            // this answer instead of a connection reset.
-            let _ = data.open(1.mebibytes()).stream_to(tokio::io::sink()).await;
-            return Err(e);
-        }
-    };
-    let max = config.max_upload_size;
-    if headers.content_length.is_some_and(|len| len > max) {
-        return Err(ApiError::payload_too_large(format!("uploads are at most {max} bytes")));
-    }
-    let storage_handle = state.storage.clone();
-    let available =
-        blocking(move || storage_handle.available_space().map_err(|e| ApiError::internal("free space", e))).await?;
-    let budget = available.saturating_sub(config.min_free_space);
-    if headers.content_length.unwrap_or(1) > budget {
-        return Err(storage::insufficient_storage());
-    }
-    let limit = max.min(budget);
-
-    let mut upload = Upload::start(&state.storage, head_is_plausible).await?;
-    let content_type = headers.content_type.clone().unwrap_or_default();
-    let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
-    let streamed = if is_multipart {
-        read_multipart(&mut upload, data, &content_type, limit).await
-    } else {
-        let mut body = data.open((limit + 1).bytes());
-        upload.read_all(&mut body, limit).await.map(|()| BodyMeta::default())
-    };
-    let meta = streamed.map_err(|e| stream_error(e, max, budget, upload.size()))?;
-    if let Some(text) = meta.recorded_at {
-        recorded_at = Some(parse_recorded_at(&text)?);
-    }
-    if name.is_none()
-        && let Some(n) = meta.name.as_deref().or(meta.filename.as_deref().map(base_name))
-    {
-        name = Some(rec::normalize_name(n)?);
-    }
-    if upload.size() == 0 {
-        return Err(ApiError::new(Status::BadRequest, "empty_body", "the upload has no bytes"));
-    }
-    let finished = upload.finish().await?;
-
-    let now = state.clock.now_ms();
-    let id = Uuid::now_v7();
-    // Detect the container and move the file into place in one trip to the blocking pool; a
-    // refusal leaves the temp file to its drop guard.
-    let (storage_handle, temp_path) = (state.storage.clone(), finished.temp.path().to_path_buf());
-    let (detected, relative) = blocking(move || {
-        let detected = audio::detect(&temp_path).map_err(|e| ApiError::internal("reading upload", e))?;
-        let detected = detected.ok_or_else(not_audio)?;
-        let relative = storage_handle.commit(&temp_path, &id).map_err(|e| ApiError::internal("storing upload", e))?;
-        Ok((detected, relative))
-    })
-    .await?;
-    let name = name
-        .unwrap_or_else(|| format!("Recording {}.{}", name_stamp(recorded_at.unwrap_or(now)), detected.container.ext));
-    finished.temp.disarm();
-
-    let new = NewRecording {
-        id,
-        user_id: user_id.to_string(),
-        name,
-        content_type: detected.container.content_type.to_string(),
-        size: finished.size as i64,
-        sha256: finished.sha256,
-        duration_ms: detected.duration_ms,
-        recorded_at,
-        created_at: now,
-        idempotency_key: headers.idempotency_key.clone(),
-    };
-    let inserted = state.db.run(move |conn| rec::insert(conn, &new)).await;
-    match inserted {
-        Ok(Ok(recording)) => {
-            state.metrics.uploaded(recording.size.max(0) as u64);
-            Ok((Status::Created, recording))
-        }
-        Ok(Err(existing)) => {
-            // Lost a race with the same Idempotency-Key: keep the first, drop this copy.
-            remove_file(state, relative).await;
-            Ok((Status::Ok, existing))
-        }
-        Err(e) => {
-            remove_file(state, relative).await;
-            Err(e)
-        }
-    }
-}
-
-async fn remove_file(state: &AppState, relative: String) {
-    let storage = state.storage.clone();
-    let removed = blocking(move || storage.unlink(&relative).map_err(|e| ApiError::internal("unlink", e))).await;
-    if removed.is_err() {
-        log::warn!("a file without a row was left behind; the next start removes it");
-    }
-}
-
-fn parse_recorded_at(text: &str) -> Result<i64, ApiError> {
-    parse_rfc3339(text).ok_or_else(|| ApiError::bad_request("`recorded_at` must be an RFC 3339 timestamp"))
-}
-
 fn created(recording: &Recording, status: Status) -> Result<Reply, ApiError> {
     Ok(Reply::json(status, recording)?.header("Location", format!("/api/v1/recordings/{}", recording.id)))
 }
 
-#[post("/recordings?<name>&<recorded_at>", data = "<data>")]
+#[allow(clippy::too_many_arguments)]
+#[post("/recordings?<name>&<recorded_at>&<keep_partial>", data = "<data>")]
 async fn upload(
     state: &State<AppState>,
+    resumable: super::uploads::UploadRequest,
     auth: AuthUser,
     _once: QueryOnce,
     headers: UploadHeaders,
     name: Option<String>,
     recorded_at: Option<String>,
+    keep_partial: Option<&str>,
     data: Data<'_>,
 ) -> Result<Reply, ApiError> {
-    let (status, recording) = store_upload(state, &auth.user.id, &headers, name, recorded_at, data).await?;
+    // The IETF draft's resumable creation is this same request with `Upload-Complete`.
+    if resumable.is_draft_creation() {
+        let (name, recorded_at) = (name.as_deref(), recorded_at.as_deref());
+        return super::uploads::draft_create(
+            state,
+            &auth.user.id,
+            &resumable,
+            name,
+            recorded_at,
+            flag(keep_partial),
+            data,
+        )
+        .await;
+    }
+    let (status, recording) = ingest::one_shot(state, &auth.user.id, &headers, name, recorded_at, data).await?;
     created(&recording, status)
 }
 

@@ -41,7 +41,10 @@ fn signup_login_me_logout() {
     let me = send(s.auth("GET", "/api/v1/me", token), None);
     assert_eq!(me.status, 200);
     assert_eq!(me.json()["user"]["username"], "alice");
-    assert_eq!(me.json()["usage"], json!({"recordings": 0, "bytes": 0, "trash_recordings": 0, "trash_bytes": 0}));
+    assert_eq!(
+        me.json()["usage"],
+        json!({"recordings": 0, "bytes": 0, "trash_recordings": 0, "trash_bytes": 0, "uploads": 0, "upload_bytes": 0})
+    );
 
     let login = send_json(s.req("POST", "/api/v1/auth/login"), &creds("ALICE", "password123"));
     assert_eq!(login.status, 200, "login is case-insensitive: {}", login.text());

@@ -18,9 +18,9 @@ pub fn recorder(home: &Path) -> Command {
     cmd
 }
 
-struct Running {
-    child: Child,
-    base: String,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -43,11 +43,11 @@ impl Running {
         Running { child, base: format!("http://{addr}"), log }
     }
 
-    fn req(&self, method: &str, path: &str) -> ureq::Request {
+    pub(crate) fn req(&self, method: &str, path: &str) -> ureq::Request {
         ureq::request(method, &format!("{}{path}", self.base))
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -72,7 +72,7 @@ pub fn run(mut cmd: Command, stdin: &str) -> (i32, String, String) {
     )
 }
 
-fn serve(home: &Path, data: &Path) -> Running {
+pub(crate) fn serve(home: &Path, data: &Path) -> Running {
     let mut cmd = recorder(home);
     cmd.arg("--data-dir").arg(data).arg("--port").arg("0");
     Running::start(cmd)
@@ -196,7 +196,7 @@ fn bad_configuration_exits_2_naming_the_key() {
     assert_eq!(run(cmd, "").0, 2);
 }
 
-fn signup(server: &Running, username: &str) -> String {
+pub(crate) fn signup(server: &Running, username: &str) -> String {
     let body = json!({"username": username, "password": "password123"});
     let r = send_json(server.req("POST", "/api/v1/auth/signup"), &body);
     assert_eq!(r.status, 201, "{}", r.text());

@@ -11,3 +11,4 @@ mod openapi;
 mod ops;
 mod recordings;
 mod ui;
+mod uploads;

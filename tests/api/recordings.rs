@@ -474,10 +474,10 @@ fn trash_lifecycle_and_sweep() {
     // The sweep purges what is past purge_at, and nothing else.
     let db = s.db();
     let storage = recorder::storage::Storage::open(&s.data()).expect("storage");
-    let swept = recorder::maintenance::sweep(&db, &storage, s.clock.now_ms()).expect("sweep");
+    let swept = recorder::maintenance::sweep(&db, &storage, &Default::default(), s.clock.now_ms()).expect("sweep");
     assert_eq!(swept.recordings, 0);
     let later = s.clock.now_ms() + 31 * 86_400_000;
-    let swept = recorder::maintenance::sweep(&db, &storage, later).expect("sweep");
+    let swept = recorder::maintenance::sweep(&db, &storage, &Default::default(), later).expect("sweep");
     assert_eq!(swept.recordings, 1);
     assert_eq!(send(s.auth("GET", "/api/v1/trash", &token), None).json()["recordings"], json!([]));
     assert_eq!(s.files().len(), 2);
