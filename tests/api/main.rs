@@ -10,4 +10,5 @@ mod metrics;
 mod openapi;
 mod ops;
 mod recordings;
+mod tus_client;
 mod ui;
