@@ -10,5 +10,6 @@ mod metrics;
 mod openapi;
 mod ops;
 mod recordings;
+mod tus_client;
 mod ui;
 mod uploads;
