@@ -91,6 +91,63 @@ impl Client {
         }
     }
 
+    /// Creates a tus upload of `length` bytes; returns its path.
+    pub fn tus_create(&self, name: &str, length: usize) -> String {
+        use base64::Engine as _;
+        let metadata = format!("filename {}", base64::engine::general_purpose::STANDARD.encode(name));
+        let request = self
+            .request("POST", "/api/v1/uploads")
+            .set("Tus-Resumable", "1.0.0")
+            .set("Upload-Length", &length.to_string())
+            .set("Upload-Metadata", &metadata);
+        let response = expect(request.call(), 201, "tus creation");
+        let location = response.header("Location").expect("a tus creation answers with Location").to_string();
+        drain(response, "tus creation");
+        location
+    }
+
+    /// One tus PATCH at `offset`; returns the new offset and, when it completed the upload, the
+    /// recording's id.
+    pub fn tus_patch(&self, path: &str, offset: usize, bytes: &[u8]) -> (usize, Option<String>) {
+        let request = self
+            .request("PATCH", path)
+            .set("Tus-Resumable", "1.0.0")
+            .set("Content-Type", "application/offset+octet-stream")
+            .set("Upload-Offset", &offset.to_string());
+        let response = expect(request.send_bytes(bytes), 204, "tus PATCH");
+        let new_offset = response.header("Upload-Offset").and_then(|v| v.parse().ok()).expect("Upload-Offset");
+        let recording = response.header("Recording-Id").map(str::to_string);
+        drain(response, "tus PATCH");
+        (new_offset, recording)
+    }
+
+    /// Uploads a body through tus in `chunk`-byte PATCHes; returns the recording id and the time
+    /// from creation to the completing answer.
+    pub fn tus_upload(&self, name: &str, body: &[u8], chunk: usize) -> (String, Duration) {
+        let started = Instant::now();
+        let path = self.tus_create(name, body.len());
+        let mut offset = 0;
+        let mut recording = None;
+        for part in body.chunks(chunk) {
+            let (next, done) = self.tus_patch(&path, offset, part);
+            assert_eq!(next, offset + part.len(), "the server acknowledged every byte of the PATCH");
+            offset = next;
+            recording = done;
+        }
+        (recording.expect("the last PATCH completes the upload"), started.elapsed())
+    }
+
+    /// Deletes an incomplete upload.
+    pub fn tus_delete(&self, path: &str) {
+        let request = self.request("DELETE", path).set("Tus-Resumable", "1.0.0");
+        drain(expect(request.call(), 204, "tus DELETE"), "tus DELETE");
+    }
+
+    /// `GET /api/v1/recordings/{id}` as JSON.
+    pub fn recording(&self, id: &str) -> Value {
+        json_of(expect(self.request("GET", &format!("/api/v1/recordings/{id}")).call(), 200, "get recording"))
+    }
+
     /// `GET /healthz`; the time it took.
     pub fn health(&self) -> Duration {
         let started = Instant::now();

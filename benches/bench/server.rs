@@ -36,7 +36,7 @@ impl Setup {
             config: root.join("bench.toml"),
             log: log.to_path_buf(),
         };
-        let config = "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n";
+        let config = "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n\n[uploads]\nmax_incomplete = 100\n";
         fs::write(&setup.config, config).expect("writing the benchmark's config file");
         File::create(&setup.log).expect("creating the server log file");
         setup

@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 
 /// Upload target: at least this fraction of the fsync'd disk-write rate.
 const UPLOAD_VS_DISK: f64 = 0.6;
+/// Resumable target: the big file through tus in 8 MiB PATCHes at this fraction of the one-shot rate.
+const TUS_VS_ONE_SHOT: f64 = 0.9;
+/// tus PATCH size for the big file.
+const TUS_CHUNK: usize = 8 << 20;
+/// Open resumable uploads in the memory scenario.
+const OPEN_UPLOADS: usize = 50;
 /// Memory target: the resident set grows less than this during the big upload.
 const BIG_UPLOAD_GROWTH: u64 = 16 << 20;
 
@@ -54,6 +60,7 @@ pub fn run(bench: &Bench, account: &Account, report: &mut Report, idle: Memory) 
     let big = big_upload(bench, account, method, report);
     small_uploads(bench, account, report);
     parallel_uploads(bench, account, method, report);
+    open_uploads(bench, account, method, report);
     big
 }
 
@@ -125,6 +132,7 @@ fn big_upload(bench: &Bench, account: &Account, method: PeakMethod, report: &mut
     let body = data::wav(plan.big_size, 0x5EED);
     let client = Client::as_user(&server.base, account);
     let (mut writes, mut hashes, mut uploads, mut peaks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut resumable, mut resumable_peaks) = (Vec::new(), Vec::new());
     let mut stored: Vec<BigFile> = Vec::new();
     for run in 1..=plan.big_runs {
         let of = format!("run {run}/{}", plan.big_runs);
@@ -144,6 +152,15 @@ fn big_upload(bench: &Bench, account: &Account, method: PeakMethod, report: &mut
         assert_eq!(recording["sha256"].as_str(), Some(digest.as_str()), "stored SHA-256 of the big upload");
         uploads.push(elapsed);
         peaks.push(peak);
+
+        progress(&format!("{of}: uploading {label} through tus in {} PATCHes", size(TUS_CHUNK as u64)));
+        let ((tus_id, tus_elapsed), tus_peak) =
+            measure_peak(server, method, || client.tus_upload(&format!("big-tus-{run}.wav"), &body, TUS_CHUNK));
+        let tus_recording = client.recording(&tus_id);
+        assert_eq!(tus_recording["sha256"].as_str(), Some(digest.as_str()), "stored SHA-256 of the tus upload");
+        client.delete_permanently(&tus_id);
+        resumable.push(tus_elapsed);
+        resumable_peaks.push(tus_peak);
         stored.push(BigFile { id, size: body.len(), sha256: digest });
     }
     for run in 1..=plan.big_runs {
@@ -178,6 +195,31 @@ fn big_upload(bench: &Bench, account: &Account, method: PeakMethod, report: &mut
         format!("SHA-256 (sha2): {}, {}", ms(hash), rate(hash_rate)),
     );
     report.row("upload", "stored size and SHA-256", "match the bytes sent", "");
+    let tus = median(&resumable);
+    let tus_rate = mb_per_s(body.len(), tus);
+    report.row(
+        "upload",
+        format!("{label} through tus, {} PATCHes{runs}", size(TUS_CHUNK as u64)),
+        format!("{}, {}", ms(tus), rate(tus_rate)),
+        "each PATCH fsynced before its offset is answered",
+    );
+    report.target(
+        "upload",
+        "tus rate / one-request rate (same runs)",
+        ratio(tus_rate / upload_rate),
+        format!("target >= {TUS_VS_ONE_SHOT}"),
+        tus_rate >= TUS_VS_ONE_SHOT * upload_rate,
+    );
+    report.metric("upload.tus.seconds", seconds(&resumable));
+    report.metric("upload.tus.mb_per_s", tus_rate);
+    let worst_tus = resumable_peaks.iter().max_by_key(|p| p.growth()).expect("at least one run");
+    report.row(
+        "memory",
+        format!("during the {label} tus upload (worst of {})", resumable_peaks.len()),
+        format!("peak {} (+{} over {})", size(worst_tus.peak), size(worst_tus.growth()), size(worst_tus.before)),
+        "",
+    );
+    report.metric("memory.tus_upload.growth_bytes", resumable_peaks.iter().map(Peak::growth).collect::<Vec<_>>());
     report.note(
         "rates are decimal MB/s; the HTTP client (ureq 2) shares the cores with the server and sends bodies \
          in 8 KiB writes",
@@ -289,6 +331,61 @@ fn parallel_uploads(bench: &Bench, account: &Account, method: PeakMethod, report
     report.row("concurrency", label, format!("{} in {}", rate(mb_per_s(n * each, wall)), ms(wall)), "");
     report.metric("memory.parallel_uploads.growth_bytes", peak.growth());
     report.metric("memory.parallel_uploads.peak_bytes", peak.peak);
+}
+
+/// Resident memory with many resumable uploads open: idle between requests, then all of them
+/// receiving a PATCH at once.
+fn open_uploads(bench: &Bench, account: &Account, method: PeakMethod, report: &mut Report) {
+    let plan = &bench.plan;
+    let each = plan.parallel_size;
+    let first = 1 << 20;
+    let body = data::wav(first + each, 0xABCD);
+    let client = bench.client(account);
+    progress(&format!("{OPEN_UPLOADS} resumable uploads opened with {} each", size(first as u64)));
+    let before = bench.server.memory().rss;
+    let paths: Vec<String> = (0..OPEN_UPLOADS)
+        .map(|i| {
+            let path = client.tus_create(&format!("open-{i}.wav"), body.len());
+            client.tus_patch(&path, 0, &body[..first]);
+            path
+        })
+        .collect();
+    let idle = bench.server.memory().rss;
+    report.row(
+        "memory",
+        format!("{OPEN_UPLOADS} incomplete tus uploads, between requests"),
+        format!("{} (+{} over {})", size(idle), size(idle.saturating_sub(before)), size(before)),
+        "target: flat",
+    );
+    report.metric("memory.open_uploads.idle_growth_bytes", idle.saturating_sub(before));
+
+    let label = format!("{OPEN_UPLOADS} tus PATCHes of {} at once, one per upload", size(each as u64));
+    progress(&label);
+    let ((_, wall), peak) = measure_peak(&bench.server, method, || {
+        run_jobs(
+            OPEN_UPLOADS,
+            OPEN_UPLOADS,
+            || bench.client(account),
+            |client, i| {
+                let started = Instant::now();
+                let (_, recording) = client.tus_patch(&paths[i], first, &body[first..]);
+                assert!(recording.is_some(), "the PATCH completes upload {i}");
+                started.elapsed()
+            },
+        )
+    });
+    report.row(
+        "memory",
+        format!("during {label}"),
+        format!(
+            "peak {} (+{}, {} each)",
+            size(peak.peak),
+            size(peak.growth()),
+            size(peak.growth() / OPEN_UPLOADS as u64)
+        ),
+        format!("{} in {}", rate(mb_per_s(OPEN_UPLOADS * each, wall)), ms(wall)),
+    );
+    report.metric("memory.open_uploads.patch_growth_bytes", peak.growth());
 }
 
 fn seconds(durations: &[Duration]) -> Vec<f64> {
