@@ -259,6 +259,28 @@ fn view(conn: &Connection, upload: &Upload) -> Result<UploadView, ApiError> {
     })
 }
 
+/// Deletes a user's uploads in the caller's transaction and queues their files in
+/// `pending_unlinks` (account deletion); returns the paths to unlink after the commit.
+pub fn queue_unlinks_for_user(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: &str,
+    now: i64,
+) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT id FROM uploads WHERE user_id = ?1")?;
+        stmt.query_map([user_id], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    let mut pending = tx.prepare_cached("INSERT OR IGNORE INTO pending_unlinks (path, created_at) VALUES (?1, ?2)")?;
+    let mut paths = Vec::with_capacity(ids.len());
+    for id in ids {
+        let path = format!("uploads/{id}");
+        pending.execute(params![path, now])?;
+        paths.push(path);
+    }
+    tx.execute("DELETE FROM uploads WHERE user_id = ?1", [user_id])?;
+    Ok(paths)
+}
+
 /// A user's incomplete uploads: how many and their durable bytes (counted in `GET /me`).
 pub fn usage(conn: &Connection, user_id: &str, now: i64) -> Result<(u64, u64), ApiError> {
     let (count, bytes): (i64, i64) = conn.query_row(
@@ -286,6 +308,9 @@ pub struct NewUpload {
 pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<Upload, ApiError> {
     let max = state.config.max_upload_size;
     if let Some(length) = new.length {
+        if length == 0 {
+            return Err(ingest::empty_body());
+        }
         if length > max {
             return Err(ingest::too_large(max));
         }

@@ -146,7 +146,8 @@ pub fn purge_expired_sessions(conn: &Connection, now: i64) -> Result<usize, ApiE
 /// unlink in `pending_unlinks`; returns those paths for the caller to unlink.
 pub fn delete(conn: &mut Connection, user_id: &str, now: i64) -> Result<Vec<String>, ApiError> {
     let tx = conn.transaction()?;
-    let paths = crate::recordings::queue_unlinks_for_user(&tx, user_id, now)?;
+    let mut paths = crate::recordings::queue_unlinks_for_user(&tx, user_id, now)?;
+    paths.extend(crate::uploads::queue_unlinks_for_user(&tx, user_id, now)?);
     tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
     tx.commit()?;
     Ok(paths)

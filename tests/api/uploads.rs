@@ -686,3 +686,25 @@ fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
     let rec = send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json();
     assert_eq!(rec["sha256"], sha256_hex(&bytes).as_str());
 }
+
+#[test]
+fn deleting_the_account_removes_its_uploads_and_empty_uploads_are_refused() {
+    let s = Server::start();
+    let token = s.signup("dora");
+    let bytes = wav(30_000, 14);
+    let path = create(&s, &token, Some(bytes.len()), "");
+    patch(&s, &token, &path, 0, &bytes[..10_000]);
+    create(&s, &token, None, "");
+    assert_eq!(upload_files(&s).len(), 2);
+    send(tus(&s, "POST", "/api/v1/uploads", &token).set("Upload-Length", "0"), None).assert_error(400, "empty_body");
+
+    let gone = crate::common::send_json(
+        s.auth("DELETE", "/api/v1/me", &token),
+        &serde_json::json!({"password": "password123"}),
+    );
+    assert_eq!(gone.status, 204);
+    assert!(upload_files(&s).is_empty(), "{:?}", upload_files(&s));
+    let rows: i64 =
+        s.db().conn().expect("conn").query_row("SELECT count(*) FROM uploads", [], |r| r.get(0)).expect("count");
+    assert_eq!(rows, 0);
+}
