@@ -31,6 +31,94 @@ pub struct Decoded {
     pub sample_rate: u32,
     /// The channel count of the first decoded packet.
     pub channels: usize,
+    /// The waveform: the peak of each `bucket_ms` of audio.
+    pub waveform: Waveform,
+}
+
+/// A recording's shape: the largest absolute sample (over all channels) of each bucket of time,
+/// 0 to 255 for silence to full scale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waveform {
+    pub bucket_ms: u32,
+    pub peaks: Vec<u8>,
+}
+
+/// Buckets start at 10 ms and double whenever there would be more than this many, so memory is
+/// bounded whatever the length; at the end they are halved to at most `MAX_BUCKETS`.
+const GROW_AT: usize = 2 * MAX_BUCKETS;
+/// At most this many buckets; at least half as many (1,000 or more) once a recording is long
+/// enough for 10 ms buckets to reach that.
+pub const MAX_BUCKETS: usize = 4000;
+const FIRST_BUCKET_MS: u32 = 10;
+
+/// Peaks gathered while decoding.
+struct Peaks {
+    rate: u64,
+    bucket_ms: u32,
+    peaks: Vec<f32>,
+    current: f32,
+    frames: u64,
+    /// The frame at which the current bucket ends.
+    boundary: u64,
+}
+
+impl Peaks {
+    fn new(rate: u32) -> Peaks {
+        let mut peaks = Peaks {
+            rate: u64::from(rate.max(1)),
+            bucket_ms: FIRST_BUCKET_MS,
+            peaks: Vec::with_capacity(GROW_AT),
+            current: 0.0,
+            frames: 0,
+            boundary: 0,
+        };
+        peaks.boundary = peaks.end_of(0);
+        peaks
+    }
+
+    /// The first frame after bucket `index`.
+    fn end_of(&self, index: usize) -> u64 {
+        ((index as u64 + 1) * u64::from(self.bucket_ms) * self.rate).div_ceil(1000)
+    }
+
+    /// One frame's peak over its channels.
+    fn push(&mut self, value: f32) {
+        // NaN compares false and is skipped: a float file full of it has no level.
+        if value > self.current {
+            self.current = value;
+        }
+        self.frames += 1;
+        if self.frames >= self.boundary {
+            self.peaks.push(self.current);
+            self.current = 0.0;
+            if self.peaks.len() >= GROW_AT {
+                self.double();
+            }
+            self.boundary = self.end_of(self.peaks.len());
+        }
+    }
+
+    fn double(&mut self) {
+        let merged: Vec<f32> = self.peaks.chunks(2).map(|pair| pair.iter().copied().fold(0.0, f32::max)).collect();
+        self.peaks = merged;
+        self.bucket_ms *= 2;
+    }
+
+    fn finish(mut self) -> Waveform {
+        // The last, partial bucket.
+        let start = match self.peaks.len() {
+            0 => 0,
+            n => self.end_of(n - 1),
+        };
+        if self.frames > start {
+            self.peaks.push(self.current);
+        }
+        while self.peaks.len() > MAX_BUCKETS {
+            self.double();
+        }
+        let peaks = self.peaks.iter().map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+        Waveform { bucket_ms: self.bucket_ms, peaks }
+    }
 }
 
 /// Why a file could not be decoded.
@@ -136,7 +224,7 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
     let track = format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL).ok_or(DecodeError::NoTrack)?;
     let track_id = track.id;
     check_params(&track.codec_params, limits)?;
-    let mut decoder = symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(
+    let mut decoder = codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(
         |e| match e {
             SymphoniaError::Unsupported(what) => DecodeError::Unsupported(what.to_string()),
             other => DecodeError::Implausible(other.to_string()),
@@ -145,6 +233,7 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
 
     let mut samples: Option<(SampleBuffer<f32>, SignalSpec)> = None;
     let mut first: Option<SignalSpec> = None;
+    let mut shape: Option<Peaks> = None;
     let mut frames = 0u64;
     let mut seconds = 0f64;
     let mut peak = 0f32;
@@ -173,6 +262,7 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
             continue;
         }
         first.get_or_insert(spec);
+        let shape = shape.get_or_insert_with(|| Peaks::new(spec.rate));
         frames += n;
         seconds += n as f64 / f64::from(spec.rate);
         // One conversion buffer, reused; made again only when a packet outgrows it or the
@@ -183,10 +273,12 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
         }
         if let Some((buf, _)) = samples.as_mut() {
             buf.copy_interleaved_ref(decoded);
-            for s in buf.samples() {
-                // NaN compares false and is skipped: a float file full of it has no level.
-                if s.abs() > peak {
-                    peak = s.abs();
+            let channels = spec.channels.count().max(1);
+            for frame in buf.samples().chunks(channels) {
+                let level = frame.iter().fold(0f32, |m, s| if s.abs() > m { s.abs() } else { m });
+                shape.push(level);
+                if level > peak {
+                    peak = level;
                 }
             }
         }
@@ -198,7 +290,26 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
         frames,
         sample_rate: spec.rate,
         channels: spec.channels.count(),
+        waveform: shape.map(Peaks::finish).unwrap_or(Waveform { bucket_ms: FIRST_BUCKET_MS, peaks: Vec::new() }),
     })
+}
+
+/// symphonia's decoders, plus libopus's with the `opus` feature.
+fn codecs() -> &'static symphonia::core::codecs::CodecRegistry {
+    #[cfg(feature = "opus")]
+    {
+        static CODECS: std::sync::OnceLock<symphonia::core::codecs::CodecRegistry> = std::sync::OnceLock::new();
+        CODECS.get_or_init(|| {
+            let mut registry = symphonia::core::codecs::CodecRegistry::new();
+            symphonia::default::register_enabled_codecs(&mut registry);
+            registry.register_all::<symphonia_adapter_libopus::OpusDecoder>();
+            registry
+        })
+    }
+    #[cfg(not(feature = "opus"))]
+    {
+        symphonia::default::get_codecs()
+    }
 }
 
 /// Refuses what the container claims before a decoder sizes its buffers from it.
@@ -288,10 +399,50 @@ mod tests {
     }
 
     #[test]
-    fn opus_has_no_decoder_and_says_so() {
+    fn waveforms_have_between_1000_and_4000_buckets_and_follow_the_sound() {
+        let decoded = decode(&fixture("speech.wav")).expect("decodes");
+        let w = &decoded.waveform;
+        // 4.179 s in 10 ms buckets: fewer than 1,000 only because they would be under 10 ms.
+        assert_eq!(w.bucket_ms, 10);
+        assert_eq!(w.peaks.len(), 418);
+        assert_eq!(w.peaks.iter().copied().max(), Some((decoded.peak * 255.0).round() as u8));
+        assert!(w.peaks.iter().any(|&p| p < 10), "speech has pauses");
+
+        // Long recordings: buckets grow, never more than 4,000, never fewer than 1,000.
+        for seconds in [9.0, 10.5, 39.9, 80.0, 81.0, 3600.0, 3.0 * 3600.0] {
+            let rate = 8000;
+            let mut peaks = Peaks::new(rate);
+            let frames = (seconds * f64::from(rate)) as u64;
+            for i in 0..frames {
+                peaks.push(if i % 8000 == 0 { 1.0 } else { 0.25 });
+            }
+            let w = peaks.finish();
+            let expected = (seconds * 1000.0 / f64::from(w.bucket_ms)).ceil() as usize;
+            assert_eq!(w.peaks.len(), expected, "{seconds} s in {} ms buckets", w.bucket_ms);
+            assert!(w.peaks.len() <= MAX_BUCKETS, "{seconds} s: {}", w.peaks.len());
+            if seconds >= 10.0 {
+                assert!(w.peaks.len() >= 1000, "{seconds} s: {}", w.peaks.len());
+            }
+            assert!(w.peaks.iter().all(|&p| p == 64 || p == 255), "{seconds} s");
+        }
+    }
+
+    #[test]
+    #[cfg(not(feature = "opus"))]
+    fn without_the_opus_feature_opus_has_no_decoder_and_says_so() {
         // symphonia 0.5 reads Ogg and WebM but has no Opus decoder.
         for name in ["speech.opus", "speech.webm"] {
             assert!(matches!(decode(&fixture(name)), Err(DecodeError::Unsupported(_))), "{name}");
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "opus")]
+    fn with_the_opus_feature_opus_in_ogg_and_webm_decodes_to_its_length() {
+        for name in ["speech.opus", "speech.webm"] {
+            let decoded = decode(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!((decoded.duration_ms - 4179).abs() <= 150, "{name}: {decoded:?}");
+            assert!(decoded.peak > 0.5, "{name}: peak {}", decoded.peak);
         }
     }
 

@@ -68,7 +68,7 @@ impl Passwords {
         for n in 0..cores.clamp(1, 4) {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new().name(format!("argon2-{n}")).spawn(move || {
-                lower_priority();
+                lower_priority("password hashing");
                 loop {
                     // The lock is held only to take one job; the threads end with the sender.
                     let job = match rx.lock() {
@@ -123,7 +123,7 @@ impl Default for Passwords {
 
 /// SCHED_IDLE for the calling thread: any other runnable thread preempts it at once, yet it
 /// still gets the CPU nobody else wants (Linux schedules per thread).
-fn lower_priority() {
+pub(crate) fn lower_priority(what: &str) {
     #[cfg(target_os = "linux")]
     {
         use thread_priority::unix::{
@@ -131,7 +131,7 @@ fn lower_priority() {
         };
         let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
         if let Err(e) = set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, idle) {
-            log::warn!("cannot lower the priority of password hashing: {e:?}");
+            log::warn!("cannot lower the priority of {what}: {e:?}");
         }
     }
 }

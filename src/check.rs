@@ -41,6 +41,8 @@ pub enum Kind {
     Unreadable,
     /// A user's usage counters differ from the sums of their rows (the id is the user's).
     UsageMismatch,
+    /// The background analysis of a recording failed (`--repair` queues it again).
+    AnalysisFailed,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::HashMismatch => "hash_mismatch",
             Kind::Unreadable => "unreadable",
             Kind::UsageMismatch => "usage_mismatch",
+            Kind::AnalysisFailed => "analysis_failed",
         }
     }
 }
@@ -114,7 +117,7 @@ pub struct Report {
     pub recent_unreferenced: usize,
     /// Repairs not attempted because most recordings' files were missing: how many.
     pub repair_refused: usize,
-    pub by_kind: [usize; 6],
+    pub by_kind: [usize; 7],
 }
 
 impl Report {
@@ -187,7 +190,42 @@ pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Even
     }
     check_files(&conn, storage, options, &mut report, on)?;
     check_usage(&mut conn, options, &mut report, on)?;
+    check_analysis(&conn, options, &mut report, on)?;
     Ok(report)
+}
+
+/// Reports recordings whose analysis failed, with the reason; `repair` queues them again (the
+/// running server's worker picks them up within a minute).
+fn check_analysis(
+    conn: &Connection,
+    options: Options,
+    report: &mut Report,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<(), ApiError> {
+    for (id, user_id, reason) in crate::jobs::failed_analyses(conn)? {
+        let path = Uuid::parse_str(&id).map(|u| Storage::relative_path(&u)).unwrap_or_default();
+        let username: Option<String> = conn
+            .query_row("SELECT username FROM users WHERE id = ?1", [&user_id], |r| r.get(0))
+            .optional()?;
+        let problem = Problem {
+            kind: Kind::AnalysisFailed,
+            id: id.clone(),
+            owner: username,
+            path,
+            detail: format!("analysis failed: {reason}"),
+            known: false,
+        };
+        report.count(&problem);
+        on(Event::Problem(&problem));
+        if options.repair {
+            let result = crate::jobs::enqueue(conn, crate::jobs::ANALYSIS, &id, options.now_ms)
+                .map(|()| "queued for analysis again")
+                .map_err(|e| e.message.to_string());
+            report.repaired(&result);
+            on(Event::Repaired { id: &id, result: &result });
+        }
+    }
+    Ok(())
 }
 
 /// Compares each user's usage counters with the sums of their rows (both read in one snapshot,

@@ -230,12 +230,14 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
         (Kind::HashMismatch, "hash mismatch", "hash mismatches"),
         (Kind::Unreadable, "unreadable file", "unreadable files"),
         (Kind::UsageMismatch, "usage counter mismatch", "usage counter mismatches"),
+        (Kind::AnalysisFailed, "failed analysis", "failed analyses"),
     ];
     let detail: Vec<String> = kinds
         .iter()
         .filter(|(kind, _, _)| {
             (verify || *kind != Kind::HashMismatch)
-                && (!matches!(kind, Kind::Unreadable | Kind::UsageMismatch) || report.by_kind[*kind as usize] > 0)
+                && (!matches!(kind, Kind::Unreadable | Kind::UsageMismatch | Kind::AnalysisFailed)
+                    || report.by_kind[*kind as usize] > 0)
         })
         .map(|(kind, one, many)| plural(report.by_kind[*kind as usize], one, many))
         .collect();

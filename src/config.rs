@@ -45,6 +45,10 @@ pub struct Config {
     pub upload_expire_hours: u32,
     /// Incomplete resumable uploads a user may have at once.
     pub max_incomplete_uploads: u32,
+    /// Recordings are decoded in the background for their exact duration and waveform.
+    pub analysis_enabled: bool,
+    /// Time budget of one analysis, in seconds per hour of audio.
+    pub analysis_seconds_per_hour: u32,
     pub compat_enabled: bool,
     pub social_login: bool,
     /// `GET /metrics` is served.
@@ -160,6 +164,8 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("trash.retention_days", Kind::Int, "30"),
     ("uploads.expire_hours", Kind::Int, "24"),
     ("uploads.max_incomplete", Kind::Int, "20"),
+    ("analysis.enabled", Kind::Bool, "true"),
+    ("analysis.max_seconds_per_hour_of_audio", Kind::Int, "600"),
     ("compat.enabled", Kind::Bool, "true"),
     ("compat.social_login", Kind::Bool, "false"),
     ("metrics.enabled", Kind::Bool, "false"),
@@ -298,6 +304,8 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         retention_days: int("trash.retention_days", 0, 36_500)? as u32,
         upload_expire_hours: int("uploads.expire_hours", 1, 8760)? as u32,
         max_incomplete_uploads: int("uploads.max_incomplete", 1, 10_000)? as u32,
+        analysis_enabled: boolean("analysis.enabled")?,
+        analysis_seconds_per_hour: int("analysis.max_seconds_per_hour_of_audio", 1, 36_000)? as u32,
         compat_enabled: boolean("compat.enabled")?,
         social_login: boolean("compat.social_login")?,
         metrics_enabled: boolean("metrics.enabled")?,
@@ -363,7 +371,7 @@ fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, String> {
         let known_section = KEYS.iter().any(|(k, _, _)| k.split('.').next() == Some(section.as_str()));
         let (true, toml::Value::Table(inner)) = (known_section, value) else {
             return Err(format!(
-                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [compat], [metrics]"
+                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [analysis], [compat], [metrics]"
             ));
         };
         for (name, value) in inner {

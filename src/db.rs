@@ -13,6 +13,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_problem", include_str!("../migrations/0002_problem.sql")),
     ("0003_usage", include_str!("../migrations/0003_usage.sql")),
     ("0004_uploads", include_str!("../migrations/0004_uploads.sql")),
+    ("0005_jobs", include_str!("../migrations/0005_jobs.sql")),
 ];
 
 /// A pooled SQLite database.

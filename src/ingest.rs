@@ -143,7 +143,13 @@ fn insert_durably(
     let result = (|| {
         let tx = conn.transaction()?;
         let stored = match rec::insert_in(&tx, new)? {
-            Ok(recording) if also(&tx, &recording)? => Stored::Created(recording),
+            Ok(recording) if also(&tx, &recording)? => {
+                // Its analysis is queued with it: no recording is ever stored without its job.
+                crate::jobs::enqueue(&tx, crate::jobs::ANALYSIS, &recording.id, new.created_at)?;
+                let id = recording.id.clone();
+                let recording = rec::get(&tx, &new.user_id, &id)?.unwrap_or(recording);
+                Stored::Created(recording)
+            }
             Ok(_) => return Ok(Stored::Declined),
             Err(existing) => return Ok(Stored::Existing(existing)),
         };
@@ -224,6 +230,7 @@ pub async fn one_shot(
     match stored? {
         Stored::Created(recording) => {
             finished.temp.disarm();
+            state.jobs.wake();
             state.metrics.uploaded(recording.size.max(0) as u64);
             Ok((Status::Created, recording))
         }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod jobs;
 pub mod logger;
 pub mod maintenance;
 pub mod metrics;
@@ -109,7 +110,20 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                         state.clock.clone(),
                         state.started_ms,
                     );
+                    if state.config.analysis_enabled {
+                        let settings = jobs::Settings { seconds_per_hour: state.config.analysis_seconds_per_hour };
+                        if let Err(e) = state.jobs.start(db.clone(), storage.clone(), settings, clock.clone()) {
+                            log::error!("cannot start the background job worker: {e}");
+                        }
+                    }
                     tokio::spawn(maintenance::run(db, storage, uploads, clock, started, rocket.shutdown()));
+                }
+            })
+        }))
+        .attach(AdHoc::on_shutdown("background jobs", |rocket| {
+            Box::pin(async move {
+                if let Some(state) = rocket.state::<AppState>() {
+                    state.jobs.stop();
                 }
             })
         }))

@@ -19,6 +19,7 @@ pub fn recover(db: &Db, storage: &Storage) -> Result<(), ApiError> {
         log::info!("finished {done} interrupted deletes");
     }
     crate::uploads::recover(db, storage)?;
+    crate::jobs::recover(&conn, crate::clock::system_now_ms())?;
     let removed = storage.empty_tmp().map_err(|e| ApiError::internal("emptying tmp/", e))?;
     if removed > 0 {
         log::info!("removed {removed} unfinished uploads from tmp/");

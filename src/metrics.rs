@@ -21,8 +21,18 @@ struct RequestLabels {
     status: u16,
 }
 
+/// One series of the job gauges and counters: a state (`queued`, `running`, `failed`) or an
+/// outcome (`done`, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    state: String,
+}
+
 /// The server's metrics.
 pub struct Metrics {
+    jobs: Family<JobLabels, Gauge>,
+    jobs_finished: Family<JobLabels, Gauge>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upload_bytes: Counter,
@@ -98,7 +108,17 @@ impl Metrics {
         let resident_bytes =
             gauge(&mut registry, "process_resident", "Resident memory of the server", Some(Unit::Bytes));
         let threads = gauge(&mut registry, "process_threads", "Threads of the server", None);
+        let jobs = Family::<JobLabels, Gauge>::default();
+        registry.register("jobs", "Background jobs (analysis) by state: queued, running, failed", jobs.clone());
+        let jobs_finished = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "jobs_finished",
+            "Background jobs finished since the server started, by outcome: done, failed",
+            jobs_finished.clone(),
+        );
         Metrics {
+            jobs,
+            jobs_finished,
             registry,
             requests,
             upload_bytes,
@@ -136,8 +156,8 @@ impl Metrics {
 
     /// Reads the stored totals and the free space (on the blocking pool), then encodes every
     /// metric as OpenMetrics text.
-    pub async fn scrape(&self, db: &Db, data_dir: PathBuf) -> Result<String, ApiError> {
-        let (totals, free, (resident, threads)) = db
+    pub async fn scrape(&self, db: &Db, data_dir: PathBuf, finished: (u64, u64)) -> Result<String, ApiError> {
+        let (totals, free, (resident, threads), jobs) = db
             .run(move |conn| {
                 let totals: [i64; 6] = conn.query_row(
                     "SELECT coalesce(sum(recordings), 0), coalesce(sum(bytes), 0), coalesce(sum(trash_recordings), 0),
@@ -148,7 +168,7 @@ impl Metrics {
                     |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?]),
                 )?;
                 let free = fs4::available_space(&data_dir).map_err(|e| ApiError::internal("free disk space", e))?;
-                Ok((totals, free, process_status()))
+                Ok((totals, free, process_status(), crate::jobs::counts(conn)?))
             })
             .await?;
         let gauges = [
@@ -165,6 +185,13 @@ impl Metrics {
         self.disk_free.set(i64::try_from(free).unwrap_or(i64::MAX));
         self.resident_bytes.set(resident);
         self.threads.set(threads);
+        let series = |state: &str| JobLabels { kind: crate::jobs::ANALYSIS.to_string(), state: state.to_string() };
+        for (state, n) in [("queued", jobs.queued), ("running", jobs.running), ("failed", jobs.failed)] {
+            self.jobs.get_or_create(&series(state)).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        for (outcome, n) in [("done", finished.0), ("failed", finished.1)] {
+            self.jobs_finished.get_or_create(&series(outcome)).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(|e| ApiError::internal("encoding metrics", e))?;

@@ -31,6 +31,9 @@ pub struct Recording {
     /// Why `recorder check --repair` moved it to the trash: `missing_file`, `size_mismatch` or
     /// `hash_mismatch`; null for a healthy recording.
     pub problem: Option<String>,
+    /// The background analysis: `pending`, `ready` (the waveform can be fetched and the
+    /// duration is the decoded one) or `failed`.
+    pub waveform: &'static str,
     /// Milliseconds, for Last-Modified; not part of the JSON.
     #[serde(skip)]
     pub created_ms: i64,
@@ -61,7 +64,7 @@ pub struct NewRecording {
 }
 
 const COLUMNS: &str =
-    "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem";
+    "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
     let created_ms: i64 = row.get(7)?;
@@ -78,6 +81,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
         deleted_at: deleted_ms.map(rfc3339),
         purge_at: row.get::<_, Option<i64>>(9)?.map(rfc3339),
         problem: row.get(10)?,
+        waveform: match row.get::<_, Option<String>>(11)?.as_deref() {
+            Some("ready") => "ready",
+            Some("failed") => "failed",
+            // Queued, running, or stored before analysis existed and not yet queued.
+            _ => "pending",
+        },
         created_ms,
         deleted_ms,
     })

@@ -18,6 +18,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Resumable uploads' turns (one request per upload at a time).
     pub uploads: crate::uploads::Registry,
+    /// The background job queue (analysis), woken when a recording is stored.
+    pub jobs: crate::jobs::Queue,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
     /// Held while serving: a second server or a backup into this directory is refused.
@@ -63,6 +65,7 @@ impl AppState {
             throttle: LoginThrottle::new(),
             metrics: crate::metrics::Metrics::new(),
             uploads: crate::uploads::Registry::default(),
+            jobs: crate::jobs::Queue::default(),
             started_ms,
             _lock: lock,
         })

@@ -747,6 +747,7 @@ async fn complete(state: &AppState, turn: &mut Turn, upload: Upload) -> Result<P
     match stored {
         Ok(Some(recording)) => {
             state.metrics.uploaded(recording.size.max(0) as u64);
+            state.jobs.wake();
             state.uploads.forget(&upload.id);
             let mut upload = upload;
             upload.recording_id = Some(recording.id.clone());

@@ -60,12 +60,13 @@ pub struct Reply {
     status: Status,
     body: String,
     headers: Vec<(&'static str, String)>,
+    cache: &'static str,
 }
 
 impl Reply {
     pub fn json<T: Serialize>(status: Status, value: &T) -> Result<Reply, ApiError> {
         let body = serde_json::to_string(value).map_err(|e| ApiError::internal("serialize", e))?;
-        Ok(Reply { status, body, headers: Vec::new() })
+        Ok(Reply { status, body, headers: Vec::new(), cache: "no-store" })
     }
 
     pub fn no_content() -> Reply {
@@ -74,7 +75,13 @@ impl Reply {
 
     /// An answer whose headers say it all (resumable uploads' offsets).
     pub fn empty(status: Status) -> Reply {
-        Reply { status, body: String::new(), headers: Vec::new() }
+        Reply { status, body: String::new(), headers: Vec::new(), cache: "no-store" }
+    }
+
+    /// `Cache-Control` (default `no-store`).
+    pub fn cache(mut self, value: &'static str) -> Reply {
+        self.cache = value;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -86,7 +93,7 @@ impl Reply {
 impl<'r> Responder<'r, 'static> for Reply {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         let mut response = Response::build();
-        response.status(self.status).raw_header("Cache-Control", "no-store");
+        response.status(self.status).raw_header("Cache-Control", self.cache);
         if !self.body.is_empty() {
             response.header(ContentType::JSON).sized_body(self.body.len(), Cursor::new(self.body));
         }

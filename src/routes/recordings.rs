@@ -255,6 +255,38 @@ pub fn content_disposition(kind: &str, name: &str) -> String {
     format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
+#[derive(serde::Serialize)]
+struct WaveformBody {
+    bucket_ms: u32,
+    peaks: Vec<u8>,
+}
+
+/// The waveform once analysis is `ready`; 404 before. Cached with the audio's ETag: a
+/// recording's bytes never change, so neither does its shape.
+#[get("/recordings/<id>/waveform")]
+async fn get_waveform(
+    state: &State<AppState>,
+    auth: AuthUser,
+    id: &str,
+    conditions: RangeHeaders,
+) -> Result<Reply, ApiError> {
+    let recording = find(state, &auth, id).await?;
+    let etag = format!("\"{}\"", recording.sha256);
+    let not_ready = || ApiError::not_found("this recording has no waveform yet (analysis is pending or failed)");
+    if recording.waveform != "ready" {
+        return Err(not_ready());
+    }
+    if conditions.if_none_match.as_deref().is_some_and(|h| etag_matches(h, &etag)) {
+        return Ok(Reply::empty(Status::NotModified).header("ETag", etag));
+    }
+    let rid = recording.id.clone();
+    let (bucket_ms, peaks) =
+        state.db.run(move |conn| crate::jobs::waveform(conn, &rid)).await?.ok_or_else(not_ready)?;
+    Ok(Reply::json(Status::Ok, &WaveformBody { bucket_ms, peaks })?
+        .header("ETag", etag)
+        .cache("private, max-age=0, must-revalidate"))
+}
+
 #[get("/recordings/<id>/audio?<download>")]
 async fn get_audio(
     state: &State<AppState>,
@@ -346,7 +378,7 @@ pub async fn serve_audio(
 }
 
 pub fn routes() -> Vec<rocket::Route> {
-    routes![upload, list, get_one, rename, delete_one, get_audio]
+    routes![upload, list, get_one, rename, delete_one, get_audio, get_waveform]
 }
 
 #[cfg(test)]

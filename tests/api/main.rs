@@ -1,6 +1,7 @@
 //! Integration tests: a real server over real HTTP, each test in its own temp data directory.
 
 mod accounts;
+mod analysis;
 mod browser;
 mod cli;
 mod common;

@@ -1,0 +1,393 @@
+//! The durable job queue: work done after an upload, in the background, at idle priority.
+//!
+//! A job is a row in `jobs`, inserted in the same transaction that stores its recording, so no
+//! stored recording is ever without its job and no job outlives its recording (the foreign key
+//! deletes it). One worker thread runs jobs one at a time, newest recording first, under
+//! `SCHED_IDLE`: any request preempts it. A job is marked `running` (and its attempt counted)
+//! before it starts; a crash leaves it `running`, and the next start queues it again, up to
+//! `MAX_ATTEMPTS` times. A job that fails, panics, or runs past its time budget is marked
+//! failed with the reason and is not retried (`recorder check --repair` queues it again).
+//!
+//! Recordings stored before analysis existed are queued by a backfill that walks them newest
+//! first, a batch at a time, when the queue is empty: startup does no work for them.
+
+use crate::analysis::{self, Limits};
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::storage::Storage;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The exact duration and the waveform of a recording.
+pub const ANALYSIS: &str = "analysis";
+
+/// A job interrupted this many times (the server crashed or was killed while it ran) is failed.
+pub const MAX_ATTEMPTS: i64 = 3;
+
+/// Recordings queued by one step of the backfill.
+const BACKFILL_BATCH: usize = 200;
+/// The backfill's progress in `settings`: the id below which every recording has been queued, or
+/// `done`.
+const BACKFILL_KEY: &str = "analysis_backfill_before";
+/// How often an idle worker looks at the queue without being woken.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+/// Analysis time granted whatever the length.
+const MIN_BUDGET: Duration = Duration::from_secs(5);
+/// For a file without a known duration: the hours it may hold, from its size at this rate (bytes
+/// per second; 64 kbit/s speech), so a budget errs long.
+const ASSUMED_BYTES_PER_SECOND: u64 = 8_000;
+
+/// Queues a job for a recording (or queues a failed one again).
+pub fn enqueue(conn: &Connection, kind: &str, recording_id: &str, now: i64) -> Result<(), ApiError> {
+    conn.execute(
+        "INSERT INTO jobs (kind, recording_id, state, attempts, created_at, updated_at)
+         VALUES (?1, ?2, 'queued', 0, ?3, ?3)
+         ON CONFLICT (kind, recording_id) DO UPDATE SET
+             state = 'queued', attempts = 0, error = NULL, updated_at = excluded.updated_at",
+        params![kind, recording_id, now],
+    )?;
+    if kind == ANALYSIS {
+        conn.execute(
+            "UPDATE recordings SET waveform = 'pending', analysis_error = NULL WHERE id = ?1",
+            [recording_id],
+        )?;
+    }
+    Ok(())
+}
+
+/// How many jobs are queued, running and failed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub queued: u64,
+    pub running: u64,
+    pub failed: u64,
+}
+
+pub fn counts(conn: &Connection) -> Result<Counts, ApiError> {
+    let mut counts = Counts::default();
+    let mut stmt = conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (state, n) = row?;
+        let n = n.max(0) as u64;
+        match state.as_str() {
+            "queued" => counts.queued = n,
+            "running" => counts.running = n,
+            "failed" => counts.failed = n,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}
+
+/// At startup: jobs a crash interrupted are queued again, or failed after `MAX_ATTEMPTS`.
+pub fn recover(conn: &Connection, now: i64) -> Result<(), ApiError> {
+    let failed = conn.execute(
+        "UPDATE jobs SET state = 'failed', updated_at = ?2,
+                error = 'interrupted ' || attempts || ' times (the server stopped while it ran)'
+         WHERE state = 'running' AND attempts >= ?1",
+        params![MAX_ATTEMPTS, now],
+    )?;
+    if failed > 0 {
+        conn.execute(
+            "UPDATE recordings SET waveform = 'failed',
+                    analysis_error = (SELECT error FROM jobs WHERE jobs.recording_id = recordings.id AND kind = 'analysis')
+             WHERE id IN (SELECT recording_id FROM jobs WHERE kind = 'analysis' AND state = 'failed')
+               AND waveform = 'pending'",
+            [],
+        )?;
+        log::warn!("{failed} background jobs were interrupted {MAX_ATTEMPTS} times and are marked failed");
+    }
+    let requeued = conn.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'", [])?;
+    if requeued > 0 {
+        log::info!("{requeued} interrupted background jobs will run again");
+    }
+    Ok(())
+}
+
+/// A job taken by the worker.
+#[derive(Debug, Clone)]
+struct Job {
+    id: i64,
+    kind: String,
+    recording_id: String,
+}
+
+/// Takes the next job, newest recording first.
+fn claim(conn: &mut Connection, now: i64) -> Result<Option<Job>, ApiError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let job = tx
+        .query_row(
+            "SELECT id, kind, recording_id FROM jobs WHERE state = 'queued' ORDER BY recording_id DESC LIMIT 1",
+            [],
+            |r| Ok(Job { id: r.get(0)?, kind: r.get(1)?, recording_id: r.get(2)? }),
+        )
+        .optional()?;
+    if let Some(job) = &job {
+        tx.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+            params![job.id, now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(job)
+}
+
+/// Queues analysis for a batch of recordings stored before analysis existed, newest first.
+/// Returns how many were queued; 0 when there are none left.
+pub fn backfill(conn: &mut Connection, now: i64) -> Result<usize, ApiError> {
+    loop {
+        let (queued, more) = backfill_batch(conn, now)?;
+        if queued > 0 || !more {
+            return Ok(queued);
+        }
+    }
+}
+
+/// One batch: (recordings queued, whether older ones remain).
+fn backfill_batch(conn: &mut Connection, now: i64) -> Result<(usize, bool), ApiError> {
+    let before: Option<String> =
+        conn.query_row("SELECT value FROM settings WHERE key = ?1", [BACKFILL_KEY], |r| r.get(0)).optional()?;
+    if before.as_deref() == Some("done") {
+        return Ok((0, false));
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let rows: Vec<(String, Option<String>)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, waveform FROM recordings WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        stmt.query_map(params![before, BACKFILL_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut queued = 0;
+    for (id, waveform) in &rows {
+        if waveform.is_none() {
+            enqueue(&tx, ANALYSIS, id, now)?;
+            queued += 1;
+        }
+    }
+    let more = rows.len() == BACKFILL_BATCH;
+    let next = match rows.last() {
+        Some((id, _)) if more => id.clone(),
+        _ => "done".to_string(),
+    };
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![BACKFILL_KEY, next],
+    )?;
+    tx.commit()?;
+    Ok((queued, more))
+}
+
+/// What the worker needs besides the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Seconds of analysis allowed per hour of audio.
+    pub seconds_per_hour: u32,
+}
+
+/// Wakes and stops the worker; shared with the request handlers that queue jobs.
+#[derive(Clone, Default)]
+pub struct Queue {
+    inner: Arc<QueueInner>,
+}
+
+#[derive(Default)]
+struct QueueInner {
+    wake: Mutex<bool>,
+    bell: Condvar,
+    stop: AtomicBool,
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Queue {
+    /// A job was queued: the worker looks now rather than at its next poll.
+    pub fn wake(&self) {
+        let mut woken = self.inner.wake.lock().unwrap_or_else(|p| p.into_inner());
+        *woken = true;
+        self.inner.bell.notify_all();
+    }
+
+    /// The worker finishes its current job and stops.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        self.wake();
+    }
+
+    /// Jobs finished and failed since the start.
+    pub fn finished(&self) -> (u64, u64) {
+        (self.inner.done.load(Ordering::Relaxed), self.inner.failed.load(Ordering::Relaxed))
+    }
+
+    fn stopped(&self) -> bool {
+        self.inner.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps until woken, stopped, or `IDLE_POLL` passed.
+    fn idle(&self) {
+        let woken = self.inner.wake.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut woken, _) = self
+            .inner
+            .bell
+            .wait_timeout_while(woken, IDLE_POLL, |w| !*w && !self.inner.stop.load(Ordering::Relaxed))
+            .unwrap_or_else(|p| p.into_inner());
+        *woken = false;
+    }
+
+    /// Starts the worker thread.
+    pub fn start(&self, db: Db, storage: Storage, settings: Settings, clock: crate::Clock) -> std::io::Result<()> {
+        let queue = self.clone();
+        std::thread::Builder::new().name("recorder-jobs".into()).spawn(move || {
+            crate::auth::lower_priority("background jobs");
+            queue.work(&db, &storage, settings, &clock);
+        })?;
+        Ok(())
+    }
+
+    fn work(&self, db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock) {
+        while !self.stopped() {
+            let next = db.conn().and_then(|mut conn| claim(&mut conn, clock.now_ms()));
+            match next {
+                Ok(Some(job)) => {
+                    let ok = run(db, storage, settings, clock, &job);
+                    let counter = if ok { &self.inner.done } else { &self.inner.failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(None) => match db.conn().and_then(|mut conn| backfill(&mut conn, clock.now_ms())) {
+                    Ok(0) => self.idle(),
+                    Ok(n) => log::info!("queued {n} earlier recordings for analysis"),
+                    Err(e) => {
+                        log::error!("analysis backfill: {}", e.message);
+                        self.idle();
+                    }
+                },
+                Err(e) => {
+                    log::error!("job queue: {}", e.message);
+                    self.idle();
+                }
+            }
+        }
+    }
+}
+
+/// Runs one job to its end and records the outcome; false when it failed.
+fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job: &Job) -> bool {
+    let started = std::time::Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| match job.kind.as_str() {
+        ANALYSIS => analyse(db, storage, settings, job),
+        other => Err(format!("unknown job kind {other:?}")),
+    }))
+    .unwrap_or_else(|_| Err("the job crashed on unexpected input".to_string()));
+    let now = clock.now_ms();
+    let recorded = db.conn().and_then(|mut conn| match &outcome {
+        Ok(Some(result)) => finish(&mut conn, job, result),
+        Ok(None) => Ok(()),
+        Err(reason) => fail(&mut conn, job, reason, now),
+    });
+    if let Err(e) = recorded {
+        log::error!("job {} ({} of {}): recording its outcome: {}", job.id, job.kind, job.recording_id, e.message);
+    }
+    match &outcome {
+        Ok(Some(_)) => log::info!(
+            "analysed {} in {} ms",
+            job.recording_id,
+            started.elapsed().as_millis()
+        ),
+        Ok(None) => {}
+        Err(reason) => log::warn!("analysis of {} failed: {reason}", job.recording_id),
+    }
+    outcome.is_ok()
+}
+
+/// The decoded facts of a recording. `Ok(None)`: the recording is gone (deleted meanwhile).
+fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<Option<analysis::Decoded>, String> {
+    let row: Option<(i64, Option<i64>)> = db
+        .conn()
+        .and_then(|conn| {
+            conn.query_row("SELECT size, duration_ms FROM recordings WHERE id = ?1", [&job.recording_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(ApiError::from)
+        })
+        .map_err(|e| e.message.to_string())?;
+    let Some((size, claimed_ms)) = row else { return Ok(None) };
+    let id = Uuid::parse_str(&job.recording_id).map_err(|e| e.to_string())?;
+    let path = storage.path(&Storage::relative_path(&id));
+    let limits = Limits { time_budget: budget(settings, size.max(0) as u64, claimed_ms), ..Limits::for_size(size.max(0) as u64) };
+    match analysis::decode_with(&path, &limits) {
+        Ok(decoded) => Ok(Some(decoded)),
+        // Deleted while it waited or ran: nothing to record, nothing to complain about.
+        Err(analysis::DecodeError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The time one analysis may take: `seconds_per_hour` for each hour the file claims to hold (or,
+/// without a claim, could hold at speech bitrates), at least `MIN_BUDGET`.
+pub fn budget(settings: Settings, size: u64, claimed_ms: Option<i64>) -> Duration {
+    let by_size = size as f64 / ASSUMED_BYTES_PER_SECOND as f64 / 3600.0;
+    let hours = match claimed_ms {
+        Some(ms) if ms > 0 => ms as f64 / 3_600_000.0,
+        _ => by_size,
+    };
+    MIN_BUDGET.max(Duration::from_secs_f64(hours * f64::from(settings.seconds_per_hour)))
+}
+
+fn finish(conn: &mut Connection, job: &Job, decoded: &analysis::Decoded) -> Result<(), ApiError> {
+    let tx = conn.transaction()?;
+    let updated = tx.execute(
+        "UPDATE recordings SET duration_ms = ?2, waveform = 'ready', analysis_error = NULL WHERE id = ?1",
+        params![job.recording_id, decoded.duration_ms],
+    )?;
+    if updated == 1 {
+        tx.execute(
+            "INSERT INTO waveforms (recording_id, bucket_ms, peaks) VALUES (?1, ?2, ?3)
+             ON CONFLICT (recording_id) DO UPDATE SET bucket_ms = excluded.bucket_ms, peaks = excluded.peaks",
+            params![job.recording_id, decoded.waveform.bucket_ms, decoded.waveform.peaks],
+        )?;
+    }
+    tx.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> Result<(), ApiError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE jobs SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1",
+        params![job.id, reason, now],
+    )?;
+    if job.kind == ANALYSIS {
+        tx.execute(
+            "UPDATE recordings SET waveform = 'failed', analysis_error = ?2 WHERE id = ?1",
+            params![job.recording_id, reason],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A recording's waveform, when ready: (bucket_ms, peaks).
+pub fn waveform(conn: &Connection, recording_id: &str) -> Result<Option<(u32, Vec<u8>)>, ApiError> {
+    Ok(conn
+        .query_row("SELECT bucket_ms, peaks FROM waveforms WHERE recording_id = ?1", [recording_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+/// Recordings whose analysis failed: (recording id, owner, reason), for `recorder check`.
+pub fn failed_analyses(conn: &Connection) -> Result<Vec<(String, String, String)>, ApiError> {
+    let mut stmt = conn.prepare(
+        "SELECT r.id, r.user_id, coalesce(r.analysis_error, '') FROM recordings r
+         WHERE r.waveform = 'failed' ORDER BY r.id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

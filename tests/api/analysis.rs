@@ -1,0 +1,297 @@
+//! Background analysis: every fixture's exact duration and waveform, lying and broken files,
+//! decoder panics, time budgets, deletes during a job, and `kill -9` in the middle of one.
+
+use crate::common::{Server, fixture, send, sha256_hex};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A WAV header for `data_len` bytes of PCM (8- or 16-bit mono at `rate`), then `body`.
+fn wav_claiming(rate: u32, bits: u16, data_len: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + body.len());
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36u32.saturating_add(data_len)).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * u32::from(bits / 8)).to_le_bytes());
+    out.extend_from_slice(&(bits / 8).to_le_bytes());
+    out.extend_from_slice(&bits.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// An 8-bit WAV of `seconds` at `rate`: a tone that is loud for the first tenth, then quiet.
+pub fn long_wav(seconds: u32, rate: u32) -> Vec<u8> {
+    let frames = (seconds * rate) as usize;
+    let loud_until = frames / 10;
+    let body: Vec<u8> = (0..frames)
+        .map(|i| {
+            let amplitude = if i < loud_until { 120.0 } else { 12.0 };
+            (128.0 + amplitude * ((i as f64) * 0.3).sin()).round() as u8
+        })
+        .collect();
+    wav_claiming(rate, 8, frames as u32, &body)
+}
+
+/// Polls a recording until its analysis is no longer pending.
+pub fn settled(s: &Server, token: &str, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = send(s.auth("GET", &format!("/api/v1/recordings/{id}"), token), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let recording = r.json();
+        if recording["waveform"] != "pending" {
+            return recording;
+        }
+        assert!(Instant::now() < deadline, "analysis of {id} still pending after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn waveform(s: &Server, token: &str, id: &str) -> crate::common::Resp {
+    send(s.auth("GET", &format!("/api/v1/recordings/{id}/waveform"), token), None)
+}
+
+fn jobs(s: &Server) -> Vec<(String, String)> {
+    let conn = s.db().conn().expect("conn");
+    let mut stmt = conn.prepare("SELECT recording_id, state FROM jobs").expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").map(|r| r.expect("row")).collect()
+}
+
+#[test]
+fn every_fixture_gets_its_exact_duration_and_a_waveform() {
+    let s = Server::start();
+    let token = s.signup("wanda");
+    let decodable = ["speech.wav", "speech.flac", "speech.mp3", "speech.m4a", "speech.3gp", "speech.aac", "speech.ogg"];
+    let opus = ["speech.opus", "speech.webm"];
+    for name in decodable.iter().chain(&opus) {
+        let bytes = fixture(name);
+        let id = s.upload_id(&token, name, &bytes);
+        let recording = settled(&s, &token, &id, Duration::from_secs(60));
+        if opus.contains(name) && !cfg!(feature = "opus") {
+            // Without the `opus` feature there is no Opus decoder: failed, with the reason.
+            assert_eq!(recording["waveform"], "failed", "{name}");
+            waveform(&s, &token, &id).assert_error(404, "not_found");
+            continue;
+        }
+        assert_eq!(recording["waveform"], "ready", "{name}: {recording}");
+        let duration = recording["duration_ms"].as_i64().expect("duration");
+        assert!((duration - 4179).abs() <= 150, "{name}: decoded {duration} ms, the speech is 4179 ms");
+
+        let w = waveform(&s, &token, &id);
+        assert_eq!(w.status, 200, "{name}: {}", w.text());
+        assert_eq!(w.header("ETag").map(str::to_string), Some(format!("\"{}\"", sha256_hex(&bytes))));
+        let body = w.json();
+        assert_eq!(body["bucket_ms"], 10, "{name}");
+        let peaks: Vec<u64> = body["peaks"].as_array().expect("peaks").iter().map(|p| p.as_u64().expect("u8")).collect();
+        let expected = duration as usize / 10;
+        assert!(peaks.len().abs_diff(expected) <= 2, "{name}: {} buckets for {duration} ms", peaks.len());
+        assert!(peaks.iter().all(|&p| p <= 255));
+        assert!(peaks.iter().copied().max() > Some(128), "{name}: the speech is loud somewhere");
+        assert!(peaks.iter().any(|&p| p < 16), "{name}: and quiet between words");
+
+        let etag = w.header("ETag").expect("etag").to_string();
+        let again = send(s.auth("GET", &format!("/api/v1/recordings/{id}/waveform"), &token).set("If-None-Match", &etag), None);
+        assert_eq!(again.status, 304);
+    }
+    assert!(jobs(&s).iter().all(|(_, state)| state == "failed"), "done jobs leave the queue: {:?}", jobs(&s));
+}
+
+#[test]
+fn with_analysis_off_recordings_stay_pending_and_have_no_waveform() {
+    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let token = s.signup("otis");
+    let id = s.upload_id(&token, "memo.wav", &fixture("speech.wav"));
+    let recording = send(s.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None).json();
+    assert_eq!(recording["waveform"], "pending");
+    waveform(&s, &token, &id).assert_error(404, "not_found");
+    assert_eq!(jobs(&s), vec![(id, "queued".to_string())], "queued for when analysis is turned on");
+}
+
+#[test]
+fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_reason() {
+    let s = Server::start();
+    let token = s.signup("lena");
+
+    // Cut in half: the header still claims the whole length; the decoded length is the truth.
+    let wav = fixture("speech.wav");
+    let half = &wav[..wav.len() / 2];
+    let id = s.upload_id(&token, "half.wav", half);
+    let recording = settled(&s, &token, &id, Duration::from_secs(30));
+    assert_eq!(recording["waveform"], "ready");
+    let decoded = recording["duration_ms"].as_i64().expect("duration");
+    assert!((decoded - 2089).abs() <= 20, "half of 4179 ms, decoded {decoded}");
+
+    // A header that claims three hours over two seconds of sound.
+    let two_seconds: Vec<u8> = (0..16_000).map(|i| (128.0 + 100.0 * (i as f64 * 0.2).sin()) as u8).collect();
+    let liar = wav_claiming(8000, 8, 3 * 3600 * 8000, &two_seconds);
+    let up = s.upload(&token, "liar.wav", &liar);
+    assert_eq!(up.status, 201, "{}", up.text());
+    let id = up.json()["id"].as_str().expect("id").to_string();
+    let recording = settled(&s, &token, &id, Duration::from_secs(30));
+    assert_eq!(recording["waveform"], "ready", "{recording}");
+    assert_eq!(recording["duration_ms"], 2000, "the decoded length replaces the header's claim");
+
+    // Audio-shaped noise decodes to noise: a waveform, not a crash.
+    let mut noise = 0x9E37_79B9u32;
+    let random: Vec<u8> = (0..64_000)
+        .map(|_| {
+            noise ^= noise << 13;
+            noise ^= noise >> 17;
+            noise ^= noise << 5;
+            noise as u8
+        })
+        .collect();
+    let id = s.upload_id(&token, "noise.wav", &wav_claiming(16_000, 16, random.len() as u32, &random));
+    assert_eq!(settled(&s, &token, &id, Duration::from_secs(30))["waveform"], "ready");
+
+    // Cut before its first frame, and inputs that made the decoder panic: failed, with the reason.
+    for (name, reason) in [
+        ("truncated.mp3", "no complete packet"),
+        ("analysis/decoder-panics.m4a", "unexpected input"),
+        ("analysis/decoder-panics.wav", "unexpected input"),
+    ] {
+        let up = s.upload(&token, name.rsplit('/').next().expect("name"), &fixture(name));
+        assert_eq!(up.status, 201, "{name}: {}", up.text());
+        let id = up.json()["id"].as_str().expect("id").to_string();
+        let recording = settled(&s, &token, &id, Duration::from_secs(30));
+        assert_eq!(recording["waveform"], "failed", "{name}: {recording}");
+        let error: String = s
+            .db()
+            .conn()
+            .expect("conn")
+            .query_row("SELECT analysis_error FROM recordings WHERE id = ?1", [&id], |r| r.get(0))
+            .expect("reason");
+        assert!(error.contains(reason), "{name}: {error}");
+        waveform(&s, &token, &id).assert_error(404, "not_found");
+    }
+
+    // A WAV whose audio stream is empty.
+    let empty = wav_claiming(8000, 16, 0, &[]);
+    let up = s.upload(&token, "empty.wav", &empty);
+    if up.status == 201 {
+        let id = up.json()["id"].as_str().expect("id").to_string();
+        assert_eq!(settled(&s, &token, &id, Duration::from_secs(30))["waveform"], "failed");
+    } else {
+        up.assert_error(415, "unsupported_media_type");
+    }
+
+    // The server lives on, and `recorder check` reports the failures; --repair queues them again.
+    assert_eq!(send(s.req("GET", "/healthz"), None).status, 200);
+    let storage = recorder::storage::Storage::open(&s.data()).expect("storage");
+    let options = recorder::check::Options {
+        verify: false,
+        repair: true,
+        force: false,
+        now_ms: s.clock.now_ms(),
+        retention_days: 30,
+    };
+    let report = recorder::check::run(&s.db(), &storage, options, &mut |_| {}).expect("check");
+    let failed = report.by_kind[recorder::check::Kind::AnalysisFailed as usize];
+    assert!(failed >= 3, "{report:?}");
+    assert_eq!(report.repaired, failed, "{report:?}");
+    let queued = jobs(&s).iter().filter(|(_, state)| state == "queued" || state == "running").count()
+        + jobs(&s).iter().filter(|(_, state)| state == "failed").count();
+    assert!(queued >= 3, "requeued: {:?}", jobs(&s));
+}
+
+#[test]
+fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothing() {
+    let s = Server::start_with(|c| c.analysis_seconds_per_hour = 1);
+    let token = s.signup("tim");
+    // Three hours at 4 kHz: a budget of 3 s (one second per hour) is far too little in a debug
+    // build, where it decodes at a few hundred times real time at best.
+    let long = long_wav(3 * 3600, 4000);
+    let id = s.upload_id(&token, "three-hours.wav", &long);
+    let recording = settled(&s, &token, &id, Duration::from_secs(120));
+    assert_eq!(recording["waveform"], "failed", "{recording}");
+    let error: String = s
+        .db()
+        .conn()
+        .expect("conn")
+        .query_row("SELECT analysis_error FROM recordings WHERE id = ?1", [&id], |r| r.get(0))
+        .expect("reason");
+    assert!(error.contains("longer than its budget"), "{error}");
+
+    // Deleted while its job runs: no error, no job, no waveform left.
+    let id = s.upload_id(&token, "doomed.wav", &long);
+    crate::common::eventually("the job is running", || jobs(&s).iter().any(|(r, st)| *r == id && st == "running"));
+    let gone = send(s.auth("DELETE", &format!("/api/v1/recordings/{id}?permanent=true"), &token), None);
+    assert_eq!(gone.status, 204);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jobs(&s).iter().any(|(r, _)| *r == id) {
+        assert!(Instant::now() < deadline, "the job outlived its recording");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waveforms: i64 = s
+        .db()
+        .conn()
+        .expect("conn")
+        .query_row("SELECT count(*) FROM waveforms WHERE recording_id = ?1", [&id], |r| r.get(0))
+        .expect("count");
+    assert_eq!(waveforms, 0);
+    assert_eq!(send(s.req("GET", "/healthz"), None).status, 200);
+}
+
+/// The server's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("kB") * 1024
+}
+
+#[test]
+fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memory() {
+    use crate::cli::{serve, signup};
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let server = serve(home.path(), &data);
+    let token = signup(&server, "kurt");
+    let auth = format!("Bearer {token}");
+    let long = long_wav(3 * 3600, 8000);
+    let up = send(server.req("POST", "/api/v1/recordings?name=lecture.wav").set("Authorization", &auth), Some(&long));
+    assert_eq!(up.status, 201, "{}", up.text());
+    let id = up.json()["id"].as_str().expect("id").to_string();
+    let db = recorder::db::Db::open(&data.join("recorder.db")).expect("db");
+    let state = |db: &recorder::db::Db| -> Option<(String, i64)> {
+        db.conn()
+            .expect("conn")
+            .query_row("SELECT state, attempts FROM jobs WHERE recording_id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ok()
+    };
+    crate::common::eventually("the job is running", || state(&db).is_some_and(|(s, _)| s == "running"));
+    server.kill9();
+    assert_eq!(state(&db), Some(("running".to_string(), 1)), "killed mid-job");
+
+    let server = serve(home.path(), &data);
+    let before = peak_rss(server.child.id());
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let recording = loop {
+        let r = send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json();
+        if r["waveform"] != "pending" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the job did not run again");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(recording["waveform"], "ready", "{recording}");
+    assert_eq!(recording["duration_ms"], 3 * 3600 * 1000);
+    assert_eq!(state(&db), None, "done once: the job is gone");
+    let peak = peak_rss(server.child.id());
+    // 86 MB of audio decoded: the server's peak grew by a few MiB, not by the file.
+    assert!(peak < before + (32 << 20), "peak RSS {} MiB, {} MiB before the job", peak >> 20, before >> 20);
+
+    let w = send(server.req("GET", &format!("/api/v1/recordings/{id}/waveform")).set("Authorization", &auth), None).json();
+    let peaks = w["peaks"].as_array().expect("peaks");
+    assert!((1000..=4000).contains(&peaks.len()), "{} buckets", peaks.len());
+    let bucket_ms = w["bucket_ms"].as_u64().expect("bucket");
+    assert_eq!(peaks.len() as u64, (3 * 3600 * 1000u64).div_ceil(bucket_ms));
+    // Loud for the first tenth, quiet after: the shape is the sound's.
+    let tenth = peaks.len() / 10;
+    assert!(peaks[..tenth - 1].iter().all(|p| p.as_u64() > Some(200)), "loud start");
+    assert!(peaks[tenth + 1..].iter().all(|p| p.as_u64() < Some(30)), "quiet rest");
+}
