@@ -13,6 +13,7 @@ CREATE TABLE uploads (
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,                     -- the last durable byte
     expires_at   INTEGER NOT NULL,
+    idempotency_key TEXT,                              -- given to the recording it becomes
     recording_id TEXT,                                 -- set, exactly once, when the upload completes
     completed_at INTEGER
 ) STRICT;

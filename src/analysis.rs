@@ -224,12 +224,10 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
     let track = format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL).ok_or(DecodeError::NoTrack)?;
     let track_id = track.id;
     check_params(&track.codec_params, limits)?;
-    let mut decoder = codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(
-        |e| match e {
-            SymphoniaError::Unsupported(what) => DecodeError::Unsupported(what.to_string()),
-            other => DecodeError::Implausible(other.to_string()),
-        },
-    )?;
+    let mut decoder = codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(|e| match e {
+        SymphoniaError::Unsupported(what) => DecodeError::Unsupported(what.to_string()),
+        other => DecodeError::Implausible(other.to_string()),
+    })?;
 
     let mut samples: Option<(SampleBuffer<f32>, SignalSpec)> = None;
     let mut first: Option<SignalSpec> = None;

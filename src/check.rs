@@ -204,9 +204,8 @@ fn check_analysis(
 ) -> Result<(), ApiError> {
     for (id, user_id, reason) in crate::jobs::failed_analyses(conn)? {
         let path = Uuid::parse_str(&id).map(|u| Storage::relative_path(&u)).unwrap_or_default();
-        let username: Option<String> = conn
-            .query_row("SELECT username FROM users WHERE id = ?1", [&user_id], |r| r.get(0))
-            .optional()?;
+        let username: Option<String> =
+            conn.query_row("SELECT username FROM users WHERE id = ?1", [&user_id], |r| r.get(0)).optional()?;
         let problem = Problem {
             kind: Kind::AnalysisFailed,
             id: id.clone(),

@@ -70,6 +70,11 @@ impl ApiError {
         ApiError::new(Status::UnsupportedMediaType, "unsupported_media_type", message)
     }
 
+    /// Whether a response header is already set.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
     /// The JSON body.
     pub fn body(&self) -> String {
         serde_json::json!({"error": {"code": self.code, "message": self.message}}).to_string()

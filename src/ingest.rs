@@ -240,6 +240,13 @@ pub async fn one_shot(
     }
 }
 
+/// The recording an earlier upload with this idempotency key created, if any (the key is checked).
+pub async fn earlier_upload(state: &AppState, user_id: &str, key: &str) -> Result<Option<Recording>, ApiError> {
+    check_idempotency_key(key)?;
+    let (user, key) = (user_id.to_string(), key.to_string());
+    state.db.run(move |conn| rec::by_idempotency_key(conn, &user, &key)).await
+}
+
 fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
     if (1..=128).contains(&key.len()) && key.bytes().all(|b| (0x20..0x7F).contains(&b)) {
         Ok(())

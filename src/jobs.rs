@@ -157,9 +157,8 @@ fn backfill_batch(conn: &mut Connection, now: i64) -> Result<(usize, bool), ApiE
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let rows: Vec<(String, Option<String>)> = {
-        let mut stmt = tx.prepare(
-            "SELECT id, waveform FROM recordings WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
-        )?;
+        let mut stmt =
+            tx.prepare("SELECT id, waveform FROM recordings WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2")?;
         stmt.query_map(params![before, BACKFILL_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?
     };
@@ -293,11 +292,7 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
         log::error!("job {} ({} of {}): recording its outcome: {}", job.id, job.kind, job.recording_id, e.message);
     }
     match &outcome {
-        Ok(Some(_)) => log::info!(
-            "analysed {} in {} ms",
-            job.recording_id,
-            started.elapsed().as_millis()
-        ),
+        Ok(Some(_)) => log::info!("analysed {} in {} ms", job.recording_id, started.elapsed().as_millis()),
         Ok(None) => {}
         Err(reason) => log::warn!("analysis of {} failed: {reason}", job.recording_id),
     }
@@ -319,7 +314,10 @@ fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<
     let Some((size, claimed_ms)) = row else { return Ok(None) };
     let id = Uuid::parse_str(&job.recording_id).map_err(|e| e.to_string())?;
     let path = storage.path(&Storage::relative_path(&id));
-    let limits = Limits { time_budget: budget(settings, size.max(0) as u64, claimed_ms), ..Limits::for_size(size.max(0) as u64) };
+    let limits = Limits {
+        time_budget: budget(settings, size.max(0) as u64, claimed_ms),
+        ..Limits::for_size(size.max(0) as u64)
+    };
     match analysis::decode_with(&path, &limits) {
         Ok(decoded) => Ok(Some(decoded)),
         // Deleted while it waited or ran: nothing to record, nothing to complain about.

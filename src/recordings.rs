@@ -63,8 +63,7 @@ pub struct NewRecording {
     pub idempotency_key: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform";
+const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
     let created_ms: i64 = row.get(7)?;

@@ -49,6 +49,7 @@ pub struct Upload {
     /// Durable bytes: the offset.
     pub received: u64,
     pub keep_partial: bool,
+    pub idempotency_key: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: i64,
@@ -75,7 +76,7 @@ pub struct UploadView {
 }
 
 const COLUMNS: &str = "id, user_id, name, recorded_at, length, received, keep_partial, created_at, updated_at, \
-                       expires_at, recording_id";
+                       expires_at, recording_id, idempotency_key";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Upload> {
     Ok(Upload {
@@ -90,6 +91,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Upload> {
         updated_at: row.get(8)?,
         expires_at: row.get(9)?,
         recording_id: row.get(10)?,
+        idempotency_key: row.get(11)?,
     })
 }
 
@@ -302,6 +304,7 @@ pub struct NewUpload {
     pub name: Option<String>,
     pub recorded_at: Option<i64>,
     pub keep_partial: bool,
+    pub idempotency_key: Option<String>,
 }
 
 /// Creates an upload resource and its empty file.
@@ -327,6 +330,7 @@ pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<U
         length: new.length,
         received: 0,
         keep_partial: new.keep_partial,
+        idempotency_key: new.idempotency_key,
         created_at: now,
         updated_at: now,
         expires_at: now + state.config.upload_expire_ms(),
@@ -343,8 +347,8 @@ pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<U
         }
         tx.execute(
             "INSERT INTO uploads (id, user_id, name, recorded_at, length, received, keep_partial, created_at,
-                                  updated_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?7, ?8)",
+                                  updated_at, expires_at, idempotency_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?7, ?8, ?9)",
             params![
                 row.id,
                 row.user_id,
@@ -353,7 +357,8 @@ pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<U
                 row.length.map(|n| n as i64),
                 row.keep_partial,
                 row.created_at,
-                row.expires_at
+                row.expires_at,
+                row.idempotency_key
             ],
         )?;
         // The file before the commit: a row never exists without its file. (A crash in between
@@ -795,7 +800,7 @@ fn store(
         user_id: upload.user_id.clone(),
         name: upload.name.clone(),
         recorded_at: upload.recorded_at,
-        idempotency_key: None,
+        idempotency_key: upload.idempotency_key.clone(),
     };
     // A completed upload stays findable as long as an incomplete one would have.
     let keep_until = now + (upload.expires_at - upload.updated_at).max(3_600_000);
@@ -814,7 +819,18 @@ fn store(
             remove_file(storage, &upload.id);
             Ok(Some(recording))
         }
-        Stored::Existing(_) | Stored::Declined => Ok(None),
+        // The same idempotency key made a recording already (a retried creation): this upload
+        // is that one, and its own bytes are not kept twice.
+        Stored::Existing(existing) => {
+            conn.execute(
+                "UPDATE uploads SET recording_id = ?1, completed_at = ?2, expires_at = ?3
+                 WHERE id = ?4 AND recording_id IS NULL",
+                params![existing.id, now, keep_until, upload.id],
+            )?;
+            remove_file(storage, &upload.id);
+            Ok(Some(existing))
+        }
+        Stored::Declined => Ok(None),
     }
 }
 

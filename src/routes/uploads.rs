@@ -47,6 +47,7 @@ pub struct UploadRequest {
     content_type: Option<String>,
     content_length: Option<u64>,
     content_disposition: Option<String>,
+    idempotency_key: Option<String>,
 }
 
 #[rocket::async_trait]
@@ -68,10 +69,12 @@ impl<'r> FromRequest<'r> for UploadRequest {
             content_type: get("Content-Type"),
             content_length: get("Content-Length").and_then(|v| v.parse().ok()),
             content_disposition: get("Content-Disposition"),
+            idempotency_key: get("Idempotency-Key"),
         };
         // A tus client of another version is told which one is spoken, before anything else.
         if let Some(version) = &parsed.tus_resumable
             && version != TUS_VERSION
+            && req.uri().path().starts_with("/api/v1/uploads")
         {
             let error = ApiError::new(
                 Status::PreconditionFailed,
@@ -173,6 +176,7 @@ fn new_upload(
         name: name.map(|n| rec::normalize_name(ingest::base_name(n))).transpose()?,
         recorded_at: recorded_at.map(ingest::parse_recorded_at).transpose()?,
         keep_partial,
+        idempotency_key: None,
     })
 }
 
@@ -356,7 +360,7 @@ async fn append(
         Protocol::Tus => Ok(tus_reply(Status::NoContent, &result?)),
         Protocol::Draft(version) => match result {
             Ok(progress) => draft_reply(state, version, &progress, false),
-            Err(e) if e.status == Status::Conflict && e.code == "conflict" => {
+            Err(e) if e.status == Status::Conflict && e.code == "conflict" && !e.has_header("Upload-Complete") => {
                 Err(e.with_header("Upload-Complete", "?0"))
             }
             Err(e) => Err(e),
@@ -384,6 +388,19 @@ pub async fn draft_create(
         return Err(ApiError::bad_request("tus uploads are created with POST /api/v1/uploads"));
     };
     let last = headers.complete()?;
+    if last && headers.content_length == Some(0) {
+        return Err(ingest::empty_body());
+    }
+    // A retry of a creation that completed, whose answer was lost: the recording it made.
+    if let Some(key) = &headers.idempotency_key
+        && let Some(existing) = ingest::earlier_upload(state, user_id, key).await?
+    {
+        let _ = data.open(rocket::data::ToByteUnit::mebibytes(1)).stream_to(tokio::io::sink()).await;
+        return Ok(Reply::json(Status::Ok, &existing)?
+            .header("Location", format!("/api/v1/recordings/{}", existing.id))
+            .header("Recording-Id", existing.id.clone())
+            .header("Upload-Complete", "?1"));
+    }
     let mut length = headers.length()?;
     if last && let Some(content_length) = headers.content_length {
         if length.is_some_and(|l| l != content_length) {
@@ -392,12 +409,24 @@ pub async fn draft_create(
         length = Some(content_length);
     }
     let disposition_name = headers.content_disposition.as_deref().and_then(disposition_filename);
-    let new = new_upload(name.or(disposition_name.as_deref()), recorded_at, keep_partial, length)?;
+    let mut new = new_upload(name.or(disposition_name.as_deref()), recorded_at, keep_partial, length)?;
+    new.idempotency_key = headers.idempotency_key.clone();
     let upload = uploads::create(state, user_id, new).await?;
     let append = Append { offset: 0, length: None, last, content_length: headers.content_length, checksum: None };
-    let progress =
-        uploads::append(state, user_id, &upload.id, append, Some(data)).await.map_err(|e| with_location(e, &upload))?;
-    draft_reply(state, version, &progress, true)
+    match uploads::append(state, user_id, &upload.id, append, Some(data)).await {
+        Ok(progress) => draft_reply(state, version, &progress, true),
+        Err(e) => {
+            // Without the 104 interim answer, a client whose creation request failed never
+            // learned where the upload is: keep it only if it asked to keep partial uploads.
+            if !keep_partial
+                && let Err(cancel) = uploads::cancel(state, user_id, &upload.id).await
+                && cancel.status != Status::NotFound
+            {
+                log::warn!("cannot remove upload {} after its creation failed: {}", upload.id, cancel.message);
+            }
+            Err(with_location(e, &upload))
+        }
+    }
 }
 
 /// The file name of a `Content-Disposition` header (`filename*=UTF-8''…` preferred).

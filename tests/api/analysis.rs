@@ -87,7 +87,8 @@ fn every_fixture_gets_its_exact_duration_and_a_waveform() {
         assert_eq!(w.header("ETag").map(str::to_string), Some(format!("\"{}\"", sha256_hex(&bytes))));
         let body = w.json();
         assert_eq!(body["bucket_ms"], 10, "{name}");
-        let peaks: Vec<u64> = body["peaks"].as_array().expect("peaks").iter().map(|p| p.as_u64().expect("u8")).collect();
+        let peaks: Vec<u64> =
+            body["peaks"].as_array().expect("peaks").iter().map(|p| p.as_u64().expect("u8")).collect();
         let expected = duration as usize / 10;
         assert!(peaks.len().abs_diff(expected) <= 2, "{name}: {} buckets for {duration} ms", peaks.len());
         assert!(peaks.iter().all(|&p| p <= 255));
@@ -95,7 +96,8 @@ fn every_fixture_gets_its_exact_duration_and_a_waveform() {
         assert!(peaks.iter().any(|&p| p < 16), "{name}: and quiet between words");
 
         let etag = w.header("ETag").expect("etag").to_string();
-        let again = send(s.auth("GET", &format!("/api/v1/recordings/{id}/waveform"), &token).set("If-None-Match", &etag), None);
+        let again =
+            send(s.auth("GET", &format!("/api/v1/recordings/{id}/waveform"), &token).set("If-None-Match", &etag), None);
         assert_eq!(again.status, 304);
     }
     assert!(jobs(&s).iter().all(|(_, state)| state == "failed"), "done jobs leave the queue: {:?}", jobs(&s));
@@ -260,7 +262,9 @@ fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memo
     let state = |db: &recorder::db::Db| -> Option<(String, i64)> {
         db.conn()
             .expect("conn")
-            .query_row("SELECT state, attempts FROM jobs WHERE recording_id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT state, attempts FROM jobs WHERE recording_id = ?1", [&id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .ok()
     };
     crate::common::eventually("the job is running", || state(&db).is_some_and(|(s, _)| s == "running"));
@@ -285,7 +289,8 @@ fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memo
     // 86 MB of audio decoded: the server's peak grew by a few MiB, not by the file.
     assert!(peak < before + (32 << 20), "peak RSS {} MiB, {} MiB before the job", peak >> 20, before >> 20);
 
-    let w = send(server.req("GET", &format!("/api/v1/recordings/{id}/waveform")).set("Authorization", &auth), None).json();
+    let w =
+        send(server.req("GET", &format!("/api/v1/recordings/{id}/waveform")).set("Authorization", &auth), None).json();
     let peaks = w["peaks"].as_array().expect("peaks");
     assert!((1000..=4000).contains(&peaks.len()), "{} buckets", peaks.len());
     let bucket_ms = w["bucket_ms"].as_u64().expect("bucket");

@@ -708,3 +708,74 @@ fn deleting_the_account_removes_its_uploads_and_empty_uploads_are_refused() {
         s.db().conn().expect("conn").query_row("SELECT count(*) FROM uploads", [], |r| r.get(0)).expect("count");
     assert_eq!(rows, 0);
 }
+
+#[test]
+fn ietf_draft_retries_empty_completions_and_broken_creations_leave_no_litter() {
+    let s = Server::start();
+    let token = s.signup("rhea");
+    let bytes = wav(60_000, 15);
+
+    // A creation retried with the same Idempotency-Key answers the first recording.
+    let create = || {
+        send(
+            draft(&s, "POST", "/api/v1/recordings?name=once.wav", &token, "8")
+                .set("Upload-Complete", "?1")
+                .set("Idempotency-Key", "take-42"),
+            Some(&bytes),
+        )
+    };
+    let first = create();
+    assert_eq!(first.status, 201, "{}", first.text());
+    let again = create();
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    assert_eq!(recordings(&s, &token).len(), 1);
+
+    // Completing with nothing: refused before an upload is made.
+    send(draft(&s, "POST", "/api/v1/recordings", &token, "8").set("Upload-Complete", "?1"), Some(b""))
+        .assert_error(400, "empty_body");
+    assert_eq!(json_of(&s, &token, "/api/v1/uploads")["uploads"], serde_json::json!([]));
+
+    // Appending the completing bytes again to a completed upload: 409, and it says complete.
+    let r =
+        send(draft(&s, "POST", "/api/v1/recordings", &token, "8").set("Upload-Complete", "?0"), Some(&bytes[..1000]));
+    let path = r.header("Location").expect("location").to_string();
+    let finish = || {
+        let req = draft(&s, "PATCH", &path, &token, "8")
+            .set("Content-Type", "application/partial-upload")
+            .set("Upload-Offset", "1000")
+            .set("Upload-Complete", "?1");
+        send(req, Some(&bytes[1000..]))
+    };
+    assert_eq!(finish().status, 201);
+    let retry = finish();
+    retry.assert_error(409, "conflict");
+    assert_eq!((retry.header("Upload-Complete"), offset(&retry)), (Some("?1"), 60_000));
+
+    // A creation whose connection breaks: the client never learned the upload's URL, so nothing
+    // stays, unless it asked to keep partial uploads.
+    for (query, kept) in [("", 0), ("?keep_partial=1", 1)] {
+        let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+        write!(
+            stream,
+            "POST /api/v1/recordings{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Upload-Draft-Interop-Version: 8\r\nUpload-Complete: ?1\r\nContent-Length: {}\r\n\r\n",
+            bytes.len()
+        )
+        .expect("head");
+        stream.write_all(&bytes[..30_000]).expect("part");
+        eventually("the server is reading the creation", || {
+            json_of(&s, &token, "/api/v1/uploads")["uploads"].as_array().map(Vec::len) == Some(1)
+        });
+        drop(stream);
+        eventually("the broken creation is settled", || {
+            json_of(&s, &token, "/api/v1/uploads")["uploads"].as_array().map(Vec::len) == Some(kept)
+                && upload_files(&s).len() == kept
+        });
+    }
+
+    // Tus-Resumable of another version is a tus matter only: a one-shot upload is unaffected.
+    let r =
+        send(s.auth("POST", "/api/v1/recordings?name=plain.wav", &token).set("Tus-Resumable", "0.2.2"), Some(&bytes));
+    assert_eq!(r.status, 201, "{}", r.text());
+}
