@@ -300,3 +300,59 @@ fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memo
     assert!(peaks[..tenth - 1].iter().all(|p| p.as_u64() > Some(200)), "loud start");
     assert!(peaks[tenth + 1..].iter().all(|p| p.as_u64() < Some(30)), "quiet rest");
 }
+
+#[test]
+fn recordings_from_before_analysis_are_analysed_after_an_upgrade_newest_first() {
+    use crate::cli::{serve, signup};
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let server = serve(home.path(), &data);
+    let token = signup(&server, "una");
+    let auth = format!("Bearer {token}");
+    let mut ids = Vec::new();
+    for name in ["first.wav", "second.flac", "third.m4a"] {
+        let file = name.replace("first", "speech").replace("second", "speech").replace("third", "speech");
+        let up = send(
+            server.req("POST", &format!("/api/v1/recordings?name={name}")).set("Authorization", &auth),
+            Some(&fixture(&file)),
+        );
+        assert_eq!(up.status, 201);
+        ids.push(up.json()["id"].as_str().expect("id").to_string());
+    }
+    let ready = |server: &crate::cli::Running| {
+        ids.iter().all(|id| {
+            send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json()
+                ["waveform"]
+                == "ready"
+        })
+    };
+    crate::common::eventually("analysed", || ready(&server));
+    drop(server);
+
+    // As a database from before analysis existed looks after the upgrade's migration.
+    let db = recorder::db::Db::open(&data.join("recorder.db")).expect("db");
+    db.conn()
+        .expect("conn")
+        .execute_batch(
+            "UPDATE recordings SET waveform = NULL, duration_ms = NULL; DELETE FROM waveforms; DELETE FROM jobs;
+             DELETE FROM settings;",
+        )
+        .expect("reset");
+
+    let server = serve(home.path(), &data);
+    crate::common::eventually("analysed again after the upgrade", || ready(&server));
+    let analysed: Vec<String> = server
+        .log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(|line| line.split("analysed ").nth(1).and_then(|rest| rest.split_whitespace().next()))
+        .map(str::to_string)
+        .collect();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(analysed, newest_first, "analysed newest first");
+    let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &auth), None).json();
+    for r in list["recordings"].as_array().expect("recordings") {
+        assert!((r["duration_ms"].as_i64().expect("decoded duration") - 4179).abs() <= 150, "{r}");
+    }
+}

@@ -21,7 +21,7 @@ pub fn recorder(home: &Path) -> Command {
 pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) base: String,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Running {
