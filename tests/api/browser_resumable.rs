@@ -136,7 +136,27 @@ fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
     let proxy = Proxy::start(server.base.trim_start_matches("http://").parse().expect("the server's address"));
     sign_up_at(&b, &proxy.base(), "rita");
     let token = login_token(&server, "rita");
-    let (_dir, path, bytes) = wav_file("Long interview.wav", 12 * MIB as usize, 0x5eed);
+    let (dir, path, bytes) = wav_file("Long interview.wav", 12 * MIB as usize, 0x5eed);
+
+    // A large file that is not audio is refused at its first bytes, with the server's words.
+    let text = dir.path().join("notes.mp3");
+    std::fs::write(&text, "not audio at all\n".repeat(400_000)).expect("write the text file");
+    b.send_keys("input[data-test=file-input]", &text.display().to_string());
+    b.wait_for("[data-test=upload-item] [data-test=upload-error]");
+    let shown = b.text("[data-test=upload-item] [data-test=upload-error]");
+    assert!(shown.starts_with("that is not a recognised audio file"), "{shown}");
+    assert!(uploads(&server, &token).is_empty(), "nothing of it is left");
+    assert_eq!(
+        b.js("return Object.keys(localStorage).filter(k => k.includes('notes.mp3')).length;", vec![]),
+        json!(0),
+        "nothing to resume is remembered"
+    );
+    b.click("[data-test=upload-item] [data-test=upload-cancel]");
+    b.wait_gone("[data-test=upload-item]");
+    let refused = tus_patches(&server);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].status, 415);
+    let start = server.seen().len();
 
     // Uploads slowed down, so that the connection drops in the middle of a request.
     b.network(false, Some(2 * MIB));
@@ -146,6 +166,7 @@ fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
     // The first piece is acknowledged, and the bar shows what the server has.
     let first = poll("the first PATCH acknowledged", || tus_patches(&server).into_iter().find(|s| s.status == 204));
     assert_eq!(first.upload_offset, Some(0));
+    assert_ne!(first.path, refused[0].path, "another upload");
     b.wait_js(
         "the bar to show the first piece",
         "return document.querySelector('[data-test=upload-item] progress').value === arguments[0];",
@@ -178,7 +199,7 @@ fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
     assert_eq!(rec["name"], "Long interview.wav");
     assert!(rec["content_type"].as_str().is_some_and(|t| t.starts_with("audio/")), "{rec}");
 
-    let patches = tus_patches(&server);
+    let patches: Vec<Seen> = tus_patches(&server).into_iter().filter(|s| s.path == first.path).collect();
     let later: Vec<&Seen> = patches.iter().skip_while(|s| s.status != 204).skip(1).collect();
     assert!(
         later.iter().all(|s| s.upload_offset.is_some_and(|o| o >= CHUNK)),
@@ -199,7 +220,7 @@ fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
         server.seen().iter().all(|s| !(s.method == "POST" && s.path == "/api/v1/recordings")),
         "a large file does not go in one request"
     );
-    assert_eq!(server.seen().iter().filter(|s| s.method == "POST" && s.path == "/api/v1/uploads").count(), 1);
+    assert_eq!(server.seen()[start..].iter().filter(|s| s.method == "POST" && s.path == "/api/v1/uploads").count(), 1);
 }
 
 #[test]
