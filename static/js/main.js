@@ -107,6 +107,7 @@ function createApp(me) {
   };
   ctx.searchInput = search;
   ctx.recordButton = recordBtn;
+  ctx.pickFiles = () => fileInput.click();
 
   const header = h('header', { class: 'topbar' },
     h('div', { class: 'topbar-inner' },
@@ -177,6 +178,8 @@ function createApp(me) {
     account.usageChanged();
   }
   renderUsage();
+  // Uploads that stopped on an earlier visit, and takes whose tab died.
+  uploads.restore();
 
   let current = null;
   function route() {

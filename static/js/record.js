@@ -1,7 +1,13 @@
-// Recording in the browser: MediaRecorder, a timer, a live level meter; the result is uploaded.
+// Recording in the browser: MediaRecorder, a timer, a live level meter. The take streams to the
+// server while it is recorded (a resumable upload fed every second), so a tab that dies keeps
+// everything up to its last second; stopping sends the rest and makes it a recording.
 import { h, icon } from './dom.js';
 import { fileStamp, formatDuration } from './format.js';
+import { StreamUpload, deleteUpload, holdLock, takeLock } from './resumable.js';
 import { showError } from './ui.js';
+
+/** MediaRecorder hands over what it recorded this often (milliseconds). */
+const TIMESLICE = 1000;
 
 const BARS = 64;
 const TYPES = ['audio/webm;codecs=opus', 'audio/ogg;codecs=opus', 'audio/webm', 'audio/mp4;codecs=mp4a.40.2', 'audio/mp4', 'audio/ogg'];
@@ -51,12 +57,52 @@ export function createRecorder(ctx) {
   }, bars);
   const stopBtn = h('button', { type: 'button', class: 'stop-btn', 'data-test': 'record-stop', 'aria-label': 'Stop and save recording' }, icon('stop'));
   const discardBtn = h('button', { type: 'button', class: 'btn small ghost', 'aria-label': 'Discard recording' }, 'Discard');
+  // Whether the take reaches the server as it is recorded; said only when that changes.
+  const saving = h('p', { class: 'recorder-saving', 'data-test': 'record-saving', 'aria-live': 'polite' });
   const panel = h('section', { class: 'recorder card', 'aria-label': 'Recording', hidden: true },
     h('div', { class: 'recorder-status' }, h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), h('span', {}, 'Recording'), timer),
     level,
-    h('div', { class: 'recorder-actions' }, discardBtn, stopBtn));
+    h('div', { class: 'recorder-actions' }, discardBtn, stopBtn),
+    saving);
 
-  let session = null; // { recorder, stream, audioCtx, analyser, chunks, startedAt, t0, raf, discard }
+  let session = null; // { recorder, stream, audioCtx, analyser, chunks, startedAt, t0, raf, discard, upload }
+
+  function setSaving(s, text) {
+    if (session === s && saving.textContent !== text) saving.textContent = text;
+  }
+
+  /**
+   * The take's resumable upload, created as recording starts. Once the server has it, this tab
+   * holds the take's lock for as long as the take needs its upload, and the browser remembers
+   * it: if the tab dies, the next page load (in any tab) finishes it.
+   */
+  function streamTake(s) {
+    const upload = new StreamUpload({
+      metadata: { filename: s.name, recorded_at: s.startedAt.toISOString(), keep_partial: true },
+      onCreated: async (url) => {
+        s.release = await holdLock(takeLock(url));
+        if (s.settled) {
+          s.release?.();
+          return;
+        }
+        ctx.uploads.store.rememberTake(url, s.name);
+      },
+      onProgress: () => setSaving(s, 'Saved to the server as you record.'),
+      onRetrying: () => setSaving(s, 'Connection lost, retrying… Recording continues; it is sent when the connection is back.'),
+    });
+    s.upload = upload;
+    upload.pump().catch((e) => {
+      if (e.name === 'AbortError') return;
+      setSaving(s, `Not saved while recording (${e.message}). It is uploaded when you stop.`);
+    });
+  }
+
+  /** The take no longer needs its resumable upload: let other tabs see that. */
+  function settleTake(s) {
+    s.settled = true;
+    if (s.upload?.url) ctx.uploads.store.forgetTake(s.upload.url);
+    s.release?.();
+  }
 
   async function start() {
     if (session) return;
@@ -85,8 +131,15 @@ export function createRecorder(ctx) {
       return;
     }
 
-    const s = { recorder, stream, chunks: [], startedAt: new Date(), t0: performance.now(), raf: 0, discard: false, history: new Array(BARS).fill(0), lastBar: 0 };
+    const startedAt = new Date();
+    const type = mimeType || recorder.mimeType || 'audio/webm';
+    const s = {
+      recorder, stream, chunks: [], startedAt, t0: performance.now(), raf: 0, discard: false, history: new Array(BARS).fill(0), lastBar: 0,
+      name: `Recording ${fileStamp(startedAt)}.${extensionFor(type)}`, upload: null, release: null, settled: false,
+    };
     session = s;
+    saving.textContent = '';
+    streamTake(s);
     try {
       const AC = window.AudioContext || window.webkitAudioContext;
       s.audioCtx = new AC();
@@ -101,7 +154,9 @@ export function createRecorder(ctx) {
     }
 
     recorder.addEventListener('dataavailable', (e) => {
-      if (e.data && e.data.size > 0) s.chunks.push(e.data);
+      if (!e.data || e.data.size === 0) return;
+      s.chunks.push(e.data);
+      if (!s.discard) s.upload.append(e.data);
     });
     recorder.addEventListener('stop', () => finish(s));
     recorder.addEventListener('error', (e) => {
@@ -110,7 +165,7 @@ export function createRecorder(ctx) {
     // The stream can end on its own (microphone unplugged, permission revoked).
     stream.getAudioTracks()[0]?.addEventListener('ended', () => stop());
 
-    recorder.start(1000);
+    recorder.start(TIMESLICE);
     panel.hidden = false;
     ctx.recordButton.setAttribute('aria-pressed', 'true');
     document.body.classList.add('is-recording');
@@ -161,18 +216,25 @@ export function createRecorder(ctx) {
     ctx.recordButton.setAttribute('aria-pressed', 'false');
     document.body.classList.remove('is-recording');
     ctx.recordButton.focus();
-    if (s.discard) return;
+    const { upload } = s;
     const type = s.recorder.mimeType || s.chunks[0]?.type || 'audio/webm';
     const blob = new Blob(s.chunks, { type });
-    if (blob.size === 0) {
-      showError('Nothing was recorded: the microphone sent no sound data.');
+    if (s.discard || blob.size === 0) {
+      upload.abort();
+      if (upload.url) deleteUpload(upload.url).catch(() => {});
+      settleTake(s);
+      if (!s.discard) showError('Nothing was recorded: the microphone sent no sound data.');
       return;
     }
-    ctx.uploads.addBlob({
-      blob,
-      name: `Recording ${fileStamp(s.startedAt)}.${extensionFor(type)}`,
-      recordedAt: s.startedAt.toISOString(),
-    });
+    const take = { blob, name: s.name, recordedAt: s.startedAt.toISOString() };
+    if (upload.failed) {
+      // The server refused the streamed take for good: one plain upload of the whole of it.
+      if (upload.url) deleteUpload(upload.url).catch(() => {});
+      settleTake(s);
+      ctx.uploads.addBlob(take);
+      return;
+    }
+    ctx.uploads.addTake({ ...take, upload, settled: () => settleTake(s) });
   }
 
   stopBtn.addEventListener('click', () => stop(false));

@@ -1,26 +1,52 @@
-// Upload queue: raw-body XHR uploads (for progress), at most two at a time, one row each.
-import { errorFrom } from './api.js';
+// Upload queue, one row each, at most two at a time. Small files go in one raw-body XHR (for its
+// progress); larger ones through a resumable upload that survives a dropped connection and a
+// reload. Recordings made here arrive already streaming (record.js) and are finished here.
+// After a reload, uploads that stopped are listed, and takes whose tab died are finished.
+import { api, errorFrom } from './api.js';
 import { h, icon } from './dom.js';
 import { formatSize, uuid } from './format.js';
+import {
+  FileUpload, RESUMABLE_MIN, appendBytes, deleteUpload, fileLock, holdLock, ifLockFree, lockHeld, rememberedUploads,
+  takeLock, uploadId, uploadStatus,
+} from './resumable.js';
+import { confirmDialog, reportError, showError, toast } from './ui.js';
 
 const PARALLEL = 2;
+const RETRYING = 'Connection lost, retrying…';
+
+const percent = (part, whole) => (whole ? Math.floor((part / whole) * 100) : 0);
+const urlOf = (id) => `/api/v1/uploads/${encodeURIComponent(id)}`;
 
 export function createUploads(ctx) {
   const list = h('ul', { class: 'upload-list' });
+  // Changes worth hearing (connection lost, resumed, done), not every byte.
+  const announcer = h('p', { class: 'visually-hidden', 'data-test': 'upload-announcer', 'aria-live': 'polite' });
   const panel = h('section', { class: 'uploads card', 'aria-label': 'Uploads', hidden: true },
-    h('h2', { class: 'uploads-title' }, 'Uploads'), list);
+    h('h2', { class: 'uploads-title' }, 'Uploads'), list, announcer);
+  const store = rememberedUploads(ctx.me.user.id);
   const queue = [];
+  /** Uploads that stopped on an earlier visit, by upload id: `{upload, row}`. */
+  const stopped = new Map();
   let active = 0;
+
+  function announce(text) {
+    announcer.textContent = text;
+  }
 
   function render(item) {
     const { row, progress, status } = item;
     row.dataset.state = item.state;
+    const size = item.size ?? item.blob.size;
     if (item.state === 'queued') {
-      status.textContent = `Waiting · ${formatSize(item.blob.size)}`;
+      status.textContent = `Waiting · ${formatSize(size)}`;
     } else if (item.state === 'uploading') {
-      progress.max = item.blob.size || 1;
+      progress.max = size || 1;
       progress.value = item.sent;
-      status.textContent = `${formatSize(item.sent)} of ${formatSize(item.blob.size)}`;
+      status.textContent = `${formatSize(item.sent)} of ${formatSize(size)}`;
+    } else if (item.state === 'retrying') {
+      progress.max = size || 1;
+      progress.value = item.sent;
+      status.textContent = RETRYING;
     } else if (item.state === 'processing') {
       progress.removeAttribute('value'); // indeterminate while the server checks the file
       status.textContent = 'Processing…';
@@ -29,6 +55,23 @@ export function createUploads(ctx) {
       progress.value = 1;
       status.textContent = 'Uploaded';
     }
+  }
+
+  /** Progress of a resumable upload: what the server acknowledged. */
+  function acknowledged(item, offset) {
+    if (item.state === 'canceled') return;
+    const was = item.state;
+    item.sent = offset;
+    item.state = 'uploading';
+    render(item);
+    if (was === 'retrying') announce(`Upload of ${item.label} resumed at ${percent(offset, item.size ?? item.blob.size)}%.`);
+  }
+
+  function retrying(item) {
+    if (item.state === 'canceled' || item.state === 'retrying') return;
+    item.state = 'retrying';
+    render(item);
+    announce(`Upload of ${item.label}: ${RETRYING}`);
   }
 
   function fail(item, message, retryable) {
@@ -40,7 +83,7 @@ export function createUploads(ctx) {
     item.errorEl.textContent = message;
     item.errorEl.hidden = false;
     item.retry.hidden = !retryable;
-    item.cancel.setAttribute('aria-label', `Dismiss ${item.name || 'upload'}`);
+    item.cancel.setAttribute('aria-label', `Dismiss ${item.label}`);
     item.cancel.title = 'Dismiss';
   }
 
@@ -51,32 +94,62 @@ export function createUploads(ctx) {
     panel.hidden = list.children.length === 0;
   }
 
-  function add({ blob, name, recordedAt }) {
+  function makeItem({ blob, name, recordedAt, size }) {
     const label = name || 'New recording';
     const progress = h('progress', { max: '1', value: '0', 'aria-label': `Upload progress of ${label}` });
-    const status = h('span', { class: 'upload-status' });
+    const status = h('span', { class: 'upload-status', 'data-test': 'upload-status' });
     const errorEl = h('p', { class: 'upload-error', 'data-test': 'upload-error', role: 'alert', hidden: true });
     const cancel = h('button', { type: 'button', class: 'icon-btn small', 'data-test': 'upload-cancel', 'aria-label': `Cancel upload of ${label}`, title: 'Cancel' }, icon('close'));
-    const retry = h('button', { type: 'button', class: 'icon-btn small', 'aria-label': `Retry upload of ${label}`, title: 'Retry', hidden: true }, icon('retry'));
+    const retry = h('button', { type: 'button', class: 'icon-btn small', 'data-test': 'upload-retry', 'aria-label': `Retry upload of ${label}`, title: 'Retry', hidden: true }, icon('retry'));
     const row = h('li', { class: 'upload-item', 'data-test': 'upload-item' },
       h('div', { class: 'upload-head' },
         h('span', { class: 'upload-name', title: label }, label),
         status, retry, cancel),
       progress, errorEl);
     // One key per file: a retry of the same file can never store it twice.
-    const item = { blob, name, recordedAt, key: uuid(), state: 'queued', sent: 0, xhr: null, row, progress, status, errorEl, cancel, retry };
+    const item = { blob, name, label, recordedAt, size, key: uuid(), state: 'queued', sent: 0, xhr: null, row, progress, status, errorEl, cancel, retry };
+    queue.push(item);
+    list.append(row);
+    panel.hidden = false;
+    return item;
+  }
 
-    cancel.addEventListener('click', () => {
-      if (item.state === 'uploading' || item.state === 'processing') {
-        item.state = 'canceled';
+  function add({ blob, name, recordedAt }) {
+    const item = makeItem({ blob, name, recordedAt });
+    item.resumable = blob instanceof File && blob.size > RESUMABLE_MIN;
+    if (item.resumable) {
+      // The same file again (same name, size and time; or one the server has of that name and
+      // size): continue where it stopped.
+      item.resumeUrl = store.fileUrl(blob);
+      const match = [...stopped.values()].find((s) => (item.resumeUrl
+        ? s.url === item.resumeUrl
+        : s.upload.name === blob.name && s.upload.length === blob.size));
+      if (match) {
+        item.resumeUrl = match.url;
+        dropStopped(match.upload.id);
+      }
+    }
+
+    item.cancel.addEventListener('click', () => {
+      const running = ['uploading', 'retrying', 'processing'].includes(item.state);
+      if (item.resumable) {
+        const url = item.tus?.url || item.resumeUrl;
+        item.tus?.abort();
+        // A canceled upload is not resumed later: its bytes go too.
+        if (url && item.state !== 'done') {
+          deleteUpload(url).catch(() => {});
+          store.forgetFile(item.blob);
+        }
+      } else if (running) {
         item.xhr.abort();
       }
+      if (running) item.state = 'canceled';
       removeRow(item);
     });
-    retry.addEventListener('click', () => {
+    item.retry.addEventListener('click', () => {
       item.errorEl.hidden = true;
       item.retry.hidden = true;
-      item.cancel.setAttribute('aria-label', `Cancel upload of ${label}`);
+      item.cancel.setAttribute('aria-label', `Cancel upload of ${item.label}`);
       item.cancel.title = 'Cancel';
       item.state = 'queued';
       item.sent = 0;
@@ -84,13 +157,9 @@ export function createUploads(ctx) {
       pump();
     });
 
-    queue.push(item);
-    list.append(row);
-    panel.hidden = false;
-
     const max = ctx.server.max_upload_size;
     if (max && blob.size > max) {
-      fail(item, `“${label}” is ${formatSize(blob.size)}; this server accepts files up to ${formatSize(max)}.`, false);
+      fail(item, `“${item.label}” is ${formatSize(blob.size)}; this server accepts files up to ${formatSize(max)}.`, false);
       return;
     }
     render(item);
@@ -101,7 +170,60 @@ export function createUploads(ctx) {
     while (active < PARALLEL) {
       const next = queue.find((i) => i.state === 'queued');
       if (!next) return;
-      start(next);
+      if (next.resumable) startResumable(next);
+      else start(next);
+    }
+  }
+
+  /** The recording a finished upload made, shown at the top of the list. */
+  async function landed(item, recordingId) {
+    item.state = 'done';
+    render(item);
+    announce(`${item.label} uploaded.`);
+    try {
+      ctx.uploaded(await api('GET', `/recordings/${encodeURIComponent(recordingId)}`));
+    } catch {
+      ctx.listChanged();
+    }
+    setTimeout(() => removeRow(item), 2500);
+  }
+
+  async function startResumable(item) {
+    active++;
+    item.state = 'uploading';
+    render(item);
+    let release = null;
+    const lock = async (url) => {
+      release?.();
+      release = await holdLock(fileLock(url));
+    };
+    const file = item.blob;
+    const upload = new FileUpload(file, {
+      url: item.tus?.url || item.resumeUrl,
+      metadata: { filename: item.name, recorded_at: item.recordedAt },
+      onCreated: (url) => {
+        store.rememberFile(file, url);
+        lock(url);
+      },
+      onProgress: (offset) => acknowledged(item, offset),
+      onRetrying: () => retrying(item),
+    });
+    item.tus = upload;
+    if (upload.url) lock(upload.url);
+    try {
+      const { recordingId } = await upload.run();
+      store.forgetFile(file);
+      if (item.state !== 'canceled') await landed(item, recordingId);
+    } catch (e) {
+      if (item.state === 'canceled' || e.name === 'AbortError') return;
+      if (e.status === 401) ctx.sessionLost?.();
+      // Refused for good (not audio, too large): the server dropped it; nothing to resume.
+      if (e.status >= 400 && e.status < 500) store.forgetFile(file);
+      fail(item, e.message, e.status === 0 || e.status >= 500);
+    } finally {
+      release?.();
+      active--;
+      pump();
     }
   }
 
@@ -145,7 +267,9 @@ export function createUploads(ctx) {
         }
         item.state = 'done';
         render(item);
+        announce(`${item.label} uploaded.`);
         if (rec) ctx.uploaded(rec);
+        else ctx.listChanged();
         setTimeout(() => removeRow(item), 2500);
       } else {
         const error = errorFrom(xhr.status, xhr.responseText, xhr.getResponseHeader('Retry-After'));
@@ -163,6 +287,220 @@ export function createUploads(ctx) {
     xhr.send(item.blob);
   }
 
+  // ---------- a take recorded here, streamed while recording ----------
+
+  /**
+   * The end of a recording made in this tab: `upload` (a StreamUpload) sends what is left and
+   * the length. Should it fail for good, the whole `blob` goes up in one request instead.
+   * `settled()` is called once the take no longer needs its upload (stored, dropped or handed
+   * over to the one-request path).
+   */
+  function addTake({ upload, blob, name, recordedAt, settled }) {
+    const item = makeItem({ blob, name, recordedAt, size: blob.size });
+    item.take = true;
+    item.sent = upload.offset;
+    item.state = 'uploading';
+    upload.onProgress = (offset) => acknowledged(item, offset);
+    upload.onRetrying = () => retrying(item);
+    render(item);
+    let done = false;
+    const settle = () => {
+      if (!done) settled();
+      done = true;
+    };
+    item.cancel.addEventListener('click', () => {
+      if (item.take && item.state !== 'done' && item.state !== 'error') {
+        item.state = 'canceled';
+        upload.abort();
+        if (upload.url) deleteUpload(upload.url).catch(() => {});
+        settle();
+      } else if (item.xhr && ['uploading', 'processing'].includes(item.state)) {
+        item.state = 'canceled';
+        item.xhr.abort();
+      }
+      removeRow(item);
+    });
+    item.retry.addEventListener('click', () => {
+      item.errorEl.hidden = true;
+      item.retry.hidden = true;
+      item.cancel.setAttribute('aria-label', `Cancel upload of ${item.label}`);
+      item.cancel.title = 'Cancel';
+      item.state = 'queued';
+      item.sent = 0;
+      render(item);
+      pump();
+    });
+    upload.finish().then(
+      ({ recordingId }) => {
+        settle();
+        if (item.state !== 'canceled') landed(item, recordingId);
+      },
+      (e) => {
+        if (item.state === 'canceled' || e.name === 'AbortError') return;
+        if (e.status === 401) {
+          ctx.sessionLost?.();
+          return;
+        }
+        // The resumable upload is over (it expired, or the server refused it): send the whole
+        // recording the plain way, and drop what the resumable upload held.
+        if (upload.url) deleteUpload(upload.url).catch(() => {});
+        settle();
+        item.take = false;
+        item.state = 'queued';
+        item.sent = 0;
+        render(item);
+        pump();
+      });
+  }
+
+  // ---------- after a reload ----------
+
+  function dropStopped(id) {
+    const entry = stopped.get(id);
+    if (!entry) return;
+    stopped.delete(id);
+    entry.row.remove();
+    panel.hidden = list.children.length === 0;
+  }
+
+  /** An upload that stopped on an earlier visit: how far it got, resume by choosing the file. */
+  function addStopped(upload) {
+    const name = upload.name || 'a file';
+    const pct = percent(upload.offset, upload.length);
+    const url = urlOf(upload.id);
+    const progress = h('progress', { max: String(upload.length || 1), value: String(upload.offset), 'aria-label': `Upload progress of ${name}` });
+    const choose = h('button', { type: 'button', class: 'btn small', 'data-test': 'upload-choose', 'aria-label': `Choose ${name} again to resume its upload` }, 'Choose File…');
+    const discard = h('button', { type: 'button', class: 'btn small ghost', 'data-test': 'upload-discard', 'aria-label': `Discard the upload of ${name}` }, 'Discard');
+    const row = h('li', { class: 'upload-item', 'data-test': 'upload-stopped', 'data-state': 'stopped', 'data-id': upload.id },
+      h('div', { class: 'upload-head' },
+        h('span', { class: 'upload-name', title: name }, name),
+        h('span', { class: 'upload-status' }, `${formatSize(upload.offset)} of ${formatSize(upload.length)}`)),
+      progress,
+      h('p', { class: 'upload-note', 'data-test': 'upload-note' }, `Upload of ${name} stopped at ${pct}% — choose the file again to resume.`),
+      h('div', { class: 'upload-actions' }, choose, discard));
+    choose.addEventListener('click', () => ctx.pickFiles());
+    discard.addEventListener('click', async () => {
+      const ok = await confirmDialog({
+        title: 'Discard this upload?',
+        message: `The ${formatSize(upload.offset)} of “${name}” already uploaded will be deleted.`,
+        ok: 'Discard',
+      });
+      if (!ok) return;
+      try {
+        await deleteUpload(url);
+      } catch (e) {
+        if (e.status !== 404) {
+          reportError(e);
+          return;
+        }
+      }
+      for (const f of store.files()) if (f.url === url) store.forgetKey(f.key);
+      dropStopped(upload.id);
+      ctx.refreshUsage();
+    });
+    stopped.set(upload.id, { upload, url, row });
+    list.append(row);
+    panel.hidden = false;
+  }
+
+  /** A take being recorded elsewhere (another browser or device), or one that died there. */
+  function addElsewhere(upload) {
+    const name = upload.name || 'A recording';
+    const dismiss = h('button', { type: 'button', class: 'icon-btn small', 'aria-label': `Dismiss the note about ${name}`, title: 'Dismiss' }, icon('close'));
+    const row = h('li', { class: 'upload-item', 'data-test': 'upload-elsewhere', 'data-state': 'elsewhere', 'data-id': upload.id },
+      h('div', { class: 'upload-head' },
+        h('span', { class: 'upload-name', title: name }, name),
+        h('span', { class: 'upload-status' }, `${formatSize(upload.offset)} so far`), dismiss),
+      h('p', { class: 'upload-note' },
+        'Being recorded on another device, or interrupted there. It is saved when that recording ends, or within a day.'));
+    dismiss.addEventListener('click', () => {
+      row.remove();
+      panel.hidden = list.children.length === 0;
+    });
+    list.append(row);
+    panel.hidden = false;
+  }
+
+  /**
+   * Finishes a take whose tab is gone (the caller holds its lock): the bytes the server has
+   * become the recording now. Resolves with the recording, or null.
+   */
+  async function finishTake(url) {
+    let status = await uploadStatus(url); // also stops a request of the dead tab still open
+    if (!status.recordingId && status.offset === 0) {
+      await deleteUpload(url);
+      return null;
+    }
+    for (let attempt = 0; !status.recordingId && attempt < 3; attempt++) {
+      try {
+        status = await appendBytes(url, status.offset, new Blob([]), { length: status.offset });
+      } catch (e) {
+        if (e.status !== 409 || e.offset == null) throw e;
+        status = { offset: e.offset, recordingId: null };
+      }
+    }
+    if (!status.recordingId) return null;
+    return api('GET', `/recordings/${encodeURIComponent(status.recordingId)}`);
+  }
+
+  /** On load: finish takes whose tab died, list uploads that stopped, forget finished ones. */
+  async function restore() {
+    try {
+      await restoreNow();
+    } finally {
+      panel.dataset.restored = '1';
+    }
+  }
+
+  async function restoreNow() {
+    let open;
+    try {
+      open = (await api('GET', '/uploads')).uploads;
+    } catch (e) {
+      if (e.status !== 401) console.warn('could not list incomplete uploads', e);
+      return;
+    }
+    const byId = new Map(open.map((u) => [u.id, u]));
+    const recovered = [];
+    for (const take of store.takes()) {
+      const id = uploadId(take.url);
+      const upload = byId.get(id);
+      byId.delete(id);
+      await ifLockFree(takeLock(take.url), async () => {
+        if (!upload) {
+          store.forgetTake(take.url); // stored, expired or discarded
+          return;
+        }
+        try {
+          const rec = await finishTake(take.url);
+          store.forgetTake(take.url);
+          if (rec) recovered.push(rec);
+        } catch (e) {
+          if (e.status === 404 || e.status === 415) store.forgetTake(take.url);
+          if (e.status === 415) showError(`An interrupted recording could not be kept: ${e.message}`);
+          else if (e.status !== 404) console.warn('could not finish an interrupted recording', e);
+        }
+      });
+    }
+    for (const f of store.files()) {
+      if (!byId.has(uploadId(f.url))) store.forgetKey(f.key);
+    }
+    for (const upload of byId.values()) {
+      const url = urlOf(upload.id);
+      // Another tab of this browser is on it: not stopped.
+      if (await lockHeld(fileLock(url)) || await lockHeld(takeLock(url))) continue;
+      if (queue.some((i) => i.tus?.url === url)) continue;
+      if (upload.length != null) addStopped(upload);
+      else if (upload.offset > 0) addElsewhere(upload);
+    }
+    if (recovered.length) {
+      for (const rec of recovered) ctx.uploaded(rec);
+      toast(recovered.length === 1
+        ? `Recovered an interrupted recording: “${recovered[0].name}”`
+        : `Recovered ${recovered.length} interrupted recordings`);
+    }
+  }
+
   return {
     element: panel,
     /** Files from the picker or a drop. */
@@ -172,8 +510,12 @@ export function createUploads(ctx) {
         add({ blob: file, name: file.name, recordedAt });
       }
     },
-    /** A recording made in the browser. */
+    /** A recording made in the browser, in one request. */
     addBlob: add,
-    busy: () => queue.some((i) => i.state === 'queued' || i.state === 'uploading' || i.state === 'processing'),
+    addTake,
+    restore,
+    /** The takes this browser records, to remember and forget. */
+    store,
+    busy: () => queue.some((i) => ['queued', 'uploading', 'retrying', 'processing'].includes(i.state)),
   };
 }

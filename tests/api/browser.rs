@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
@@ -46,6 +46,8 @@ pub struct Browser {
     rt: tokio::runtime::Runtime,
     client: Option<Client>,
     driver: Child,
+    /// chromedriver's address, for the commands fantoccini does not have (DevTools).
+    driver_url: String,
     _profile: tempfile::TempDir,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
@@ -121,7 +123,7 @@ impl Browser {
                 }
             }
         });
-        Some(Browser { rt, client: Some(client), driver, _profile: profile, _turn: turn })
+        Some(Browser { rt, client: Some(client), driver, driver_url: url, _profile: profile, _turn: turn })
     }
 
     fn client(&self) -> &Client {
@@ -271,6 +273,58 @@ impl Browser {
         path
     }
 
+    /// Sends a Chrome DevTools Protocol command to the current page (chromedriver's
+    /// `goog/cdp/execute`) and returns its result.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let session = self
+            .rt
+            .block_on(self.client().session_id())
+            .unwrap_or_else(|e| panic!("session id: {e}"))
+            .expect("a session");
+        let url = format!("{}/session/{session}/goog/cdp/execute", self.driver_url);
+        let body = json!({"cmd": cmd, "params": params});
+        let r = send_json(ureq::post(&url), &body);
+        assert_eq!(r.status, 200, "DevTools {cmd}: {}", r.text());
+        r.json()["value"].clone()
+    }
+
+    /// The page's network as DevTools emulates it: offline, or uploads at most this many bytes a
+    /// second (`None`: as fast as it goes).
+    pub fn network(&self, offline: bool, upload_bytes_per_second: Option<u64>) {
+        self.cdp("Network.enable", json!({}));
+        let upload = upload_bytes_per_second.map_or(-1.0, |b| b as f64);
+        self.cdp(
+            "Network.emulateNetworkConditions",
+            json!({"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": upload}),
+        );
+    }
+
+    /// Opens a new window, switches to it and returns the handle of the window it left.
+    pub fn open_window(&self) -> fantoccini::wd::WindowHandle {
+        self.rt
+            .block_on(async {
+                let old = self.client().window().await?;
+                let fresh = self.client().new_window(false).await?;
+                self.client().switch_to_window(fresh.handle).await?;
+                Ok::<_, fantoccini::error::CmdError>(old)
+            })
+            .unwrap_or_else(|e| panic!("open a window: {e}"))
+    }
+
+    pub fn window(&self) -> fantoccini::wd::WindowHandle {
+        self.rt.block_on(self.client().window()).unwrap_or_else(|e| panic!("current window: {e}"))
+    }
+
+    pub fn switch_to(&self, window: fantoccini::wd::WindowHandle) {
+        self.rt.block_on(self.client().switch_to_window(window)).unwrap_or_else(|e| panic!("switch window: {e}"));
+    }
+
+    /// Closes the current window (its page gets no say), and switches to `next`.
+    pub fn close_window(&self, next: fantoccini::wd::WindowHandle) {
+        self.rt.block_on(self.client().close_window()).unwrap_or_else(|e| panic!("close window: {e}"));
+        self.switch_to(next);
+    }
+
     fn js_async(&self, script: &str) -> Value {
         self.rt.block_on(self.client().execute_async(script, vec![])).unwrap_or_else(|e| panic!("script {script}: {e}"))
     }
@@ -321,7 +375,7 @@ axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] }, res
 ";
 
 /// Fails with every violation axe-core finds on the page: rule, impact, elements and why.
-fn assert_accessible(b: &Browser, what: &str) {
+pub(crate) fn assert_accessible(b: &Browser, what: &str) {
     let violations = b.axe_violations();
     let mut report = String::new();
     for v in &violations {
@@ -345,17 +399,22 @@ impl Drop for Browser {
     }
 }
 
-fn fixture_path(name: &str) -> String {
+pub(crate) fn fixture_path(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).display().to_string()
 }
 
-fn item(id: &str) -> String {
+pub(crate) fn item(id: &str) -> String {
     format!("li[data-test=recording][data-id=\"{id}\"]")
 }
 
 /// Signs up through the page and waits for the (empty) list.
-fn sign_up(b: &Browser, server: &Server, username: &str) {
-    b.goto(&server.base);
+pub(crate) fn sign_up(b: &Browser, server: &Server, username: &str) {
+    sign_up_at(b, &server.base, username);
+}
+
+/// Signs up through the page at `base` (the server, or a proxy in front of it).
+pub(crate) fn sign_up_at(b: &Browser, base: &str, username: &str) {
+    b.goto(base);
     b.wait_js("the page to be ready", "return document.body.dataset.ready === '1';", vec![]);
     b.click("[data-test=show-signup]");
     b.fill("form[data-test=signup-form] input[name=username]", username);
@@ -364,14 +423,14 @@ fn sign_up(b: &Browser, server: &Server, username: &str) {
     b.wait_for("[data-test=app]");
 }
 
-fn login_token(server: &Server, username: &str) -> String {
+pub(crate) fn login_token(server: &Server, username: &str) -> String {
     let r =
         send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": username, "password": "password123"}));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["token"].as_str().expect("token").to_string()
 }
 
-fn list(server: &Server, token: &str, path: &str) -> Vec<Value> {
+pub(crate) fn list(server: &Server, token: &str, path: &str) -> Vec<Value> {
     let r = send(server.auth("GET", path, token), None);
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["recordings"].as_array().cloned().unwrap_or_default()
@@ -551,6 +610,24 @@ fn recording_in_the_browser_uploads_with_its_start_time() {
     let drift = (recorded_at - before).whole_seconds().abs();
     assert!(drift < 10, "recorded_at is when recording started: {recorded_at} vs {before}");
     assert!(r["size"].as_i64().is_some_and(|s| s > 1000), "{r}");
+    // It streamed to the server while it was recorded, in order, and nothing is left open.
+    let seen = server.seen();
+    let patches: Vec<_> =
+        seen.iter().filter(|s| s.method == "PATCH" && s.path.starts_with("/api/v1/uploads/")).collect();
+    assert!(patches.len() >= 2, "PATCHed as it was recorded: {seen:?}");
+    assert!(patches.iter().all(|s| s.status == 204), "{patches:?}");
+    let mut offset = 0;
+    for p in &patches {
+        assert_eq!(p.upload_offset, Some(offset), "each piece follows the last: {patches:?}");
+        offset += p.content_length.unwrap_or(0);
+    }
+    assert_eq!(offset, r["size"].as_u64().unwrap_or(0), "every byte once");
+    assert!(
+        !seen.iter().any(|s| s.method == "POST" && s.path == "/api/v1/recordings"),
+        "not uploaded again at the end"
+    );
+    let open = send(server.auth("GET", "/api/v1/uploads", &token), None).json();
+    assert_eq!(open["uploads"], json!([]), "no incomplete upload is left");
 }
 
 #[test]

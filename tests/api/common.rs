@@ -21,12 +21,16 @@ pub struct Server {
     pub seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-/// One request as the server saw it: method, path, `Range` header, status.
+/// One request as the server saw it: method, path, some headers, status.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
+    /// `Upload-Offset` of the request (a resumable upload's PATCH).
+    pub upload_offset: Option<u64>,
+    /// `Content-Length` of the request.
+    pub content_length: Option<u64>,
     pub status: u16,
 }
 
@@ -66,6 +70,8 @@ impl Server {
                         method: req.method().as_str().to_string(),
                         path: req.uri().path().to_string(),
                         range: req.headers().get_one("Range").map(str::to_string),
+                        upload_offset: req.headers().get_one("Upload-Offset").and_then(|v| v.parse().ok()),
+                        content_length: req.headers().get_one("Content-Length").and_then(|v| v.parse().ok()),
                         status: res.status().code,
                     };
                     log.lock().unwrap_or_else(|p| p.into_inner()).push(seen);

@@ -3,6 +3,7 @@
 mod accounts;
 mod analysis;
 mod browser;
+mod browser_resumable;
 mod cli;
 mod common;
 mod compat;

@@ -1,0 +1,398 @@
+//! The web UI's resumable uploads in real headless Chromium: a large file goes through tus and
+//! gets over a dropped connection and a reload without starting over, and a take recorded in
+//! the browser streams to the server, so a tab that dies mid-recording loses nothing the server
+//! acknowledged. Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the other browser tests.
+
+use crate::browser::{Browser, WAIT, assert_accessible, item, list, login_token, sign_up, sign_up_at};
+use crate::common::{Seen, Server, send, sha256_hex};
+use crate::uploads::wav;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const MIB: u64 = 1 << 20;
+/// What the page sends in one PATCH.
+const CHUNK: u64 = 8 * MIB;
+
+/// Waits (bounded by `WAIT`) until `check` returns something; returns it.
+fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tus_patches(server: &Server) -> Vec<Seen> {
+    server.seen().into_iter().filter(|s| s.method == "PATCH" && s.path.starts_with("/api/v1/uploads/")).collect()
+}
+
+/// A WAV file of `len` bytes in a temp dir; returns the dir (kept alive by the caller) and path.
+fn wav_file(name: &str, len: usize, seed: u64) -> (tempfile::TempDir, String, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = wav(len, seed);
+    let path = dir.path().join(name);
+    std::fs::write(&path, &bytes).expect("write the WAV");
+    (dir, path.display().to_string(), bytes)
+}
+
+fn uploads(server: &Server, token: &str) -> Vec<Value> {
+    let r = send(server.auth("GET", "/api/v1/uploads", token), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["uploads"].as_array().cloned().unwrap_or_default()
+}
+
+/// The one recording the user has, once the list shows it; checks its bytes.
+fn the_recording(b: &Browser, server: &Server, token: &str, bytes: &[u8]) -> Value {
+    let id = b.wait_js(
+        "the recording listed",
+        "const li = document.querySelectorAll('li[data-test=recording]'); return li.length === 1 && li[0].dataset.id;",
+        vec![],
+    );
+    let stored = list(server, token, "/api/v1/recordings");
+    assert_eq!(stored.len(), 1, "one recording: {stored:?}");
+    let r = stored[0].clone();
+    assert_eq!(Some(&r["id"]), Some(&id), "the listed one");
+    assert_eq!(r["size"], json!(bytes.len()), "{r}");
+    assert_eq!(r["sha256"], json!(sha256_hex(bytes)), "the bytes arrived whole and in order");
+    assert!(uploads(server, token).is_empty(), "no incomplete upload is left");
+    r
+}
+
+/// A TCP proxy in front of the server whose connections can all be cut at once: a network that
+/// drops, as a phone's does when it changes networks.
+struct Proxy {
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("the proxy's runtime");
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind the proxy");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let down = Arc::new(AtomicBool::new(false));
+        let (cut, _) = watch::channel(0u64);
+        let (is_down, cuts) = (down.clone(), cut.clone());
+        rt.spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if is_down.load(Ordering::SeqCst) {
+                    continue; // dropped at once: the browser gets no answer
+                }
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    // A cut drops both ends at once.
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, down, cut, rt: Some(rt) }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cuts every open connection and refuses new ones until `restore`.
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[test]
+fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
+    let Some(b) = Browser::start("resumable upload over a dropped connection") else { return };
+    let server = Server::start();
+    let proxy = Proxy::start(server.base.trim_start_matches("http://").parse().expect("the server's address"));
+    sign_up_at(&b, &proxy.base(), "rita");
+    let token = login_token(&server, "rita");
+    let (dir, path, bytes) = wav_file("Long interview.wav", 12 * MIB as usize, 0x5eed);
+
+    // A large file that is not audio is refused at its first bytes, with the server's words.
+    let text = dir.path().join("notes.mp3");
+    std::fs::write(&text, "not audio at all\n".repeat(400_000)).expect("write the text file");
+    b.send_keys("input[data-test=file-input]", &text.display().to_string());
+    b.wait_for("[data-test=upload-item] [data-test=upload-error]");
+    let shown = b.text("[data-test=upload-item] [data-test=upload-error]");
+    assert!(shown.starts_with("that is not a recognised audio file"), "{shown}");
+    assert!(uploads(&server, &token).is_empty(), "nothing of it is left");
+    assert_eq!(
+        b.js("return Object.keys(localStorage).filter(k => k.includes('notes.mp3')).length;", vec![]),
+        json!(0),
+        "nothing to resume is remembered"
+    );
+    b.click("[data-test=upload-item] [data-test=upload-cancel]");
+    b.wait_gone("[data-test=upload-item]");
+    let refused = tus_patches(&server);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].status, 415);
+    let start = server.seen().len();
+
+    // Uploads slowed down, so that the connection drops in the middle of a request.
+    b.network(false, Some(2 * MIB));
+    b.send_keys("input[data-test=file-input]", &path);
+    b.wait_for("[data-test=upload-item] progress");
+
+    // The first piece is acknowledged, and the bar shows what the server has.
+    let first = poll("the first PATCH acknowledged", || tus_patches(&server).into_iter().find(|s| s.status == 204));
+    assert_eq!(first.upload_offset, Some(0));
+    assert_ne!(first.path, refused[0].path, "another upload");
+    b.wait_js(
+        "the bar to show the first piece",
+        "return document.querySelector('[data-test=upload-item] progress').value === arguments[0];",
+        vec![json!(CHUNK)],
+    );
+    // The network drops while the second piece is on its way.
+    let file = server.data().join("uploads").join(first.path.rsplit('/').next().expect("id"));
+    poll("bytes of the second piece on the server", || {
+        (std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) > CHUNK).then_some(())
+    });
+    proxy.cut();
+    let seen_at_drop = server.seen().len();
+    b.wait_js(
+        "the row to say the connection is lost",
+        "const s = document.querySelector('[data-test=upload-item] [data-test=upload-status]'); \
+         return s && s.textContent === 'Connection lost, retrying…';",
+        vec![],
+    );
+    let shown = b.js("return document.querySelector('[data-test=upload-item] progress').value;", vec![]);
+    assert_eq!(shown, json!(CHUNK), "the bar keeps what was acknowledged while the network is down");
+    b.screenshot(1280, 800, "upload-retrying.png");
+    let announced = b.text("[data-test=upload-announcer]");
+    assert!(announced.contains("Connection lost, retrying"), "screen readers hear it: {announced:?}");
+    // Down for a while: the page keeps trying, and gets nowhere.
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.restore();
+    b.network(false, None);
+
+    let rec = the_recording(&b, &server, &token, &bytes);
+    assert_eq!(rec["name"], "Long interview.wav");
+    assert!(rec["content_type"].as_str().is_some_and(|t| t.starts_with("audio/")), "{rec}");
+
+    let patches: Vec<Seen> = tus_patches(&server).into_iter().filter(|s| s.path == first.path).collect();
+    let later: Vec<&Seen> = patches.iter().skip_while(|s| s.status != 204).skip(1).collect();
+    assert!(
+        later.iter().all(|s| s.upload_offset.is_some_and(|o| o >= CHUNK)),
+        "nothing was sent again from the start once the first piece was acknowledged: {patches:#?}"
+    );
+    assert!(
+        later.iter().any(|s| s.upload_offset.is_some_and(|o| o > CHUNK)),
+        "the upload went on from what the server kept of the cut request: {patches:#?}"
+    );
+    let sent: u64 = patches.iter().filter_map(|s| s.content_length).sum();
+    assert!(sent < bytes.len() as u64 * 3 / 2, "{sent} bytes sent for a {} byte file: {patches:#?}", bytes.len());
+    let after_drop = &server.seen()[seen_at_drop..];
+    assert!(
+        after_drop.iter().any(|s| s.method == "HEAD" && s.path.starts_with("/api/v1/uploads/")),
+        "after the drop the page asked the server where it stood: {after_drop:#?}"
+    );
+    assert!(
+        server.seen().iter().all(|s| !(s.method == "POST" && s.path == "/api/v1/recordings")),
+        "a large file does not go in one request"
+    );
+    assert_eq!(server.seen()[start..].iter().filter(|s| s.method == "POST" && s.path == "/api/v1/uploads").count(), 1);
+}
+
+#[test]
+fn a_reload_mid_upload_lists_it_and_choosing_the_file_again_resumes_it() {
+    let Some(b) = Browser::start("resumable upload over a reload") else { return };
+    let server = Server::start();
+    sign_up(&b, &server, "reza");
+    let token = login_token(&server, "reza");
+    let (_dir, path, bytes) = wav_file("Lecture.wav", 20 * MIB as usize, 0xfeed);
+
+    // Another upload that stopped (from a phone, say) is listed too, and can be discarded.
+    let other = wav(6 * MIB as usize, 3);
+    let created = send(
+        server
+            .auth("POST", "/api/v1/uploads", &token)
+            .set("Tus-Resumable", "1.0.0")
+            .set("Upload-Length", &other.len().to_string())
+            .set(
+                "Upload-Metadata",
+                &format!("filename {}", base64::engine::general_purpose::STANDARD.encode("Phone memo.wav")),
+            ),
+        None,
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let other_url = created.header("Location").expect("Location").to_string();
+    let patched = send(
+        server
+            .auth("PATCH", &other_url, &token)
+            .set("Tus-Resumable", "1.0.0")
+            .set("Content-Type", "application/offset+octet-stream")
+            .set("Upload-Offset", "0"),
+        Some(&other[..3 * MIB as usize]),
+    );
+    assert_eq!(patched.status, 204, "{}", patched.text());
+
+    b.network(false, Some(4 * MIB));
+    b.send_keys("input[data-test=file-input]", &path);
+    poll("the first PATCH acknowledged", || {
+        tus_patches(&server).into_iter().find(|s| s.status == 204 && s.path != other_url)
+    });
+    // Gone mid-transfer: the page is loaded again.
+    b.goto(&server.base);
+    b.wait_js(
+        "both stopped uploads listed",
+        "return document.querySelectorAll('[data-test=upload-stopped]').length === 2;",
+        vec![],
+    );
+    b.network(false, None);
+    let ours = uploads(&server, &token).into_iter().find(|u| u["name"] == "Lecture.wav").expect("listed");
+    let row = format!("[data-test=upload-stopped][data-id=\"{}\"]", ours["id"].as_str().expect("id"));
+    let shown =
+        b.js(&format!("return document.querySelector('{row} progress').value;"), vec![]).as_u64().expect("value");
+    assert!(shown >= CHUNK, "the server kept at least the acknowledged piece: {shown}");
+    let pct = shown * 100 / bytes.len() as u64;
+    assert_eq!(
+        b.text(&format!("{row} [data-test=upload-note]")),
+        format!("Upload of Lecture.wav stopped at {pct}% — choose the file again to resume.")
+    );
+    let kept = ours["offset"].as_u64().expect("offset");
+    assert!(kept >= shown, "{ours}");
+    assert_accessible(&b, "the list of stopped uploads");
+    b.screenshot(1280, 800, "uploads-stopped.png");
+    b.screenshot(390, 844, "uploads-stopped-phone.png");
+    b.resize(1280, 800);
+
+    // Discarding one asks first, then deletes it on the server.
+    let other_id = other_url.rsplit('/').next().expect("id");
+    b.click(&format!("[data-test=upload-stopped][data-id=\"{other_id}\"] [data-test=upload-discard]"));
+    b.click("dialog[data-test=confirm] [data-test=confirm-ok]");
+    b.wait_gone(&format!("[data-test=upload-stopped][data-id=\"{other_id}\"]"));
+    assert_eq!(send(server.auth("HEAD", &other_url, &token).set("Tus-Resumable", "1.0.0"), None).status, 404);
+
+    // Choosing the same file again continues from the server's offset.
+    let before = server.seen().len();
+    b.send_keys("input[data-test=file-input]", &path);
+    b.wait_gone("[data-test=upload-stopped]");
+    the_recording(&b, &server, &token, &bytes);
+    let after: Vec<Seen> = server.seen()[before..]
+        .iter()
+        .filter(|s| s.method == "PATCH" && s.path.starts_with("/api/v1/uploads/"))
+        .cloned()
+        .collect();
+    assert!(!after.is_empty());
+    assert_eq!(after[0].upload_offset, Some(kept), "resumed where the server was: {after:?}");
+    let resent: u64 = after.iter().filter_map(|s| s.content_length).sum();
+    assert_eq!(resent, bytes.len() as u64 - kept, "only the rest was sent: {after:?}");
+    assert_eq!(
+        server.seen()[before..].iter().filter(|s| s.method == "POST" && s.path == "/api/v1/uploads").count(),
+        0,
+        "no new upload was created"
+    );
+}
+
+#[test]
+fn a_take_streams_while_recording_and_survives_its_tab_dying() {
+    let Some(b) = Browser::start("a take survives its tab") else { return };
+    let server = Server::start();
+    sign_up(&b, &server, "tess");
+    let token = login_token(&server, "tess");
+    let before = time::OffsetDateTime::now_utc();
+    b.click("button[data-test=record]");
+    b.wait_for("[data-test=record-timer]");
+
+    // The server holds a few seconds of it while it is recorded.
+    let take = poll("a few seconds of the take on the server", || {
+        let acked = tus_patches(&server).iter().filter(|s| s.status == 204).count();
+        let open = uploads(&server, &token);
+        (acked >= 3 && open.len() == 1 && open[0]["offset"].as_u64() > Some(0)).then(|| open[0].clone())
+    });
+    assert_eq!(take["length"], Value::Null, "the length is not known while recording: {take}");
+    let name = take["name"].as_str().expect("a name").to_string();
+    assert!(name.starts_with("Recording ") && name.ends_with(".webm"), "{name}");
+    assert_eq!(b.text("[data-test=record-saving]"), "Saved to the server as you record.");
+    b.screenshot(1280, 800, "recording-streaming.png");
+
+    // Another tab does not touch a take that is still being recorded.
+    let recording_tab = b.open_window();
+    b.goto(&server.base);
+    b.wait_js(
+        "the second tab to look at the uploads",
+        "return document.querySelector('.uploads')?.dataset.restored === '1';",
+        vec![],
+    );
+    assert!(!b.exists("[data-test=upload-stopped], [data-test=upload-elsewhere]"), "nothing listed as stopped");
+    assert!(list(&server, &token, "/api/v1/recordings").is_empty(), "not finished behind the recording tab's back");
+    let second_tab = b.window();
+
+    // The recording tab dies mid-recording.
+    let kept = poll("the take to grow", || {
+        let open = uploads(&server, &token);
+        let offset = open.first().and_then(|u| u["offset"].as_u64())?;
+        (offset > take["offset"].as_u64().unwrap_or(0)).then_some(offset)
+    });
+    b.switch_to(recording_tab);
+    b.close_window(second_tab);
+
+    // Loading the page again finishes it: the take is a recording at once.
+    b.goto(&server.base);
+    b.wait_js(
+        "the recording listed",
+        "return document.querySelectorAll('li[data-test=recording]').length === 1;",
+        vec![],
+    );
+    b.wait_js(
+        "the page to say it recovered it",
+        "const t = document.querySelector('[data-test=toast]'); \
+         return t && t.textContent.includes('Recovered an interrupted recording');",
+        vec![],
+    );
+    let stored = list(&server, &token, "/api/v1/recordings");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let r = &stored[0];
+    assert_eq!(r["name"], json!(name));
+    assert_eq!(r["content_type"], "audio/webm", "{r}");
+    assert!(r["size"].as_u64().is_some_and(|s| s >= kept), "everything the server had is kept: {r} vs {kept}");
+    let recorded_at = r["recorded_at"].as_str().expect("recorded_at");
+    let recorded_at =
+        time::OffsetDateTime::parse(recorded_at, &time::format_description::well_known::Rfc3339).expect("rfc3339");
+    assert!((recorded_at - before).whole_seconds().abs() < 10, "recorded_at is when recording started");
+    assert_eq!(b.text(&format!("{} [data-test=name]", item(r["id"].as_str().expect("id")))), name);
+    assert!(uploads(&server, &token).is_empty(), "no incomplete upload is left");
+    let audio =
+        send(server.auth("GET", &format!("/api/v1/recordings/{}/audio", r["id"].as_str().expect("id")), &token), None);
+    assert_eq!(audio.status, 200);
+    assert_eq!(&audio.body[..4], &[0x1a, 0x45, 0xdf, 0xa3], "a WebM file from its first byte");
+
+    // And again: nothing is left for a later load to recover.
+    b.goto(&server.base);
+    b.wait_js(
+        "the page to look at the uploads",
+        "return document.querySelector('.uploads')?.dataset.restored === '1';",
+        vec![],
+    );
+    assert_eq!(list(&server, &token, "/api/v1/recordings").len(), 1);
+}
