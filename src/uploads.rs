@@ -70,6 +70,8 @@ pub struct UploadView {
     pub offset: u64,
     pub length: Option<u64>,
     pub name: Option<String>,
+    /// When it expires, what arrived is stored as a recording.
+    pub keep_partial: bool,
     pub created_at: String,
     pub expires_at: String,
     pub recording: Option<Recording>,
@@ -255,6 +257,7 @@ fn view(conn: &Connection, upload: &Upload) -> Result<UploadView, ApiError> {
         offset: upload.received,
         length: upload.length,
         name: upload.name.clone(),
+        keep_partial: upload.keep_partial,
         created_at: rfc3339(upload.created_at),
         expires_at: rfc3339(upload.expires_at),
         recording,

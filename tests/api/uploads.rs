@@ -144,6 +144,7 @@ fn tus_upload_in_pieces_becomes_one_recording_with_the_right_bytes() {
     assert_eq!(listed["uploads"][0]["length"], 700_000);
     assert_eq!(listed["uploads"][0]["name"], "interview.wav");
     assert!(listed["uploads"][0]["recording"].is_null());
+    assert_eq!(listed["uploads"][0]["keep_partial"], false);
     let usage = json_of(&s, &token, "/api/v1/me")["usage"].clone();
     assert_eq!((usage["uploads"].as_u64(), usage["upload_bytes"].as_u64()), (Some(1), Some(300_000)));
     assert!(recordings(&s, &token).is_empty());
@@ -372,6 +373,8 @@ fn keep_partial_uploads_become_recordings_when_they_expire() {
     patch(&s, &token, &kept, 0, &bytes[..150_000]);
     let dropped = create(&s, &token, None, "");
     patch(&s, &token, &dropped, 0, &bytes[..150_000]);
+    assert_eq!(json_of(&s, &token, &kept)["keep_partial"], true);
+    assert_eq!(json_of(&s, &token, &dropped)["keep_partial"], false);
 
     s.clock.advance(25 * 3_600_000);
     let storage = recorder::storage::Storage::open(&s.data()).expect("storage");
