@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod audio;
 pub mod auth;
 pub mod backup;
+pub mod changes;
 pub mod check;
 pub mod cli;
 pub mod clock;

@@ -20,6 +20,8 @@ pub struct AppState {
     pub uploads: crate::uploads::Registry,
     /// The background job queue (analysis), woken when a recording is stored.
     pub jobs: crate::jobs::Queue,
+    /// Wakes live event streams after a commit that changed a user's recordings.
+    pub changes: crate::changes::Notifier,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
     /// Held while serving: a second server or a backup into this directory is refused.
@@ -66,6 +68,7 @@ impl AppState {
             metrics: crate::metrics::Metrics::new(),
             uploads: crate::uploads::Registry::default(),
             jobs: crate::jobs::Queue::default(),
+            changes: crate::changes::Notifier::default(),
             started_ms,
             _lock: lock,
         })
