@@ -1,9 +1,11 @@
 //! Thin HTTP handlers: parse and check input, call one domain function, shape the answer.
 
 pub mod accounts;
+pub mod batch;
 pub mod compat;
 pub mod recordings;
 pub mod server;
+pub mod shares;
 pub mod trash;
 pub mod ui;
 pub mod uploads;
@@ -168,6 +170,8 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(server::routes());
     routes.extend(accounts::routes());
     routes.extend(recordings::routes());
+    routes.extend(batch::routes());
+    routes.extend(shares::routes());
     routes.extend(trash::routes());
     routes.extend(uploads::routes());
     routes
