@@ -32,9 +32,10 @@ fn default_download() -> bool {
 
 #[derive(Deserialize)]
 struct NewLink {
-    /// Days until the link dies; absent or null: never.
+    /// Days until the link dies; absent or null: never. A number, so that `7.0` (the same JSON
+    /// integer to most encoders) is taken too; a fraction is refused below.
     #[serde(default)]
-    expires_in_days: Option<i64>,
+    expires_in_days: Option<f64>,
     #[serde(default = "default_download")]
     download: bool,
 }
@@ -48,11 +49,15 @@ async fn create(
 ) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let NewLink { expires_in_days, download } = body?.0;
-    if expires_in_days.is_some_and(|days| !(1..=MAX_EXPIRY_DAYS).contains(&days)) {
-        return Err(ApiError::bad_request(format!(
-            "`expires_in_days` is a whole number from 1 to {MAX_EXPIRY_DAYS}, or null for a link that does not expire"
-        )));
-    }
+    let expires_in_days = match expires_in_days {
+        None => None,
+        Some(days) if days.fract() == 0.0 && (1.0..=MAX_EXPIRY_DAYS as f64).contains(&days) => Some(days as i64),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "`expires_in_days` is a whole number from 1 to {MAX_EXPIRY_DAYS}, or null for a link that does not expire"
+            )));
+        }
+    };
     let now = state.clock.now_ms();
     let made = state
         .db

@@ -208,6 +208,7 @@ fn expiry_is_checked_and_an_expired_link_is_not_found() {
     );
     r.assert_error(415, "unsupported_media_type");
     assert!(link(&s, &owner, &id, json!({"expires_in_days": 3650}))["expires_at"].is_string());
+    assert!(link(&s, &owner, &id, json!({"expires_in_days": 2.0}))["expires_at"].is_string(), "a whole number");
 
     let made = link(&s, &owner, &id, json!({"expires_in_days": 1}));
     let url = url(&made);
