@@ -48,7 +48,8 @@ fn a_batch_answers_each_id_alone_and_leaves_other_users_recordings_untouched() {
     let a: Vec<String> = (0..4).map(|i| s.upload_id(&alice, &format!("{i}.wav"), &wav)).collect();
     let b = s.upload_id(&bob, "bob.wav", &wav);
 
-    let r = batch(&s, &alice, "trash", &[&a[0], &a[1], &b, UNKNOWN, "not-an-id", &a[0]]);
+    let shouted = a[0].to_uppercase();
+    let r = batch(&s, &alice, "trash", &[&a[0], &a[1], &b, UNKNOWN, "not-an-id", &a[0], &shouted]);
     assert_eq!(
         statuses(&r),
         vec![
