@@ -396,3 +396,17 @@ fn in_a_browser_the_page_draws_the_waveform_and_seeks_where_it_is_clicked() {
     assert!((at - 4.179 / 2.0).abs() < 0.3, "a click in the middle seeks to the middle: {at} s");
     assert!(browser.exists("a.share-download"));
 }
+
+#[test]
+fn deleting_the_account_kills_its_links() {
+    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let owner = s.signup("lena");
+    let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
+    let url = url(&link(&s, &owner, &id, json!({})));
+    let r = send_json(s.auth("DELETE", "/api/v1/me", &owner), &json!({"password": "password123"}));
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_dead(&s, &url);
+    let conn = s.db().conn().expect("conn");
+    let left: i64 = conn.query_row("SELECT count(*) FROM shares", [], |r| r.get(0)).expect("count");
+    assert_eq!(left, 0);
+}
