@@ -14,6 +14,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_usage", include_str!("../migrations/0003_usage.sql")),
     ("0004_uploads", include_str!("../migrations/0004_uploads.sql")),
     ("0005_jobs", include_str!("../migrations/0005_jobs.sql")),
+    ("0006_tokens_changes", include_str!("../migrations/0006_tokens_changes.sql")),
 ];
 
 /// A pooled SQLite database.

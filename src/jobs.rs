@@ -52,7 +52,8 @@ pub fn enqueue(conn: &Connection, kind: &str, recording_id: &str, now: i64) -> R
     )?;
     if kind == ANALYSIS {
         conn.execute(
-            "UPDATE recordings SET waveform = 'pending', analysis_error = NULL WHERE id = ?1",
+            "UPDATE recordings SET waveform = 'pending', analysis_error = NULL
+             WHERE id = ?1 AND waveform IS NOT 'pending'",
             [recording_id],
         )?;
     }
@@ -238,22 +239,39 @@ impl Queue {
         *woken = false;
     }
 
-    /// Starts the worker thread.
-    pub fn start(&self, db: Db, storage: Storage, settings: Settings, clock: crate::Clock) -> std::io::Result<()> {
+    /// Starts the worker thread; `changes` hears of every recording it analysed.
+    pub fn start(
+        &self,
+        db: Db,
+        storage: Storage,
+        settings: Settings,
+        clock: crate::Clock,
+        changes: crate::changes::Notifier,
+    ) -> std::io::Result<()> {
         let queue = self.clone();
         std::thread::Builder::new().name("recorder-jobs".into()).spawn(move || {
             crate::auth::lower_priority("background jobs");
-            queue.work(&db, &storage, settings, &clock);
+            queue.work(&db, &storage, settings, &clock, &changes);
         })?;
         Ok(())
     }
 
-    fn work(&self, db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock) {
+    fn work(
+        &self,
+        db: &Db,
+        storage: &Storage,
+        settings: Settings,
+        clock: &crate::Clock,
+        changes: &crate::changes::Notifier,
+    ) {
         while !self.stopped() {
             let next = db.conn().and_then(|mut conn| claim(&mut conn, clock.now_ms()));
             match next {
                 Ok(Some(job)) => {
                     let ok = run(db, storage, settings, clock, &job);
+                    if let Some(owner) = owner(db, &job.recording_id) {
+                        changes.user(&owner);
+                    }
                     let counter = if ok { &self.inner.done } else { &self.inner.failed };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
@@ -272,6 +290,12 @@ impl Queue {
             }
         }
     }
+}
+
+/// Whose recording it is (none once it is gone).
+fn owner(db: &Db, recording_id: &str) -> Option<String> {
+    let conn = db.conn().ok()?;
+    conn.query_row("SELECT user_id FROM recordings WHERE id = ?1", [recording_id], |r| r.get(0)).optional().ok()?
 }
 
 /// Runs one job to its end and records the outcome; false when it failed.

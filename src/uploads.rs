@@ -756,6 +756,7 @@ async fn complete(state: &AppState, turn: &mut Turn, upload: Upload) -> Result<P
         Ok(Some(recording)) => {
             state.metrics.uploaded(recording.size.max(0) as u64);
             state.jobs.wake();
+            state.changes.user(&upload.user_id);
             state.uploads.forget(&upload.id);
             let mut upload = upload;
             upload.recording_id = Some(recording.id.clone());

@@ -1,9 +1,11 @@
 //! Thin HTTP handlers: parse and check input, call one domain function, shape the answer.
 
 pub mod accounts;
+pub mod changes;
 pub mod compat;
 pub mod recordings;
 pub mod server;
+pub mod tokens;
 pub mod trash;
 pub mod ui;
 pub mod uploads;
@@ -170,6 +172,8 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(recordings::routes());
     routes.extend(trash::routes());
     routes.extend(uploads::routes());
+    routes.extend(tokens::routes());
+    routes.extend(changes::routes());
     routes
 }
 

@@ -7,6 +7,7 @@ mod browser_resumable;
 mod cli;
 mod common;
 mod compat;
+mod devices;
 mod disk_full;
 mod metrics;
 mod openapi;
