@@ -27,6 +27,11 @@ fn app_tokens_are_shown_once_listed_with_sessions_and_revoked_everywhere() {
     assert_eq!(created["name"], "Pixel 8");
     let app = created["token"].as_str().expect("token").to_string();
     assert_eq!(app.len(), 43);
+    // The pairing payload a phone scans: this server's URL and the token, and its QR code.
+    let pairing: Value = serde_json::from_str(created["pairing"].as_str().expect("pairing")).expect("JSON");
+    assert_eq!(pairing, json!({"server": s.base, "token": app}));
+    let svg = created["qr_svg"].as_str().expect("svg");
+    assert!(svg.contains("<svg") && svg.contains("</svg>") && !svg.contains("<script"), "{svg}");
 
     // The app token works like a session, and its use is noted.
     let me = send(s.auth("GET", "/api/v1/me", &app), None);
