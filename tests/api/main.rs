@@ -4,6 +4,7 @@ mod accounts;
 mod analysis;
 mod browser;
 mod browser_resumable;
+mod browser_waveform;
 mod cli;
 mod common;
 mod compat;
