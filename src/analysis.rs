@@ -148,7 +148,9 @@ pub enum DecodeError {
 /// allocates for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall time for the whole decode, checked between packets.
+    /// CPU time of the decoding thread for the whole decode, checked between packets. (The
+    /// worker runs at idle priority: on a busy machine its wall time is other work's time.) Wall
+    /// time is capped at `WALL_FACTOR` times this, for a thread that gets no CPU at all.
     pub time_budget: Duration,
     /// Frames one packet may decode to. FLAC's largest block is 65535 frames, Vorbis's 8192, and
     /// symphonia's PCM packets are far smaller; a decoder allocates its output buffer from this.
@@ -204,8 +206,60 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The wall-clock cap of a decode, as a multiple of its CPU-time budget.
+const WALL_FACTOR: u32 = 20;
+
+/// CPU time this thread has used (Linux: `/proc/thread-self/stat`, in 10 ms clock ticks), or
+/// `None` where that cannot be read.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // The command name may hold spaces and parentheses: the fields follow its last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Whether a decode is out of time: checked against the wall clock between packets (cheap), and
+/// when that has passed, against the thread's CPU time (which moves the wall deadline on).
+struct Clock {
+    started: Instant,
+    cpu_at_start: Option<Duration>,
+    budget: Duration,
+    deadline: Instant,
+    hard_deadline: Instant,
+}
+
+impl Clock {
+    fn new(budget: Duration) -> Clock {
+        let started = Instant::now();
+        Clock {
+            started,
+            cpu_at_start: thread_cpu_time(),
+            budget,
+            deadline: started + budget,
+            hard_deadline: started + budget.saturating_mul(WALL_FACTOR),
+        }
+    }
+
+    fn out_of_time(&mut self) -> bool {
+        let now = Instant::now();
+        if now <= self.deadline {
+            return false;
+        }
+        let used = match (self.cpu_at_start, thread_cpu_time()) {
+            (Some(start), Some(now_cpu)) => now_cpu.saturating_sub(start),
+            _ => now - self.started,
+        };
+        if used >= self.budget || now >= self.hard_deadline {
+            return true;
+        }
+        self.deadline = now + (self.budget - used).max(Duration::from_millis(50));
+        false
+    }
+}
+
 fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
-    let deadline = Instant::now() + limits.time_budget;
+    let mut clock = Clock::new(limits.time_budget);
     if let Some(problem) = crate::audio::implausible_structure(path)? {
         return Err(DecodeError::Implausible(problem));
     }
@@ -236,7 +290,7 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
     let mut seconds = 0f64;
     let mut peak = 0f32;
     loop {
-        if Instant::now() > deadline {
+        if clock.out_of_time() {
             return Err(DecodeError::TimedOut(limits.time_budget));
         }
         let packet = match format.next_packet() {

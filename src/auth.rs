@@ -183,6 +183,8 @@ pub struct AuthUser {
     pub user: User,
     /// Hash of the token this request used (logout revokes it; a password change keeps it).
     pub token_hash: Vec<u8>,
+    /// The id of the credential (session or app token) this request used.
+    pub token_id: String,
 }
 
 /// Where a request's token came from.
@@ -234,9 +236,9 @@ pub async fn session(req: &Request<'_>, state: &AppState, token: &str) -> Result
     let now = state.clock.now_ms();
     let lookup = hash.clone();
     let user = state.db.run(move |conn| users::session_user(conn, &lookup, now)).await?;
-    Ok(user.map(|user| {
+    Ok(user.map(|(user, token_id)| {
         req.local_cache(|| crate::RequestUser(Some(user.id.clone())));
-        AuthUser { user, token_hash: hash }
+        AuthUser { user, token_hash: hash, token_id }
     }))
 }
 

@@ -121,7 +121,8 @@ pub fn user_passwd(config: &Config, name: &str, password_stdin: bool) -> Result<
     let user = find(&db, name)?;
     let password = read_password(password_stdin, true)?;
     let hash = crate::auth::hash_password_blocking(&password)?;
-    users::set_password(&mut *db.conn()?, &user.id, &hash, None)?;
+    // From the command line (a forgotten or stolen password): every session and app token goes.
+    users::set_password(&mut *db.conn()?, &user.id, &hash, None, true)?;
     println!("password changed for {}; their sessions are signed out", user.username);
     Ok(())
 }

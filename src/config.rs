@@ -67,6 +67,9 @@ pub struct Config {
     pub db_connections: u32,
     /// SQLite page cache of each pooled connection, in bytes.
     pub db_cache: u64,
+    /// How often an idle event stream sends a heartbeat (not in the config file: 15 s keeps
+    /// proxies with a 60 s idle timeout from closing it).
+    pub events_heartbeat: std::time::Duration,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
 }
@@ -316,6 +319,7 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         blocking_threads: or_auto("server.blocking_threads", 4096, (4 * cores()).clamp(8, 32))?,
         db_connections: or_auto("server.db_connections", 256, (2 * cores()).clamp(2, 8))? as u32,
         db_cache: size("server.db_cache")?,
+        events_heartbeat: std::time::Duration::from_secs(15),
         source,
     })
     .and_then(|c| {

@@ -14,7 +14,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_usage", include_str!("../migrations/0003_usage.sql")),
     ("0004_uploads", include_str!("../migrations/0004_uploads.sql")),
     ("0005_jobs", include_str!("../migrations/0005_jobs.sql")),
-    // 0006 (app tokens and the changes feed) lands with its own branch, before this one.
+    ("0006_tokens_changes", include_str!("../migrations/0006_tokens_changes.sql")),
     ("0007_shares", include_str!("../migrations/0007_shares.sql")),
 ];
 

@@ -231,6 +231,7 @@ pub async fn one_shot(
         Stored::Created(recording) => {
             finished.temp.disarm();
             state.jobs.wake();
+            state.changes.user(user_id);
             state.metrics.uploaded(recording.size.max(0) as u64);
             Ok((Status::Created, recording))
         }

@@ -35,8 +35,8 @@ const BACKFILL_BATCH: usize = 200;
 const BACKFILL_KEY: &str = "analysis_backfill_before";
 /// How often an idle worker looks at the queue without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(30);
-/// Analysis time granted whatever the length.
-const MIN_BUDGET: Duration = Duration::from_secs(5);
+/// Analysis time (CPU time) granted whatever the length.
+const MIN_BUDGET: Duration = Duration::from_secs(1);
 /// For a file without a known duration: the hours it may hold, from its size at this rate (bytes
 /// per second; 64 kbit/s speech), so a budget errs long.
 const ASSUMED_BYTES_PER_SECOND: u64 = 8_000;
@@ -52,7 +52,8 @@ pub fn enqueue(conn: &Connection, kind: &str, recording_id: &str, now: i64) -> R
     )?;
     if kind == ANALYSIS {
         conn.execute(
-            "UPDATE recordings SET waveform = 'pending', analysis_error = NULL WHERE id = ?1",
+            "UPDATE recordings SET waveform = 'pending', analysis_error = NULL
+             WHERE id = ?1 AND waveform IS NOT 'pending'",
             [recording_id],
         )?;
     }
@@ -238,26 +239,49 @@ impl Queue {
         *woken = false;
     }
 
-    /// Starts the worker thread.
-    pub fn start(&self, db: Db, storage: Storage, settings: Settings, clock: crate::Clock) -> std::io::Result<()> {
+    /// Starts the worker thread; `changes` hears of every recording it analysed.
+    pub fn start(
+        &self,
+        db: Db,
+        storage: Storage,
+        settings: Settings,
+        clock: crate::Clock,
+        changes: crate::changes::Notifier,
+    ) -> std::io::Result<()> {
         let queue = self.clone();
+        let writes = Writes(tokio::runtime::Handle::try_current().ok());
         std::thread::Builder::new().name("recorder-jobs".into()).spawn(move || {
             crate::auth::lower_priority("background jobs");
-            queue.work(&db, &storage, settings, &clock);
+            queue.work(&db, &storage, settings, &clock, &changes, &writes);
         })?;
         Ok(())
     }
 
-    fn work(&self, db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock) {
+    fn work(
+        &self,
+        db: &Db,
+        storage: &Storage,
+        settings: Settings,
+        clock: &crate::Clock,
+        changes: &crate::changes::Notifier,
+        writes: &Writes,
+    ) {
         while !self.stopped() {
-            let next = db.conn().and_then(|mut conn| claim(&mut conn, clock.now_ms()));
+            let (pool, now) = (db.clone(), clock.now_ms());
+            let next = writes.run(move || claim(&mut *pool.conn()?, now));
             match next {
                 Ok(Some(job)) => {
-                    let ok = run(db, storage, settings, clock, &job);
+                    let ok = run(db, storage, settings, clock, &job, writes);
+                    if let Some(owner) = owner(db, &job.recording_id) {
+                        changes.user(&owner);
+                    }
                     let counter = if ok { &self.inner.done } else { &self.inner.failed };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(None) => match db.conn().and_then(|mut conn| backfill(&mut conn, clock.now_ms())) {
+                Ok(None) => match writes.run({
+                    let pool = db.clone();
+                    move || backfill(&mut *pool.conn()?, now)
+                }) {
                     Ok(0) => self.idle(),
                     Ok(n) => log::info!("queued {n} earlier recordings for analysis"),
                     Err(e) => {
@@ -274,8 +298,33 @@ impl Queue {
     }
 }
 
+/// Where the worker's database writes run: on the runtime's blocking pool, at normal priority.
+/// The worker thread is `SCHED_IDLE`; a write transaction it held while preempted by requests
+/// would hold up every request's write behind it (priority inversion).
+struct Writes(Option<tokio::runtime::Handle>);
+
+impl Writes {
+    fn run<T: Send + 'static>(
+        &self,
+        write: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        match &self.0 {
+            Some(handle) => handle
+                .block_on(handle.spawn_blocking(write))
+                .unwrap_or_else(|e| Err(ApiError::internal("job queue write", e))),
+            None => write(),
+        }
+    }
+}
+
+/// Whose recording it is (none once it is gone).
+fn owner(db: &Db, recording_id: &str) -> Option<String> {
+    let conn = db.conn().ok()?;
+    conn.query_row("SELECT user_id FROM recordings WHERE id = ?1", [recording_id], |r| r.get(0)).optional().ok()?
+}
+
 /// Runs one job to its end and records the outcome; false when it failed.
-fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job: &Job) -> bool {
+fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job: &Job, writes: &Writes) -> bool {
     let started = std::time::Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| match job.kind.as_str() {
         ANALYSIS => analyse(db, storage, settings, job),
@@ -283,10 +332,18 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
     }))
     .unwrap_or_else(|_| Err("the job crashed on unexpected input".to_string()));
     let now = clock.now_ms();
-    let recorded = db.conn().and_then(|mut conn| match &outcome {
-        Ok(Some(result)) => finish(&mut conn, job, result),
-        Ok(None) => Ok(()),
-        Err(reason) => fail(&mut conn, job, reason, now),
+    let (pool, record, written) = (db.clone(), job.clone(), outcome.clone());
+    let recorded = writes.run(move || {
+        let mut conn = pool.conn()?;
+        match &written {
+            Ok(Some(result)) => finish(&mut conn, &record, result),
+            // The recording is gone: so is its job (if the delete did not take it already).
+            Ok(None) => {
+                conn.execute("DELETE FROM jobs WHERE id = ?1", [record.id])?;
+                Ok(())
+            }
+            Err(reason) => fail(&mut conn, &record, reason, now),
+        }
     });
     if let Err(e) = recorded {
         log::error!("job {} ({} of {}): recording its outcome: {}", job.id, job.kind, job.recording_id, e.message);
@@ -320,8 +377,22 @@ fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<
     };
     match analysis::decode_with(&path, &limits) {
         Ok(decoded) => Ok(Some(decoded)),
-        // Deleted while it waited or ran: nothing to record, nothing to complain about.
-        Err(analysis::DecodeError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(analysis::DecodeError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            let still_there = db
+                .conn()
+                .and_then(|conn| {
+                    conn.query_row("SELECT 1 FROM recordings WHERE id = ?1", [&job.recording_id], |_| Ok(()))
+                        .optional()
+                        .map_err(ApiError::from)
+                })
+                .map_err(|e| e.message.to_string())?;
+            match still_there {
+                // Its file is missing (`recorder check` reports that too).
+                Some(()) => Err("the recording's file is missing".to_string()),
+                // Deleted while it waited or ran: nothing to record, nothing to complain about.
+                None => Ok(None),
+            }
+        }
         Err(e) => Err(e.to_string()),
     }
 }

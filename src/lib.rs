@@ -116,11 +116,22 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                     );
                     if state.config.analysis_enabled {
                         let settings = jobs::Settings { seconds_per_hour: state.config.analysis_seconds_per_hour };
-                        if let Err(e) = state.jobs.start(db.clone(), storage.clone(), settings, clock.clone()) {
+                        let changes = state.changes.clone();
+                        if let Err(e) = state.jobs.start(db.clone(), storage.clone(), settings, clock.clone(), changes)
+                        {
                             log::error!("cannot start the background job worker: {e}");
                         }
                     }
-                    tokio::spawn(maintenance::run(db, storage, uploads, clock, started, rocket.shutdown()));
+                    // The feed keeps at least as long as the trash, and a day more.
+                    let days = i64::from(state.config.retention_days.max(1)) + 1;
+                    let background = maintenance::Background {
+                        uploads,
+                        changes: state.changes.clone(),
+                        clock,
+                        started_ms: started,
+                        changes_keep_ms: days * 86_400_000,
+                    };
+                    tokio::spawn(maintenance::run(db, storage, background, rocket.shutdown()));
                 }
             })
         }))

@@ -131,14 +131,18 @@ fn orphans_among(
 
 /// The background loop: one orphan sweep, then a purge sweep at once and every hour until
 /// shutdown.
-pub async fn run(
-    db: Db,
-    storage: Storage,
-    uploads: crate::uploads::Registry,
-    clock: crate::Clock,
-    started_ms: i64,
-    shutdown: rocket::Shutdown,
-) {
+/// What the background loop needs to know beyond the data directory.
+pub struct Background {
+    pub uploads: crate::uploads::Registry,
+    pub changes: crate::changes::Notifier,
+    pub clock: crate::Clock,
+    pub started_ms: i64,
+    /// How long the changes feed's history is kept, in milliseconds.
+    pub changes_keep_ms: i64,
+}
+
+pub async fn run(db: Db, storage: Storage, background: Background, shutdown: rocket::Shutdown) {
+    let Background { uploads, changes, clock, started_ms, changes_keep_ms } = background;
     let (db2, storage2) = (db.clone(), storage.clone());
     match tokio::task::spawn_blocking(move || remove_orphans(&db2, &storage2, started_ms)).await {
         Ok(Ok(n)) if n > 0 => log::info!("orphan sweep removed {n} files"),
@@ -149,8 +153,18 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (db, storage, uploads, now) = (db.clone(), storage.clone(), uploads.clone(), clock.now_ms());
-        match tokio::task::spawn_blocking(move || sweep(&db, &storage, &uploads, now)).await {
+        let swept = tokio::task::spawn_blocking(move || {
+            let swept = sweep(&db, &storage, &uploads, now);
+            if let Err(e) = db.conn().and_then(|conn| crate::changes::prune(&conn, now - changes_keep_ms)) {
+                log::error!("pruning the changes feed failed: {}", e.message);
+            }
+            swept
+        });
+        match swept.await {
             Ok(Ok(s)) => {
+                if s.recordings > 0 || s.uploads.kept > 0 {
+                    changes.everyone();
+                }
                 if s.recordings > 0 {
                     log::info!("trash sweep purged {} recordings", s.recordings);
                 }

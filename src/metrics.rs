@@ -33,6 +33,7 @@ struct JobLabels {
 pub struct Metrics {
     jobs: Family<JobLabels, Gauge>,
     jobs_finished: Family<JobLabels, Gauge>,
+    event_streams: Gauge,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upload_bytes: Counter,
@@ -116,9 +117,11 @@ impl Metrics {
             "Background jobs finished since the server started, by outcome: done, failed",
             jobs_finished.clone(),
         );
+        let event_streams = gauge(&mut registry, "event_streams", "Live event streams (GET /api/v1/events)", None);
         Metrics {
             jobs,
             jobs_finished,
+            event_streams,
             registry,
             requests,
             upload_bytes,
@@ -156,7 +159,14 @@ impl Metrics {
 
     /// Reads the stored totals and the free space (on the blocking pool), then encodes every
     /// metric as OpenMetrics text.
-    pub async fn scrape(&self, db: &Db, data_dir: PathBuf, finished: (u64, u64)) -> Result<String, ApiError> {
+    pub async fn scrape(
+        &self,
+        db: &Db,
+        data_dir: PathBuf,
+        finished: (u64, u64),
+        event_streams: usize,
+    ) -> Result<String, ApiError> {
+        self.event_streams.set(i64::try_from(event_streams).unwrap_or(i64::MAX));
         let (totals, free, (resident, threads), jobs) = db
             .run(move |conn| {
                 let totals: [i64; 6] = conn.query_row(

@@ -127,8 +127,8 @@ pub fn insert(conn: &Connection, new: &NewRecording) -> Result<Result<Recording,
 pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, ApiError> {
     let inserted = conn.execute(
         "INSERT INTO recordings (id, user_id, name, content_type, size, sha256, duration_ms, recorded_at,
-                                 created_at, idempotency_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                 created_at, idempotency_key, waveform)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')",
         params![
             new.id.hyphenated().to_string(),
             new.user_id,

@@ -37,6 +37,9 @@ use uuid::Uuid;
 /// Inside one long request, the file is fsynced and the offset moved forward every this many
 /// bytes: a connection that breaks keeps everything up to the last such point.
 const CHECKPOINT: u64 = 16 << 20;
+/// How much of a refused request's body is read and dropped before answering (a client's
+/// resumable chunk is typically up to 8 MiB).
+const DRAIN_ON_REFUSAL: u64 = 16 << 20;
 
 /// An upload resource.
 #[derive(Debug, Clone)]
@@ -685,6 +688,12 @@ async fn stream_body(
             }
         }
     };
+    // Refused mid-body (not audio, too long): read on through (a bounded amount of) what the
+    // client is still sending, so it reads the refusal instead of a reset connection, which a
+    // client would take for a network error and retry.
+    if matches!(ended, Ended::Failed(StreamError::NotAudio | StreamError::TooLarge)) {
+        let _ = tokio::io::copy(&mut (&mut body).take(DRAIN_ON_REFUSAL), &mut tokio::io::sink()).await;
+    }
     // What to keep: a refused request keeps nothing of its own; a broken or stopped one keeps
     // what arrived (unless a checksum cannot vouch for it).
     let keep_all = match &ended {
@@ -756,6 +765,7 @@ async fn complete(state: &AppState, turn: &mut Turn, upload: Upload) -> Result<P
         Ok(Some(recording)) => {
             state.metrics.uploaded(recording.size.max(0) as u64);
             state.jobs.wake();
+            state.changes.user(&upload.user_id);
             state.uploads.forget(&upload.id);
             let mut upload = upload;
             upload.recording_id = Some(recording.id.clone());

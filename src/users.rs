@@ -1,4 +1,5 @@
-//! Accounts and sessions: the `users` and `sessions` tables.
+//! Accounts and their bearer credentials: the `users` and `sessions` tables. A credential is a
+//! browser session (from a login, expiring) or an app token (named, until revoked).
 
 use crate::clock::rfc3339;
 use crate::error::ApiError;
@@ -95,31 +96,115 @@ pub fn list(conn: &Connection) -> Result<Vec<(User, i64, i64)>, ApiError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Records a new session.
+/// Records a new browser session; returns its id.
 pub fn create_session(
     conn: &Connection,
     user_id: &str,
     token_hash: &[u8],
     now: i64,
     expires_at: i64,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
     conn.execute(
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![token_hash, user_id, now, expires_at],
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, id, kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'session')",
+        params![token_hash, user_id, now, expires_at, id],
     )?;
-    Ok(())
+    Ok(id)
 }
 
-/// The user a live (unexpired) session belongs to.
-pub fn session_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<User>, ApiError> {
-    Ok(conn
+/// An app token's or session's description (never the token).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: Option<String>,
+    /// `app` or `session`.
+    pub kind: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    /// The credential of the request that asked.
+    pub current: bool,
+}
+
+/// Records a new app token (no expiry); returns its id.
+pub fn create_app_token(
+    conn: &Connection,
+    user_id: &str,
+    token_hash: &[u8],
+    name: &str,
+    now: i64,
+) -> Result<String, ApiError> {
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, id, kind, name)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'app', ?6)",
+        params![token_hash, user_id, now, i64::MAX, id, name],
+    )?;
+    Ok(id)
+}
+
+/// Checks an app token's name: 1 to 100 characters after trimming, no control characters.
+pub fn normalize_token_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("a token's name is 1 to 100 characters without control characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// The user's live credentials, newest first; `current` marks the one with `current_hash`.
+pub fn list_tokens(
+    conn: &Connection,
+    user_id: &str,
+    current_hash: &[u8],
+    now: i64,
+) -> Result<Vec<TokenInfo>, ApiError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, kind, created_at, last_used_at, token_hash = ?3 FROM sessions
+         WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at DESC, id DESC",
+    )?;
+    let rows = stmt.query_map(params![user_id, now, current_hash], |r| {
+        Ok(TokenInfo {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            kind: r.get(2)?,
+            created_at: rfc3339(r.get(3)?),
+            last_used_at: r.get::<_, Option<i64>>(4)?.map(rfc3339),
+            current: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Revokes one of the user's credentials by id; false when the user has no such one.
+pub fn revoke_token(conn: &Connection, user_id: &str, id: &str) -> Result<bool, ApiError> {
+    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1 AND id = ?2", params![user_id, id])? == 1)
+}
+
+/// How often a credential's `last_used_at` is written: at most once a minute, so requests do not
+/// each write to the database.
+const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// The user a live (unexpired) credential belongs to, and the credential's id; notes its use.
+pub fn session_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<(User, String)>, ApiError> {
+    let found = conn
         .query_row(
-            "SELECT u.id, u.username, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
+            "SELECT u.id, u.username, u.created_at, s.id, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ?1 AND s.expires_at > ?2",
             params![token_hash, now],
-            user_from_row,
+            |r| Ok((user_from_row(r)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<i64>>(4)?)),
         )
-        .optional()?)
+        .optional()?;
+    let Some((user, id, last_used)) = found else { return Ok(None) };
+    if last_used.is_none_or(|t| now - t >= LAST_USED_EVERY_MS) {
+        // Best effort: a busy database must not fail the request this credential is used for.
+        if let Err(e) =
+            conn.execute("UPDATE sessions SET last_used_at = ?2 WHERE token_hash = ?1", params![token_hash, now])
+        {
+            log::debug!("last use of a credential not recorded: {e}");
+        }
+    }
+    Ok(Some((user, id.unwrap_or_default())))
 }
 
 /// Revokes one session.
@@ -128,11 +213,21 @@ pub fn revoke_session(conn: &Connection, token_hash: &[u8]) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Sets a new password hash and revokes every session of the user but `keep`.
-pub fn set_password(conn: &mut Connection, user_id: &str, hash: &str, keep: Option<&[u8]>) -> Result<(), ApiError> {
+/// Sets a new password hash and revokes every browser session of the user but `keep`, and their
+/// app tokens too when `revoke_apps`.
+pub fn set_password(
+    conn: &mut Connection,
+    user_id: &str,
+    hash: &str,
+    keep: Option<&[u8]>,
+    revoke_apps: bool,
+) -> Result<(), ApiError> {
     let tx = conn.transaction()?;
     tx.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![hash, user_id])?;
-    tx.execute("DELETE FROM sessions WHERE user_id = ?1 AND token_hash IS NOT ?2", params![user_id, keep])?;
+    tx.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND token_hash IS NOT ?2 AND (kind = 'session' OR ?3)",
+        params![user_id, keep, revoke_apps],
+    )?;
     tx.commit()?;
     Ok(())
 }

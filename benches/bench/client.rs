@@ -148,6 +148,16 @@ impl Client {
         json_of(expect(self.request("GET", &format!("/api/v1/recordings/{id}")).call(), 200, "get recording"))
     }
 
+    /// `GET /api/v1/recordings/{id}/waveform` as JSON (`bucket_ms`, `peaks`).
+    pub fn waveform(&self, id: &str) -> Value {
+        json_of(expect(self.request("GET", &format!("/api/v1/recordings/{id}/waveform")).call(), 200, "get waveform"))
+    }
+
+    /// `GET /metrics` (Prometheus text; open to loopback when enabled).
+    pub fn metrics(&self) -> String {
+        expect(self.request("GET", "/metrics").call(), 200, "metrics").into_string().expect("reading /metrics")
+    }
+
     /// `GET /healthz`; the time it took.
     pub fn health(&self) -> Duration {
         let started = Instant::now();

@@ -1,7 +1,8 @@
-//! What the benchmark sends and seeds: WAV files the server accepts as audio, and time-ordered
-//! UUIDv7 ids.
+//! What the benchmark sends and seeds: WAV files the server accepts as audio (noise, or speech
+//! from the fixtures), and time-ordered UUIDv7 ids.
 
 use rand::RngCore;
+use std::path::{Path, PathBuf};
 
 /// The canonical 44-byte header of 16-bit stereo PCM at 48 kHz.
 const HEADER_LEN: usize = 44;
@@ -11,10 +12,17 @@ const HEADER_LEN: usize = 44;
 /// container and reads the duration from the header without decoding the samples.
 pub fn wav(len: usize, seed: u64) -> Vec<u8> {
     assert!(len >= HEADER_LEN && len - HEADER_LEN <= u32::MAX as usize, "a WAV file of {len} bytes cannot be built");
-    let data_len = (len - HEADER_LEN) as u32;
-    let (channels, rate, bits) = (2u16, 48_000u32, 16u16);
-    let block_align = channels * bits / 8;
     let mut out = Vec::with_capacity(len);
+    wav_header(&mut out, 2, 48_000, (len - HEADER_LEN) as u32);
+    out.resize(len, 0);
+    fill_noise(&mut out[HEADER_LEN..], seed);
+    out
+}
+
+/// The canonical header of 16-bit PCM with `data_len` bytes of samples following it.
+fn wav_header(out: &mut Vec<u8>, channels: u16, rate: u32, data_len: u32) {
+    let bits = 16u16;
+    let block_align = channels * bits / 8;
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(data_len + 36).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
@@ -27,9 +35,53 @@ pub fn wav(len: usize, seed: u64) -> Vec<u8> {
     out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    out.resize(len, 0);
-    fill_noise(&mut out[HEADER_LEN..], seed);
+}
+
+/// The speech fixtures (`tests/fixtures/speech.*`, 4.18 s of one sentence each).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A WAV file of `seconds` of real speech (16 kHz, mono, 16-bit): the sentence of
+/// `tests/fixtures/speech.wav` over and over, so a decoder and the waveform see speech, not noise.
+pub fn speech_wav(seconds: u32) -> Vec<u8> {
+    let path = fixture("speech.wav");
+    let file = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let sentence = wav_samples(&file).unwrap_or_else(|| panic!("{} is not 16 kHz mono 16-bit PCM", path.display()));
+    let len = SPEECH_RATE as usize * 2 * seconds as usize;
+    let mut out = Vec::with_capacity(HEADER_LEN + len);
+    wav_header(&mut out, 1, SPEECH_RATE, u32::try_from(len).expect("a WAV file under 4 GiB"));
+    while out.len() < HEADER_LEN + len {
+        let missing = HEADER_LEN + len - out.len();
+        out.extend_from_slice(&sentence[..missing.min(sentence.len())]);
+    }
     out
+}
+
+const SPEECH_RATE: u32 = 16_000;
+
+/// The samples of a 16 kHz mono 16-bit PCM WAV file: its `data` chunk.
+fn wav_samples(file: &[u8]) -> Option<&[u8]> {
+    if file.get(..4)? != b"RIFF" || file.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12;
+    let mut format_ok = false;
+    while at + 8 <= file.len() {
+        let id = &file[at..at + 4];
+        let len = u32::from_le_bytes(file[at + 4..at + 8].try_into().ok()?) as usize;
+        let body = file.get(at + 8..at + 8 + len)?;
+        if id == b"fmt " {
+            let channels = u16::from_le_bytes(body.get(2..4)?.try_into().ok()?);
+            let rate = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);
+            let bits = u16::from_le_bytes(body.get(14..16)?.try_into().ok()?);
+            format_ok = (channels, rate, bits) == (1, SPEECH_RATE, 16);
+        } else if id == b"data" {
+            return format_ok.then_some(body);
+        }
+        at += 8 + len + (len & 1);
+    }
+    None
 }
 
 /// Fills a buffer with xorshift64* output: fast, and nothing along the way can compress it.

@@ -5,10 +5,17 @@
 //! `cargo bench -- --quick` is a smoke run with smaller sizes and counts (the library and the
 //! binary are marked `bench = false` in Cargo.toml, so the flag reaches only this harness).
 //! Progress goes to stderr, the table to stdout, the server's own log to `target/bench/server.log`.
+//!
+//! `cargo bench --features opus` builds the server and the in-process decoder with libopus, as the
+//! Debian package is built, so the analysis rows cover Opus too; without it those rows say so.
+//! The phases run with background analysis off; the analysis phase runs last, on its own server.
 
+mod analysis;
 mod client;
+mod cpu;
 mod data;
 mod download;
+mod events;
 mod list;
 mod load;
 mod login;
@@ -23,7 +30,7 @@ use report::{Machine, Report};
 use server::{Server, Setup};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Sizes and counts of one run.
 #[derive(Debug, Clone)]
@@ -62,6 +69,17 @@ pub struct Plan {
     pub half_open_wait_seconds: u64,
     /// Recordings of the small user whose `/me` is compared with the largest user's.
     pub me_small: usize,
+    /// CPU time spent decoding each fixture in-process, and again with ffmpeg (over all rounds).
+    pub decode_cpu: Duration,
+    /// The long recording (seconds of speech) the worker analyses while the server's memory is
+    /// watched.
+    pub long_seconds: u32,
+    /// Recordings queued for analysis at once, and the seconds of speech in each.
+    pub queue_recordings: usize,
+    pub queue_seconds: u32,
+    /// The latency window on the empty queue lasts as long as the queue took to drain, at most
+    /// this long.
+    pub idle_window_seconds: u64,
 }
 
 const MIB: usize = 1 << 20;
@@ -94,6 +112,11 @@ impl Plan {
             half_open: 3_000,
             half_open_wait_seconds: 40,
             me_small: 50,
+            decode_cpu: Duration::from_secs(3),
+            long_seconds: 3600,
+            queue_recordings: 1_000,
+            queue_seconds: 30,
+            idle_window_seconds: 30,
         }
     }
 
@@ -114,6 +137,10 @@ impl Plan {
             load_seconds: 5,
             half_open: 300,
             half_open_wait_seconds: 5,
+            decode_cpu: Duration::from_millis(300),
+            long_seconds: 600,
+            queue_recordings: 100,
+            idle_window_seconds: 5,
             ..Plan::full()
         }
     }
@@ -128,7 +155,9 @@ impl Plan {
             + self.small_count * self.small_size * 2
             + self.parallel_uploads * self.parallel_size
             // The load scenario: a few hundred 256 KiB uploads a second.
-            + self.load_uploaders * self.load_seconds as usize * 40 * 256 * 1024;
+            + self.load_uploaders * self.load_seconds as usize * 40 * 256 * 1024
+            // Analysis: the long recording and the queue, 16 kHz mono speech (32,000 bytes a second).
+            + (self.long_seconds as usize + self.queue_recordings * self.queue_seconds as usize) * 32_000;
         let rows = self.list_small * 2 + self.list_medium + self.list_large;
         (files + rows * 1024 + 1024 * MIB) as u64
     }
@@ -205,6 +234,8 @@ fn main() {
     bench.resident("uploads");
     download::run(&bench, &uploader, &big, &mut report);
     bench.resident("downloads");
+    events::run(&bench, &mut report);
+    bench.resident("event streams");
     let list_users = list::run(&bench, &mut report);
     bench.resident("lists");
     login::run(&bench, &list_users, &mut report);
@@ -213,6 +244,9 @@ fn main() {
     // On the restarted server: the scenario's memory is its own, not what earlier phases left.
     load::run(&bench, &mut report);
     bench.resident("the load scenario");
+    // Last, on its own server and data directory with analysis on.
+    analysis::run(&mut bench, &mut report);
+    bench.resident("analysis");
     bench.server.stop();
 
     let total = started.elapsed();

@@ -24,22 +24,53 @@ pub struct Setup {
     pub config: PathBuf,
     /// Every start appends its log here.
     pub log: PathBuf,
+    /// `[analysis] enabled`: whether the background worker decodes new recordings.
+    pub analysis: bool,
+    /// `[metrics] enabled`: `GET /metrics` (open to loopback).
+    pub metrics: bool,
 }
 
 impl Setup {
-    /// Writes the config file: a 2 GiB upload limit and a short shutdown grace; everything
-    /// else stays at the built-in defaults (the `info` log level included).
+    /// Writes the config file: a 2 GiB upload limit, a short shutdown grace, and no background
+    /// analysis, so the phases measure requests alone (uploads still queue their analysis job,
+    /// in the same transaction); everything else stays at the built-in defaults (the `info` log
+    /// level included). Starts the log file afresh.
     pub fn create(root: &Path, log: &Path) -> Setup {
-        let setup = Setup {
+        let setup = Setup::settings(root, log);
+        setup.write_config();
+        File::create(&setup.log).expect("creating the server log file");
+        setup
+    }
+
+    /// A second data directory under `root` for the analysis phase: the same config with
+    /// analysis and `/metrics` on; its server appends to the same log.
+    pub fn for_analysis(root: &Path, log: &Path) -> Setup {
+        fs::create_dir_all(root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
+        let setup = Setup { analysis: true, metrics: true, ..Setup::settings(root, log) };
+        setup.write_config();
+        setup
+    }
+
+    /// The paths under `root`, with analysis and metrics off; nothing written yet.
+    fn settings(root: &Path, log: &Path) -> Setup {
+        Setup {
             root: root.to_path_buf(),
             data_dir: root.join("data"),
             config: root.join("bench.toml"),
             log: log.to_path_buf(),
-        };
-        let config = "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n\n[uploads]\nmax_incomplete = 100\n";
-        fs::write(&setup.config, config).expect("writing the benchmark's config file");
-        File::create(&setup.log).expect("creating the server log file");
-        setup
+            analysis: false,
+            metrics: false,
+        }
+    }
+
+    /// (Re)writes the config file from the settings; the next start reads it.
+    pub fn write_config(&self) {
+        let config = format!(
+            "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n\n[uploads]\nmax_incomplete = 100\n\n\
+             [analysis]\nenabled = {}\n\n[metrics]\nenabled = {}\n",
+            self.analysis, self.metrics
+        );
+        fs::write(&self.config, config).expect("writing the benchmark's config file");
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -85,8 +116,11 @@ impl Server {
             .env_clear()
             // As the systemd unit runs it: the allocator returns freed memory at once.
             .env("MIMALLOC_PURGE_DELAY", "0")
-            // Settings to compare (`RECORDER_SERVER_BLOCKING_THREADS=8 cargo bench`) reach the server.
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("RECORDER_") || k.starts_with("MIMALLOC_")))
+            // Settings to compare (`RECORDER_SERVER_BLOCKING_THREADS=8 cargo bench`) reach the server;
+            // whether analysis runs is the benchmark's to set, phase by phase.
+            .envs(std::env::vars().filter(|(k, _)| {
+                (k.starts_with("RECORDER_") || k.starts_with("MIMALLOC_")) && k != "RECORDER_ANALYSIS_ENABLED"
+            }))
             .current_dir(&setup.root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -156,6 +190,22 @@ impl Server {
                 .unwrap_or(0)
         };
         (field("VmRSS:") * 1024, field("Threads:"))
+    }
+
+    /// CPU time the server's threads named `name` have used so far, from `/proc/<pid>/task/*/`;
+    /// `None` when no thread has that name.
+    pub fn thread_cpu(&self, name: &str) -> Option<Duration> {
+        let tasks = fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
+        let mut total = None;
+        for task in tasks.flatten() {
+            let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == name
+                && let Some(cpu) = crate::cpu::task_cpu(&task.path())
+            {
+                total = Some(total.unwrap_or(Duration::ZERO) + cpu);
+            }
+        }
+        total
     }
 
     /// Resets the peak (`VmHWM`) to the current resident set, by writing 5 to

@@ -36,7 +36,7 @@ pub struct BigFile {
 
 /// How the server's peak memory is measured during a phase.
 #[derive(Clone, Copy)]
-enum PeakMethod {
+pub enum PeakMethod {
     /// `VmHWM`, reset before the phase through `/proc/<pid>/clear_refs`.
     ResetHighWaterMark,
     /// The highest `VmRSS` sampled every 5 ms (when the kernel refuses the reset).
@@ -44,13 +44,13 @@ enum PeakMethod {
 }
 
 /// The server's memory around one phase.
-struct Peak {
-    before: u64,
-    peak: u64,
+pub struct Peak {
+    pub before: u64,
+    pub peak: u64,
 }
 
 impl Peak {
-    fn growth(&self) -> u64 {
+    pub fn growth(&self) -> u64 {
         self.peak.saturating_sub(self.before)
     }
 }
@@ -71,21 +71,28 @@ fn check_peak_reset(server: &Server, idle: Memory, report: &mut Report) -> PeakM
     report.row("memory", "peak after one sign-up (Argon2)", size(before.peak), "Argon2id: 19 MiB");
     report.metric("memory.idle_rss_bytes", idle.rss);
     report.metric("memory.peak_after_signup_bytes", before.peak);
-    let reset = server.reset_peak();
+    let method = peak_method(server);
     let after = server.memory();
-    let works = reset && after.peak <= after.rss + (256 << 10);
-    let (result, method) = if works {
-        (format!("works: VmHWM {} -> {}", size(before.peak), size(after.peak)), PeakMethod::ResetHighWaterMark)
+    let works = matches!(method, PeakMethod::ResetHighWaterMark);
+    let result = if works {
+        format!("works: VmHWM {} -> {}", size(before.peak), size(after.peak))
     } else {
-        ("refused: peaks are VmRSS sampled every 5 ms".to_string(), PeakMethod::Sampled)
+        "refused: peaks are VmRSS sampled every 5 ms".to_string()
     };
     report.row("memory", "peak reset (5 > /proc/PID/clear_refs)", result, "Argon2 does not count below");
     report.metric("memory.peak_reset_works", works);
     method
 }
 
+/// Whether the kernel lets the server's peak be reset here (it resets it when it does).
+pub fn peak_method(server: &Server) -> PeakMethod {
+    let reset = server.reset_peak();
+    let after = server.memory();
+    if reset && after.peak <= after.rss + (256 << 10) { PeakMethod::ResetHighWaterMark } else { PeakMethod::Sampled }
+}
+
 /// Runs `work` and returns its result with the server's memory before and at its peak.
-fn measure_peak<T>(server: &Server, method: PeakMethod, work: impl FnOnce() -> T) -> (T, Peak) {
+pub fn measure_peak<T>(server: &Server, method: PeakMethod, work: impl FnOnce() -> T) -> (T, Peak) {
     match method {
         PeakMethod::ResetHighWaterMark => {
             server.reset_peak();
@@ -247,7 +254,7 @@ fn big_upload(bench: &Bench, account: &Account, method: PeakMethod, report: &mut
 
 /// Runs `jobs` jobs on `threads` threads; each thread gets its own state from `init`.
 /// Returns each job's latency and the wall time.
-fn run_jobs<S>(
+pub fn run_jobs<S>(
     threads: usize,
     jobs: usize,
     init: impl Fn() -> S + Sync,

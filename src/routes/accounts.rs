@@ -154,6 +154,9 @@ async fn confirm_password(state: &AppState, auth: &AuthUser, password: String) -
 struct PasswordChange {
     current_password: String,
     new_password: String,
+    /// Also revoke the app tokens (browser sessions are always revoked).
+    #[serde(default)]
+    revoke_apps: bool,
 }
 
 #[put("/me/password", data = "<body>")]
@@ -162,11 +165,14 @@ async fn change_password(
     auth: AuthUser,
     body: Result<JsonBody<PasswordChange>, ApiError>,
 ) -> Result<Reply, ApiError> {
-    let PasswordChange { current_password, new_password } = body?.0;
+    let PasswordChange { current_password, new_password, revoke_apps } = body?.0;
     users::check_password(&new_password)?;
     confirm_password(state, &auth, current_password).await?;
     let hash = state.passwords.hash(new_password).await?;
-    state.db.run(move |conn| users::set_password(conn, &auth.user.id, &hash, Some(&auth.token_hash))).await?;
+    state
+        .db
+        .run(move |conn| users::set_password(conn, &auth.user.id, &hash, Some(&auth.token_hash), revoke_apps))
+        .await?;
     Ok(Reply::no_content())
 }
 

@@ -2,10 +2,12 @@
 
 pub mod accounts;
 pub mod batch;
+pub mod changes;
 pub mod compat;
 pub mod recordings;
 pub mod server;
 pub mod shares;
+pub mod tokens;
 pub mod trash;
 pub mod ui;
 pub mod uploads;
@@ -174,6 +176,8 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(shares::routes());
     routes.extend(trash::routes());
     routes.extend(uploads::routes());
+    routes.extend(tokens::routes());
+    routes.extend(changes::routes());
     routes
 }
 

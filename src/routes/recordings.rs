@@ -115,8 +115,11 @@ async fn rename(
 ) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let name = rec::normalize_name(&body?.0.name)?;
-    let recording = state.db.run(move |conn| rec::rename(conn, &auth.user.id, &id, &name)).await?;
-    Reply::json(Status::Ok, &recording.ok_or_else(rec::not_found)?)
+    let user_id = auth.user.id.clone();
+    let recording = state.db.run(move |conn| rec::rename(conn, &user_id, &id, &name)).await?;
+    let recording = recording.ok_or_else(rec::not_found)?;
+    state.changes.user(&auth.user.id);
+    Reply::json(Status::Ok, &recording)
 }
 
 #[delete("/recordings/<id>?<permanent>")]
@@ -148,19 +151,29 @@ pub async fn delete_recording(
     }
     let now = state.clock.now_ms();
     let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
-    state.db.run(move |conn| rec::trash(conn, &user_id, &id, now, retention_ms)).await
+    let who = user_id.clone();
+    let trashed = state.db.run(move |conn| rec::trash(conn, &who, &id, now, retention_ms)).await?;
+    if trashed {
+        state.changes.user(&user_id);
+    }
+    Ok(trashed)
 }
 
 /// Deletes now: rows and queued unlinks in one transaction, then the files. Returns how many.
 pub async fn purge(state: &AppState, user_id: String, which: Purge) -> Result<usize, ApiError> {
     let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
-    blocking(move || {
+    let who = user_id.clone();
+    let purged = blocking(move || {
         let mut conn = db.conn()?;
-        let paths = rec::queue_purge(&mut conn, &user_id, which, now)?;
+        let paths = rec::queue_purge(&mut conn, &who, which, now)?;
         rec::finish_unlinks(&conn, &storage, &paths)?;
         Ok(paths.len())
     })
-    .await
+    .await?;
+    if purged > 0 {
+        state.changes.user(&user_id);
+    }
+    Ok(purged)
 }
 
 /// Conditional and range request headers.

@@ -67,7 +67,10 @@ impl<'r> FromRequest<'r> for MetricsReader {
 /// Prometheus text (OpenMetrics 1.0) for dashboards.
 #[get("/metrics")]
 pub async fn metrics(state: &State<AppState>, _reader: MetricsReader) -> Result<(ContentType, String), ApiError> {
-    let text = state.metrics.scrape(&state.db, state.config.data_dir.clone(), state.jobs.finished()).await?;
+    let text = state
+        .metrics
+        .scrape(&state.db, state.config.data_dir.clone(), state.jobs.finished(), state.changes.subscribers())
+        .await?;
     let openmetrics =
         ContentType::new("application", "openmetrics-text").with_params([("version", "1.0.0"), ("charset", "utf-8")]);
     Ok((openmetrics, text))

@@ -4,6 +4,7 @@ import { h, icon, setIcon, clear } from './dom.js';
 import { formatDate, formatDurationMs, formatLongDate, formatSize, plural, problemText } from './format.js';
 import { createPager, pageParams } from './pager.js';
 import { confirmDialog, reportError, hideError, toast } from './ui.js';
+import { cachedWaveform, drawWaveform, onLookChange, restyle, wantWaveform, watchAnalysis } from './waveform.js';
 
 export function createList(ctx) {
   const { player } = ctx;
@@ -36,6 +37,7 @@ export function createList(ctx) {
     onLoaded() {
       failed = false;
       dirty = false;
+      sweepWaves();
     },
     onFailed() {
       failed = items.size === 0;
@@ -90,13 +92,122 @@ export function createList(ctx) {
     summary.textContent = usage ? `${plural(usage.recordings, 'recording', 'recordings')} · ${formatSize(usage.bytes)}` : '';
   }
 
+  // ---------- small waveforms ----------
+
+  // Each row draws its recording's waveform once it comes near the screen: requests go a few at
+  // a time (waveform.js), and a row scrolled past before its turn costs none. A pending row
+  // watches its analysis while it is on screen. Rows far from the screen give their canvas's
+  // pixels back, so a list scrolled through thousands of recordings holds a screenful of them.
+  const waves = new Set(); // entries of rows with a waveform, to let go of once their row is gone
+  const nearScreen = new IntersectionObserver((seen) => {
+    for (const e of seen) {
+      const entry = items.get(e.target.closest('li')?.dataset.id);
+      if (!entry || entry.waveEl !== e.target) continue;
+      entry.visible = e.isIntersecting && e.target.isConnected;
+      if (entry.visible) {
+        drawRowWave(entry);
+        followWave(entry);
+      } else {
+        leaveWave(entry);
+        entry.canvas.width = 0;
+        entry.canvas.height = 0;
+      }
+    }
+  }, { rootMargin: '200px 0px' });
+  const resized = new ResizeObserver((seen) => {
+    for (const e of seen) {
+      const entry = items.get(e.target.closest('li')?.dataset.id);
+      if (entry && entry.waveEl === e.target) drawRowWave(entry);
+    }
+  });
+  onLookChange((scheme) => {
+    for (const entry of waves) {
+      if (scheme) restyle(entry.canvas);
+      drawRowWave(entry);
+    }
+  });
+
+  function waveStateOf(rec, wave) {
+    if (rec.waveform === 'ready') return wave ? 'ready' : 'loading';
+    return rec.waveform === 'pending' ? 'pending' : 'failed';
+  }
+
+  function renderWave(entry) {
+    const state = waveStateOf(entry.rec, entry.wave);
+    const el = entry.waveEl;
+    el.dataset.state = state;
+    entry.waveStatus.textContent = state === 'pending' ? 'Analysing…' : '';
+    if (state === 'failed') el.title = 'No waveform for this recording';
+    else el.removeAttribute('title');
+    drawRowWave(entry);
+  }
+
+  function drawRowWave(entry) {
+    if (!entry.visible) return;
+    const state = entry.waveEl.dataset.state;
+    drawWaveform(entry.canvas, {
+      wave: state === 'ready' ? entry.wave : null,
+      seconds: entry.rec.duration_ms > 0 ? entry.rec.duration_ms / 1000 : 0,
+      flat: state === 'failed',
+    });
+  }
+
+  function followWave(entry) {
+    if (entry.stop) return;
+    const { rec } = entry;
+    let answered = false;
+    let stop = null;
+    if (rec.waveform === 'ready' && !entry.wave) {
+      stop = wantWaveform(rec.id, (wave) => {
+        answered = true;
+        entry.stop = null;
+        if (entry.rec.waveform !== 'ready') return;
+        entry.wave = wave;
+        if (!wave) entry.rec = { ...entry.rec, waveform: 'failed' }; // could not be had: say nothing
+        renderWave(entry);
+      });
+    } else if (rec.waveform === 'pending') {
+      stop = watchAnalysis(rec.id, (fresh) => {
+        answered = true;
+        entry.stop = null;
+        analysed(fresh);
+      });
+    }
+    if (!answered) entry.stop = stop;
+  }
+
+  function leaveWave(entry) {
+    entry.stop?.();
+    entry.stop = null;
+  }
+
+  /** Lets go of the rows that are no longer in the list. */
+  function sweepWaves() {
+    for (const entry of waves) {
+      if (entry.li.isConnected) continue;
+      leaveWave(entry);
+      nearScreen.unobserve(entry.waveEl);
+      resized.unobserve(entry.waveEl);
+      waves.delete(entry);
+    }
+  }
+
+  /** A pending analysis ended: the row (and the player, if it has it) show the news. */
+  function analysed(rec) {
+    if (items.get(rec.id)?.li.isConnected) updateItem(rec);
+    player.update(rec);
+  }
+
   // ---------- one item ----------
 
   function renderItem(rec) {
     const date = rec.recorded_at || rec.created_at;
     const playBtn = h('button', { type: 'button', class: 'play-btn', 'data-test': 'play', 'aria-label': `Play ${rec.name}` }, icon('play'));
     const nameEl = h('span', { class: 'rec-name', 'data-test': 'name', title: rec.name }, rec.name);
-    const li = h('li', { class: 'rec', 'data-test': 'recording', 'data-id': rec.id },
+    const canvas = h('canvas', { 'aria-hidden': 'true' });
+    const waveStatus = h('span', { class: 'visually-hidden' });
+    const waveEl = h('div', { class: 'rec-wave', 'data-test': 'row-waveform' }, canvas, waveStatus);
+    const li = h('li', { class: 'rec with-wave', 'data-test': 'recording', 'data-id': rec.id },
       playBtn,
       h('div', { class: 'rec-main' }, nameEl),
       h('div', { class: 'rec-meta' },
@@ -106,6 +217,7 @@ export function createList(ctx) {
         ...(problemText(rec.problem)
           ? [h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'), h('span', { class: 'problem', 'data-test': 'problem' }, problemText(rec.problem))]
           : [])),
+      waveEl,
       h('span', { class: 'rec-duration', 'data-test': 'duration' }, formatDurationMs(rec.duration_ms)),
       h('div', { class: 'rec-actions' },
         h('a', {
@@ -114,16 +226,31 @@ export function createList(ctx) {
         }, icon('download')),
         h('button', { type: 'button', class: 'icon-btn', 'data-test': 'rename', 'aria-label': `Rename ${rec.name}`, title: 'Rename' }, icon('rename')),
         h('button', { type: 'button', class: 'icon-btn danger', 'data-test': 'delete', 'aria-label': `Delete ${rec.name}`, title: 'Delete' }, icon('trash'))));
-    items.set(rec.id, { rec, li });
+    const entry = { rec, li, canvas, waveEl, waveStatus, wave: rec.waveform === 'ready' ? cachedWaveform(rec.id) : null, stop: null, visible: false };
+    items.set(rec.id, entry);
+    waves.add(entry);
+    renderWave(entry);
+    nearScreen.observe(waveEl);
+    resized.observe(waveEl);
     syncPlaying(li, rec.id);
+    // A fresh page may bring news of the recording in the player (its analysis ended).
+    if (player.currentId() === rec.id) player.update(rec);
     return li;
   }
 
   function updateItem(rec) {
     const entry = items.get(rec.id);
     if (!entry) return;
+    const waveChanged = entry.rec.waveform !== rec.waveform;
     entry.rec = rec;
     const { li } = entry;
+    li.querySelector('[data-test=duration]').textContent = formatDurationMs(rec.duration_ms);
+    if (waveChanged) {
+      leaveWave(entry);
+      entry.wave = rec.waveform === 'ready' ? cachedWaveform(rec.id) : null;
+      renderWave(entry);
+      if (entry.visible) followWave(entry);
+    }
     const name = li.querySelector('[data-test=name]');
     name.textContent = rec.name;
     name.title = rec.name;
@@ -172,6 +299,7 @@ export function createList(ctx) {
     if (!entry) return;
     items.delete(id);
     entry.li.remove();
+    sweepWaves();
     renderState();
   }
 

@@ -9,6 +9,7 @@ import { createAccount } from './account.js';
 import { createUploads } from './upload.js';
 import { createRecorder } from './record.js';
 import { hideError, showError } from './ui.js';
+import { forgetAll as forgetWaveforms } from './waveform.js';
 
 const root = document.getElementById('root');
 let server = null;
@@ -209,6 +210,7 @@ function createApp(me) {
     destroy() {
       recorder.stop(true);
       player.clear();
+      forgetWaveforms();
       clearTimeout(searchTimer);
     },
   };

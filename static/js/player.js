@@ -1,17 +1,28 @@
-// One shared <audio> element driven by a custom bar at the bottom of the page.
+// One shared <audio> element driven by a custom bar at the bottom of the page. Its seek bar is
+// the recording's waveform once the server has analysed it.
 import { h, icon, setIcon } from './dom.js';
 import { formatDuration } from './format.js';
 import { showError } from './ui.js';
+import { drawWaveform, onLookChange, restyle, wantWaveform, watchAnalysis } from './waveform.js';
+
+/** Arrow keys move this many seconds; Page Up and Page Down ten times as far. */
+const KEY_STEP = 5;
 
 export function createPlayer() {
   const audio = h('audio', { 'data-test': 'player', preload: 'metadata', hidden: true });
   const nameEl = h('div', { class: 'player-name', 'data-test': 'player-name' });
   const current = h('span', { class: 'player-time' }, '0:00');
   const total = h('span', { class: 'player-time' }, '0:00');
+  // The slider itself is a native range input (keyboard, screen readers, the accessibility
+  // tree's min/max/now/valuetext), laid over the canvas that draws the waveform; the pointer
+  // (mouse, pen, touch) is handled by the wrapper so a tap anywhere seeks there.
+  const waveStatus = h('span', { class: 'visually-hidden', id: 'player-wave-status', 'data-test': 'waveform-status' });
   const seek = h('input', {
     type: 'range', class: 'seek', 'data-test': 'seek', min: '0', max: '0', step: 'any', value: '0',
-    'aria-label': 'Seek',
+    'aria-label': 'Seek', 'aria-describedby': 'player-wave-status',
   });
+  const canvas = h('canvas', { class: 'wave-canvas', 'data-test': 'waveform-canvas', 'aria-hidden': 'true' });
+  const waveBox = h('div', { class: 'wave-seek', 'data-test': 'waveform', 'data-state': 'none' }, canvas, seek, waveStatus);
   const toggle = h('button', {
     type: 'button', class: 'player-toggle', 'data-test': 'player-toggle', 'aria-label': 'Play',
   }, icon('play'));
@@ -25,12 +36,20 @@ export function createPlayer() {
       h('div', { class: 'player-controls' }, back, toggle, forward),
       h('div', { class: 'player-main' },
         nameEl,
-        h('div', { class: 'player-seek' }, current, seek, total)),
+        h('div', { class: 'player-seek' }, current, waveBox, total)),
       closeBtn));
 
   let rec = null;
   let dragging = false;
+  let dragTime = 0;
   const listeners = new Set();
+  // The waveform of the recording in the player: its state as the server says, the peaks once
+  // fetched, and the requests to withdraw when another recording takes its place.
+  let wave = null;
+  let waveState = 'none';
+  let waveId = null;
+  let stopWave = () => {};
+  let stopWatch = () => {};
 
   const duration = () => {
     if (Number.isFinite(audio.duration) && audio.duration > 0) return audio.duration;
@@ -41,15 +60,100 @@ export function createPlayer() {
     for (const fn of listeners) fn(rec?.id ?? null, !audio.paused);
   }
 
+  const position = () => (dragging ? dragTime : audio.currentTime);
+
   function renderTime() {
     const d = duration();
-    const t = dragging ? Number(seek.value) : audio.currentTime;
+    const t = position();
     seek.max = String(d || 0);
-    if (!dragging) seek.value = String(Math.min(t, d || t));
+    seek.value = String(Math.min(t, d || t));
     current.textContent = formatDuration(t);
     total.textContent = d ? formatDuration(d) : (rec?.duration_ms == null ? '—' : '0:00');
     seek.setAttribute('aria-valuetext', `${formatDuration(t)} of ${d ? formatDuration(d) : 'unknown'}`);
     seek.style.setProperty('--pct', d ? `${Math.min(100, (t / d) * 100)}%` : '0%');
+    renderWave();
+  }
+
+  // ---------- the waveform ----------
+
+  function renderWave() {
+    if (bar.hidden || waveState === 'failed' || waveState === 'none') return;
+    const d = duration();
+    drawWaveform(canvas, {
+      wave: waveState === 'ready' ? wave : null,
+      seconds: d,
+      progress: d ? position() / d : 0,
+      playhead: true,
+    });
+  }
+
+  /** Shows the waveform state of `rec`: ready (fetch and draw), pending (watch), failed. */
+  function setWaveState() {
+    const state = rec?.waveform === 'ready' || rec?.waveform === 'pending' ? rec.waveform : rec ? 'failed' : 'none';
+    if (rec?.id === waveId && state === waveState && (state !== 'ready' || wave)) return;
+    stopWave();
+    stopWatch();
+    stopWave = () => {};
+    stopWatch = () => {};
+    wave = null;
+    waveState = state;
+    waveId = rec?.id ?? null;
+    // `loading`: ready, peaks on their way (drawn as the placeholder, without its words).
+    waveBox.dataset.state = state === 'ready' ? 'loading' : state;
+    waveStatus.textContent = state === 'pending' ? 'Analysing…' : '';
+    if (state === 'failed') waveBox.title = 'No waveform for this recording';
+    else waveBox.removeAttribute('title');
+    const id = rec?.id;
+    if (state === 'ready') {
+      stopWave = wantWaveform(id, (w) => {
+        if (rec?.id !== id || waveState !== 'ready') return;
+        if (!w) {
+          // Could not be had (a network error): the plain bar, quietly.
+          waveState = 'failed';
+          waveBox.dataset.state = 'failed';
+          waveBox.title = 'No waveform for this recording';
+          return;
+        }
+        wave = w;
+        waveBox.dataset.state = 'ready';
+        renderWave();
+      }, { urgent: true });
+    } else if (state === 'pending') {
+      stopWatch = watchAnalysis(id, (fresh) => {
+        if (rec?.id === id) update(fresh);
+      });
+    }
+    renderWave();
+  }
+
+  // Redraws while playing, once a frame, so the playhead moves smoothly.
+  let frame = 0;
+  function animate() {
+    frame = 0;
+    if (audio.paused || bar.hidden) return;
+    renderWave(); // the times and the slider's value follow timeupdate
+    frame = requestAnimationFrame(animate);
+  }
+
+  new ResizeObserver(() => renderWave()).observe(canvas);
+  onLookChange((scheme) => {
+    if (scheme) restyle(canvas);
+    renderWave();
+  });
+
+  /** The time under a pointer at `clientX`. */
+  function timeAt(clientX) {
+    const r = waveBox.getBoundingClientRect();
+    const d = duration();
+    if (!r.width || !d) return 0;
+    return Math.max(0, Math.min(1, (clientX - r.left) / r.width)) * d;
+  }
+
+  function seekTo(t) {
+    const d = duration();
+    if (!rec || !d) return;
+    audio.currentTime = Math.max(0, Math.min(d, t));
+    renderTime();
   }
 
   function renderState() {
@@ -76,8 +180,7 @@ export function createPlayer() {
   /** Plays a recording, or toggles it if it is already loaded. */
   function play(recording) {
     if (rec && rec.id === recording.id) {
-      rec = recording;
-      nameEl.textContent = rec.name;
+      update(recording);
       if (audio.paused) startPlayback();
       else audio.pause();
       return;
@@ -88,6 +191,7 @@ export function createPlayer() {
     audio.src = `/api/v1/recordings/${encodeURIComponent(rec.id)}/audio`;
     bar.hidden = false;
     document.body.classList.add('has-player');
+    setWaveState();
     renderTime();
     startPlayback();
     if ('mediaSession' in navigator) {
@@ -104,9 +208,20 @@ export function createPlayer() {
     audio.removeAttribute('src');
     audio.load();
     rec = null;
+    setWaveState();
     bar.hidden = true;
     document.body.classList.remove('has-player');
     renderState();
+  }
+
+  /** A fresher copy of the recording (renamed, or its analysis ended). */
+  function update(recording) {
+    if (!rec || rec.id !== recording.id) return;
+    rec = recording;
+    nameEl.textContent = rec.name;
+    nameEl.title = rec.name;
+    setWaveState();
+    renderTime();
   }
 
   function skip(seconds) {
@@ -123,21 +238,54 @@ export function createPlayer() {
   forward.addEventListener('click', () => skip(15));
   closeBtn.addEventListener('click', clear);
 
-  // Seeks live while dragging; timeupdate does not move the thumb under the pointer.
-  seek.addEventListener('pointerdown', () => { dragging = true; });
+  // A press (mouse, pen or finger) anywhere on the bar seeks there, and a drag scrubs: the
+  // audio follows live, and the playhead stays under the pointer whatever timeupdate says.
+  waveBox.addEventListener('pointerdown', (e) => {
+    if (!rec || !duration() || (e.pointerType === 'mouse' && e.button !== 0)) return;
+    e.preventDefault(); // no text selection, no focus moving elsewhere
+    seek.focus({ preventScroll: true });
+    waveBox.setPointerCapture(e.pointerId);
+    dragging = true;
+    dragTime = timeAt(e.clientX);
+    seekTo(dragTime);
+  });
+  waveBox.addEventListener('pointermove', (e) => {
+    if (!dragging || !waveBox.hasPointerCapture(e.pointerId)) return;
+    dragTime = timeAt(e.clientX);
+    seekTo(dragTime);
+  });
+  const endDrag = (e) => {
+    if (!dragging) return;
+    if (e.type === 'pointerup') seekTo(timeAt(e.clientX));
+    dragging = false;
+    renderTime();
+  };
+  for (const ev of ['pointerup', 'pointercancel', 'lostpointercapture']) waveBox.addEventListener(ev, endDrag);
+
+  // Keys: arrows ±5 s, Page Up/Down ±50 s, Home and End.
+  seek.addEventListener('keydown', (e) => {
+    const d = duration();
+    if (!rec || !d || e.altKey || e.ctrlKey || e.metaKey) return;
+    const t = audio.currentTime;
+    const to = {
+      ArrowLeft: t - KEY_STEP, ArrowDown: t - KEY_STEP, ArrowRight: t + KEY_STEP, ArrowUp: t + KEY_STEP,
+      PageDown: t - KEY_STEP * 10, PageUp: t + KEY_STEP * 10, Home: 0, End: d,
+    }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    seekTo(to);
+  });
+  // Anything else that sets the slider's value (assistive technology) seeks too.
   seek.addEventListener('input', () => {
     if (rec) audio.currentTime = Number(seek.value);
     renderTime();
   });
-  for (const ev of ['change', 'pointerup', 'pointercancel']) {
-    seek.addEventListener(ev, () => {
-      dragging = false;
-      renderTime();
-    });
-  }
 
   for (const ev of ['timeupdate', 'durationchange', 'loadedmetadata', 'seeked']) audio.addEventListener(ev, renderTime);
   for (const ev of ['play', 'pause', 'ended']) audio.addEventListener(ev, renderState);
+  audio.addEventListener('play', () => {
+    if (!frame) frame = requestAnimationFrame(animate);
+  });
   audio.addEventListener('error', () => {
     if (!rec || !audio.error) return;
     if (audio.error.code === MediaError.MEDIA_ERR_SRC_NOT_SUPPORTED || audio.error.code === MediaError.MEDIA_ERR_DECODE) {
@@ -168,14 +316,8 @@ export function createPlayer() {
     element: bar,
     play,
     clear,
-    /** Keeps the name in the bar in step with a rename. */
-    update(recording) {
-      if (rec && rec.id === recording.id) {
-        rec = recording;
-        nameEl.textContent = rec.name;
-        nameEl.title = rec.name;
-      }
-    },
+    /** Keeps the bar in step with a fresher copy of the recording (a rename, its analysis). */
+    update,
     currentId: () => rec?.id ?? null,
     isPlaying: () => !audio.paused,
     onChange(fn) {

@@ -205,9 +205,9 @@ fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_
 fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothing() {
     let s = Server::start_with(|c| c.analysis_seconds_per_hour = 1);
     let token = s.signup("tim");
-    // Three hours at 4 kHz: a budget of 3 s (one second per hour) is far too little in a debug
-    // build, where it decodes at a few hundred times real time at best.
-    let long = long_wav(3 * 3600, 4000);
+    // Three hours at 8 kHz: a CPU-time budget of 3 s (one second per hour) is far too little in
+    // a debug build, where this takes several times that.
+    let long = long_wav(3 * 3600, 8000);
     let id = s.upload_id(&token, "three-hours.wav", &long);
     let recording = settled(&s, &token, &id, Duration::from_secs(120));
     assert_eq!(recording["waveform"], "failed", "{recording}");
@@ -355,4 +355,47 @@ fn recordings_from_before_analysis_are_analysed_after_an_upgrade_newest_first() 
     for r in list["recordings"].as_array().expect("recordings") {
         assert!((r["duration_ms"].as_i64().expect("decoded duration") - 4179).abs() <= 150, "{r}");
     }
+}
+
+#[test]
+fn a_recording_whose_file_is_missing_fails_its_analysis_instead_of_hanging() {
+    use crate::cli::{Running, recorder, signup};
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let serve = |analysis: &str| {
+        let mut cmd = recorder(home.path());
+        cmd.env("RECORDER_ANALYSIS_ENABLED", analysis).arg("--data-dir").arg(&data).arg("--port").arg("0");
+        Running::start(cmd)
+    };
+    let server = serve("false");
+    let token = signup(&server, "mira");
+    let auth = format!("Bearer {token}");
+    let up = send(
+        server.req("POST", "/api/v1/recordings?name=gone.wav").set("Authorization", &auth),
+        Some(&fixture("speech.wav")),
+    );
+    let id = up.json()["id"].as_str().expect("id").to_string();
+    drop(server);
+    let file = data.join("recordings").join(&id.replace('-', "")[30..]).join(&id);
+    std::fs::remove_file(&file).expect("remove the file");
+
+    let server = serve("true");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let recording = loop {
+        let r = send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json();
+        if r["waveform"] != "pending" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "still pending");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(recording["waveform"], "failed");
+    let db = recorder::db::Db::open(&data.join("recorder.db")).expect("db");
+    let (state, error): (String, String) = db
+        .conn()
+        .expect("conn")
+        .query_row("SELECT state, error FROM jobs WHERE recording_id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("the failed job stays");
+    assert_eq!(state, "failed");
+    assert!(error.contains("file is missing"), "{error}");
 }

@@ -340,3 +340,29 @@ fn purges_and_new_share_links_beside_other_writes_never_answer_busy() {
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(ids_of(&s, &token, "/api/v1/recordings"), vec![ids[0].clone()]);
 }
+
+#[test]
+fn a_batch_shows_in_the_changes_feed_id_by_id() {
+    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let token = s.signup("ines");
+    let ids: Vec<String> = (0..3).map(|i| s.upload_id(&token, &format!("{i}.wav"), &fixture("speech.wav"))).collect();
+    let cursor =
+        send(s.auth("GET", "/api/v1/changes", &token), None).json()["cursor"].as_str().expect("cursor").to_string();
+    statuses(&batch(&s, &token, "trash", &[&ids[0], &ids[1]]));
+    statuses(&batch(&s, &token, "restore", &[&ids[0]]));
+    statuses(&batch(&s, &token, "purge", &[&ids[1], &ids[2]]));
+    let feed = send(s.auth("GET", &format!("/api/v1/changes?since={cursor}"), &token), None);
+    assert_eq!(feed.status, 200, "{}", feed.text());
+    let changes: Vec<(String, String)> = feed.json()["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| (c["type"].as_str().expect("type").to_string(), c["id"].as_str().expect("id").to_string()))
+        .collect();
+    let expected: Vec<(String, String)> =
+        [("trashed", &ids[0]), ("trashed", &ids[1]), ("restored", &ids[0]), ("deleted", &ids[1]), ("deleted", &ids[2])]
+            .iter()
+            .map(|(t, id)| (t.to_string(), id.to_string()))
+            .collect();
+    assert_eq!(changes, expected);
+}

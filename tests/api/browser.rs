@@ -325,6 +325,31 @@ impl Browser {
         self.switch_to(next);
     }
 
+    /// Moves a pointer (a mouse, or a finger when `touch`) through `steps`, in CSS pixels of the
+    /// viewport. A press stays down across calls until a `Pointer::Up`, so a drag can be
+    /// looked at halfway.
+    pub fn pointer(&self, touch: bool, steps: &[Pointer]) {
+        use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction, TouchActions};
+        let actions: Vec<PointerAction> = steps
+            .iter()
+            .map(|step| match *step {
+                Pointer::Move(x, y) => {
+                    PointerAction::MoveTo { duration: Some(Duration::from_millis(50)), x: x.round(), y: y.round() }
+                }
+                Pointer::Down => PointerAction::Down { button: MOUSE_BUTTON_LEFT },
+                Pointer::Up => PointerAction::Up { button: MOUSE_BUTTON_LEFT },
+            })
+            .collect();
+        let result = if touch {
+            let seq = actions.into_iter().fold(TouchActions::new("finger".into()), |s, a| s.then(a));
+            self.rt.block_on(self.client().perform_actions(seq))
+        } else {
+            let seq = actions.into_iter().fold(MouseActions::new("mouse".into()), |s, a| s.then(a));
+            self.rt.block_on(self.client().perform_actions(seq))
+        };
+        result.unwrap_or_else(|e| panic!("pointer actions {steps:?}: {e}"));
+    }
+
     fn js_async(&self, script: &str) -> Value {
         self.rt.block_on(self.client().execute_async(script, vec![])).unwrap_or_else(|e| panic!("script {script}: {e}"))
     }
@@ -356,6 +381,15 @@ impl Browser {
         assert_eq!(result["contrast_checked"], json!(true), "axe-core checked the contrast of some text: {result}");
         result["violations"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// One step of `Browser::pointer`.
+#[derive(Debug, Clone, Copy)]
+pub enum Pointer {
+    /// To this point of the viewport (CSS pixels).
+    Move(f64, f64),
+    Down,
+    Up,
 }
 
 /// axe-core, vendored (see tests/vendor/axe-core/README.md).

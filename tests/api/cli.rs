@@ -25,7 +25,7 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    fn start(mut cmd: Command) -> Running {
+    pub(crate) fn start(mut cmd: Command) -> Running {
         let mut child = cmd.arg("--address").arg("127.0.0.1").stderr(Stdio::piped()).spawn().expect("spawn");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();

@@ -1,0 +1,126 @@
+//! `/api/v1/changes` (the feed, paged) and `/api/v1/events` (the same changes, live, as
+//! Server-Sent Events).
+
+use super::{QueryOnce, Reply};
+use crate::auth::AuthUser;
+use crate::changes::{self, Wake};
+use crate::error::ApiError;
+use crate::state::AppState;
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::stream::{Event, EventStream};
+use rocket::{Shutdown, State, get, routes};
+use tokio::sync::broadcast::error::RecvError;
+
+fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=changes::MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request("`limit` must be a whole number from 1 to 1000")),
+        },
+    }
+}
+
+#[get("/changes?<since>&<limit>")]
+async fn feed(
+    state: &State<AppState>,
+    auth: AuthUser,
+    _once: QueryOnce,
+    since: Option<&str>,
+    limit: Option<&str>,
+) -> Result<Reply, ApiError> {
+    let limit = parse_limit(limit)?;
+    let user_id = auth.user.id.clone();
+    let since = since.filter(|s| !s.is_empty()).map(|s| changes::decode_cursor(&user_id, s)).transpose()?;
+    let page = state
+        .db
+        .run(move |conn| match since {
+            // Without a cursor: where the feed is now, and nothing before it.
+            None => Ok(changes::Page {
+                changes: Vec::new(),
+                cursor: changes::cursor(&user_id, changes::latest(conn, &user_id)?),
+                has_more: false,
+            }),
+            Some(since) => changes::page(conn, &user_id, since, limit),
+        })
+        .await?;
+    Reply::json(Status::Ok, &page)
+}
+
+/// The `Last-Event-ID` header of a reconnecting event stream.
+pub struct LastEventId(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for LastEventId {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(LastEventId(req.headers().get_one("Last-Event-ID").map(str::to_string)))
+    }
+}
+
+/// Changes as they happen. Each event is `change` with the change as JSON and the feed cursor
+/// after it as its id; a reconnect with `Last-Event-ID` resumes after that change. A stream
+/// whose position fell out of the kept history gets one `gone` event and ends.
+#[get("/events")]
+async fn events(
+    state: &State<AppState>,
+    auth: AuthUser,
+    last_event_id: LastEventId,
+    mut shutdown: Shutdown,
+) -> Result<EventStream<impl rocket::futures::Stream<Item = Event>>, ApiError> {
+    let user_id = auth.user.id.clone();
+    let resume = last_event_id.0.filter(|s| !s.is_empty()).map(|s| changes::decode_cursor(&user_id, &s)).transpose()?;
+    let lookup = user_id.clone();
+    let mut at = match resume {
+        Some(seq) => seq,
+        None => state.db.run(move |conn| changes::latest(conn, &lookup)).await?,
+    };
+    let (db, mut wakes) = (state.db.clone(), state.changes.subscribe());
+    let heartbeat = state.config.events_heartbeat;
+    let stream = EventStream! {
+        'stream: loop {
+            // Everything after `at`, page by page.
+            loop {
+                let (user, since) = (user_id.clone(), at);
+                match db.run(move |conn| changes::page(conn, &user, since, 100)).await {
+                    Ok(page) => {
+                        for change in &page.changes {
+                            at = change.seq;
+                            let data = serde_json::to_string(change).unwrap_or_default();
+                            yield Event::data(data).event("change").id(changes::cursor(&user_id, change.seq));
+                        }
+                        if !page.has_more {
+                            break;
+                        }
+                    }
+                    Err(e) if e.code == "gone" => {
+                        yield Event::data(e.message.to_string()).event("gone");
+                        break 'stream;
+                    }
+                    Err(e) => {
+                        log::warn!("event stream: {}", e.message);
+                        break 'stream;
+                    }
+                }
+            }
+            // Then wait for this user's next change (or anyone's, when several changed).
+            loop {
+                tokio::select! {
+                    wake = wakes.recv() => match wake {
+                        Ok(Wake::User(who)) if who != user_id => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => break 'stream,
+                    },
+                    _ = &mut shutdown => break 'stream,
+                }
+            }
+        }
+    };
+    Ok(stream.heartbeat(heartbeat))
+}
+
+pub fn routes() -> Vec<rocket::Route> {
+    routes![feed, events]
+}
