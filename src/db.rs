@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_uploads", include_str!("../migrations/0004_uploads.sql")),
     ("0005_jobs", include_str!("../migrations/0005_jobs.sql")),
     ("0006_tokens_changes", include_str!("../migrations/0006_tokens_changes.sql")),
+    ("0007_shares", include_str!("../migrations/0007_shares.sql")),
 ];
 
 /// A pooled SQLite database.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod archive;
 pub mod audio;
 pub mod auth;
 pub mod backup;
@@ -21,6 +22,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod recordings;
 pub mod routes;
+pub mod shares;
 pub mod state;
 pub mod storage;
 pub mod uploads;
@@ -60,6 +62,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
         .mount("/", rocket::routes![routes::server::healthz, routes::server::metrics])
         .mount("/", compat)
         .mount("/api/v1", routes::api())
+        .mount("/", routes::shares::public_routes())
         .mount("/", routes::ui::routes())
         .register("/", catchers![error::json_catcher])
         .attach(AdHoc::on_request("request start", |req, _| {

@@ -335,6 +335,46 @@ pub fn restore(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Reco
     if changed == 0 { Ok(None) } else { get(conn, user_id, id) }
 }
 
+/// Moves several of the user's recordings to the trash in one transaction, as [`trash`] does
+/// each: for every id, whether the user has it (an id in the trash already stays as it is).
+pub fn trash_many(
+    conn: &mut Connection,
+    user_id: &str,
+    ids: &[String],
+    now: i64,
+    retention_ms: i64,
+) -> Result<Vec<bool>, ApiError> {
+    let tx = conn.transaction()?;
+    let done = ids.iter().map(|id| trash(&tx, user_id, id, now, retention_ms)).collect::<Result<_, _>>()?;
+    tx.commit()?;
+    Ok(done)
+}
+
+/// Takes several of the user's recordings out of the trash in one transaction: for every id,
+/// whether it was in the user's trash.
+pub fn restore_many(conn: &mut Connection, user_id: &str, ids: &[String]) -> Result<Vec<bool>, ApiError> {
+    let tx = conn.transaction()?;
+    let done = ids.iter().map(|id| Ok(restore(&tx, user_id, id)?.is_some())).collect::<Result<_, ApiError>>()?;
+    tx.commit()?;
+    Ok(done)
+}
+
+/// Several of the user's recordings outside the trash, in the order asked; `None` when any id
+/// is not one of them (unknown, someone else's or in the trash).
+pub fn live_many(conn: &Connection, user_id: &str, ids: &[String]) -> Result<Option<Vec<Recording>>, ApiError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM recordings WHERE id = ?1 AND user_id = ?2 AND deleted_at IS NULL"
+    ))?;
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        match stmt.query_row(params![id, user_id], from_row).optional()? {
+            Some(recording) => found.push(recording),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(found))
+}
+
 /// Counts and bytes in the list and in the trash.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
@@ -437,6 +477,29 @@ pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge, now: i64)
     let paths = queue(&tx, &ids, now)?;
     tx.commit()?;
     Ok(paths)
+}
+
+/// Deletes several of the user's recordings (in the trash or not) and queues their files, in one
+/// transaction; commit, then `finish_unlinks` with the paths. For every id, whether the user had
+/// it.
+pub fn queue_purge_many(
+    conn: &mut Connection,
+    user_id: &str,
+    ids: &[String],
+    now: i64,
+) -> Result<(Vec<bool>, Vec<String>), ApiError> {
+    let tx = conn.transaction()?;
+    let mut owned = Vec::with_capacity(ids.len());
+    {
+        let mut stmt = tx.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND user_id = ?2")?;
+        for id in ids {
+            owned.push(stmt.exists(params![id, user_id])?);
+        }
+    }
+    let taken: Vec<String> = ids.iter().zip(&owned).filter(|(_, own)| **own).map(|(id, _)| id.clone()).collect();
+    let paths = queue(&tx, &taken, now)?;
+    tx.commit()?;
+    Ok((owned, paths))
 }
 
 /// Queues every file of a user inside the caller's transaction (account deletion).

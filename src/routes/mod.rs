@@ -1,10 +1,12 @@
 //! Thin HTTP handlers: parse and check input, call one domain function, shape the answer.
 
 pub mod accounts;
+pub mod batch;
 pub mod changes;
 pub mod compat;
 pub mod recordings;
 pub mod server;
+pub mod shares;
 pub mod tokens;
 pub mod trash;
 pub mod ui;
@@ -170,6 +172,8 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(server::routes());
     routes.extend(accounts::routes());
     routes.extend(recordings::routes());
+    routes.extend(batch::routes());
+    routes.extend(shares::routes());
     routes.extend(trash::routes());
     routes.extend(uploads::routes());
     routes.extend(tokens::routes());

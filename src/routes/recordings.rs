@@ -284,6 +284,16 @@ async fn get_waveform(
     conditions: RangeHeaders,
 ) -> Result<Reply, ApiError> {
     let recording = find(state, &auth, id).await?;
+    serve_waveform(state, &recording, &conditions).await
+}
+
+/// Answers a recording's waveform (the owner's route and a share link's), honouring
+/// If-None-Match.
+pub async fn serve_waveform(
+    state: &AppState,
+    recording: &Recording,
+    conditions: &RangeHeaders,
+) -> Result<Reply, ApiError> {
     let etag = format!("\"{}\"", recording.sha256);
     let not_ready = || ApiError::not_found("this recording has no waveform yet (analysis is pending or failed)");
     if recording.waveform != "ready" {

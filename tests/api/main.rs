@@ -2,6 +2,7 @@
 
 mod accounts;
 mod analysis;
+mod batch;
 mod browser;
 mod browser_resumable;
 mod browser_waveform;
@@ -14,6 +15,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod recordings;
+mod shares;
 mod tus_client;
 mod ui;
 mod uploads;
