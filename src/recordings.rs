@@ -335,6 +335,14 @@ pub fn restore(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Reco
     if changed == 0 { Ok(None) } else { get(conn, user_id, id) }
 }
 
+/// A transaction that takes the write lock at its start. One that reads first and writes later
+/// (as a purge does: which ids, then delete them) cannot wait for its turn once another
+/// connection has committed since its read: SQLite answers BUSY at once (the snapshot is stale),
+/// whatever the busy timeout. Taking the lock first makes it wait instead.
+pub fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 /// Moves several of the user's recordings to the trash in one transaction, as [`trash`] does
 /// each: for every id, whether the user has it (an id in the trash already stays as it is).
 pub fn trash_many(
@@ -344,7 +352,7 @@ pub fn trash_many(
     now: i64,
     retention_ms: i64,
 ) -> Result<Vec<bool>, ApiError> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let done = ids.iter().map(|id| trash(&tx, user_id, id, now, retention_ms)).collect::<Result<_, _>>()?;
     tx.commit()?;
     Ok(done)
@@ -353,7 +361,7 @@ pub fn trash_many(
 /// Takes several of the user's recordings out of the trash in one transaction: for every id,
 /// whether it was in the user's trash.
 pub fn restore_many(conn: &mut Connection, user_id: &str, ids: &[String]) -> Result<Vec<bool>, ApiError> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let done = ids.iter().map(|id| Ok(restore(&tx, user_id, id)?.is_some())).collect::<Result<_, ApiError>>()?;
     tx.commit()?;
     Ok(done)
@@ -464,7 +472,7 @@ fn ids(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Result
 
 /// Deletes the rows a purge takes and queues their files; commit, then `finish_unlinks`.
 pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, ApiError> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let ids = match which {
         Purge::One(id) => ids(&tx, "SELECT id FROM recordings WHERE id = ?1 AND user_id = ?2", params![id, user_id])?,
         Purge::OneInTrash(id) => ids(
@@ -488,7 +496,7 @@ pub fn queue_purge_many(
     ids: &[String],
     now: i64,
 ) -> Result<(Vec<bool>, Vec<String>), ApiError> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let mut owned = Vec::with_capacity(ids.len());
     {
         let mut stmt = tx.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND user_id = ?2")?;
@@ -510,7 +518,7 @@ pub fn queue_unlinks_for_user(tx: &Transaction<'_>, user_id: &str, now: i64) -> 
 
 /// Deletes up to `batch` trashed recordings whose time is up; commit, then `finish_unlinks`.
 pub fn queue_expired(conn: &mut Connection, now: i64, batch: u32) -> Result<Vec<String>, ApiError> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let ids = ids(&tx, "SELECT id FROM recordings WHERE purge_at <= ?1 LIMIT ?2", params![now, batch])?;
     let paths = queue(&tx, &ids, now)?;
     tx.commit()?;

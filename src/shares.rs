@@ -90,7 +90,8 @@ pub fn create(
     expires_in_days: Option<i64>,
     now: i64,
 ) -> Result<Option<NewShare>, ApiError> {
-    let tx = conn.transaction()?;
+    // Reads the recording, then writes: the write lock first (see `write_transaction`).
+    let tx = rec::write_transaction(conn)?;
     match rec::get(&tx, user_id, recording_id)? {
         Some(r) if r.deleted_ms.is_none() => {}
         _ => return Ok(None),

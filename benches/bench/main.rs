@@ -15,6 +15,7 @@ mod client;
 mod cpu;
 mod data;
 mod download;
+mod events;
 mod list;
 mod load;
 mod login;
@@ -233,6 +234,8 @@ fn main() {
     bench.resident("uploads");
     download::run(&bench, &uploader, &big, &mut report);
     bench.resident("downloads");
+    events::run(&bench, &mut report);
+    bench.resident("event streams");
     let list_users = list::run(&bench, &mut report);
     bench.resident("lists");
     login::run(&bench, &list_users, &mut report);

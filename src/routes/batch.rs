@@ -41,16 +41,16 @@ fn too_many_or_none() -> ApiError {
     ApiError::bad_request(format!("give 1 to {MAX_IDS} recording ids"))
 }
 
-/// The distinct ids in the order given, each as a parsed id (canonical form) or the text as
-/// given when it is not an id at all (answered 404).
+/// The distinct ids in the order given (two spellings of one id are one), each with its
+/// canonical form, or `None` when the text is not an id at all (answered 404).
 fn distinct(ids: Vec<String>) -> Vec<(String, Option<String>)> {
     let mut seen = std::collections::HashSet::new();
     ids.into_iter()
-        .filter(|id| seen.insert(id.clone()))
         .map(|id| {
             let parsed = rec::parse_id(&id).ok().map(|u| u.hyphenated().to_string());
             (id, parsed)
         })
+        .filter(|(id, parsed)| seen.insert(parsed.clone().unwrap_or_else(|| id.clone())))
         .collect()
 }
 

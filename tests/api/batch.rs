@@ -4,6 +4,7 @@
 use crate::common::{Resp, Server, fixture, send, send_json, sha256_hex};
 use serde_json::json;
 use std::io::{Cursor, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const UNKNOWN: &str = "0190a5a0-0000-7000-8000-000000000000";
 
@@ -47,7 +48,8 @@ fn a_batch_answers_each_id_alone_and_leaves_other_users_recordings_untouched() {
     let a: Vec<String> = (0..4).map(|i| s.upload_id(&alice, &format!("{i}.wav"), &wav)).collect();
     let b = s.upload_id(&bob, "bob.wav", &wav);
 
-    let r = batch(&s, &alice, "trash", &[&a[0], &a[1], &b, UNKNOWN, "not-an-id", &a[0]]);
+    let shouted = a[0].to_uppercase();
+    let r = batch(&s, &alice, "trash", &[&a[0], &a[1], &b, UNKNOWN, "not-an-id", &a[0], &shouted]);
     assert_eq!(
         statuses(&r),
         vec![
@@ -290,4 +292,77 @@ fn a_batch_body_of_the_wrong_type_is_415() {
         Some(json!({"action": "trash", "ids": [UNKNOWN]}).to_string().as_bytes()),
     );
     r.assert_error(415, "unsupported_media_type");
+}
+
+/// Writes that read first (which recordings a purge takes, whether a recording can be shared)
+/// wait for their turn beside other writers instead of failing: a transaction that read before
+/// another connection's commit could not write any more, and answered 503 at once.
+#[test]
+fn purges_and_new_share_links_beside_other_writes_never_answer_busy() {
+    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let token = s.signup("hedy");
+    let wav = fixture("speech.wav");
+    let ids: Vec<String> = (0..30).map(|i| s.upload_id(&token, &format!("{i}.wav"), &wav)).collect();
+    let done = AtomicBool::new(false);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let renames = scope.spawn(|| {
+            let mut failures = Vec::new();
+            // Bounded: stops with the purges, or after 2,000 renames whatever happens.
+            for n in 0..2000 {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                let r = send_json(
+                    s.auth("PATCH", &format!("/api/v1/recordings/{}", ids[0]), &token),
+                    &json!({"name": format!("renamed {n}.wav")}),
+                );
+                if r.status != 200 {
+                    failures.push(format!("rename: {} {}", r.status, r.text()));
+                }
+            }
+            failures
+        });
+        let mut failures = Vec::new();
+        for id in &ids[1..] {
+            let r = send_json(s.auth("POST", &format!("/api/v1/recordings/{id}/shares"), &token), &json!({}));
+            if r.status != 201 {
+                failures.push(format!("share: {} {}", r.status, r.text()));
+            }
+            let r = batch(&s, &token, "purge", &[id]);
+            if r.status != 200 || r.json()["results"][0]["status"] != 204 {
+                failures.push(format!("purge: {} {}", r.status, r.text()));
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        failures.extend(renames.join().expect("renames"));
+        failures
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(ids_of(&s, &token, "/api/v1/recordings"), vec![ids[0].clone()]);
+}
+
+#[test]
+fn a_batch_shows_in_the_changes_feed_id_by_id() {
+    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let token = s.signup("ines");
+    let ids: Vec<String> = (0..3).map(|i| s.upload_id(&token, &format!("{i}.wav"), &fixture("speech.wav"))).collect();
+    let cursor =
+        send(s.auth("GET", "/api/v1/changes", &token), None).json()["cursor"].as_str().expect("cursor").to_string();
+    statuses(&batch(&s, &token, "trash", &[&ids[0], &ids[1]]));
+    statuses(&batch(&s, &token, "restore", &[&ids[0]]));
+    statuses(&batch(&s, &token, "purge", &[&ids[1], &ids[2]]));
+    let feed = send(s.auth("GET", &format!("/api/v1/changes?since={cursor}"), &token), None);
+    assert_eq!(feed.status, 200, "{}", feed.text());
+    let changes: Vec<(String, String)> = feed.json()["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| (c["type"].as_str().expect("type").to_string(), c["id"].as_str().expect("id").to_string()))
+        .collect();
+    let expected: Vec<(String, String)> =
+        [("trashed", &ids[0]), ("trashed", &ids[1]), ("restored", &ids[0]), ("deleted", &ids[1]), ("deleted", &ids[2])]
+            .iter()
+            .map(|(t, id)| (t.to_string(), id.to_string()))
+            .collect();
+    assert_eq!(changes, expected);
 }

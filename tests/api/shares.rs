@@ -369,3 +369,44 @@ fn guessed_tokens_are_not_found_and_cost_what_an_expired_one_costs() {
     let gap = g.abs_diff(e);
     assert!(gap < Duration::from_millis(5), "median guessed {g:?}, expired {e:?}");
 }
+
+/// In a real browser: the page's own module runs under its policy (the waveform appears only
+/// if it does), a hostile name stays text, and a click on the waveform seeks there.
+#[test]
+fn in_a_browser_the_page_draws_the_waveform_and_seeks_where_it_is_clicked() {
+    let s = Server::start();
+    let owner = s.signup("kurt");
+    let name = "<script>alert(1)</script>.wav";
+    let id = s.upload_id(&owner, name, &fixture("speech.wav"));
+    let url = url(&link(&s, &owner, &id, json!({})));
+    assert_eq!(crate::analysis::settled(&s, &owner, &id, Duration::from_secs(60))["waveform"], "ready");
+    let Some(browser) = crate::browser::Browser::start("share page") else { return };
+    browser.goto(&s.url(&url));
+    browser.wait_for("canvas.share-waveform");
+    assert_eq!(browser.text("h1"), name);
+    assert!(!browser.alert_open(), "nothing of the name ran");
+    browser.wait_js("the audio's metadata", "return document.querySelector('audio').readyState >= 1;", vec![]);
+    browser.click("canvas.share-waveform");
+    let at = browser.wait_js(
+        "a seek",
+        "const a = document.querySelector('audio'); return a.currentTime > 0 ? a.currentTime : 0;",
+        vec![],
+    );
+    let at = at.as_f64().expect("seconds");
+    assert!((at - 4.179 / 2.0).abs() < 0.3, "a click in the middle seeks to the middle: {at} s");
+    assert!(browser.exists("a.share-download"));
+}
+
+#[test]
+fn deleting_the_account_kills_its_links() {
+    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let owner = s.signup("lena");
+    let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
+    let url = url(&link(&s, &owner, &id, json!({})));
+    let r = send_json(s.auth("DELETE", "/api/v1/me", &owner), &json!({"password": "password123"}));
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_dead(&s, &url);
+    let conn = s.db().conn().expect("conn");
+    let left: i64 = conn.query_row("SELECT count(*) FROM shares", [], |r| r.get(0)).expect("count");
+    assert_eq!(left, 0);
+}
