@@ -392,7 +392,20 @@ fn several_recordings_are_downloaded_trashed_restored_and_deleted_at_once() {
     let batches: Vec<_> =
         server.seen().into_iter().filter(|s| s.method == "POST" && s.path == "/api/v1/recordings/batch").collect();
     assert_eq!(batches.len(), 1, "one request for the three: {batches:?}");
-    b.wait_for("[data-test=toast]");
+
+    // Undo brings the three back; then to the Trash again.
+    b.click("[data-test=toast] button[data-test=undo]");
+    for id in trashed {
+        b.wait_for(&item(id));
+    }
+    assert!(list(&server, &token, "/api/v1/trash").is_empty(), "undone");
+    b.click("[data-test=list-view] button[data-test=select-mode]");
+    check_rows(&b, item, &trashed);
+    b.click("[data-test=list-view] button[data-test=bulk-trash]");
+    for id in trashed {
+        b.wait_gone(&item(id));
+    }
+    assert_eq!(list(&server, &token, "/api/v1/trash").len(), 3);
     b.click("[data-test=nav-trash]");
     for id in trashed {
         b.wait_for(&trash_item(id));
