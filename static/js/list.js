@@ -1,9 +1,11 @@
-// The recordings view: search, infinite scroll, play, download, rename, delete with undo.
+// The recordings view: search, infinite scroll, play, download, rename, share, delete with
+// undo, bulk actions on a selection, and the live changes of the account.
 import { api } from './api.js';
 import { h, icon, setIcon, clear } from './dom.js';
 import { formatDate, formatDurationMs, formatLongDate, formatSize, plural, problemText } from './format.js';
-import { createPager, pageParams } from './pager.js';
-import { confirmDialog, reportError, hideError, toast } from './ui.js';
+import { createPager, pageParams, PAGE_SIZE } from './pager.js';
+import { BATCH_MAX, createNotice, createSelection, runBatch } from './select.js';
+import { confirmDialog, reportError, hideError, showError, toast } from './ui.js';
 import { cachedWaveform, drawWaveform, onLookChange, restyle, wantWaveform, watchAnalysis } from './waveform.js';
 
 export function createList(ctx) {
@@ -13,15 +15,26 @@ export function createList(ctx) {
   const stateBox = h('div', { class: 'list-state' });
   const summary = h('p', { class: 'view-subtitle' });
   const title = h('h1', { class: 'view-title' }, 'All Recordings');
-  const view = h('section', { class: 'view', 'aria-labelledby': 'recordings-title' },
-    h('div', { class: 'view-head' }, h('div', {}, title, summary)),
+  const items = new Map(); // id → { rec, li }
+  const selection = createSelection({
+    ul, items, label: 'Selected recordings',
+    actions: [
+      { label: 'Download as ZIP', test: 'bulk-download', icon: 'download', run: downloadArchive },
+      { label: 'Move to Trash', test: 'bulk-trash', className: 'danger-outline', icon: 'trash', run: trashMany },
+    ],
+  });
+  const notice = createNotice();
+  const view = h('section', { class: 'view', 'data-test': 'list-view', 'aria-labelledby': 'recordings-title' },
+    h('div', { class: 'view-head' }, h('div', {}, title, summary), selection.toggle),
+    selection.bar, notice.element,
     ul, stateBox, sentinel);
   title.id = 'recordings-title';
 
-  const items = new Map(); // id → { rec, li }
   let query = '';
   let dirty = true;
   let failed = false;
+  // The first live stream opened while a load was under way or done: look again once it is over.
+  let catchUpAfterLoad = false;
 
   // ---------- loading ----------
 
@@ -44,6 +57,10 @@ export function createList(ctx) {
     },
     onSettled() {
       ul.classList.remove('refreshing');
+      if (catchUpAfterLoad) {
+        catchUpAfterLoad = false;
+        requestAnimationFrame(catchUp);
+      }
     },
   });
 
@@ -51,6 +68,8 @@ export function createList(ctx) {
 
   function renderState() {
     clear(stateBox);
+    selection.sync();
+    selection.toggle.disabled = items.size === 0 && !selection.active;
     if (items.size > 0 || pager.loading) return;
     if (failed) {
       stateBox.append(h('div', { class: 'empty small' },
@@ -208,6 +227,7 @@ export function createList(ctx) {
     const waveStatus = h('span', { class: 'visually-hidden' });
     const waveEl = h('div', { class: 'rec-wave', 'data-test': 'row-waveform' }, canvas, waveStatus);
     const li = h('li', { class: 'rec with-wave', 'data-test': 'recording', 'data-id': rec.id },
+      selection.rowCheck(rec),
       playBtn,
       h('div', { class: 'rec-main' }, nameEl),
       h('div', { class: 'rec-meta' },
@@ -224,6 +244,7 @@ export function createList(ctx) {
           class: 'icon-btn', 'data-test': 'download', href: `/api/v1/recordings/${encodeURIComponent(rec.id)}/audio?download=1`,
           download: rec.name, 'aria-label': `Download ${rec.name}`, title: 'Download',
         }, icon('download')),
+        h('button', { type: 'button', class: 'icon-btn', 'data-test': 'share', 'aria-label': `Share ${rec.name}`, title: 'Share…' }, icon('share')),
         h('button', { type: 'button', class: 'icon-btn', 'data-test': 'rename', 'aria-label': `Rename ${rec.name}`, title: 'Rename' }, icon('rename')),
         h('button', { type: 'button', class: 'icon-btn danger', 'data-test': 'delete', 'aria-label': `Delete ${rec.name}`, title: 'Delete' }, icon('trash'))));
     const entry = { rec, li, canvas, waveEl, waveStatus, wave: rec.waveform === 'ready' ? cachedWaveform(rec.id) : null, stop: null, visible: false };
@@ -257,8 +278,11 @@ export function createList(ctx) {
     li.querySelector('[data-test=play]').setAttribute('aria-label', `${isPlaying(rec.id) ? 'Pause' : 'Play'} ${rec.name}`);
     li.querySelector('[data-test=download]').setAttribute('download', rec.name);
     li.querySelector('[data-test=download]').setAttribute('aria-label', `Download ${rec.name}`);
+    li.querySelector('[data-test=share]').setAttribute('aria-label', `Share ${rec.name}`);
     li.querySelector('[data-test=rename]').setAttribute('aria-label', `Rename ${rec.name}`);
     li.querySelector('[data-test=delete]').setAttribute('aria-label', `Delete ${rec.name}`);
+    selection.renamed(li, rec.name);
+    ctx.shareDialog.update(rec);
   }
 
   const isPlaying = (id) => player.currentId() === id && player.isPlaying();
@@ -297,8 +321,14 @@ export function createList(ctx) {
   function removeItem(id) {
     const entry = items.get(id);
     if (!entry) return;
+    // Focus inside a row that goes away moves to the same control of a neighbour.
+    if (entry.li.contains(document.activeElement)) {
+      const test = document.activeElement.dataset.test;
+      focusNeighbour(entry.li, test && test !== 'rename-input' ? test : 'play');
+    }
     items.delete(id);
     entry.li.remove();
+    ctx.shareDialog.forget(id);
     sweepWaves();
     renderState();
   }
@@ -398,6 +428,7 @@ export function createList(ctx) {
       if (!ok) return;
     }
     li.classList.add('busy');
+    const settled = ctx.markLocal([rec.id]);
     try {
       await api('DELETE', `/recordings/${encodeURIComponent(rec.id)}`);
     } catch (e) {
@@ -405,6 +436,8 @@ export function createList(ctx) {
       if (e.status === 404) removeItem(rec.id);
       reportError(e);
       return;
+    } finally {
+      settled();
     }
     focusNeighbour(li, 'delete');
     removeItem(rec.id);
@@ -418,6 +451,7 @@ export function createList(ctx) {
   }
 
   async function undo(rec) {
+    const settled = ctx.markLocal([rec.id]);
     try {
       const restored = await api('POST', `/trash/${encodeURIComponent(rec.id)}/restore`);
       const li = matches(restored) ? insertSorted(restored) : null;
@@ -427,7 +461,151 @@ export function createList(ctx) {
       ctx.refreshUsage();
     } catch (e) {
       reportError(e);
+    } finally {
+      settled();
     }
+  }
+
+  // ---------- bulk actions ----------
+
+  const nameOf = (id) => items.get(id)?.rec.name ?? id;
+
+  /** Moves the selected recordings to the Trash (deleted for good on a server without one). */
+  async function trashMany(ids) {
+    const permanent = ctx.server.trash_retention_days === 0;
+    if (permanent) {
+      const ok = await confirmDialog({
+        title: `Delete ${plural(ids.length, 'recording', 'recordings')} permanently?`,
+        message: 'This server keeps no trash, so this cannot be undone.',
+        ok: 'Delete',
+      });
+      if (!ok) return;
+    }
+    notice.hide();
+    const names = new Map(ids.map((id) => [id, nameOf(id)]));
+    for (const id of ids) items.get(id)?.li.classList.add('busy');
+    const settled = ctx.markLocal(ids);
+    const result = await runBatch('trash', ids);
+    settled();
+    for (const id of ids) items.get(id)?.li.classList.remove('busy');
+    // Gone from the list either way: done, or no longer one of this account's recordings.
+    for (const id of [...result.done, ...result.failed]) removeItem(id);
+    if (permanent) for (const id of result.done) ctx.forgetPlayback(id);
+    selection.done();
+    ctx.refreshUsage();
+    reportBatch(result, names, {
+      did: (n) => (permanent ? `Deleted ${n} permanently.` : `Moved ${n} to the Trash.`),
+      failedWhy: 'These were no longer in your list, so nothing was done to them:',
+    });
+    if (result.done.length && !permanent && !result.failed.length && !result.error) {
+      const done = result.done;
+      toast(`${plural(done.length, 'recording', 'recordings')} moved to Trash`, {
+        action: 'Undo', onAction: () => restoreMany(done, names),
+      });
+    }
+  }
+
+  async function restoreMany(ids, names) {
+    const settled = ctx.markLocal(ids);
+    const result = await runBatch('restore', ids);
+    settled();
+    if (result.done.length) {
+      dirty = true;
+      pager.reload();
+      ctx.refreshUsage();
+    }
+    reportBatch(result, names, {
+      did: (n) => `Restored ${n}.`,
+      failedWhy: 'These were no longer in the Trash:',
+    });
+  }
+
+  /**
+   * Reports what a bulk action could not do, calmly: a notice naming the recordings that were
+   * not there any more, and the error of a request that failed (the list is then loaded again).
+   */
+  function reportBatch(result, names, { did, failedWhy }) {
+    const { done, failed, error, unknown } = result;
+    if (error) {
+      reportError(error);
+      if (unknown.length) {
+        dirty = true;
+        pager.reload();
+      }
+    }
+    if (!failed.length) return;
+    const n = plural(done.length, 'recording', 'recordings');
+    notice.show(`${done.length ? did(n) : 'Nothing was done.'} ${failedWhy}`,
+      failed.map((id) => `“${names.get(id) ?? id}”`));
+  }
+
+  /** Downloads the selected recordings as one ZIP (streamed by the server). */
+  function downloadArchive(ids) {
+    if (ids.length > BATCH_MAX) {
+      showError(`A ZIP can hold up to ${BATCH_MAX} recordings at once; ${ids.length} are selected.`);
+      return;
+    }
+    // Newest first, as listed.
+    const ordered = [...items.keys()].filter((id) => ids.includes(id));
+    const url = `/api/v1/recordings/archive?ids=${ordered.map(encodeURIComponent).join(',')}`;
+    // A link with `download`: the browser saves the answer, and an error never replaces the page.
+    const a = h('a', { href: url, download: 'recordings.zip', hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    toast(`Downloading ${plural(ordered.length, 'recording', 'recordings')} as a ZIP`);
+  }
+
+  // ---------- live changes ----------
+
+  /** A change from the live stream. `local`: this page made it, and its own code shows it. */
+  function applyChange({ type, id, recording: rec }, local) {
+    if (type === 'trashed' || type === 'deleted') {
+      if (!local) removeItem(id);
+      return;
+    }
+    if (!rec) return;
+    const live = !rec.deleted_at;
+    if (items.has(id)) {
+      // A row stays when a rename leaves it outside the search, as when renamed here.
+      if (live) updateItem(rec);
+      else removeItem(id);
+      return;
+    }
+    // New here: an upload (from anywhere), a restore, or a rename that now matches the search.
+    if (local || !live || !matches(rec)) return;
+    const li = insertSorted(rec);
+    if (li && type !== 'updated') li.classList.add('flash');
+    renderState();
+  }
+
+  /**
+   * Looks at the first page again and brings the rows in step with it (new ones in, gone ones
+   * out, the rest refreshed), without a reload: what changed before the live stream opened.
+   */
+  async function catchUp() {
+    if (pager.loading) {
+      catchUpAfterLoad = true;
+      return;
+    }
+    const q = query;
+    let page;
+    try {
+      page = await api('GET', `/recordings?${pageParams(null, { q })}`);
+    } catch {
+      return; // the next change or reload will do
+    }
+    if (q !== query || pager.loading) return;
+    const fresh = new Map(page.recordings.map((r) => [r.id, r]));
+    const oldest = page.next_cursor ? page.recordings.at(-1)?.id : '';
+    for (const id of [...items.keys()]) {
+      if (id >= oldest && !fresh.has(id)) removeItem(id);
+    }
+    for (const rec of page.recordings) {
+      if (items.has(rec.id)) updateItem(rec);
+      else insertSorted(rec);
+    }
+    renderState();
   }
 
   // ---------- events ----------
@@ -440,6 +618,7 @@ export function createList(ctx) {
     if (!entry) return;
     switch (button.dataset.test) {
       case 'play': player.play(entry.rec); break;
+      case 'share': ctx.shareDialog.open(entry.rec); break;
       case 'rename': startRename(li); break;
       case 'delete': remove(li); break;
     }
@@ -476,6 +655,23 @@ export function createList(ctx) {
     /** Something outside this view changed the list (a restore from the trash). */
     invalidate() {
       dirty = true;
+    },
+    applyChange,
+    /** The live stream opened for the first time: anything missed before it, looked up. */
+    catchUp() {
+      if (pager.loading || !dirty) catchUp();
+    },
+    /**
+     * Changes may have been missed (a new stream): a list of one page catches up in place;
+     * a longer one loads again, now or when next shown.
+     */
+    resync() {
+      if (view.hidden) {
+        dirty = true;
+        return;
+      }
+      if (items.size <= PAGE_SIZE) catchUp();
+      else pager.reload();
     },
     usageChanged: renderSummary,
   };

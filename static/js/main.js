@@ -6,9 +6,11 @@ import { createPlayer } from './player.js';
 import { createList } from './list.js';
 import { createTrash } from './trash.js';
 import { createAccount } from './account.js';
+import { createLive } from './live.js';
+import { createShareDialog } from './sharing.js';
 import { createUploads } from './upload.js';
 import { createRecorder } from './record.js';
-import { hideError, showError } from './ui.js';
+import { hideError, showError, toast } from './ui.js';
 import { forgetAll as forgetWaveforms } from './waveform.js';
 
 const root = document.getElementById('root');
@@ -84,7 +86,27 @@ function createApp(me) {
     },
     signedOut: () => showSignIn(),
     sessionLost: () => showSignIn('Your session has ended. Please sign in again.'),
+    markLocal,
   };
+
+  // Recordings this page is changing itself: their live changes are its own, already shown
+  // (kept a few seconds after the answer, for the change that arrives after it).
+  const localOps = new Map(); // id → requests under way or just answered
+  function markLocal(ids) {
+    for (const id of ids) localOps.set(id, (localOps.get(id) || 0) + 1);
+    let settled = false;
+    return () => {
+      if (settled) return;
+      settled = true;
+      setTimeout(() => {
+        for (const id of ids) {
+          const n = (localOps.get(id) || 1) - 1;
+          if (n > 0) localOps.set(id, n);
+          else localOps.delete(id);
+        }
+      }, 5000);
+    };
+  }
 
   // ---------- header ----------
   const search = h('input', {
@@ -120,6 +142,9 @@ function createApp(me) {
   // ---------- parts ----------
   const player = createPlayer();
   ctx.player = player;
+  const shareDialog = createShareDialog();
+  ctx.shareDialog = shareDialog;
+  player.setShare((rec) => shareDialog.open(rec));
   const uploads = createUploads(ctx);
   ctx.uploads = uploads;
   const recorder = createRecorder(ctx);
@@ -135,7 +160,8 @@ function createApp(me) {
     h('main', { class: 'content', id: 'main' }, recorder.element, uploads.element, list.element, trash.element, account.element),
     player.element,
     h('div', { class: 'toast-region', 'aria-live': 'polite' }),
-    drop);
+    drop,
+    shareDialog.element);
 
   // ---------- behaviour ----------
   let searchTimer = 0;
@@ -182,12 +208,47 @@ function createApp(me) {
   // Uploads that stopped on an earlier visit, and takes whose tab died.
   uploads.restore();
 
+  // ---------- live changes (a phone's upload, another tab's delete) ----------
+
+  let usageTimer = 0;
+  function liveChange(change) {
+    const local = localOps.has(change.id);
+    list.applyChange(change, local);
+    trash.applyChange(change, local);
+    if (change.recording) player.update(change.recording);
+    const gone = change.type === 'trashed' || change.type === 'deleted';
+    if (gone) shareDialog.forget(change.id);
+    if (gone && !local && player.currentId() === change.id) {
+      const name = player.current()?.name ?? 'The recording';
+      player.clear();
+      toast(change.type === 'trashed'
+        ? `“${name}” was moved to the Trash elsewhere, so it stopped playing.`
+        : `“${name}” was deleted elsewhere, so it stopped playing.`, { duration: 8000 });
+    }
+    // The counts in the header and the account page, once a burst of changes is over.
+    clearTimeout(usageTimer);
+    usageTimer = setTimeout(refreshUsage, 300);
+  }
+  const live = createLive({
+    onChange: liveChange,
+    onOpen(first) {
+      if (first) {
+        list.catchUp();
+      } else {
+        list.resync();
+        trash.resync();
+        refreshUsage();
+      }
+    },
+  });
+
   let current = null;
   function route() {
     // Views live in the hash (#/trash); a plain /trash or /account path works too.
     const path = location.hash.replace(/^#/, '') || location.pathname;
     const next = path === '/trash' ? 'trash' : path === '/account' ? 'account' : 'recordings';
     const changed = next !== current;
+    if (changed) views[current]?.hide?.();
     current = next;
     for (const [name, view] of Object.entries(views)) view.element.hidden = name !== next;
     for (const [name, link] of Object.entries(nav)) {
@@ -208,6 +269,9 @@ function createApp(me) {
     busy: () => uploads.busy() || recorder.active(),
     focusSearch: () => search.focus(),
     destroy() {
+      live.close();
+      clearTimeout(usageTimer);
+      if (shareDialog.element.open) shareDialog.element.close();
       recorder.stop(true);
       player.clear();
       forgetWaveforms();

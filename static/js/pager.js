@@ -3,11 +3,12 @@ import { api } from './api.js';
 import { h } from './dom.js';
 import { reportError } from './ui.js';
 
-const PAGE = 50;
+/** Recordings a page holds. */
+export const PAGE_SIZE = 50;
 
 /** The query of one page: `limit`, then each non-empty `extra` parameter, then `cursor` if any. */
 export function pageParams(cursor, extra = {}) {
-  const params = new URLSearchParams({ limit: String(PAGE) });
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   for (const [key, value] of Object.entries(extra)) {
     if (value) params.set(key, value);
   }

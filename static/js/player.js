@@ -28,6 +28,7 @@ export function createPlayer() {
   }, icon('play'));
   const back = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Back 15 seconds' }, icon('back'));
   const forward = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Forward 15 seconds' }, icon('forward'));
+  const shareBtn = h('button', { type: 'button', class: 'icon-btn', 'data-test': 'player-share', 'aria-label': 'Share', title: 'Share…', hidden: true }, icon('share'));
   const closeBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close player' }, icon('close'));
 
   const bar = h('section', { class: 'player', 'aria-label': 'Player', hidden: true },
@@ -37,12 +38,13 @@ export function createPlayer() {
       h('div', { class: 'player-main' },
         nameEl,
         h('div', { class: 'player-seek' }, current, waveBox, total)),
-      closeBtn));
+      shareBtn, closeBtn));
 
   let rec = null;
   let dragging = false;
   let dragTime = 0;
   const listeners = new Set();
+  let onShare = null;
   // The waveform of the recording in the player: its state as the server says, the peaks once
   // fetched, and the requests to withdraw when another recording takes its place.
   let wave = null;
@@ -188,6 +190,7 @@ export function createPlayer() {
     rec = recording;
     nameEl.textContent = rec.name;
     nameEl.title = rec.name;
+    shareBtn.setAttribute('aria-label', `Share ${rec.name}`);
     audio.src = `/api/v1/recordings/${encodeURIComponent(rec.id)}/audio`;
     bar.hidden = false;
     document.body.classList.add('has-player');
@@ -220,6 +223,7 @@ export function createPlayer() {
     rec = recording;
     nameEl.textContent = rec.name;
     nameEl.title = rec.name;
+    shareBtn.setAttribute('aria-label', `Share ${rec.name}`);
     setWaveState();
     renderTime();
   }
@@ -237,6 +241,9 @@ export function createPlayer() {
   back.addEventListener('click', () => skip(-15));
   forward.addEventListener('click', () => skip(15));
   closeBtn.addEventListener('click', clear);
+  shareBtn.addEventListener('click', () => {
+    if (rec && onShare) onShare(rec);
+  });
 
   // A press (mouse, pen or finger) anywhere on the bar seeks there, and a drag scrubs: the
   // audio follows live, and the playhead stays under the pointer whatever timeupdate says.
@@ -319,9 +326,16 @@ export function createPlayer() {
     /** Keeps the bar in step with a fresher copy of the recording (a rename, its analysis). */
     update,
     currentId: () => rec?.id ?? null,
+    /** The recording in the player, if any. */
+    current: () => rec,
     isPlaying: () => !audio.paused,
     onChange(fn) {
       listeners.add(fn);
+    },
+    /** Offers "Share…" for the recording in the player. */
+    setShare(fn) {
+      onShare = fn;
+      shareBtn.hidden = !fn;
     },
   };
 }

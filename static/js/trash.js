@@ -1,8 +1,10 @@
-// The trash view: restore, delete forever, empty trash.
+// The trash view: restore, delete forever, empty trash; several at once on a selection; kept
+// in step with the account's live changes while it is shown.
 import { api } from './api.js';
 import { h, icon, clear } from './dom.js';
 import { daysLeft, formatDate, formatLongDate, formatSize, plural, problemText } from './format.js';
 import { createPager, pageParams } from './pager.js';
+import { createNotice, createSelection, runBatch } from './select.js';
 import { confirmDialog, reportError, toast } from './ui.js';
 
 export function createTrash(ctx) {
@@ -12,11 +14,20 @@ export function createTrash(ctx) {
   const note = h('p', { class: 'view-subtitle' });
   const emptyBtn = h('button', { type: 'button', class: 'btn danger-outline', 'data-test': 'empty-trash', disabled: true }, 'Empty Trash');
   const title = h('h1', { class: 'view-title', id: 'trash-title' }, 'Trash');
-  const view = h('section', { class: 'view', 'aria-labelledby': 'trash-title', hidden: true },
-    h('div', { class: 'view-head' }, h('div', {}, title, note), emptyBtn),
+  const items = new Map();
+  const selection = createSelection({
+    ul, items, label: 'Selected recordings in the Trash',
+    actions: [
+      { label: 'Restore', test: 'bulk-restore', icon: 'restore', run: restoreMany },
+      { label: 'Delete Forever', test: 'bulk-purge', className: 'danger-outline', icon: 'trash', run: purgeMany },
+    ],
+  });
+  const notice = createNotice();
+  const view = h('section', { class: 'view', 'data-test': 'trash-view', 'aria-labelledby': 'trash-title', hidden: true },
+    h('div', { class: 'view-head' }, h('div', {}, title, note), h('div', { class: 'head-actions' }, selection.toggle, emptyBtn)),
+    selection.bar, notice.element,
     ul, stateBox, sentinel);
 
-  const items = new Map();
   const pager = createPager({
     ctx, ul, sentinel, view, items, skeletons: 4,
     path: (cursor) => `/trash?${pageParams(cursor)}`,
@@ -34,6 +45,8 @@ export function createTrash(ctx) {
   function renderState() {
     clear(stateBox);
     emptyBtn.disabled = items.size === 0;
+    selection.sync();
+    selection.toggle.disabled = items.size === 0 && !selection.active;
     if (items.size > 0 || pager.loading) return;
     stateBox.append(h('div', { class: 'empty', 'data-test': 'trash-empty' },
       h('div', { class: 'empty-icon' }, icon('trash')),
@@ -48,6 +61,7 @@ export function createTrash(ctx) {
 
   function renderItem(rec) {
     const li = h('li', { class: 'rec trash-item', 'data-test': 'trash-item', 'data-id': rec.id },
+      selection.rowCheck(rec),
       h('span', { class: 'trash-icon' }, icon('wave')),
       h('div', { class: 'rec-main' }, h('span', { class: 'rec-name', 'data-test': 'name', title: rec.name }, rec.name)),
       h('div', { class: 'rec-meta' },
@@ -71,11 +85,20 @@ export function createTrash(ctx) {
     items.delete(li.dataset.id);
     li.remove();
     renderState();
-    (next?.querySelector(`[data-test=${focusTest}]`) || document.querySelector('[data-test=nav-trash]'))?.focus();
+    if (focusTest) (next?.querySelector(`[data-test=${focusTest}]`) || document.querySelector('[data-test=nav-trash]'))?.focus();
+  }
+
+  /** Takes a row away, keeping the focus in the list if it was in that row. */
+  function dropRow(id) {
+    const li = items.get(id)?.li;
+    if (!li) return;
+    const focused = li.contains(document.activeElement) ? document.activeElement.dataset.test || 'restore' : null;
+    removeItem(li, focused === 'select' ? 'select' : focused ? 'restore' : null);
   }
 
   async function restore(li, rec) {
     li.classList.add('busy');
+    const settled = ctx.markLocal([rec.id]);
     try {
       await api('POST', `/trash/${encodeURIComponent(rec.id)}/restore`);
       removeItem(li, 'restore');
@@ -86,6 +109,8 @@ export function createTrash(ctx) {
       li.classList.remove('busy');
       if (e.status === 404) removeItem(li, 'restore');
       reportError(e);
+    } finally {
+      settled();
     }
   }
 
@@ -97,6 +122,7 @@ export function createTrash(ctx) {
     });
     if (!ok) return;
     li.classList.add('busy');
+    const settled = ctx.markLocal([rec.id]);
     try {
       await api('DELETE', `/trash/${encodeURIComponent(rec.id)}`);
       removeItem(li, 'purge');
@@ -106,6 +132,83 @@ export function createTrash(ctx) {
       li.classList.remove('busy');
       if (e.status === 404) removeItem(li, 'purge');
       reportError(e);
+    } finally {
+      settled();
+    }
+  }
+
+  // ---------- bulk actions ----------
+
+  async function restoreMany(ids) {
+    await many('restore', ids, {
+      did: (n) => `Restored ${n}.`,
+      failedWhy: 'These were no longer in the Trash:',
+      toastText: (n) => `Restored ${n}`,
+    });
+    ctx.listChanged();
+  }
+
+  async function purgeMany(ids) {
+    const ok = await confirmDialog({
+      title: `Delete ${plural(ids.length, 'recording', 'recordings')} forever?`,
+      message: 'They will be deleted permanently. This cannot be undone.',
+      ok: 'Delete Forever',
+    });
+    if (!ok) return;
+    await many('purge', ids, {
+      did: (n) => `Deleted ${n} forever.`,
+      failedWhy: 'These were already gone:',
+      toastText: (n) => `Deleted ${n} forever`,
+    });
+    for (const id of ids) ctx.forgetPlayback(id);
+  }
+
+  async function many(action, ids, { did, failedWhy, toastText }) {
+    notice.hide();
+    const names = new Map(ids.map((id) => [id, items.get(id)?.rec.name ?? id]));
+    for (const id of ids) items.get(id)?.li.classList.add('busy');
+    const settled = ctx.markLocal(ids);
+    const { done, failed, error, unknown } = await runBatch(action, ids);
+    settled();
+    for (const id of ids) items.get(id)?.li.classList.remove('busy');
+    for (const id of [...done, ...failed]) dropRow(id);
+    selection.done();
+    ctx.refreshUsage();
+    if (error) {
+      reportError(error);
+      if (unknown.length) pager.reload();
+    }
+    const n = plural(done.length, 'recording', 'recordings');
+    if (failed.length) {
+      notice.show(`${done.length ? did(n) : 'Nothing was done.'} ${failedWhy}`, failed.map((id) => `“${names.get(id)}”`));
+    } else if (done.length) {
+      toast(toastText(n));
+    }
+  }
+
+  // ---------- live changes ----------
+
+  /** A change from the live stream, while the Trash is shown (it loads afresh when shown). */
+  function applyChange({ type, id, recording: rec }, local) {
+    if (view.hidden || local) return;
+    if (type === 'restored' || type === 'deleted') {
+      dropRow(id);
+    } else if (type === 'trashed' && rec?.deleted_at && !items.has(id)) {
+      // Newest in the Trash: at the top.
+      const li = renderItem(rec);
+      ul.prepend(li);
+      li.classList.add('flash');
+      renderState();
+    } else if (type === 'updated' && rec && items.has(id)) {
+      if (!rec.deleted_at) {
+        dropRow(id);
+        return;
+      }
+      const old = items.get(id).li;
+      const focused = old.contains(document.activeElement) ? document.activeElement.dataset.test : null;
+      const li = renderItem(rec);
+      old.replaceWith(li);
+      if (focused) li.querySelector(`[data-test=${focused}]`)?.focus();
     }
   }
 
@@ -118,6 +221,7 @@ export function createTrash(ctx) {
     });
     if (!ok) return;
     emptyBtn.disabled = true;
+    const settled = ctx.markLocal([...items.keys()]);
     try {
       const result = await api('DELETE', '/trash');
       for (const id of items.keys()) ctx.forgetPlayback(id);
@@ -128,6 +232,8 @@ export function createTrash(ctx) {
     } catch (e) {
       renderState();
       reportError(e);
+    } finally {
+      settled();
     }
   }
 
@@ -147,6 +253,11 @@ export function createTrash(ctx) {
     show() {
       renderNote();
       pager.reload();
+    },
+    applyChange,
+    /** Changes may have been missed (a new stream): list again if shown. */
+    resync() {
+      if (!view.hidden) pager.reload();
     },
   };
 }

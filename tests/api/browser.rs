@@ -350,6 +350,11 @@ impl Browser {
         result.unwrap_or_else(|e| panic!("pointer actions {steps:?}: {e}"));
     }
 
+    /// Runs an asynchronous script, which hands back its value with `done(value)`.
+    pub fn js_await(&self, script: &str) -> Value {
+        self.js_async(&format!("const done = arguments[arguments.length - 1];\n{script}"))
+    }
+
     fn js_async(&self, script: &str) -> Value {
         self.rt.block_on(self.client().execute_async(script, vec![])).unwrap_or_else(|e| panic!("script {script}: {e}"))
     }

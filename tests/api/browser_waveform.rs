@@ -219,6 +219,8 @@ fn the_player_draws_the_waveform_and_seeks_on_it_by_mouse_touch_and_keys() {
     let Some(b) = Browser::start_with("waveform player", &["--force-device-scale-factor=2"]) else { return };
     let server = Server::start();
     sign_up(&b, &server, "wren");
+    // The list loads after the uploads (an open list would show them as they come).
+    b.goto("about:blank");
     let token = login_token(&server, "wren");
     let long = server.upload_id(&token, "Loud then quiet.wav", &loud_then_quiet_wav(60));
     let speech = server.upload_id(&token, "speech.wav", &fixture("speech.wav"));
@@ -369,6 +371,8 @@ fn a_long_list_fetches_the_waveforms_of_the_rows_on_screen_only() {
     let Some(b) = Browser::start("waveform list") else { return };
     let server = Server::start();
     sign_up(&b, &server, "lars");
+    // The list loads after the uploads (an open list would show them as they come).
+    b.goto("about:blank");
     let token = login_token(&server, "lars");
     let wav = fixture("speech.wav");
     let ids: Vec<String> = (0..40).map(|i| server.upload_id(&token, &format!("Memo {i}.wav"), &wav)).collect();

@@ -26,6 +26,8 @@ pub struct Server {
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The query string, if any (undecoded).
+    pub query: Option<String>,
     pub range: Option<String>,
     /// `Upload-Offset` of the request (a resumable upload's PATCH).
     pub upload_offset: Option<u64>,
@@ -69,6 +71,7 @@ impl Server {
                     let seen = Seen {
                         method: req.method().as_str().to_string(),
                         path: req.uri().path().to_string(),
+                        query: req.uri().query().map(|q| q.to_string()),
                         range: req.headers().get_one("Range").map(str::to_string),
                         upload_offset: req.headers().get_one("Upload-Offset").and_then(|v| v.parse().ok()),
                         content_length: req.headers().get_one("Content-Length").and_then(|v| v.parse().ok()),

@@ -4,6 +4,7 @@ mod accounts;
 mod analysis;
 mod batch;
 mod browser;
+mod browser_devices;
 mod browser_resumable;
 mod browser_waveform;
 mod cli;
