@@ -93,8 +93,9 @@ impl Storage {
         fs4::available_space(&self.root)
     }
 
-    /// Moves a finished, fsynced upload to its final place and makes the rename durable.
-    pub fn commit(&self, tmp: &Path, id: &Uuid) -> io::Result<String> {
+    /// A new recording's place: (relative path, absolute path, its shard directory), the shard
+    /// created (durably) if missing.
+    fn place(&self, id: &Uuid) -> io::Result<(String, PathBuf, PathBuf)> {
         let relative = Storage::relative_path(id);
         let target = self.path(&relative);
         let shard = target.parent().unwrap_or(&self.root).to_path_buf();
@@ -102,6 +103,12 @@ impl Storage {
             fs::create_dir_all(&shard)?;
             sync_dir(&self.root.join("recordings"))?;
         }
+        Ok((relative, target, shard))
+    }
+
+    /// Moves a finished, fsynced upload to its final place and makes the rename durable.
+    pub fn commit(&self, tmp: &Path, id: &Uuid) -> io::Result<String> {
+        let (relative, target, shard) = self.place(id)?;
         fs::rename(tmp, &target)?;
         sync_dir(&shard)?;
         Ok(relative)
@@ -111,13 +118,7 @@ impl Storage {
     /// stays until the caller removes it. The file's time is set to now, so the orphan sweep never
     /// takes the new link for litter left before this start.
     pub fn link(&self, source: &Path, id: &Uuid) -> io::Result<String> {
-        let relative = Storage::relative_path(id);
-        let target = self.path(&relative);
-        let shard = target.parent().unwrap_or(&self.root).to_path_buf();
-        if !shard.is_dir() {
-            fs::create_dir_all(&shard)?;
-            sync_dir(&self.root.join("recordings"))?;
-        }
+        let (relative, target, shard) = self.place(id)?;
         fs::OpenOptions::new().write(true).open(source)?.set_modified(std::time::SystemTime::now())?;
         fs::hard_link(source, &target)?;
         sync_dir(&shard)?;

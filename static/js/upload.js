@@ -146,6 +146,19 @@ export function createUploads(ctx) {
       if (running) item.state = 'canceled';
       removeRow(item);
     });
+    onRetry(item);
+
+    const max = ctx.server.max_upload_size;
+    if (max && blob.size > max) {
+      fail(item, `“${item.label}” is ${formatSize(blob.size)}; this server accepts files up to ${formatSize(max)}.`, false);
+      return;
+    }
+    render(item);
+    pump();
+  }
+
+  /** Retry puts a failed upload back in the queue, as it was before its first try. */
+  function onRetry(item) {
     item.retry.addEventListener('click', () => {
       item.errorEl.hidden = true;
       item.retry.hidden = true;
@@ -156,14 +169,6 @@ export function createUploads(ctx) {
       render(item);
       pump();
     });
-
-    const max = ctx.server.max_upload_size;
-    if (max && blob.size > max) {
-      fail(item, `“${item.label}” is ${formatSize(blob.size)}; this server accepts files up to ${formatSize(max)}.`, false);
-      return;
-    }
-    render(item);
-    pump();
   }
 
   function pump() {
@@ -320,16 +325,7 @@ export function createUploads(ctx) {
       }
       removeRow(item);
     });
-    item.retry.addEventListener('click', () => {
-      item.errorEl.hidden = true;
-      item.retry.hidden = true;
-      item.cancel.setAttribute('aria-label', `Cancel upload of ${item.label}`);
-      item.cancel.title = 'Cancel';
-      item.state = 'queued';
-      item.sent = 0;
-      render(item);
-      pump();
-    });
+    onRetry(item);
     upload.finish().then(
       ({ recordingId }) => {
         settle();

@@ -56,6 +56,15 @@ fn waveform(s: &Server, token: &str, id: &str) -> crate::common::Resp {
     send(s.auth("GET", &format!("/api/v1/recordings/{id}/waveform"), token), None)
 }
 
+/// Why a recording's analysis failed, as `recorder check` shows it.
+fn analysis_error(s: &Server, id: &str) -> String {
+    s.db()
+        .conn()
+        .expect("conn")
+        .query_row("SELECT analysis_error FROM recordings WHERE id = ?1", [id], |r| r.get(0))
+        .expect("reason")
+}
+
 fn jobs(s: &Server) -> Vec<(String, String)> {
     let conn = s.db().conn().expect("conn");
     let mut stmt = conn.prepare("SELECT recording_id, state FROM jobs").expect("prepare");
@@ -162,12 +171,7 @@ fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_
         let id = up.json()["id"].as_str().expect("id").to_string();
         let recording = settled(&s, &token, &id, Duration::from_secs(30));
         assert_eq!(recording["waveform"], "failed", "{name}: {recording}");
-        let error: String = s
-            .db()
-            .conn()
-            .expect("conn")
-            .query_row("SELECT analysis_error FROM recordings WHERE id = ?1", [&id], |r| r.get(0))
-            .expect("reason");
+        let error = analysis_error(&s, &id);
         assert!(error.contains(reason), "{name}: {error}");
         waveform(&s, &token, &id).assert_error(404, "not_found");
     }
@@ -211,12 +215,7 @@ fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothi
     let id = s.upload_id(&token, "three-hours.wav", &long);
     let recording = settled(&s, &token, &id, Duration::from_secs(120));
     assert_eq!(recording["waveform"], "failed", "{recording}");
-    let error: String = s
-        .db()
-        .conn()
-        .expect("conn")
-        .query_row("SELECT analysis_error FROM recordings WHERE id = ?1", [&id], |r| r.get(0))
-        .expect("reason");
+    let error = analysis_error(&s, &id);
     assert!(error.contains("longer than its budget"), "{error}");
 
     // Deleted while its job runs: no error, no job, no waveform left.
