@@ -52,12 +52,27 @@ impl Default for PoolSize {
     }
 }
 
+/// Waits for the lock another connection holds, for up to about 10 s. SQLite's own
+/// `busy_timeout` sleeps 1, 2, 5, 10, 15, 20… ms between tries, so a request that arrives just
+/// behind a short write transaction (an upload's row, a finished analysis) often sleeps far
+/// longer than the lock was held; short steps retry soon after it is free.
+fn wait_for_lock(attempts: i32) -> bool {
+    const SHORT_TRIES: i32 = 200;
+    match attempts {
+        // 50 ms in steps of 0.25 ms, then 1 ms steps up to 10 s in all.
+        n if n < SHORT_TRIES => std::thread::sleep(Duration::from_micros(250)),
+        n if n < SHORT_TRIES + 9_950 => std::thread::sleep(Duration::from_millis(1)),
+        _ => return false,
+    }
+    true
+}
+
 fn configure(conn: &mut Connection, cache_bytes: u64) -> rusqlite::Result<()> {
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA busy_timeout = 10000;",
+         PRAGMA synchronous = NORMAL;",
     )?;
+    conn.busy_handler(Some(wait_for_lock))?;
     // A negative cache_size is KiB. Pages beyond it are read from the OS page cache, which all
     // connections share.
     conn.pragma_update(None, "cache_size", -((cache_bytes / 1024).max(64) as i64))?;
