@@ -221,7 +221,7 @@ fn thread_cpu_time() -> Option<Duration> {
 
 /// Whether a decode is out of time: checked against the wall clock between packets (cheap), and
 /// when that has passed, against the thread's CPU time (which moves the wall deadline on).
-struct Clock {
+struct Budget {
     started: Instant,
     cpu_at_start: Option<Duration>,
     budget: Duration,
@@ -229,10 +229,10 @@ struct Clock {
     hard_deadline: Instant,
 }
 
-impl Clock {
-    fn new(budget: Duration) -> Clock {
+impl Budget {
+    fn new(budget: Duration) -> Budget {
         let started = Instant::now();
-        Clock {
+        Budget {
             started,
             cpu_at_start: thread_cpu_time(),
             budget,
@@ -259,7 +259,7 @@ impl Clock {
 }
 
 fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
-    let mut clock = Clock::new(limits.time_budget);
+    let mut budget = Budget::new(limits.time_budget);
     if let Some(problem) = crate::audio::implausible_structure(path)? {
         return Err(DecodeError::Implausible(problem));
     }
@@ -290,7 +290,7 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
     let mut seconds = 0f64;
     let mut peak = 0f32;
     loop {
-        if clock.out_of_time() {
+        if budget.out_of_time() {
             return Err(DecodeError::TimedOut(limits.time_budget));
         }
         let packet = match format.next_packet() {

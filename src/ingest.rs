@@ -145,9 +145,8 @@ fn insert_durably(
         let stored = match rec::insert_in(&tx, new)? {
             Ok(recording) if also(&tx, &recording)? => {
                 // Its analysis is queued with it: no recording is ever stored without its job.
+                // (The row was inserted `pending`, so the recording read back is current.)
                 crate::jobs::enqueue(&tx, crate::jobs::ANALYSIS, &recording.id, new.created_at)?;
-                let id = recording.id.clone();
-                let recording = rec::get(&tx, &new.user_id, &id)?.unwrap_or(recording);
                 Stored::Created(recording)
             }
             Ok(_) => return Ok(Stored::Declined),

@@ -125,7 +125,7 @@ fn with_analysis_off_recordings_stay_pending_and_have_no_waveform() {
 
 #[test]
 fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_reason() {
-    let s = Server::start();
+    let s = Server::start_with(|c| c.metrics_enabled = true);
     let token = s.signup("lena");
 
     // Cut in half: the header still claims the whole length; the decoded length is the truth.
@@ -196,13 +196,29 @@ fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_
         now_ms: s.clock.now_ms(),
         retention_days: 30,
     };
+    let failed_so_far = jobs_failed(&s);
     let report = recorder::check::run(&s.db(), &storage, options, &mut |_| {}).expect("check");
     let failed = report.by_kind[recorder::check::Kind::AnalysisFailed as usize];
     assert!(failed >= 3, "{report:?}");
     assert_eq!(report.repaired, failed, "{report:?}");
-    let queued = jobs(&s).iter().filter(|(_, state)| state == "queued" || state == "running").count()
-        + jobs(&s).iter().filter(|(_, state)| state == "failed").count();
-    assert!(queued >= 3, "requeued: {:?}", jobs(&s));
+    // Requeued for real: the worker runs each of them again (and they fail again). Nothing wakes
+    // it from another process, so it finds them at its next look, within 30 s.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while jobs_failed(&s) < failed_so_far + failed as u64 {
+        assert!(Instant::now() < deadline, "the repaired jobs did not run again: {:?}", jobs(&s));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(jobs_failed(&s), failed_so_far + failed as u64, "each ran once");
+}
+
+/// Analysis jobs failed since the server started, from `/metrics`.
+fn jobs_failed(s: &Server) -> u64 {
+    let text = send(s.req("GET", "/metrics"), None).text();
+    text.lines()
+        .find(|l| l.starts_with("recorder_jobs_finished{") && l.contains("state=\"failed\""))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no failed-jobs series in {text}"))
 }
 
 #[test]
