@@ -258,8 +258,14 @@ impl Budget {
     }
 }
 
-fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
-    let mut budget = Budget::new(limits.time_budget);
+/// A file's first audio track, opened for decoding within `limits`.
+struct Track {
+    format: Box<dyn symphonia::core::formats::FormatReader>,
+    decoder: Box<dyn symphonia::core::codecs::Decoder>,
+    id: u32,
+}
+
+fn open_track(path: &Path, limits: &Limits) -> Result<Track, DecodeError> {
     if let Some(problem) = crate::audio::implausible_structure(path)? {
         return Err(DecodeError::Implausible(problem));
     }
@@ -274,15 +280,20 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
     let probed = symphonia::default::get_probe()
         .format(&hint, stream, &options, &MetadataOptions::default())
         .map_err(|e| DecodeError::Format(e.to_string()))?;
-    let mut format = probed.format;
+    let format = probed.format;
     let track = format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL).ok_or(DecodeError::NoTrack)?;
     let track_id = track.id;
     check_params(&track.codec_params, limits)?;
-    let mut decoder = codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(|e| match e {
+    let decoder = codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(|e| match e {
         SymphoniaError::Unsupported(what) => DecodeError::Unsupported(what.to_string()),
         other => DecodeError::Implausible(other.to_string()),
     })?;
+    Ok(Track { format, decoder, id: track_id })
+}
 
+fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
+    let mut budget = Budget::new(limits.time_budget);
+    let Track { mut format, mut decoder, id: track_id } = open_track(path, limits)?;
     let mut samples: Option<(SampleBuffer<f32>, SignalSpec)> = None;
     let mut first: Option<SignalSpec> = None;
     let mut shape: Option<Peaks> = None;
@@ -344,6 +355,65 @@ fn decode_inner(path: &Path, limits: &Limits) -> Result<Decoded, DecodeError> {
         channels: spec.channels.count(),
         waveform: shape.map(Peaks::finish).unwrap_or(Waveform { bucket_ms: FIRST_BUCKET_MS, peaks: Vec::new() }),
     })
+}
+
+/// A recording decoded a packet at a time to mono samples (the channels averaged), for work
+/// that needs the sound itself (transcription): memory holds one packet, whatever the length.
+/// Within the same limits as analysis; a panic in a decoder is an `Err`.
+pub struct MonoStream {
+    track: Track,
+    limits: Limits,
+    buffer: Option<(SampleBuffer<f32>, SignalSpec)>,
+    mono: Vec<f32>,
+}
+
+impl MonoStream {
+    pub fn open(path: &Path, limits: Limits) -> Result<MonoStream, DecodeError> {
+        let track = catch_unwind(AssertUnwindSafe(|| open_track(path, &limits)))
+            .unwrap_or_else(|payload| Err(DecodeError::Panicked(panic_message(payload.as_ref()))))?;
+        Ok(MonoStream { track, limits, buffer: None, mono: Vec::new() })
+    }
+
+    /// The next packet's samples and their rate; `None` at the end of the stream.
+    pub fn next_chunk(&mut self) -> Result<Option<(&[f32], u32)>, DecodeError> {
+        let next = catch_unwind(AssertUnwindSafe(|| self.decode_next()))
+            .unwrap_or_else(|payload| Err(DecodeError::Panicked(panic_message(payload.as_ref()))))?;
+        Ok(next.map(|rate| (self.mono.as_slice(), rate)))
+    }
+
+    fn decode_next(&mut self) -> Result<Option<u32>, DecodeError> {
+        loop {
+            let packet = match self.track.format.next_packet() {
+                Ok(packet) => packet,
+                Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(SymphoniaError::IoError(e)) => return Err(DecodeError::Io(e)),
+                Err(e) => return Err(DecodeError::Corrupt(e.to_string())),
+            };
+            if packet.track_id() != self.track.id {
+                continue;
+            }
+            let decoded = self.track.decoder.decode(&packet).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+            let spec = *decoded.spec();
+            let n = decoded.frames() as u64;
+            if n > self.limits.max_frames_per_packet || decoded.capacity() as u64 > self.limits.max_frames_per_packet {
+                return Err(DecodeError::Implausible(format!("a packet of {n} frames")));
+            }
+            check_spec(&spec, &self.limits)?;
+            if n == 0 {
+                continue;
+            }
+            let reuse = matches!(&self.buffer, Some((buf, s)) if *s == spec && buf.capacity() >= decoded.capacity());
+            if !reuse {
+                self.buffer = Some((SampleBuffer::new(decoded.capacity() as u64, spec), spec));
+            }
+            let Some((buf, _)) = self.buffer.as_mut() else { continue };
+            buf.copy_interleaved_ref(decoded);
+            let channels = spec.channels.count().max(1);
+            self.mono.clear();
+            self.mono.extend(buf.samples().chunks(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32));
+            return Ok(Some(spec.rate));
+        }
+    }
 }
 
 /// symphonia's decoders, plus libopus's with the `opus` feature.

@@ -355,3 +355,49 @@ pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> 
         )))
     }
 }
+
+/// `recorder transcribe FILE`: what the configured model hears in one file, one segment a line
+/// (`[mm:ss.s → mm:ss.s] text`), then how long it took. Needs no server and no data directory.
+pub fn transcribe(config: &Config, file: &Path) -> Result<(), Failure> {
+    let usage = |message: String| Failure { message, code: 2 };
+    let Some(settings) = crate::transcription::Settings::from_config(config) else {
+        return Err(usage(
+            "transcription.model is not set: give the model directory in the config or RECORDER_TRANSCRIPTION_MODEL"
+                .to_string(),
+        ));
+    };
+    if !file.is_file() {
+        return Err(usage(format!("{}: no such file", file.display())));
+    }
+    #[cfg(feature = "transcription")]
+    {
+        let started = Instant::now();
+        let model = crate::transcription::whisper::Model::load(&settings.model, settings.options()).map_err(usage)?;
+        let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        let limits = crate::analysis::Limits::for_size(bytes);
+        let transcript = model
+            .transcribe(file, limits, &mut || true)
+            .map_err(|e| Failure { message: format!("{}: {e}", file.display()), code: 1 })?
+            .ok_or_else(|| Failure { message: "transcription stopped".to_string(), code: 1 })?;
+        let clock = |ms: i64| format!("{:02}:{:04.1}", ms / 60_000, (ms % 60_000) as f64 / 1000.0);
+        for segment in &transcript.segments {
+            println!("[{} → {}] {}", clock(segment.start_ms), clock(segment.end_ms), segment.text);
+        }
+        eprintln!(
+            "{}: language {}, model {}, {} segments, {:.1} s",
+            file.display(),
+            transcript.language,
+            transcript.model,
+            transcript.segments.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+    #[cfg(not(feature = "transcription"))]
+    {
+        Err(usage(format!(
+            "this build has no transcription (model {}): build with `--features transcription`",
+            settings.model.display()
+        )))
+    }
+}

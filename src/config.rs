@@ -49,6 +49,16 @@ pub struct Config {
     pub analysis_enabled: bool,
     /// Time budget of one analysis, in seconds per hour of audio.
     pub analysis_seconds_per_hour: u32,
+    /// A CTranslate2 Whisper model directory; `None`: transcription is off.
+    pub transcription_model: Option<PathBuf>,
+    /// A language code, or `None` to detect it (multilingual models).
+    pub transcription_language: Option<String>,
+    /// CPU threads the model may use.
+    pub transcription_threads: usize,
+    /// Run the model in int8 (else float32).
+    pub transcription_int8: bool,
+    /// Recordings longer than this are not transcribed.
+    pub transcription_max_minutes: u32,
     /// WebDAV is served on its own port.
     pub webdav_enabled: bool,
     /// The WebDAV port, on the server's address (0: any free port).
@@ -173,6 +183,11 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("uploads.max_incomplete", Kind::Int, "20"),
     ("analysis.enabled", Kind::Bool, "true"),
     ("analysis.max_seconds_per_hour_of_audio", Kind::Int, "600"),
+    ("transcription.model", Kind::Str, ""),
+    ("transcription.language", Kind::Str, "auto"),
+    ("transcription.threads", Kind::Int, "1"),
+    ("transcription.compute", Kind::Str, "int8"),
+    ("transcription.max_minutes", Kind::Int, "180"),
     ("webdav.enabled", Kind::Bool, "false"),
     ("webdav.port", Kind::Int, "8081"),
     ("compat.enabled", Kind::Bool, "true"),
@@ -290,6 +305,25 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         "closed" => Signups::Closed,
         _ => return Err(bad("accounts.signups", "expected \"open\" or \"closed\"")),
     };
+    let transcription_model = {
+        let v = get("transcription.model").value.trim().to_string();
+        if v.is_empty() { None } else { Some(PathBuf::from(v)) }
+    };
+    let transcription_language = {
+        let v = get("transcription.language").value.trim().to_ascii_lowercase();
+        if v == "auto" || v.is_empty() {
+            None
+        } else if (2..=3).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_lowercase()) {
+            Some(v)
+        } else {
+            return Err(bad("transcription.language", "expected \"auto\" or a language code such as \"en\" or \"de\""));
+        }
+    };
+    let transcription_int8 = match get("transcription.compute").value.trim() {
+        "int8" => true,
+        "float32" => false,
+        _ => return Err(bad("transcription.compute", "expected \"int8\" or \"float32\"")),
+    };
     let log_level = match get("server.log_level").value.trim().to_ascii_lowercase().as_str() {
         "off" => log::LevelFilter::Off,
         "error" => log::LevelFilter::Error,
@@ -315,6 +349,11 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         max_incomplete_uploads: int("uploads.max_incomplete", 1, 10_000)? as u32,
         analysis_enabled: boolean("analysis.enabled")?,
         analysis_seconds_per_hour: int("analysis.max_seconds_per_hour_of_audio", 1, 36_000)? as u32,
+        transcription_model,
+        transcription_language,
+        transcription_threads: int("transcription.threads", 1, 64)? as usize,
+        transcription_int8,
+        transcription_max_minutes: int("transcription.max_minutes", 1, 6000)? as u32,
         webdav_enabled: boolean("webdav.enabled")?,
         webdav_port: int("webdav.port", 0, 65535)? as u16,
         compat_enabled: boolean("compat.enabled")?,
@@ -383,7 +422,7 @@ fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, String> {
         let known_section = KEYS.iter().any(|(k, _, _)| k.split('.').next() == Some(section.as_str()));
         let (true, toml::Value::Table(inner)) = (known_section, value) else {
             return Err(format!(
-                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [analysis], [webdav], [compat], [metrics]"
+                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [analysis], [transcription], [webdav], [compat], [metrics]"
             ));
         };
         for (name, value) in inner {

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_tokens_changes", include_str!("../migrations/0006_tokens_changes.sql")),
     ("0007_shares", include_str!("../migrations/0007_shares.sql")),
     ("0008_names", include_str!("../migrations/0008_names.sql")),
+    ("0009_transcripts", include_str!("../migrations/0009_transcripts.sql")),
 ];
 
 /// A pooled SQLite database.

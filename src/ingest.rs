@@ -164,7 +164,14 @@ fn insert_durably(
                 // Its analysis is queued with it: no recording is ever stored without its job.
                 // (The row was inserted `pending`, so the recording read back is current.)
                 crate::jobs::enqueue(&tx, crate::jobs::ANALYSIS, &recording.id, new.created_at)?;
-                Stored::Created(recording)
+                // With transcription on, it waits for its transcript from the start (the job is
+                // queued when its analysis has finished).
+                let transcribe = tx.execute(
+                    "UPDATE recordings SET transcript = 'pending' WHERE id = ?1
+                       AND EXISTS (SELECT 1 FROM settings WHERE key = 'transcription_on')",
+                    [&recording.id],
+                )? == 1;
+                Stored::Created(Recording { transcript: if transcribe { "pending" } else { "off" }, ..recording })
             }
             Ok(_) => return Ok(Stored::Declined),
             Err(existing) => return Ok(Stored::Existing(existing)),

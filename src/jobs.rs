@@ -56,6 +56,12 @@ pub fn enqueue(conn: &Connection, kind: &str, recording_id: &str, now: i64) -> R
              WHERE id = ?1 AND waveform IS NOT 'pending'",
             [recording_id],
         )?;
+    } else if kind == crate::transcription::JOB {
+        conn.execute(
+            "UPDATE recordings SET transcript = 'pending', transcript_error = NULL
+             WHERE id = ?1 AND transcript IS NOT 'pending'",
+            [recording_id],
+        )?;
     }
     Ok(())
 }
@@ -101,6 +107,13 @@ pub fn recover(conn: &Connection, now: i64) -> Result<(), ApiError> {
                AND waveform = 'pending'",
             [],
         )?;
+        conn.execute(
+            "UPDATE recordings SET transcript = 'failed',
+                    transcript_error = (SELECT error FROM jobs WHERE jobs.recording_id = recordings.id AND kind = 'transcription')
+             WHERE id IN (SELECT recording_id FROM jobs WHERE kind = 'transcription' AND state = 'failed')
+               AND transcript = 'pending'",
+            [],
+        )?;
         log::warn!("{failed} background jobs were interrupted {MAX_ATTEMPTS} times and are marked failed");
     }
     let requeued = conn.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'", [])?;
@@ -110,21 +123,22 @@ pub fn recover(conn: &Connection, now: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A job taken by the worker.
+/// A job taken by a worker.
 #[derive(Debug, Clone)]
-struct Job {
-    id: i64,
-    kind: String,
-    recording_id: String,
+pub(crate) struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub recording_id: String,
 }
 
-/// Takes the next job, newest recording first.
-fn claim(conn: &mut Connection, now: i64) -> Result<Option<Job>, ApiError> {
+/// Takes the next job of a kind, newest recording first.
+pub(crate) fn claim(conn: &mut Connection, now: i64, kind: &str) -> Result<Option<Job>, ApiError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let job = tx
         .query_row(
-            "SELECT id, kind, recording_id FROM jobs WHERE state = 'queued' ORDER BY recording_id DESC LIMIT 1",
-            [],
+            "SELECT id, kind, recording_id FROM jobs WHERE kind = ?1 AND state = 'queued'
+             ORDER BY recording_id DESC LIMIT 1",
+            [kind],
             |r| Ok(Job { id: r.get(0)?, kind: r.get(1)?, recording_id: r.get(2)? }),
         )
         .optional()?;
@@ -188,6 +202,8 @@ fn backfill_batch(conn: &mut Connection, now: i64) -> Result<(usize, bool), ApiE
 pub struct Settings {
     /// Seconds of analysis allowed per hour of audio.
     pub seconds_per_hour: u32,
+    /// A recording analysed without error is queued for transcription.
+    pub transcribe: bool,
 }
 
 /// Wakes and stops the worker; shared with the request handlers that queue jobs.
@@ -224,12 +240,18 @@ impl Queue {
         (self.inner.done.load(Ordering::Relaxed), self.inner.failed.load(Ordering::Relaxed))
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.inner.stop.load(Ordering::Relaxed)
     }
 
+    /// Counts a finished job.
+    pub(crate) fn count(&self, ok: bool) {
+        let counter = if ok { &self.inner.done } else { &self.inner.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Sleeps until woken, stopped, or `IDLE_POLL` passed.
-    fn idle(&self) {
+    pub(crate) fn idle(&self) {
         let woken = self.inner.wake.lock().unwrap_or_else(|p| p.into_inner());
         let (mut woken, _) = self
             .inner
@@ -268,15 +290,14 @@ impl Queue {
     ) {
         while !self.stopped() {
             let (pool, now) = (db.clone(), clock.now_ms());
-            let next = writes.run(move || claim(&mut *pool.conn()?, now));
+            let next = writes.run(move || claim(&mut *pool.conn()?, now, ANALYSIS));
             match next {
                 Ok(Some(job)) => {
                     let ok = run(db, storage, settings, clock, &job, writes);
                     if let Some(owner) = owner(db, &job.recording_id) {
                         changes.user(&owner);
                     }
-                    let counter = if ok { &self.inner.done } else { &self.inner.failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.count(ok);
                 }
                 Ok(None) => match writes.run({
                     let pool = db.clone();
@@ -301,10 +322,10 @@ impl Queue {
 /// Where the worker's database writes run: on the runtime's blocking pool, at normal priority.
 /// The worker thread is `SCHED_IDLE`; a write transaction it held while preempted by requests
 /// would hold up every request's write behind it (priority inversion).
-struct Writes(Option<tokio::runtime::Handle>);
+pub(crate) struct Writes(pub(crate) Option<tokio::runtime::Handle>);
 
 impl Writes {
-    fn run<T: Send + 'static>(
+    pub(crate) fn run<T: Send + 'static>(
         &self,
         write: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -318,7 +339,7 @@ impl Writes {
 }
 
 /// Whose recording it is (none once it is gone).
-fn owner(db: &Db, recording_id: &str) -> Option<String> {
+pub(crate) fn owner(db: &Db, recording_id: &str) -> Option<String> {
     let conn = db.conn().ok()?;
     conn.query_row("SELECT user_id FROM recordings WHERE id = ?1", [recording_id], |r| r.get(0)).optional().ok()?
 }
@@ -336,13 +357,24 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
     let recorded = writes.run(move || {
         let mut conn = pool.conn()?;
         match &written {
-            Ok(Some(result)) => finish(&mut conn, &record, result),
+            Ok(Some(result)) => finish(&mut conn, &record, result, settings.transcribe, now),
             // The recording is gone: so is its job (if the delete did not take it already).
             Ok(None) => {
                 conn.execute("DELETE FROM jobs WHERE id = ?1", [record.id])?;
                 Ok(())
             }
-            Err(reason) => fail(&mut conn, &record, reason, now),
+            Err(reason) => {
+                fail(&mut conn, &record, reason, now)?;
+                // Audio that cannot be decoded cannot be transcribed either.
+                if settings.transcribe && record.kind == ANALYSIS {
+                    conn.execute(
+                        "UPDATE recordings SET transcript = 'failed', transcript_error = ?2
+                         WHERE id = ?1 AND transcript IS NULL",
+                        params![record.recording_id, format!("the audio could not be decoded: {reason}")],
+                    )?;
+                }
+                Ok(())
+            }
         }
     });
     if let Err(e) = recorded {
@@ -408,7 +440,13 @@ pub fn budget(settings: Settings, size: u64, claimed_ms: Option<i64>) -> Duratio
     MIN_BUDGET.max(Duration::from_secs_f64(hours * f64::from(settings.seconds_per_hour)))
 }
 
-fn finish(conn: &mut Connection, job: &Job, decoded: &analysis::Decoded) -> Result<(), ApiError> {
+fn finish(
+    conn: &mut Connection,
+    job: &Job,
+    decoded: &analysis::Decoded,
+    transcribe: bool,
+    now: i64,
+) -> Result<(), ApiError> {
     let tx = conn.transaction()?;
     let updated = tx.execute(
         "UPDATE recordings SET duration_ms = ?2, waveform = 'ready', analysis_error = NULL WHERE id = ?1",
@@ -420,13 +458,24 @@ fn finish(conn: &mut Connection, job: &Job, decoded: &analysis::Decoded) -> Resu
              ON CONFLICT (recording_id) DO UPDATE SET bucket_ms = excluded.bucket_ms, peaks = excluded.peaks",
             params![job.recording_id, decoded.waveform.bucket_ms, decoded.waveform.peaks],
         )?;
+        // What was said comes next (a transcript the user wrote stays as it is).
+        if transcribe {
+            let has_transcript: bool = tx.query_row(
+                "SELECT transcript IS NOT NULL AND transcript != 'pending' FROM recordings WHERE id = ?1",
+                [&job.recording_id],
+                |r| r.get(0),
+            )?;
+            if !has_transcript {
+                enqueue(&tx, crate::transcription::JOB, &job.recording_id, now)?;
+            }
+        }
     }
     tx.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
     tx.commit()?;
     Ok(())
 }
 
-fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> Result<(), ApiError> {
+pub(crate) fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> Result<(), ApiError> {
     let tx = conn.transaction()?;
     tx.execute(
         "UPDATE jobs SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1",
@@ -435,6 +484,11 @@ fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> Result<(), 
     if job.kind == ANALYSIS {
         tx.execute(
             "UPDATE recordings SET waveform = 'failed', analysis_error = ?2 WHERE id = ?1",
+            params![job.recording_id, reason],
+        )?;
+    } else if job.kind == crate::transcription::JOB {
+        tx.execute(
+            "UPDATE recordings SET transcript = 'failed', transcript_error = ?2 WHERE id = ?1",
             params![job.recording_id, reason],
         )?;
     }

@@ -25,6 +25,7 @@ pub mod routes;
 pub mod shares;
 pub mod state;
 pub mod storage;
+pub mod transcription;
 pub mod uploads;
 pub mod users;
 pub mod webdav;
@@ -116,7 +117,10 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                         state.started_ms,
                     );
                     if state.config.analysis_enabled {
-                        let settings = jobs::Settings { seconds_per_hour: state.config.analysis_seconds_per_hour };
+                        let settings = jobs::Settings {
+                            seconds_per_hour: state.config.analysis_seconds_per_hour,
+                            transcribe: state.config.transcription_model.is_some(),
+                        };
                         let changes = state.changes.clone();
                         if let Err(e) = state.jobs.start(db.clone(), storage.clone(), settings, clock.clone(), changes)
                         {
@@ -132,6 +136,23 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                         started_ms: started,
                         changes_keep_ms: days * 86_400_000,
                     };
+                    #[cfg(feature = "transcription")]
+                    if state.config.analysis_enabled
+                        && let Some(settings) = transcription::Settings::from_config(&state.config)
+                    {
+                        let (db, storage, clock, changes) =
+                            (db.clone(), storage.clone(), state.clock.clone(), state.changes.clone());
+                        if let Err(e) = transcription::worker::start(
+                            state.transcripts.clone(),
+                            db,
+                            storage,
+                            settings,
+                            clock,
+                            changes,
+                        ) {
+                            log::error!("cannot start the transcription worker: {e}");
+                        }
+                    }
                     tokio::spawn(maintenance::run(db, storage, background, rocket.shutdown()));
                     webdav::start(state, rocket.shutdown());
                 }
@@ -141,6 +162,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
             Box::pin(async move {
                 if let Some(state) = rocket.state::<AppState>() {
                     state.jobs.stop();
+                    state.transcripts.stop();
                 }
             })
         }))

@@ -59,6 +59,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Transcribe one audio file with the configured model (transcription.model) and print what
+    /// was said, one timed segment a line: for trying a model before turning it on.
+    Transcribe {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +107,7 @@ fn main() -> ExitCode {
         Command::User(UserCommand::Remove { name }) => cli::finish(cli::user_remove(&config, &name)),
         Command::Check { verify, repair, force } => cli::finish(cli::check(&config, verify, repair, force)),
         Command::Backup { dest, force } => cli::finish(cli::backup(&config, &dest, force)),
+        Command::Transcribe { file } => cli::finish(cli::transcribe(&config, &file)),
     }
 }
 
@@ -116,6 +123,10 @@ fn serve(config: recorder::Config) -> ExitCode {
     }
     let state = match AppState::open(config, Clock::default()) {
         Ok(state) => state,
+        // A model that cannot be used is bad configuration.
+        Err(e @ recorder::state::StartError::Model(_)) => {
+            return cli::finish(Err(Failure { message: e.to_string(), code: 2 }));
+        }
         Err(e) => return cli::finish(Err(Failure { message: e.to_string(), code: 1 })),
     };
     // The runtime is sized by the config (Rocket's own would allow 512 blocking threads, each

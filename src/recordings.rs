@@ -34,11 +34,26 @@ pub struct Recording {
     /// The background analysis: `pending`, `ready` (the waveform can be fetched and the
     /// duration is the decoded one) or `failed`.
     pub waveform: &'static str,
+    /// Transcription: `off` (no model, or stored while there was none), `pending`, `ready` or
+    /// `failed`.
+    pub transcript: &'static str,
+    /// Why a search (`q`) listed it: only in search results.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matched: Option<Match>,
     /// Milliseconds, for Last-Modified; not part of the JSON.
     #[serde(skip)]
     pub created_ms: i64,
     #[serde(skip)]
     pub deleted_ms: Option<i64>,
+}
+
+/// What matched a search: the name, or words of the transcript (with the segment's text and
+/// where it starts).
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    pub field: &'static str,
+    pub snippet: String,
+    pub start_ms: Option<i64>,
 }
 
 /// A page of recordings.
@@ -63,7 +78,7 @@ pub struct NewRecording {
     pub idempotency_key: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform";
+const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform, transcript";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
     let created_ms: i64 = row.get(7)?;
@@ -86,6 +101,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
             // Queued, running, or stored before analysis existed and not yet queued.
             _ => "pending",
         },
+        transcript: match row.get::<_, Option<String>>(12)?.as_deref() {
+            Some("pending") => "pending",
+            Some("ready") => "ready",
+            Some("failed") => "failed",
+            _ => "off",
+        },
+        matched: None,
         created_ms,
         deleted_ms,
     })
@@ -255,8 +277,80 @@ pub fn explain_list_queries(conn: &Connection) -> Result<Vec<(String, String)>, 
     Ok(out)
 }
 
-/// A page of the user's recordings outside the trash, by keyset on the time-ordered id.
+/// A page of the user's recordings outside the trash, by keyset on the time-ordered id. With
+/// `q`, the recordings whose name holds it or whose transcript has its words, each with what
+/// matched.
 pub fn list(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, ApiError> {
+    match &query.q {
+        Some(q) => search(conn, user_id, query, q),
+        None => list_by_id(conn, user_id, query),
+    }
+}
+
+/// A live recording by its rowid (a transcript search hit).
+fn by_rowid(conn: &Connection, user_id: &str, rowid: i64) -> Result<Option<Recording>, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM recordings WHERE rowid = ?1 AND user_id = ?2 AND deleted_at IS NULL");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![rowid, user_id], from_row).optional()?)
+}
+
+/// Name matches (a substring, as always) merged with transcript matches (words, through the
+/// full-text index), in the list's order. Each side fetches one page past the cursor; the page is
+/// the first `limit` of both.
+fn search(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Result<Page, ApiError> {
+    let limit = query.limit as usize;
+    let newest = query.order == Order::Newest;
+    let names = list_by_id(conn, user_id, query)?;
+    let mut more = names.next_cursor.is_some();
+    let mut found: Vec<Recording> = names
+        .recordings
+        .into_iter()
+        .map(|mut r| {
+            r.matched = Some(Match { field: "name", snippet: r.name.clone(), start_ms: None });
+            r
+        })
+        .collect();
+    if let Some(fts) = crate::transcription::fts_query(user_id, q) {
+        let after = query.after.as_deref();
+        let mut before = match after {
+            Some(id) => crate::transcription::rowid_of(conn, user_id, id)?,
+            None => None,
+        };
+        let mut spoken: Vec<Recording> = Vec::new();
+        loop {
+            let want = limit + 1 - spoken.len();
+            let hits = crate::transcription::search(conn, &fts, before, want, newest)?;
+            let exhausted = hits.len() < want;
+            for hit in hits {
+                before = Some(hit.recording_rowid);
+                let Some(mut r) = by_rowid(conn, user_id, hit.recording_rowid)? else { continue };
+                // The cursor is an id; rowids follow ids but for uploads that raced each other.
+                let past_cursor = after.is_none_or(|a| if newest { r.id.as_str() < a } else { r.id.as_str() > a });
+                if past_cursor {
+                    r.matched = Some(Match { field: "transcript", snippet: hit.snippet, start_ms: Some(hit.start_ms) });
+                    spoken.push(r);
+                }
+            }
+            if spoken.len() > limit || exhausted {
+                break;
+            }
+        }
+        more |= spoken.len() > limit;
+        for r in spoken {
+            if !found.iter().any(|n| n.id == r.id) {
+                found.push(r);
+            }
+        }
+    }
+    found.sort_by(|a, b| if newest { b.id.cmp(&a.id) } else { a.id.cmp(&b.id) });
+    if found.len() > limit {
+        found.truncate(limit);
+        more = true;
+    }
+    let next_cursor = if more { found.last().map(|r| encode_cursor(&r.id)) } else { None };
+    Ok(Page { recordings: found, next_cursor })
+}
+
+fn list_by_id(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, ApiError> {
     let (cmp, dir) = match query.order {
         Order::Newest => ("<", "DESC"),
         Order::Oldest => (">", "ASC"),

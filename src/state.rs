@@ -34,6 +34,8 @@ pub struct Shared {
     pub uploads: crate::uploads::Registry,
     /// The background job queue (analysis), woken when a recording is stored.
     pub jobs: crate::jobs::Queue,
+    /// The transcription queue's worker (when a model is configured).
+    pub transcripts: crate::jobs::Queue,
     /// Wakes live event streams after a commit that changed a user's recordings.
     pub changes: crate::changes::Notifier,
     /// When this process started: files younger than this may be uploads in flight.
@@ -55,6 +57,8 @@ pub enum StartError {
     Recovery(String),
     #[error("data directory {0} is in use by another recorder (a server, or a backup writing into it)")]
     InUse(String),
+    #[error("{0}")]
+    Model(String),
     #[error("cannot listen for WebDAV on {addr} (webdav.port): {source}")]
     WebDav { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -75,6 +79,17 @@ impl AppState {
         let size = crate::db::PoolSize { connections: config.db_connections, cache_bytes: config.db_cache };
         let db = Db::open_sized(&storage.db_path(), size)?;
         maintenance::recover(&db, &storage).map_err(|e| StartError::Recovery(e.message.to_string()))?;
+        // A configured model must load now: a clear error at startup, not a failure per job.
+        crate::transcription::check_model(&config).map_err(StartError::Model)?;
+        {
+            let mut conn = db.conn().map_err(|e| StartError::Recovery(e.message.to_string()))?;
+            let marked = if config.transcription_model.is_some() {
+                crate::transcription::turned_on(&conn)
+            } else {
+                crate::transcription::turned_off(&mut conn)
+            };
+            marked.map_err(|e| StartError::Recovery(e.message.to_string()))?;
+        }
         let started_ms = clock.now_ms();
         let webdav = if config.webdav_enabled {
             let addr = std::net::SocketAddr::new(config.address, config.webdav_port);
@@ -92,6 +107,7 @@ impl AppState {
             metrics: crate::metrics::Metrics::new(),
             uploads: crate::uploads::Registry::default(),
             jobs: crate::jobs::Queue::default(),
+            transcripts: crate::jobs::Queue::default(),
             changes: crate::changes::Notifier::default(),
             started_ms,
             webdav,

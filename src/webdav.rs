@@ -169,7 +169,10 @@ async fn serve(tcp: tokio::net::TcpListener, state: AppState, shutdown: rocket::
 
 /// One request: authenticate, let dav-server answer over the caller's recordings, then put our
 /// own answer in where the file system refused with a reason, and log one line.
-async fn handle(dav: &Dav, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+/// The body of every answer: the library's, or ours.
+type AnyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>;
+
+async fn handle(dav: &Dav, peer: SocketAddr, req: Request<Incoming>) -> Response<AnyBody> {
     let started = Instant::now();
     let state = &dav.state;
     let method = req.method().clone();
@@ -197,7 +200,43 @@ async fn handle(dav: &Dav, peer: SocketAddr, req: Request<Incoming>) -> Response
         started.elapsed().as_millis(),
         user.as_deref().unwrap_or("-")
     );
-    res
+    let multistatus = res.status() == StatusCode::MULTI_STATUS;
+    res.map(|body| {
+        use http_body_util::BodyExt;
+        if multistatus {
+            body.map_frame(|frame| frame.map_data(quote_etags)).boxed_unsync()
+        } else {
+            body.boxed_unsync()
+        }
+    })
+}
+
+/// `getetag` values as RFC 4918 writes them, quoted like the `ETag` header (the library writes
+/// the bare tag into the XML). Each chunk of a multistatus answer holds whole `response`
+/// elements, so a property is never split across two.
+fn quote_etags(chunk: Bytes) -> Bytes {
+    const OPEN: &[u8] = b"<D:getetag>";
+    if !chunk.windows(OPEN.len()).any(|w| w == OPEN) {
+        return chunk;
+    }
+    let mut out = Vec::with_capacity(chunk.len() + 64);
+    let mut rest = &chunk[..];
+    while let Some(at) = rest.windows(OPEN.len()).position(|w| w == OPEN) {
+        let value_at = at + OPEN.len();
+        out.extend_from_slice(&rest[..value_at]);
+        rest = &rest[value_at..];
+        let quoted = rest.starts_with(b"\"") || rest.starts_with(b"&quot;") || rest.starts_with(b"W/");
+        let end = rest.iter().position(|&b| b == b'<').unwrap_or(rest.len());
+        if quoted || end == 0 {
+            continue;
+        }
+        out.push(b'"');
+        out.extend_from_slice(&rest[..end]);
+        out.push(b'"');
+        rest = &rest[end..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: String) -> Response<Body> {
@@ -1012,6 +1051,20 @@ mod tests {
     fn slashes_are_shown_and_found() {
         assert_eq!(shown("a/b.wav"), "a\u{2215}b.wav");
         assert_eq!(stored_names("a\u{2215}b.wav"), vec!["a\u{2215}b.wav".to_string(), "a/b.wav".to_string()]);
+    }
+
+    #[test]
+    fn etags_in_listings_are_quoted_once() {
+        let xml = Bytes::from_static(
+            b"<D:prop><D:getetag>abc</D:getetag></D:prop><D:getetag>\"q\"</D:getetag><D:getetag></D:getetag>",
+        );
+        let fixed = quote_etags(xml);
+        assert_eq!(
+            &fixed[..],
+            &b"<D:prop><D:getetag>\"abc\"</D:getetag></D:prop><D:getetag>\"q\"</D:getetag><D:getetag></D:getetag>"[..]
+        );
+        let plain = Bytes::from_static(b"<D:href>/</D:href>");
+        assert_eq!(quote_etags(plain.clone()), plain);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod recordings;
 pub mod server;
 pub mod shares;
 pub mod tokens;
+pub mod transcripts;
 pub mod trash;
 pub mod ui;
 pub mod uploads;
@@ -178,6 +179,7 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(uploads::routes());
     routes.extend(tokens::routes());
     routes.extend(changes::routes());
+    routes.extend(transcripts::routes());
     routes
 }
 

@@ -1,0 +1,46 @@
+-- Transcripts: what was said in each recording, with times, and full-text search over it.
+
+-- NULL: transcription is off for it; 'pending' (queued or running), 'ready' or 'failed'.
+ALTER TABLE recordings ADD COLUMN transcript TEXT;
+ALTER TABLE recordings ADD COLUMN transcript_error TEXT;
+
+-- One per transcribed recording. `segments` is what the model wrote, `edited` the user's
+-- corrections (served instead when set, and kept when the model runs again). Both are JSON
+-- arrays of {"start_ms", "end_ms", "text"}.
+CREATE TABLE transcripts (
+    recording_id TEXT    NOT NULL PRIMARY KEY REFERENCES recordings(id) ON DELETE CASCADE,
+    language     TEXT    NOT NULL,
+    model        TEXT    NOT NULL,
+    segments     TEXT    NOT NULL,
+    edited       TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- The served segments, one row each: rowid = the recording's rowid * 2^20 + the segment's
+-- index, so one recording's rows are a rowid range and newer recordings have higher rowids (a
+-- search walks them newest first and stops after a page). `owner` is one token naming the user
+-- ('u' and the id's hex), so a query only ever matches its user's rows. Case- and
+-- accent-insensitive words.
+CREATE VIRTUAL TABLE transcript_fts USING fts5(
+    owner, body, start_ms UNINDEXED,
+    tokenize = "unicode61 remove_diacritics 2"
+);
+
+CREATE TRIGGER transcript_fts_on_delete AFTER DELETE ON recordings BEGIN
+    DELETE FROM transcript_fts WHERE rowid >= OLD.rowid * 1048576 AND rowid < (OLD.rowid + 1) * 1048576;
+END;
+
+-- A transcript that became ready or failed is a change of the recording, for the feed.
+CREATE TRIGGER changes_on_transcript AFTER UPDATE OF transcript ON recordings
+WHEN OLD.transcript IS NOT NEW.transcript AND NEW.transcript IN ('ready', 'failed')
+BEGIN
+    INSERT INTO feeds (user_id, seq) VALUES (NEW.user_id, 1)
+        ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1;
+    INSERT INTO changes (user_id, seq, type, recording_id, at)
+        SELECT NEW.user_id, seq, 'updated', NEW.id, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+        FROM feeds WHERE user_id = NEW.user_id;
+END;
+
+-- Each worker takes its own kind of job.
+CREATE INDEX jobs_by_kind ON jobs(kind, state, recording_id);

@@ -1,0 +1,498 @@
+//! Transcripts: what was said in a recording, as timed segments, and search by it.
+//!
+//! With the `transcription` cargo feature and `transcription.model` set, every recording is
+//! transcribed after its analysis by a job on the durable queue (`jobs.rs`), in its own
+//! `SCHED_IDLE` worker thread (`worker.rs`) so a long transcription never holds up analysis. The
+//! model runs here, on the user's own machine (`whisper.rs`); nothing leaves it.
+//!
+//! Storage: a `transcripts` row per recording holds the model's segments and the user's
+//! corrections (served instead, and kept when the model runs again); the served segments are
+//! indexed in `transcript_fts` (FTS5), one row per segment, for `q` on the list.
+
+pub mod text;
+
+#[cfg(feature = "transcription")]
+pub mod mel;
+#[cfg(feature = "transcription")]
+pub mod resample;
+#[cfg(feature = "transcription")]
+pub mod whisper;
+#[cfg(feature = "transcription")]
+pub mod worker;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The job kind.
+pub const JOB: &str = "transcription";
+/// FTS rowids: a recording's rowid times this, plus the segment's index.
+const ROWS_PER_RECORDING: i64 = 1 << 20;
+/// Segments one transcript may have (a corrected one too).
+pub const MAX_SEGMENTS: usize = 20_000;
+/// Characters one segment's text may have.
+pub const MAX_SEGMENT_CHARS: usize = 2_000;
+
+/// A stretch of speech and its words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+}
+
+/// A model's transcript of one recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    pub language: String,
+    pub model: String,
+    pub segments: Vec<Segment>,
+}
+
+impl Transcript {
+    pub fn text(&self) -> String {
+        join_text(&self.segments)
+    }
+}
+
+/// The segments' words as one text.
+pub fn join_text(segments: &[Segment]) -> String {
+    segments.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// What the worker needs from the config; `None` when transcription is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub model: PathBuf,
+    /// A language code, or `None` to detect it (multilingual models).
+    pub language: Option<String>,
+    pub threads: usize,
+    pub int8: bool,
+    /// Recordings longer than this are not transcribed (their transcript fails with the reason).
+    pub max_ms: i64,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Option<Settings> {
+        let model = config.transcription_model.clone()?;
+        Some(Settings {
+            model,
+            language: config.transcription_language.clone(),
+            threads: config.transcription_threads,
+            int8: config.transcription_int8,
+            max_ms: i64::from(config.transcription_max_minutes) * 60_000,
+        })
+    }
+
+    #[cfg(feature = "transcription")]
+    pub fn options(&self) -> whisper::Options {
+        whisper::Options {
+            threads: self.threads,
+            int8: self.int8,
+            language: self.language.clone(),
+            ..whisper::Options::default()
+        }
+    }
+}
+
+/// Whether this build can transcribe.
+pub const BUILT: bool = cfg!(feature = "transcription");
+
+/// At startup: a configured model must load (a clear error, not a crash at the first job).
+pub fn check_model(config: &Config) -> Result<(), String> {
+    let Some(settings) = Settings::from_config(config) else { return Ok(()) };
+    #[cfg(feature = "transcription")]
+    {
+        whisper::Model::load(&settings.model, settings.options()).map(drop)
+    }
+    #[cfg(not(feature = "transcription"))]
+    {
+        Err(format!(
+            "transcription.model is set ({}), but this build has no transcription: build with `--features transcription`",
+            settings.model.display()
+        ))
+    }
+}
+
+/// A transcript as stored: the served segments and where they came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stored {
+    pub language: String,
+    pub model: String,
+    pub text: String,
+    pub segments: Vec<Segment>,
+    /// The segments are the user's corrections.
+    pub edited: bool,
+    pub updated_at: String,
+}
+
+fn parse_segments(json: &str) -> Vec<Segment> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// A recording's transcript, if it has one.
+pub fn get(conn: &Connection, recording_id: &str) -> Result<Option<Stored>, ApiError> {
+    let row = conn
+        .query_row(
+            "SELECT language, model, segments, edited, updated_at FROM transcripts WHERE recording_id = ?1",
+            [recording_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    Ok(row.map(|(language, model, machine, edited, updated)| {
+        let segments = parse_segments(edited.as_deref().unwrap_or(&machine));
+        Stored {
+            language,
+            model,
+            text: join_text(&segments),
+            segments,
+            edited: edited.is_some(),
+            updated_at: crate::clock::rfc3339(updated),
+        }
+    }))
+}
+
+/// Why a recording's transcription failed, if it did.
+pub fn error(conn: &Connection, recording_id: &str) -> Result<Option<String>, ApiError> {
+    Ok(conn
+        .query_row("SELECT transcript_error FROM recordings WHERE id = ?1", [recording_id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// Stores what the model wrote (the user's corrections, if any, stay the served version) and
+/// marks the transcript ready, inside the caller's transaction.
+pub fn save_machine(
+    tx: &Transaction<'_>,
+    recording_id: &str,
+    transcript: &Transcript,
+    now: i64,
+) -> Result<(), ApiError> {
+    let json = serde_json::to_string(&transcript.segments).map_err(|e| ApiError::internal("transcript", e))?;
+    tx.execute(
+        "INSERT INTO transcripts (recording_id, language, model, segments, edited, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5)
+         ON CONFLICT (recording_id) DO UPDATE SET
+             language = excluded.language, model = excluded.model, segments = excluded.segments,
+             updated_at = excluded.updated_at",
+        params![recording_id, transcript.language, transcript.model, json, now],
+    )?;
+    let edited: Option<String> =
+        tx.query_row("SELECT edited FROM transcripts WHERE recording_id = ?1", [recording_id], |r| r.get(0))?;
+    if edited.is_none() {
+        reindex(tx, recording_id, &transcript.segments)?;
+    }
+    tx.execute("UPDATE recordings SET transcript = 'ready', transcript_error = NULL WHERE id = ?1", [recording_id])?;
+    Ok(())
+}
+
+/// Checks a user's segments: times in order, texts of bounded length.
+pub fn check_segments(segments: &[Segment]) -> Result<(), ApiError> {
+    if segments.len() > MAX_SEGMENTS {
+        return Err(ApiError::bad_request(format!("a transcript has at most {MAX_SEGMENTS} segments")));
+    }
+    let mut previous_start = 0;
+    for (i, s) in segments.iter().enumerate() {
+        if s.start_ms < 0 || s.end_ms < s.start_ms {
+            return Err(ApiError::bad_request(format!(
+                "segment {i}: start_ms must be 0 or more and end_ms at least start_ms"
+            )));
+        }
+        if s.start_ms < previous_start {
+            return Err(ApiError::bad_request(format!("segment {i}: segments must be in order of start_ms")));
+        }
+        if s.text.chars().count() > MAX_SEGMENT_CHARS || s.text.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(ApiError::bad_request(format!(
+                "segment {i}: text is at most {MAX_SEGMENT_CHARS} characters, without control characters"
+            )));
+        }
+        previous_start = s.start_ms;
+    }
+    Ok(())
+}
+
+/// Saves a user's corrections (checked) as the served transcript; `Ok(false)` when the
+/// recording is not the user's (or is in the trash).
+pub fn save_edit(
+    conn: &mut Connection,
+    user_id: &str,
+    recording_id: &str,
+    segments: &[Segment],
+    now: i64,
+) -> Result<bool, ApiError> {
+    check_segments(segments)?;
+    let json = serde_json::to_string(segments).map_err(|e| ApiError::internal("transcript", e))?;
+    let tx = crate::recordings::write_transaction(conn)?;
+    let mine: Option<i64> = tx
+        .query_row(
+            "SELECT rowid FROM recordings WHERE id = ?1 AND user_id = ?2 AND deleted_at IS NULL",
+            params![recording_id, user_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if mine.is_none() {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO transcripts (recording_id, language, model, segments, edited, created_at, updated_at)
+         VALUES (?1, '', '', '[]', ?2, ?3, ?3)
+         ON CONFLICT (recording_id) DO UPDATE SET edited = excluded.edited, updated_at = excluded.updated_at",
+        params![recording_id, json, now],
+    )?;
+    reindex(&tx, recording_id, segments)?;
+    // A corrected transcript is ready, whatever the model did or will do.
+    tx.execute("UPDATE recordings SET transcript = 'ready', transcript_error = NULL WHERE id = ?1", [recording_id])?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// The search token of a user: one word, so `owner : u…` matches that user's rows only.
+fn owner_token(user_id: &str) -> String {
+    format!("u{}", user_id.replace('-', ""))
+}
+
+/// Replaces a recording's rows in the full-text index with `segments`.
+fn reindex(tx: &Transaction<'_>, recording_id: &str, segments: &[Segment]) -> Result<(), ApiError> {
+    let (rowid, user_id): (i64, String) =
+        tx.query_row("SELECT rowid, user_id FROM recordings WHERE id = ?1", [recording_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let base = rowid * ROWS_PER_RECORDING;
+    tx.execute(
+        "DELETE FROM transcript_fts WHERE rowid >= ?1 AND rowid < ?2",
+        params![base, base + ROWS_PER_RECORDING],
+    )?;
+    let owner = owner_token(&user_id);
+    let mut insert =
+        tx.prepare_cached("INSERT INTO transcript_fts (rowid, owner, body, start_ms) VALUES (?1, ?2, ?3, ?4)")?;
+    for (i, segment) in segments.iter().enumerate().take(MAX_SEGMENTS) {
+        if segment.text.trim().is_empty() {
+            continue;
+        }
+        insert.execute(params![base + i as i64, owner, segment.text, segment.start_ms])?;
+    }
+    Ok(())
+}
+
+/// The FTS5 query for what a user typed: each word a prefix, all of them in one segment, only
+/// among the user's own rows. `None` when there is no word to look for.
+pub fn fts_query(user_id: &str, q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| format!("\"{w}\"*"))
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    Some(format!("owner : \"{}\" AND body : ({})", owner_token(user_id), words.join(" AND ")))
+}
+
+/// A recording whose transcript matched: its first matching segment.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub recording_rowid: i64,
+    pub start_ms: i64,
+    pub snippet: String,
+}
+
+/// Recordings whose transcripts match, newest (highest rowid) first, below `before` (a
+/// recording rowid), at most `want` of them: each with its earliest matching segment. Reads
+/// only the rows of the recordings it returns (and one more), however many match further on.
+pub fn search(
+    conn: &Connection,
+    query: &str,
+    before: Option<i64>,
+    want: usize,
+    newest_first: bool,
+) -> Result<Vec<Hit>, ApiError> {
+    let sql = if newest_first {
+        "SELECT rowid, start_ms, snippet(transcript_fts, 1, '', '', '…', 12) FROM transcript_fts
+         WHERE transcript_fts MATCH ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3"
+    } else {
+        "SELECT rowid, start_ms, snippet(transcript_fts, 1, '', '', '…', 12) FROM transcript_fts
+         WHERE transcript_fts MATCH ?1 AND rowid >= ?2 ORDER BY rowid ASC LIMIT ?3"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut bound = match (before, newest_first) {
+        (Some(r), true) => r * ROWS_PER_RECORDING,
+        (None, true) => i64::MAX,
+        (Some(r), false) => (r + 1) * ROWS_PER_RECORDING,
+        (None, false) => 0,
+    };
+    let mut hits: Vec<Hit> = Vec::new();
+    const CHUNK: i64 = 256;
+    loop {
+        let rows: Vec<(i64, i64, String)> = stmt
+            .query_map(params![query, bound, CHUNK], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let exhausted = (rows.len() as i64) < CHUNK;
+        for (rowid, start_ms, snippet) in rows {
+            bound = if newest_first { rowid } else { rowid + 1 };
+            let recording = rowid / ROWS_PER_RECORDING;
+            match hits.last_mut() {
+                Some(last) if last.recording_rowid == recording => {
+                    // Walking down a recording's segments: the earlier one is its first hit.
+                    if newest_first {
+                        last.start_ms = start_ms;
+                        last.snippet = snippet;
+                    }
+                }
+                _ => {
+                    if hits.len() == want {
+                        return Ok(hits);
+                    }
+                    hits.push(Hit { recording_rowid: recording, start_ms, snippet });
+                }
+            }
+        }
+        if exhausted {
+            return Ok(hits);
+        }
+    }
+}
+
+/// The rowid of one of the user's recordings (the search cursor's position).
+pub fn rowid_of(conn: &Connection, user_id: &str, recording_id: &str) -> Result<Option<i64>, ApiError> {
+    Ok(conn
+        .query_row("SELECT rowid FROM recordings WHERE id = ?1 AND user_id = ?2", params![recording_id, user_id], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Queues transcription again for one of the user's recordings; false when it is not theirs.
+pub fn retry(conn: &mut Connection, user_id: &str, recording_id: &str, now: i64) -> Result<bool, ApiError> {
+    let tx = crate::recordings::write_transaction(conn)?;
+    let mine: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM recordings WHERE id = ?1 AND user_id = ?2 AND deleted_at IS NULL",
+            params![recording_id, user_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if mine.is_none() {
+        return Ok(false);
+    }
+    crate::jobs::enqueue(&tx, JOB, recording_id, now)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// At startup with transcription off: what waited for a model does not any more (its
+/// transcript is "off" again, its job gone), so turning it on later starts afresh. Only done
+/// when the last start had it on, so an ordinary start does no work.
+pub fn turned_off(conn: &mut Connection) -> Result<(), ApiError> {
+    let was_on: Option<String> =
+        conn.query_row("SELECT value FROM settings WHERE key = 'transcription_on'", [], |r| r.get(0)).optional()?;
+    if was_on.is_none() {
+        return Ok(());
+    }
+    let tx = crate::recordings::write_transaction(conn)?;
+    tx.execute("DELETE FROM jobs WHERE kind = ?1 AND state != 'failed'", [JOB])?;
+    tx.execute("UPDATE recordings SET transcript = NULL WHERE transcript = 'pending'", [])?;
+    tx.execute("DELETE FROM settings WHERE key IN ('transcription_on', 'transcription_backfill_before')", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// At startup with transcription on: remembered, for `turned_off`.
+pub fn turned_on(conn: &Connection) -> Result<(), ApiError> {
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES ('transcription_on', '1') ON CONFLICT (key) DO NOTHING",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Time as SubRip (`00:01:02,345`) or WebVTT (`00:01:02.345`) writes it.
+fn timestamp(ms: i64, separator: char) -> String {
+    let ms = ms.max(0);
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    format!("{h:02}:{m:02}:{s:02}{separator}{frac:03}")
+}
+
+/// A transcript as a file: `txt` (one segment a line), `srt` or `vtt`.
+pub fn render(segments: &[Segment], format: &str) -> Option<(&'static str, String)> {
+    let lines = segments.iter().filter(|s| !s.text.trim().is_empty());
+    match format {
+        "txt" => Some(("text/plain; charset=utf-8", lines.map(|s| format!("{}\n", s.text.trim())).collect::<String>())),
+        "srt" => Some((
+            "application/x-subrip; charset=utf-8",
+            lines
+                .enumerate()
+                .map(|(i, s)| {
+                    format!(
+                        "{}\n{} --> {}\n{}\n\n",
+                        i + 1,
+                        timestamp(s.start_ms, ','),
+                        timestamp(s.end_ms, ','),
+                        s.text.trim()
+                    )
+                })
+                .collect(),
+        )),
+        "vtt" => {
+            let mut out = String::from("WEBVTT\n\n");
+            for s in lines {
+                // "-->" may not appear in a cue's text.
+                let text = s.text.trim().replace("-->", "->");
+                out.push_str(&format!("{} --> {}\n{}\n\n", timestamp(s.start_ms, '.'), timestamp(s.end_ms, '.'), text));
+            }
+            Some(("text/vtt; charset=utf-8", out))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start_ms: i64, end_ms: i64, text: &str) -> Segment {
+        Segment { start_ms, end_ms, text: text.to_string() }
+    }
+
+    #[test]
+    fn subtitles_have_their_formats() {
+        let segments = vec![seg(0, 1500, " Hello there."), seg(61_500, 3_723_004, "Bye --> now")];
+        let (_, srt) = render(&segments, "srt").unwrap_or_default();
+        assert_eq!(
+            srt,
+            "1\n00:00:00,000 --> 00:00:01,500\nHello there.\n\n2\n00:01:01,500 --> 01:02:03,004\nBye --> now\n\n"
+        );
+        let (_, vtt) = render(&segments, "vtt").unwrap_or_default();
+        assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello there.\n\n"));
+        assert!(vtt.contains("01:02:03.004\nBye -> now\n"));
+        let (_, txt) = render(&segments, "txt").unwrap_or_default();
+        assert_eq!(txt, "Hello there.\nBye --> now\n");
+        assert!(render(&segments, "doc").is_none());
+    }
+
+    #[test]
+    fn queries_are_prefix_words_of_one_user() {
+        let q = fts_query("0192-ab", "Caf\u{e9}, \"stars\" OR x*").unwrap_or_default();
+        assert_eq!(q, "owner : \"u0192ab\" AND body : (\"Caf\u{e9}\"* AND \"stars\"* AND \"OR\"* AND \"x\"*)");
+        assert!(fts_query("u", " ,.; ").is_none());
+    }
+
+    #[test]
+    fn corrections_are_checked() {
+        assert!(check_segments(&[seg(0, 10, "a"), seg(5, 20, "b")]).is_ok());
+        assert!(check_segments(&[seg(10, 5, "a")]).is_err());
+        assert!(check_segments(&[seg(10, 20, "a"), seg(5, 30, "b")]).is_err());
+        assert!(check_segments(&[seg(0, 1, "a\u{7}")]).is_err());
+        assert!(check_segments(&[]).is_ok());
+    }
+}

@@ -1,0 +1,275 @@
+//! The transcription worker: one `SCHED_IDLE` thread taking `transcription` jobs, newest
+//! recording first, beside the analysis worker (a long transcription never holds up a new
+//! recording's waveform). The model is loaded when there is work and let go after a minute
+//! without any, so an idle server holds no model in memory. The model's own threads are started
+//! from this thread and inherit its idle priority.
+//!
+//! Jobs follow the queue's rules (`jobs.rs`): marked running before they start, queued again
+//! after a crash (failed after three), failed with the reason and not retried on an error.
+//! Between windows of audio the worker checks that the recording still exists and the server is
+//! not stopping: a recording deleted meanwhile leaves nothing behind, and a stop puts the job
+//! back in the queue without counting it.
+
+use super::whisper::Model;
+use super::{JOB, Settings};
+use crate::analysis::Limits;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::jobs::{self, Job, Queue, Writes};
+use crate::storage::Storage;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// An idle worker lets go of its model after this long.
+const KEEP_MODEL: Duration = Duration::from_secs(60);
+/// Recordings queued by one step of the backfill.
+const BACKFILL_BATCH: i64 = 200;
+const BACKFILL_KEY: &str = "transcription_backfill_before";
+
+/// Starts the worker thread.
+pub fn start(
+    queue: Queue,
+    db: Db,
+    storage: Storage,
+    settings: Settings,
+    clock: crate::Clock,
+    changes: crate::changes::Notifier,
+) -> std::io::Result<()> {
+    let writes = Writes(tokio::runtime::Handle::try_current().ok());
+    std::thread::Builder::new().name("recorder-transcribe".into()).spawn(move || {
+        crate::auth::lower_priority("transcription");
+        let mut worker = Worker { queue, db, storage, settings, clock, changes, writes, model: None };
+        worker.work();
+    })?;
+    Ok(())
+}
+
+struct Worker {
+    queue: Queue,
+    db: Db,
+    storage: Storage,
+    settings: Settings,
+    clock: crate::Clock,
+    changes: crate::changes::Notifier,
+    writes: Writes,
+    model: Option<(Model, Instant)>,
+}
+
+/// How a job ended.
+enum Outcome {
+    Done(super::Transcript),
+    /// The recording is gone.
+    Gone,
+    /// The server is stopping: the job goes back to the queue.
+    Stopped,
+}
+
+impl Worker {
+    fn work(&mut self) {
+        while !self.queue.stopped() {
+            let (pool, now) = (self.db.clone(), self.clock.now_ms());
+            match self.writes.run(move || jobs::claim(&mut *pool.conn()?, now, JOB)) {
+                Ok(Some(job)) => {
+                    let ok = self.run(&job);
+                    if let Some(owner) = jobs::owner(&self.db, &job.recording_id) {
+                        self.changes.user(&owner);
+                    }
+                    self.queue.count(ok);
+                }
+                Ok(None) => {
+                    let pool = self.db.clone();
+                    match self.writes.run(move || backfill(&mut *pool.conn()?, now)) {
+                        Ok(0) => {
+                            if self.model.as_ref().is_some_and(|(_, used)| used.elapsed() >= KEEP_MODEL) {
+                                self.model = None;
+                                log::info!("transcription model unloaded (idle)");
+                            }
+                            self.queue.idle();
+                        }
+                        Ok(n) => log::info!("queued {n} earlier recordings for transcription"),
+                        Err(e) => {
+                            log::error!("transcription backfill: {}", e.message);
+                            self.queue.idle();
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::error!("transcription queue: {}", e.message);
+                    self.queue.idle();
+                }
+            }
+        }
+    }
+
+    fn model(&mut self) -> Result<&Model, String> {
+        if self.model.is_none() {
+            let started = Instant::now();
+            let model = Model::load(&self.settings.model, self.settings.options())?;
+            log::info!("transcription model {} loaded in {} ms", model.name, started.elapsed().as_millis());
+            self.model = Some((model, Instant::now()));
+        }
+        match self.model.as_mut() {
+            Some((model, used)) => {
+                *used = Instant::now();
+                Ok(model)
+            }
+            None => Err("no model".to_string()),
+        }
+    }
+
+    /// Runs one job and records its outcome; false when it failed.
+    fn run(&mut self, job: &Job) -> bool {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.transcribe(job)))
+            .unwrap_or_else(|_| Err("transcription crashed on unexpected input".to_string()));
+        let now = self.clock.now_ms();
+        let written: Result<Option<super::Transcript>, String> = match &outcome {
+            Ok(Outcome::Done(t)) => Ok(Some(t.clone())),
+            Ok(_) => Ok(None),
+            Err(reason) => Err(reason.clone()),
+        };
+        let (pool, record) = (self.db.clone(), job.clone());
+        let stopped = matches!(outcome, Ok(Outcome::Stopped));
+        let recorded = self.writes.run(move || {
+            let mut conn = pool.conn()?;
+            match written {
+                Ok(Some(transcript)) => finish(&mut conn, &record, &transcript, now),
+                Ok(None) if stopped => {
+                    // Not an attempt: it runs again from the start at the next start.
+                    conn.execute(
+                        "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0) WHERE id = ?1",
+                        [record.id],
+                    )?;
+                    Ok(())
+                }
+                Ok(None) => {
+                    conn.execute("DELETE FROM jobs WHERE id = ?1", [record.id])?;
+                    Ok(())
+                }
+                Err(reason) => jobs::fail(&mut conn, &record, &reason, now),
+            }
+        });
+        if let Err(e) = recorded {
+            log::error!("transcription of {}: recording its outcome: {}", job.recording_id, e.message);
+        }
+        match &outcome {
+            Ok(Outcome::Done(t)) => log::info!(
+                "transcribed {} ({} segments) in {} ms",
+                job.recording_id,
+                t.segments.len(),
+                started.elapsed().as_millis()
+            ),
+            Ok(_) => {}
+            Err(reason) => log::warn!("transcription of {} failed: {reason}", job.recording_id),
+        }
+        outcome.is_ok()
+    }
+
+    fn transcribe(&mut self, job: &Job) -> Result<Outcome, String> {
+        let row: Option<(i64, Option<i64>)> = self
+            .db
+            .conn()
+            .and_then(|conn| {
+                conn.query_row("SELECT size, duration_ms FROM recordings WHERE id = ?1", [&job.recording_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(ApiError::from)
+            })
+            .map_err(|e| e.message.to_string())?;
+        let Some((size, duration_ms)) = row else { return Ok(Outcome::Gone) };
+        if duration_ms.is_some_and(|ms| ms > self.settings.max_ms) {
+            return Err(format!(
+                "longer than transcription.max_minutes ({} minutes): not transcribed",
+                self.settings.max_ms / 60_000
+            ));
+        }
+        let id = Uuid::parse_str(&job.recording_id).map_err(|e| e.to_string())?;
+        let path = self.storage.path(&Storage::relative_path(&id));
+        let (db, queue, recording_id) = (self.db.clone(), self.queue.clone(), job.recording_id.clone());
+        let mut gone = false;
+        let mut stopping = false;
+        let mut keep_going = || {
+            if queue.stopped() {
+                stopping = true;
+                return false;
+            }
+            let exists = db
+                .conn()
+                .ok()
+                .and_then(|conn| {
+                    conn.query_row("SELECT 1 FROM recordings WHERE id = ?1", [&recording_id], |_| Ok(()))
+                        .optional()
+                        .ok()
+                })
+                .map(|found| found.is_some());
+            // A database that cannot answer is not a reason to give up.
+            if exists == Some(false) {
+                gone = true;
+                return false;
+            }
+            true
+        };
+        let limits = Limits::for_size(size.max(0) as u64);
+        let model = self.model()?;
+        match model.transcribe(&path, limits, &mut keep_going)? {
+            Some(transcript) => Ok(Outcome::Done(transcript)),
+            None if stopping && !gone => Ok(Outcome::Stopped),
+            None => Ok(Outcome::Gone),
+        }
+    }
+}
+
+fn finish(conn: &mut Connection, job: &Job, transcript: &super::Transcript, now: i64) -> Result<(), ApiError> {
+    let tx = crate::recordings::write_transaction(conn)?;
+    let exists: Option<i64> =
+        tx.query_row("SELECT 1 FROM recordings WHERE id = ?1", [&job.recording_id], |r| r.get(0)).optional()?;
+    if exists.is_some() {
+        super::save_machine(&tx, &job.recording_id, transcript, now)?;
+    }
+    tx.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Queues transcription for a batch of analysed recordings that have none (stored before the
+/// model was configured), newest first; 0 when none are left.
+fn backfill(conn: &mut Connection, now: i64) -> Result<usize, ApiError> {
+    loop {
+        let before: Option<String> =
+            conn.query_row("SELECT value FROM settings WHERE key = ?1", [BACKFILL_KEY], |r| r.get(0)).optional()?;
+        if before.as_deref() == Some("done") {
+            return Ok(0);
+        }
+        let tx = crate::recordings::write_transaction(conn)?;
+        let rows: Vec<(String, Option<String>, Option<String>)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, waveform, transcript FROM recordings WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            stmt.query_map(params![before, BACKFILL_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut queued = 0;
+        for (id, waveform, transcript) in &rows {
+            if waveform.as_deref() == Some("ready") && transcript.is_none() {
+                jobs::enqueue(&tx, JOB, id, now)?;
+                queued += 1;
+            }
+        }
+        let more = rows.len() as i64 == BACKFILL_BATCH;
+        let next = match rows.last() {
+            Some((id, _, _)) if more => id.clone(),
+            _ => "done".to_string(),
+        };
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![BACKFILL_KEY, next],
+        )?;
+        tx.commit()?;
+        if queued > 0 || !more {
+            return Ok(queued);
+        }
+    }
+}
