@@ -49,6 +49,10 @@ pub struct Config {
     pub analysis_enabled: bool,
     /// Time budget of one analysis, in seconds per hour of audio.
     pub analysis_seconds_per_hour: u32,
+    /// WebDAV is served on its own port.
+    pub webdav_enabled: bool,
+    /// The WebDAV port, on the server's address (0: any free port).
+    pub webdav_port: u16,
     pub compat_enabled: bool,
     pub social_login: bool,
     /// `GET /metrics` is served.
@@ -169,6 +173,8 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("uploads.max_incomplete", Kind::Int, "20"),
     ("analysis.enabled", Kind::Bool, "true"),
     ("analysis.max_seconds_per_hour_of_audio", Kind::Int, "600"),
+    ("webdav.enabled", Kind::Bool, "false"),
+    ("webdav.port", Kind::Int, "8081"),
     ("compat.enabled", Kind::Bool, "true"),
     ("compat.social_login", Kind::Bool, "false"),
     ("metrics.enabled", Kind::Bool, "false"),
@@ -309,6 +315,8 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         max_incomplete_uploads: int("uploads.max_incomplete", 1, 10_000)? as u32,
         analysis_enabled: boolean("analysis.enabled")?,
         analysis_seconds_per_hour: int("analysis.max_seconds_per_hour_of_audio", 1, 36_000)? as u32,
+        webdav_enabled: boolean("webdav.enabled")?,
+        webdav_port: int("webdav.port", 0, 65535)? as u16,
         compat_enabled: boolean("compat.enabled")?,
         social_login: boolean("compat.social_login")?,
         metrics_enabled: boolean("metrics.enabled")?,
@@ -375,7 +383,7 @@ fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, String> {
         let known_section = KEYS.iter().any(|(k, _, _)| k.split('.').next() == Some(section.as_str()));
         let (true, toml::Value::Table(inner)) = (known_section, value) else {
             return Err(format!(
-                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [analysis], [compat], [metrics]"
+                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [analysis], [webdav], [compat], [metrics]"
             ));
         };
         for (name, value) in inner {

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_jobs", include_str!("../migrations/0005_jobs.sql")),
     ("0006_tokens_changes", include_str!("../migrations/0006_tokens_changes.sql")),
     ("0007_shares", include_str!("../migrations/0007_shares.sql")),
+    ("0008_names", include_str!("../migrations/0008_names.sql")),
 ];
 
 /// A pooled SQLite database.

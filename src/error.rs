@@ -75,6 +75,11 @@ impl ApiError {
         self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
+    /// The extra response headers.
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
     /// The JSON body.
     pub fn body(&self) -> String {
         serde_json::json!({"error": {"code": self.code, "message": self.message}}).to_string()

@@ -35,6 +35,11 @@ pub struct Draft {
     pub name: Option<String>,
     pub recorded_at: Option<i64>,
     pub idempotency_key: Option<String>,
+    /// The name is a file name (WebDAV): the same bytes under the same name are the recording
+    /// already there (nothing new is stored), and other bytes under a taken name get the next
+    /// free ` (2)` suffix instead of a second file of that name. Decided in the row's
+    /// transaction, so racing uploads cannot both take one name.
+    pub file_name: bool,
 }
 
 /// How finished bytes become a recording's file.
@@ -51,7 +56,8 @@ pub enum Place {
 #[derive(Debug)]
 pub enum Stored {
     Created(Recording),
-    /// An earlier upload with the same idempotency key; nothing new was stored.
+    /// An earlier upload with the same idempotency key, or (for a file name) the same bytes
+    /// already under that name; nothing new was stored.
     Existing(Recording),
     /// The caller's own check in the transaction said no; nothing was stored.
     Declined,
@@ -125,7 +131,7 @@ pub fn record(
         created_at: now,
         idempotency_key: draft.idempotency_key.clone(),
     };
-    let stored = insert_durably(conn, &new, also);
+    let stored = insert_durably(conn, new, draft.file_name, also);
     if !matches!(stored, Ok(Stored::Created(_))) && storage.unlink(&relative).is_err() {
         log::warn!("a file without a row was left at {relative}; the next start removes it");
     }
@@ -136,13 +142,24 @@ pub fn record(
 /// acknowledged upload survives power loss, not just a crash.
 fn insert_durably(
     conn: &mut Connection,
-    new: &NewRecording,
+    mut new: NewRecording,
+    file_name: bool,
     also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, ApiError>,
 ) -> Result<Stored, ApiError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     let result = (|| {
-        let tx = conn.transaction()?;
-        let stored = match rec::insert_in(&tx, new)? {
+        // The write lock from the start: a name chosen here is still free at the insert.
+        let tx = rec::write_transaction(conn)?;
+        if file_name {
+            if let Some(same) = rec::live_by_name(&tx, &new.user_id, &new.name)?
+                .into_iter()
+                .find(|r| r.sha256 == new.sha256 && r.size == new.size)
+            {
+                return Ok(Stored::Existing(same));
+            }
+            new.name = rec::free_name(&tx, &new.user_id, &new.name)?;
+        }
+        let stored = match rec::insert_in(&tx, &new)? {
             Ok(recording) if also(&tx, &recording)? => {
                 // Its analysis is queued with it: no recording is ever stored without its job.
                 // (The row was inserted `pending`, so the recording read back is current.)
@@ -214,8 +231,13 @@ pub async fn one_shot(
     }
     let finished = upload.finish().await?;
 
-    let draft =
-        Draft { user_id: user_id.to_string(), name, recorded_at, idempotency_key: headers.idempotency_key.clone() };
+    let draft = Draft {
+        user_id: user_id.to_string(),
+        name,
+        recorded_at,
+        idempotency_key: headers.idempotency_key.clone(),
+        file_name: false,
+    };
     let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
     let temp_path = finished.temp.path().to_path_buf();
     let (size, sha256) = (finished.size, finished.sha256.clone());

@@ -27,6 +27,7 @@ pub mod state;
 pub mod storage;
 pub mod uploads;
 pub mod users;
+pub mod webdav;
 
 use rocket::config::{Ident, LogLevel, Shutdown};
 use rocket::fairing::AdHoc;
@@ -132,6 +133,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                         changes_keep_ms: days * 86_400_000,
                     };
                     tokio::spawn(maintenance::run(db, storage, background, rocket.shutdown()));
+                    webdav::start(state, rocket.shutdown());
                 }
             })
         }))

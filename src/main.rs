@@ -130,7 +130,16 @@ fn serve(config: recorder::Config) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return cli::finish(Err(Failure { message: format!("cannot start the runtime: {e}"), code: 1 })),
     };
-    let launched = runtime.block_on(recorder::rocket(state).launch());
+    let launched = runtime.block_on(async {
+        let launched = recorder::rocket(state).launch().await;
+        // WebDAV stops with the server: its requests get the same grace time to finish.
+        if let Ok(rocket) = &launched
+            && let Some(state) = rocket.state::<recorder::AppState>()
+        {
+            recorder::webdav::stopped(state).await;
+        }
+        launched
+    });
     // Tasks that outlived the graceful shutdown (a stuck client) are not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match launched {

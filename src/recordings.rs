@@ -308,6 +308,98 @@ pub fn list_trash(
     Ok(Page { recordings, next_cursor })
 }
 
+/// Which of a user's two folders: the live recordings or the trash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    Live,
+    Trash,
+}
+
+impl Folder {
+    /// The `deleted_at` term each name query repeats, so the folder's partial index is used.
+    fn term(self) -> &'static str {
+        match self {
+            Folder::Live => "deleted_at IS NULL",
+            Folder::Trash => "deleted_at IS NOT NULL",
+        }
+    }
+}
+
+/// Up to `limit` of a folder's recordings in (name, id) order, after `after` (the last one of
+/// the previous page): a keyset page over the folder's name index, whose cost does not grow with
+/// the folder.
+pub fn by_name_page(
+    conn: &Connection,
+    user_id: &str,
+    folder: Folder,
+    after: Option<(&str, &str)>,
+    limit: u32,
+) -> Result<Vec<Recording>, ApiError> {
+    let term = folder.term();
+    let rows = match after {
+        None => {
+            let sql =
+                format!("SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND {term} ORDER BY name, id LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            stmt.query_map(params![user_id, limit], from_row)?.collect::<Result<Vec<_>, _>>()?
+        }
+        Some((name, id)) => {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND {term} AND (name, id) > (?2, ?3)
+                 ORDER BY name, id LIMIT ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            stmt.query_map(params![user_id, name, id, limit], from_row)?.collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    Ok(rows)
+}
+
+/// A folder's recordings with exactly this name, oldest first.
+pub fn named(conn: &Connection, user_id: &str, folder: Folder, name: &str) -> Result<Vec<Recording>, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND {} AND name = ?2 ORDER BY id LIMIT 10000",
+        folder.term()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![user_id, name], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The user's live recordings with exactly this name, oldest first.
+pub fn live_by_name(conn: &Connection, user_id: &str, name: &str) -> Result<Vec<Recording>, ApiError> {
+    named(conn, user_id, Folder::Live, name)
+}
+
+/// `name` if no live recording has it, else the first free "stem (n).ext" (as phones name a
+/// second file of the same name), n from 2. Each try is one lookup in the name index.
+pub fn free_name(conn: &Connection, user_id: &str, name: &str) -> Result<String, ApiError> {
+    let taken = |candidate: &str| -> Result<bool, ApiError> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM recordings WHERE user_id = ?1 AND deleted_at IS NULL AND name = ?2)";
+        Ok(conn.query_row(sql, params![user_id, candidate], |r| r.get(0))?)
+    };
+    if !taken(name)? {
+        return Ok(name.to_string());
+    }
+    let (stem, ext) = split_extension(name);
+    for n in 2..10_000u32 {
+        let candidate = format!("{stem} ({n}){ext}");
+        if candidate.len() <= 255 && !taken(&candidate)? {
+            return Ok(candidate);
+        }
+    }
+    // Ten thousand copies of one name: the id-like suffix is free.
+    Ok(format!("{stem} ({}){ext}", Uuid::now_v7().simple()))
+}
+
+/// "memo.m4a" → ("memo", ".m4a"); "memo" and ".hidden" have no extension.
+pub fn split_extension(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(dot) if dot > 0 && name.len() - dot <= 6 && !name[dot + 1..].contains(' ') => name.split_at(dot),
+        _ => (name, ""),
+    }
+}
+
 /// Renames a recording.
 pub fn rename(conn: &Connection, user_id: &str, id: &str, name: &str) -> Result<Option<Recording>, ApiError> {
     let changed =

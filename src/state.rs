@@ -6,9 +6,23 @@ use crate::config::Config;
 use crate::db::{Db, OpenError};
 use crate::maintenance;
 use crate::storage::Storage;
+use std::sync::Arc;
 
-/// The server's shared state.
-pub struct AppState {
+/// The server's shared state: one allocation, cloned by handle into the tasks that outlive a
+/// request (the WebDAV listener).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub config: Config,
     pub db: Db,
     pub storage: Storage,
@@ -24,6 +38,8 @@ pub struct AppState {
     pub changes: crate::changes::Notifier,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
+    /// The WebDAV port, bound at startup when `webdav.enabled` (served from liftoff on).
+    pub webdav: Option<crate::webdav::Listener>,
     /// Held while serving: a second server or a backup into this directory is refused.
     _lock: std::fs::File,
 }
@@ -39,6 +55,8 @@ pub enum StartError {
     Recovery(String),
     #[error("data directory {0} is in use by another recorder (a server, or a backup writing into it)")]
     InUse(String),
+    #[error("cannot listen for WebDAV on {addr} (webdav.port): {source}")]
+    WebDav { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 impl AppState {
@@ -58,7 +76,13 @@ impl AppState {
         let db = Db::open_sized(&storage.db_path(), size)?;
         maintenance::recover(&db, &storage).map_err(|e| StartError::Recovery(e.message.to_string()))?;
         let started_ms = clock.now_ms();
-        Ok(AppState {
+        let webdav = if config.webdav_enabled {
+            let addr = std::net::SocketAddr::new(config.address, config.webdav_port);
+            Some(crate::webdav::Listener::bind(addr).map_err(|source| StartError::WebDav { addr, source })?)
+        } else {
+            None
+        };
+        Ok(AppState(Arc::new(Shared {
             config,
             db,
             storage,
@@ -70,7 +94,13 @@ impl AppState {
             jobs: crate::jobs::Queue::default(),
             changes: crate::changes::Notifier::default(),
             started_ms,
+            webdav,
             _lock: lock,
-        })
+        })))
+    }
+
+    /// Where WebDAV is served, when it is on.
+    pub fn webdav_addr(&self) -> Option<std::net::SocketAddr> {
+        self.webdav.as_ref().map(crate::webdav::Listener::addr)
     }
 }

@@ -187,11 +187,25 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 
 /// The user a live (unexpired) credential belongs to, and the credential's id; notes its use.
 pub fn session_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<(User, String)>, ApiError> {
+    credential_user(conn, token_hash, now, false)
+}
+
+/// The user an app token belongs to (a browser session's token is not one), and the token's id.
+pub fn app_token_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<(User, String)>, ApiError> {
+    credential_user(conn, token_hash, now, true)
+}
+
+fn credential_user(
+    conn: &Connection,
+    token_hash: &[u8],
+    now: i64,
+    apps_only: bool,
+) -> Result<Option<(User, String)>, ApiError> {
     let found = conn
         .query_row(
             "SELECT u.id, u.username, u.created_at, s.id, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-            params![token_hash, now],
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND (?3 = 0 OR s.kind = 'app')",
+            params![token_hash, now, apps_only],
             |r| Ok((user_from_row(r)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<i64>>(4)?)),
         )
         .optional()?;

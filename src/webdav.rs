@@ -1,0 +1,1022 @@
+//! WebDAV on its own port, for the apps people already have: folder-sync and recorder apps with
+//! a WebDAV target, rclone, desktop file managers.
+//!
+//! Rocket cannot route WebDAV's methods, so this is a second listener (hyper) in the same
+//! process, sharing the server's state and stopping with it. The protocol (XML, PROPFIND, LOCK,
+//! Range, conditional headers) is `dav-server`'s; what it sees is [`RecordingsFs`], a file system
+//! of our own over one user's recordings:
+//!
+//! - `/` holds the live recordings, each a file named by its recording's name, and `/Trash/`.
+//! - Names are shown as they are, but for a `/` (shown as U+2215) and for duplicates: the folder
+//!   is listed in name order, the oldest of several recordings with one name has it plain, each
+//!   other is `stem [xxxxxxxx].ext` with the last 8 hex digits of its id. A recording named
+//!   `Trash` always has the suffix (the folder has the plain name).
+//! - `PUT` is a new recording through [`ingest::record`], as every upload; a taken name gets a
+//!   ` (2)` suffix, the same bytes under the same name are the recording already there.
+//! - `DELETE` moves to the trash (deletes for good inside `/Trash/`), `MOVE` renames, trashes
+//!   (into `/Trash/`) or restores (out of it).
+//!
+//! Authentication is HTTP Basic with the username and an app token (never the password: a hash
+//! per request would be too slow on small hardware), throttled as logins are.
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::ingest::{self, Draft, Place, Stored};
+use crate::recordings::{self as rec, Folder, Purge, Recording};
+use crate::routes::recordings::{delete_recording, purge};
+use crate::state::AppState;
+use crate::storage::{self, StreamError, Upload};
+use bytes::{Buf, Bytes, BytesMut};
+use dav_server::DavHandler;
+use dav_server::body::Body;
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavMetaData, FsError, FsFuture, FsResult, FsStream, GuardedFileSystem, OpenOptions,
+    ReadDirMeta,
+};
+use dav_server::memls::MemLs;
+use futures_util::FutureExt;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::io::{self, SeekFrom};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The folder of the trash, beside the recordings.
+const TRASH: &str = "Trash";
+/// A '/' in a recording's name is shown as DIVISION SLASH: file names cannot hold a '/'.
+const SLASH: char = '\u{2215}';
+/// Recordings fetched per step of a listing: memory per listing stays bounded at any size.
+const PAGE: u32 = 500;
+/// Bytes read from a recording's file per chunk of a GET.
+const READ_CHUNK: usize = 256 * 1024;
+const REALM: &str = "Basic realm=\"recorder\", charset=\"UTF-8\"";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The WebDAV port, bound when the state is opened (so a taken port stops startup with a clear
+/// line) and served from liftoff until the server shuts down.
+pub struct Listener {
+    addr: SocketAddr,
+    socket: Mutex<Option<std::net::TcpListener>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Listener {
+    pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
+        let socket = std::net::TcpListener::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        let addr = socket.local_addr()?;
+        Ok(Listener { addr, socket: Mutex::new(Some(socket)), task: Mutex::new(None) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Starts serving WebDAV (once), until `shutdown`.
+pub fn start(state: &AppState, shutdown: rocket::Shutdown) {
+    let Some(listener) = state.webdav.as_ref() else { return };
+    let Some(socket) = lock(&listener.socket).take() else { return };
+    let tcp = match tokio::net::TcpListener::from_std(socket) {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            log::error!("cannot serve WebDAV on {}: {e}", listener.addr);
+            return;
+        }
+    };
+    for url in crate::logger::urls(listener.addr.ip(), listener.addr.port()) {
+        log::info!(target: "recorder", "WebDAV reachable at {url} (sign in with your username and an app token)");
+    }
+    let task = tokio::spawn(serve(tcp, state.clone(), shutdown));
+    *lock(&listener.task) = Some(task);
+}
+
+/// Waits for the WebDAV listener's requests to finish after a shutdown (at most the grace time).
+pub async fn stopped(state: &AppState) {
+    let Some(task) = state.webdav.as_ref().and_then(|l| lock(&l.task).take()) else { return };
+    let _ = task.await;
+}
+
+/// Per-user lock tables: one user's locks never touch another's paths.
+struct Dav {
+    state: AppState,
+    locks: Mutex<HashMap<String, Box<MemLs>>>,
+}
+
+impl Dav {
+    fn handler(&self, user_id: &str) -> DavHandler<Caller> {
+        let locks = lock(&self.locks).entry(user_id.to_string()).or_insert_with(MemLs::new).clone();
+        DavHandler::builder()
+            .filesystem(Box::new(RecordingsFs { state: self.state.clone() }))
+            .locksystem(locks)
+            .read_buf_size(READ_CHUNK)
+            .build_handler()
+    }
+}
+
+async fn serve(tcp: tokio::net::TcpListener, state: AppState, shutdown: rocket::Shutdown) {
+    let grace = Duration::from_secs(u64::from(state.config.shutdown_grace_secs));
+    let dav = Arc::new(Dav { state, locks: Mutex::new(HashMap::new()) });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = tcp.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait a little instead of spinning.
+                log::warn!("WebDAV accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let dav = dav.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let dav = dav.clone();
+            async move { Ok::<_, Infallible>(handle(&dav, peer, req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                log::debug!("WebDAV connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(tcp);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => log::warn!("WebDAV requests still running after the grace period were cut"),
+    }
+}
+
+/// One request: authenticate, let dav-server answer over the caller's recordings, then put our
+/// own answer in where the file system refused with a reason, and log one line.
+async fn handle(dav: &Dav, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let state = &dav.state;
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let ip = client_ip(state, &req, peer);
+    let (mut res, user) = match authenticate(state, &req, ip).await {
+        Err(refused) => (refused, None),
+        Ok((user_id, username)) => {
+            let res = answer(dav, req, user_id.clone(), username).await;
+            (res, Some(user_id))
+        }
+    };
+    let headers = res.headers_mut();
+    headers.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    let status = res.status().as_u16();
+    state.metrics.request(method.as_str(), Some("webdav"), status, started.elapsed());
+    // The path only, never a header: the credentials travel in one.
+    log::info!(
+        target: "recorder::webdav",
+        "{} {} {} {}ms user={}",
+        method,
+        path,
+        status,
+        started.elapsed().as_millis(),
+        user.as_deref().unwrap_or("-")
+    );
+    res
+}
+
+async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: String) -> Response<Body> {
+    let method = req.method().clone();
+    let wanted = req.uri().path().trim_end_matches('/').to_string();
+    // A DELETE of a folder would walk it: all recordings to the trash, or the whole trash gone
+    // for good. Neither is what a file manager's stray click should do.
+    if method == http::Method::DELETE && (wanted.is_empty() || wanted == format!("/{TRASH}")) {
+        return error_response(&ApiError::forbidden("the folders themselves cannot be deleted"));
+    }
+    let caller = Caller(Arc::new(CallerInner {
+        user_id: user_id.clone(),
+        refusal: Mutex::new(None),
+        content_type: Mutex::new(None),
+        stored: Mutex::new(None),
+    }));
+    let mut res = dav.handler(&user_id).handle_guarded(req, username, caller.clone()).await;
+    if let Some(refusal) = lock(&caller.0.refusal).take() {
+        return error_response(&refusal);
+    }
+    match method.as_str() {
+        // RFC 4918 9.1: an infinite-depth PROPFIND the server does not do is 403 with this
+        // precondition (the library answers 501).
+        "PROPFIND" if res.status() == StatusCode::NOT_IMPLEMENTED => *res.status_mut() = StatusCode::FORBIDDEN,
+        "GET" | "HEAD" if res.status().is_success() => {
+            let multipart =
+                res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"multipart/"));
+            if let Some(ct) = lock(&caller.0.content_type).take()
+                && !multipart
+                && let Ok(value) = HeaderValue::from_str(&ct)
+            {
+                res.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+        }
+        "PUT" if res.status().is_success() => match lock(&caller.0.stored).take() {
+            // A new recording, under the name it got (the one asked for, or with a suffix).
+            Some(PutOutcome::Created(name)) => {
+                *res.status_mut() = StatusCode::CREATED;
+                let location = format!("/{}", encode_segment(&shown(&name)));
+                if let Ok(value) = HeaderValue::from_str(&location) {
+                    res.headers_mut().insert(header::LOCATION, value);
+                }
+            }
+            // The same bytes were already there under that name: nothing new.
+            Some(PutOutcome::Existing) => *res.status_mut() = StatusCode::NO_CONTENT,
+            None => {}
+        },
+        _ => {}
+    }
+    res
+}
+
+fn error_response(error: &ApiError) -> Response<Body> {
+    let mut res = Response::new(Body::from(error.body()));
+    *res.status_mut() = StatusCode::from_u16(error.status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in error.headers() {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(*name, value);
+        }
+    }
+    res
+}
+
+/// Percent-encodes one path segment for a `Location`.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn client_ip(state: &AppState, req: &Request<Incoming>, peer: SocketAddr) -> Option<IpAddr> {
+    match &state.config.client_ip_header {
+        Some(name) => req.headers().get(name.as_str())?.to_str().ok()?.trim().parse().ok(),
+        None => Some(peer.ip()),
+    }
+}
+
+/// The user of a request's Basic credentials (username and app token), or the answer to send.
+async fn authenticate(
+    state: &AppState,
+    req: &Request<Incoming>,
+    ip: Option<IpAddr>,
+) -> Result<(String, String), Response<Body>> {
+    let unauthorized = || {
+        let mut res = error_response(&ApiError::unauthorized());
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+        res
+    };
+    let Some((username, token)) = basic_credentials(req) else { return Err(unauthorized()) };
+    let key = username.to_ascii_lowercase();
+    let now = state.clock.now_ms();
+    if let Err(seconds) = state.throttle.check(&key, ip, now) {
+        let error = ApiError::new(
+            rocket::http::Status::TooManyRequests,
+            "too_many_requests",
+            "too many failed sign-ins; try again later",
+        )
+        .with_header("Retry-After", seconds.to_string());
+        return Err(error_response(&error));
+    }
+    let found = if auth::plausible_token(&token) {
+        let hash = auth::token_hash(&token);
+        let lookup = state.db.run(move |conn| crate::users::app_token_user(conn, &hash, now)).await;
+        match lookup {
+            Ok(found) => found,
+            Err(e) => return Err(error_response(&e)),
+        }
+    } else {
+        None
+    };
+    match found {
+        Some((user, _)) if user.username == key => {
+            state.throttle.record_success(&key);
+            Ok((user.id, user.username))
+        }
+        _ => {
+            state.throttle.record_failure(&key, ip, now);
+            Err(unauthorized())
+        }
+    }
+}
+
+fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, token) = text.split_once(':')?;
+    Some((user.to_string(), token.to_string()))
+}
+
+/// The caller of one request, and what the file system has to tell the response about it.
+#[derive(Clone)]
+struct Caller(Arc<CallerInner>);
+
+struct CallerInner {
+    user_id: String,
+    /// Our own answer instead of the library's (415 for a file that is not audio, 413, 507…).
+    refusal: Mutex<Option<ApiError>>,
+    /// The recording's stored type, for a GET's Content-Type (the library guesses by name).
+    content_type: Mutex<Option<String>>,
+    /// What a PUT stored.
+    stored: Mutex<Option<PutOutcome>>,
+}
+
+enum PutOutcome {
+    /// Stored under this name.
+    Created(String),
+    Existing,
+}
+
+impl Caller {
+    /// Keeps `error` as the answer and gives the library an error to stop with.
+    fn refuse(&self, error: ApiError, stop: FsError) -> FsError {
+        *lock(&self.0.refusal) = Some(error);
+        stop
+    }
+}
+
+/// Where a path points.
+enum Spot {
+    Root,
+    TrashFolder,
+    File(Folder, String),
+    Nowhere,
+}
+
+fn spot(path: &DavPath) -> Spot {
+    let Ok(text) = std::str::from_utf8(path.as_bytes()) else { return Spot::Nowhere };
+    let parts: Vec<&str> = text.split('/').filter(|s| !s.is_empty()).collect();
+    match parts.as_slice() {
+        [] => Spot::Root,
+        [folder] if *folder == TRASH => Spot::TrashFolder,
+        [name] => Spot::File(Folder::Live, (*name).to_string()),
+        [folder, name] if *folder == TRASH => Spot::File(Folder::Trash, (*name).to_string()),
+        _ => Spot::Nowhere,
+    }
+}
+
+/// The shown name of a recording's name: '/' cannot be in a file name.
+fn shown(name: &str) -> String {
+    name.replace('/', &SLASH.to_string())
+}
+
+/// The names a shown name may stand for.
+fn stored_names(shown: &str) -> Vec<String> {
+    let mut names = vec![shown.to_string()];
+    if shown.contains(SLASH) {
+        names.push(shown.replace(SLASH, "/"));
+    }
+    names
+}
+
+/// The last 8 hex digits of an id: the suffix that tells recordings of one name apart.
+fn tail(id: &str) -> String {
+    let hex: String = id.chars().filter(char::is_ascii_hexdigit).collect();
+    hex[hex.len().saturating_sub(8)..].to_ascii_lowercase()
+}
+
+fn with_tail(shown: &str, id: &str) -> String {
+    let (stem, ext) = rec::split_extension(shown);
+    format!("{stem} [{}]{ext}", tail(id))
+}
+
+/// "memo [1a2b3c4d].m4a" → ("memo.m4a", "1a2b3c4d").
+fn parse_tail(shown: &str) -> Option<(String, String)> {
+    let (stem, ext) = rec::split_extension(shown);
+    let stem = stem.strip_suffix(']')?;
+    let (base, hex) = stem.rsplit_once(" [")?;
+    (hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| (format!("{base}{ext}"), hex.to_string()))
+}
+
+/// Whether the plain name is not the recording's to show (the Trash folder has it).
+fn reserved(folder: Folder, name: &str) -> bool {
+    folder == Folder::Live && name == TRASH
+}
+
+/// The recording a shown name stands for. Blocking.
+fn resolve(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+    folder: Folder,
+    shown: &str,
+) -> Result<Option<Recording>, ApiError> {
+    for name in stored_names(shown) {
+        if reserved(folder, &name) {
+            continue;
+        }
+        if let Some(first) = rec::named(conn, user_id, folder, &name)?.into_iter().next() {
+            return Ok(Some(first));
+        }
+    }
+    if let Some((base, hex)) = parse_tail(shown) {
+        for name in stored_names(&base) {
+            let all = rec::named(conn, user_id, folder, &name)?;
+            let skip = usize::from(!reserved(folder, &name));
+            if let Some(found) = all.into_iter().skip(skip).find(|r| tail(&r.id) == hex) {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn ms_time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+#[derive(Debug, Clone)]
+struct Meta {
+    len: u64,
+    modified: SystemTime,
+    created: SystemTime,
+    dir: bool,
+    etag: Option<String>,
+}
+
+impl Meta {
+    fn folder(at_ms: i64) -> Meta {
+        Meta { len: 0, modified: ms_time(at_ms), created: ms_time(at_ms), dir: true, etag: None }
+    }
+
+    fn of(recording: &Recording) -> Meta {
+        // A recording's bytes never change: its time is when it was stored, its tag its hash
+        // (as the API's audio ETag).
+        Meta {
+            len: recording.size.max(0) as u64,
+            modified: ms_time(recording.created_ms),
+            created: ms_time(recording.created_ms),
+            dir: false,
+            etag: Some(recording.sha256.clone()),
+        }
+    }
+}
+
+impl DavMetaData for Meta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn modified(&self) -> FsResult<SystemTime> {
+        Ok(self.modified)
+    }
+
+    fn created(&self) -> FsResult<SystemTime> {
+        Ok(self.created)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+
+    fn etag(&self) -> Option<String> {
+        match &self.etag {
+            Some(tag) => Some(tag.clone()),
+            None => self.modified.duration_since(UNIX_EPOCH).ok().map(|d| format!("{:x}", d.as_millis())),
+        }
+    }
+}
+
+struct Entry {
+    name: String,
+    meta: Meta,
+}
+
+impl DavDirEntry for Entry {
+    fn name(&self) -> Vec<u8> {
+        self.name.as_bytes().to_vec()
+    }
+
+    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let meta: Box<dyn DavMetaData> = Box::new(self.meta.clone());
+        Box::pin(std::future::ready(Ok(meta)))
+    }
+}
+
+/// A database or disk failure: logged here, a plain 500 to the client.
+fn failure(e: ApiError) -> FsError {
+    log::error!("WebDAV: {}", e.message);
+    FsError::GeneralFailure
+}
+
+/// One user's recordings as a file system (the user comes with each call).
+#[derive(Clone)]
+struct RecordingsFs {
+    state: AppState,
+}
+
+impl RecordingsFs {
+    async fn find(&self, caller: &Caller, folder: Folder, name: &str) -> FsResult<Recording> {
+        let (user, name) = (caller.0.user_id.clone(), name.to_string());
+        let found = self.state.db.run(move |conn| resolve(conn, &user, folder, &name)).await.map_err(failure)?;
+        found.ok_or(FsError::NotFound)
+    }
+
+    async fn open_write(
+        &self,
+        caller: &Caller,
+        folder: Folder,
+        name: &str,
+        options: &OpenOptions,
+    ) -> FsResult<PutFile> {
+        if folder == Folder::Trash {
+            return Err(caller.refuse(ApiError::forbidden("nothing can be put in the trash"), FsError::Forbidden));
+        }
+        let name = rec::normalize_name(name).map_err(|e| caller.refuse(e, FsError::Forbidden))?;
+        let config = &self.state.config;
+        let max = config.max_upload_size;
+        if options.size.is_some_and(|size| size > max) {
+            return Err(caller.refuse(ingest::too_large(max), FsError::TooLarge));
+        }
+        let budget = ingest::space_budget(&self.state).await.map_err(failure)?;
+        if options.size.unwrap_or(1) > budget {
+            return Err(caller.refuse(storage::insufficient_storage(), FsError::InsufficientStorage));
+        }
+        let upload = Upload::start(&self.state.storage, ingest::head_is_plausible).await.map_err(failure)?;
+        Ok(PutFile {
+            state: self.state.clone(),
+            caller: caller.clone(),
+            name,
+            upload: Some(upload),
+            max,
+            budget,
+            stored: None,
+        })
+    }
+
+    async fn open_read(&self, caller: &Caller, folder: Folder, name: &str) -> FsResult<ReadFile> {
+        let recording = self.find(caller, folder, name).await?;
+        let id = Uuid::parse_str(&recording.id).map_err(|_| FsError::GeneralFailure)?;
+        let path = self.state.storage.path(&storage::Storage::relative_path(&id));
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            log::error!("WebDAV: cannot open {}: {e}", path.display());
+            if e.kind() == io::ErrorKind::NotFound { FsError::NotFound } else { FsError::GeneralFailure }
+        })?;
+        *lock(&caller.0.content_type) = Some(recording.content_type.clone());
+        Ok(ReadFile { file, meta: Meta::of(&recording) })
+    }
+
+    fn listing(&self, caller: &Caller, folder: Folder) -> FsStream<Box<dyn DavDirEntry>> {
+        let walk = Walk {
+            state: self.state.clone(),
+            user_id: caller.0.user_id.clone(),
+            folder,
+            after: None,
+            previous: None,
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        let mut first = Vec::new();
+        if folder == Folder::Live {
+            let trash: Box<dyn DavDirEntry> =
+                Box::new(Entry { name: TRASH.to_string(), meta: Meta::folder(self.state.started_ms) });
+            first.push(Ok(trash));
+        }
+        let rest = futures_util::stream::unfold(walk, |mut walk| async move {
+            let entry = walk.next().await?;
+            Some((entry, walk))
+        });
+        Box::pin(futures_util::StreamExt::chain(futures_util::stream::iter(first), rest))
+    }
+
+    async fn rename_to(&self, caller: &Caller, from: Spot, to: Spot) -> FsResult<()> {
+        let (from_folder, from_name, to_folder, to_name) = match (from, to) {
+            (Spot::File(a, x), Spot::File(b, y)) => (a, x, b, y),
+            _ => return Err(FsError::Forbidden),
+        };
+        let recording = self.find(caller, from_folder, &from_name).await?;
+        let user_id = caller.0.user_id.clone();
+        match (from_folder, to_folder) {
+            (Folder::Live, Folder::Live) => {
+                let name = rec::normalize_name(&to_name).map_err(|e| caller.refuse(e, FsError::Forbidden))?;
+                if name != recording.name {
+                    let user = user_id.clone();
+                    let renamed = self.state.db.run(move |conn| rec::rename(conn, &user, &recording.id, &name)).await;
+                    renamed.map_err(failure)?.ok_or(FsError::NotFound)?;
+                    self.state.changes.user(&user_id);
+                }
+                Ok(())
+            }
+            (Folder::Live, Folder::Trash) => {
+                let trashed = delete_recording(&self.state, user_id, recording.id, false).await;
+                if trashed.map_err(failure)? { Ok(()) } else { Err(FsError::NotFound) }
+            }
+            (Folder::Trash, Folder::Live) => {
+                let name = rec::normalize_name(&to_name).map_err(|e| caller.refuse(e, FsError::Forbidden))?;
+                let user = user_id.clone();
+                let restored = self
+                    .state
+                    .db
+                    .run(move |conn| {
+                        let tx = rec::write_transaction(conn)?;
+                        let restored = rec::restore(&tx, &user, &recording.id)?;
+                        if restored.is_some() && name != recording.name {
+                            rec::rename(&tx, &user, &recording.id, &name)?;
+                        }
+                        tx.commit()?;
+                        Ok(restored.is_some())
+                    })
+                    .await
+                    .map_err(failure)?;
+                if !restored {
+                    return Err(FsError::NotFound);
+                }
+                self.state.changes.user(&user_id);
+                Ok(())
+            }
+            (Folder::Trash, Folder::Trash) => {
+                Err(caller.refuse(ApiError::forbidden("recordings in the trash cannot be renamed"), FsError::Forbidden))
+            }
+        }
+    }
+
+    async fn remove(&self, caller: &Caller, at: Spot) -> FsResult<()> {
+        let user_id = caller.0.user_id.clone();
+        match at {
+            Spot::File(Folder::Live, name) => {
+                let recording = self.find(caller, Folder::Live, &name).await?;
+                let trashed = delete_recording(&self.state, user_id, recording.id, false).await;
+                if trashed.map_err(failure)? { Ok(()) } else { Err(FsError::NotFound) }
+            }
+            Spot::File(Folder::Trash, name) => {
+                let recording = self.find(caller, Folder::Trash, &name).await?;
+                let purged = purge(&self.state, user_id, Purge::OneInTrash(recording.id)).await.map_err(failure)?;
+                if purged > 0 { Ok(()) } else { Err(FsError::NotFound) }
+            }
+            Spot::Nowhere => Err(FsError::NotFound),
+            Spot::Root | Spot::TrashFolder => Err(FsError::Forbidden),
+        }
+    }
+}
+
+/// A folder listed page by page in (name, id) order, telling duplicates apart as it goes.
+struct Walk {
+    state: AppState,
+    user_id: String,
+    folder: Folder,
+    after: Option<(String, String)>,
+    /// The stored name of the entry before: one that repeats it gets the id suffix.
+    previous: Option<String>,
+    buffer: VecDeque<Recording>,
+    done: bool,
+}
+
+impl Walk {
+    async fn next(&mut self) -> Option<FsResult<Box<dyn DavDirEntry>>> {
+        if self.buffer.is_empty() && !self.done {
+            let (user, folder, after) = (self.user_id.clone(), self.folder, self.after.clone());
+            let page = self
+                .state
+                .db
+                .run(move |conn| {
+                    rec::by_name_page(conn, &user, folder, after.as_ref().map(|(n, i)| (n.as_str(), i.as_str())), PAGE)
+                })
+                .await;
+            match page {
+                Ok(rows) => {
+                    self.done = rows.len() < PAGE as usize;
+                    self.after = rows.last().map(|r| (r.name.clone(), r.id.clone()));
+                    self.buffer.extend(rows);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(failure(e)));
+                }
+            }
+        }
+        let recording = self.buffer.pop_front()?;
+        let repeated = self.previous.as_deref() == Some(recording.name.as_str());
+        let plain = shown(&recording.name);
+        let name =
+            if repeated || reserved(self.folder, &recording.name) { with_tail(&plain, &recording.id) } else { plain };
+        self.previous = Some(recording.name.clone());
+        let entry: Box<dyn DavDirEntry> = Box::new(Entry { name, meta: Meta::of(&recording) });
+        Some(Ok(entry))
+    }
+}
+
+impl GuardedFileSystem<Caller> for RecordingsFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+        caller: &'a Caller,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        async move {
+            let Spot::File(folder, name) = spot(path) else { return Err(FsError::Forbidden) };
+            let file: Box<dyn DavFile> = if options.write {
+                Box::new(self.open_write(caller, folder, &name, &options).await?)
+            } else {
+                Box::new(self.open_read(caller, folder, &name).await?)
+            };
+            Ok(file)
+        }
+        .boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+        caller: &'a Caller,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        async move {
+            match spot(path) {
+                Spot::Root => Ok(self.listing(caller, Folder::Live)),
+                Spot::TrashFolder => Ok(self.listing(caller, Folder::Trash)),
+                Spot::File(..) => Err(FsError::Forbidden),
+                Spot::Nowhere => Err(FsError::NotFound),
+            }
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath, caller: &'a Caller) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        async move {
+            let meta = match spot(path) {
+                Spot::Root | Spot::TrashFolder => Meta::folder(self.state.started_ms),
+                Spot::File(folder, name) => Meta::of(&self.find(caller, folder, &name).await?),
+                Spot::Nowhere => return Err(FsError::NotFound),
+            };
+            let meta: Box<dyn DavMetaData> = Box::new(meta);
+            Ok(meta)
+        }
+        .boxed()
+    }
+
+    fn create_dir<'a>(&'a self, _path: &'a DavPath, caller: &'a Caller) -> FsFuture<'a, ()> {
+        let refusal = ApiError::forbidden("there are no folders to make: recordings live in one folder");
+        let error = caller.refuse(refusal, FsError::Forbidden);
+        Box::pin(std::future::ready(Err(error)))
+    }
+
+    fn remove_dir<'a>(&'a self, _path: &'a DavPath, _caller: &'a Caller) -> FsFuture<'a, ()> {
+        Box::pin(std::future::ready(Err(FsError::Forbidden)))
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath, caller: &'a Caller) -> FsFuture<'a, ()> {
+        async move { self.remove(caller, spot(path)).await }.boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, caller: &'a Caller) -> FsFuture<'a, ()> {
+        async move { self.rename_to(caller, spot(from), spot(to)).await }.boxed()
+    }
+
+    fn copy<'a>(&'a self, _from: &'a DavPath, _to: &'a DavPath, caller: &'a Caller) -> FsFuture<'a, ()> {
+        let refusal = ApiError::forbidden("recordings cannot be copied on the server; download and upload instead");
+        let error = caller.refuse(refusal, FsError::Forbidden);
+        Box::pin(std::future::ready(Err(error)))
+    }
+
+    fn get_quota<'a>(&'a self, caller: &'a Caller) -> FsFuture<'a, (u64, Option<u64>)> {
+        async move {
+            let user = caller.0.user_id.clone();
+            let usage = self.state.db.run(move |conn| rec::usage(conn, &user)).await.map_err(failure)?;
+            let free = ingest::space_budget(&self.state).await.map_err(failure)?;
+            Ok(((usage.bytes + usage.trash_bytes).max(0) as u64, Some(free)))
+        }
+        .boxed()
+    }
+}
+
+/// A recording's file, read for GET.
+#[derive(Debug)]
+struct ReadFile {
+    file: tokio::fs::File,
+    meta: Meta,
+}
+
+impl DavFile for ReadFile {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let meta: Box<dyn DavMetaData> = Box::new(self.meta.clone());
+        Box::pin(std::future::ready(Ok(meta)))
+    }
+
+    fn write_buf(&mut self, _buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        Box::pin(std::future::ready(Err(FsError::Forbidden)))
+    }
+
+    fn write_bytes(&mut self, _buf: Bytes) -> FsFuture<'_, ()> {
+        Box::pin(std::future::ready(Err(FsError::Forbidden)))
+    }
+
+    fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
+        async move {
+            let mut buf = BytesMut::with_capacity(count);
+            while buf.len() < count {
+                let n = self.file.read_buf(&mut buf).await.map_err(|e| {
+                    log::error!("WebDAV: reading a recording: {e}");
+                    FsError::GeneralFailure
+                })?;
+                if n == 0 {
+                    break;
+                }
+            }
+            Ok(buf.freeze())
+        }
+        .boxed()
+    }
+
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        async move { self.file.seek(pos).await.map_err(|_| FsError::GeneralFailure) }.boxed()
+    }
+
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// A PUT in progress: the body streams into a temp file (hashed as it goes, its first bytes
+/// sniffed), and the flush at its end stores it as every upload is stored.
+struct PutFile {
+    state: AppState,
+    caller: Caller,
+    name: String,
+    /// `None` once finished (or failed).
+    upload: Option<Upload>,
+    max: u64,
+    budget: u64,
+    stored: Option<Meta>,
+}
+
+impl std::fmt::Debug for PutFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutFile").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl PutFile {
+    async fn push(&mut self, bytes: &[u8]) -> FsResult<()> {
+        let Some(upload) = self.upload.as_mut() else { return Err(FsError::GeneralFailure) };
+        let limit = self.max.min(self.budget);
+        match upload.push(bytes, limit).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let size = upload.size() + bytes.len() as u64;
+                self.upload = None;
+                let stop = match &e {
+                    StreamError::TooLarge if size > self.budget && self.budget < self.max => {
+                        FsError::InsufficientStorage
+                    }
+                    StreamError::TooLarge => FsError::TooLarge,
+                    StreamError::NotAudio => FsError::Forbidden,
+                    _ => FsError::GeneralFailure,
+                };
+                Err(self.caller.refuse(ingest::stream_error(e, self.max, self.budget, size), stop))
+            }
+        }
+    }
+
+    async fn store(&mut self) -> FsResult<()> {
+        let Some(upload) = self.upload.take() else {
+            return if self.stored.is_some() { Ok(()) } else { Err(FsError::GeneralFailure) };
+        };
+        if upload.size() == 0 {
+            return Err(self.caller.refuse(ingest::empty_body(), FsError::Forbidden));
+        }
+        let finished = upload.finish().await.map_err(|e| self.caller.refuse(e, FsError::GeneralFailure))?;
+        let state = &self.state;
+        let draft = Draft {
+            user_id: self.caller.0.user_id.clone(),
+            name: Some(self.name.clone()),
+            recorded_at: None,
+            idempotency_key: None,
+            file_name: true,
+        };
+        let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
+        let temp_path = finished.temp.path().to_path_buf();
+        let (size, sha256) = (finished.size, finished.sha256.clone());
+        let stored = crate::db::blocking(move || {
+            let mut conn = db.conn()?;
+            ingest::record(&mut conn, &storage, now, &temp_path, size, sha256, Place::Move, &draft, &mut |_, _| {
+                Ok(true)
+            })
+        })
+        .await
+        .map_err(|e| {
+            let stop = if e.status.code == 415 { FsError::Forbidden } else { FsError::GeneralFailure };
+            self.caller.refuse(e, stop)
+        })?;
+        let outcome = match stored {
+            Stored::Created(recording) => {
+                finished.temp.disarm();
+                state.jobs.wake();
+                state.changes.user(&self.caller.0.user_id);
+                state.metrics.uploaded(recording.size.max(0) as u64);
+                self.stored = Some(Meta::of(&recording));
+                PutOutcome::Created(recording.name)
+            }
+            Stored::Existing(recording) => {
+                self.stored = Some(Meta::of(&recording));
+                PutOutcome::Existing
+            }
+            Stored::Declined => return Err(FsError::GeneralFailure),
+        };
+        *lock(&self.caller.0.stored) = Some(outcome);
+        Ok(())
+    }
+}
+
+impl DavFile for PutFile {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let meta = self.stored.clone().unwrap_or(Meta {
+            len: self.upload.as_ref().map_or(0, Upload::size),
+            modified: SystemTime::now(),
+            created: SystemTime::now(),
+            dir: false,
+            etag: None,
+        });
+        let meta: Box<dyn DavMetaData> = Box::new(meta);
+        Box::pin(std::future::ready(Ok(meta)))
+    }
+
+    fn write_buf(&mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        async move {
+            let bytes = buf.copy_to_bytes(buf.remaining());
+            self.push(&bytes).await
+        }
+        .boxed()
+    }
+
+    fn write_bytes(&mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        async move { self.push(&buf).await }.boxed()
+    }
+
+    fn read_bytes(&mut self, _count: usize) -> FsFuture<'_, Bytes> {
+        Box::pin(std::future::ready(Err(FsError::Forbidden)))
+    }
+
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        // Only a PUT of a whole file: a ranged PUT (Content-Range) is refused.
+        let at_start = matches!(pos, SeekFrom::Start(0));
+        let error = ApiError::bad_request("partial PUTs are not supported: send the whole file");
+        let result = if at_start { Ok(0) } else { Err(self.caller.refuse(error, FsError::NotImplemented)) };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        async move { self.store().await }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_round_trip() {
+        let id = "0192f0c4-7d1e-7abc-9def-0123456789ab";
+        assert_eq!(with_tail("memo.m4a", id), "memo [456789ab].m4a");
+        assert_eq!(parse_tail("memo [456789ab].m4a"), Some(("memo.m4a".to_string(), "456789ab".to_string())));
+        assert_eq!(with_tail("memo", id), "memo [456789ab]");
+        assert_eq!(parse_tail("memo [456789ab]"), Some(("memo".to_string(), "456789ab".to_string())));
+        assert_eq!(parse_tail("memo [45678]"), None);
+        assert_eq!(parse_tail("memo.m4a"), None);
+    }
+
+    #[test]
+    fn slashes_are_shown_and_found() {
+        assert_eq!(shown("a/b.wav"), "a\u{2215}b.wav");
+        assert_eq!(stored_names("a\u{2215}b.wav"), vec!["a\u{2215}b.wav".to_string(), "a/b.wav".to_string()]);
+    }
+
+    #[test]
+    fn locations_are_encoded() {
+        assert_eq!(encode_segment("memo (2).m4a"), "memo%20(2).m4a");
+        assert_eq!(encode_segment("é?"), "%C3%A9%3F");
+    }
+}
