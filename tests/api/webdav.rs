@@ -323,10 +323,19 @@ fn tail(id: &str) -> String {
     hex[hex.len() - 8..].to_string()
 }
 
-/// Asserts the headers every GET/HEAD answer carries.
+/// Asserts the headers every GET/HEAD answer carries: `nosniff`, and a CSP with `sandbox`
+/// among its directives.
 fn assert_safe_headers(r: &Resp, what: &str) {
     assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"), "{what}: {:?}", r.headers);
-    assert_eq!(r.header("Content-Security-Policy"), Some("sandbox"), "{what}: {:?}", r.headers);
+    let csp = r.header("Content-Security-Policy").unwrap_or_else(|| panic!("{what}: no CSP: {:?}", r.headers));
+    assert!(csp.split(';').any(|d| d.trim() == "sandbox"), "{what}: CSP {csp}");
+}
+
+/// Asserts a 401's challenge: HTTP Basic in the realm `recorder` (RFC 7617 allows a charset).
+fn assert_challenge(r: &Resp, what: &str) {
+    assert_eq!(r.status, 401, "{what}: {}", r.text());
+    let challenge = r.header("WWW-Authenticate").unwrap_or_else(|| panic!("{what}: no challenge: {:?}", r.headers));
+    assert!(challenge.starts_with(r#"Basic realm="recorder""#), "{what}: WWW-Authenticate: {challenge}");
 }
 
 fn is_wav_type(t: &str) -> bool {
@@ -359,8 +368,13 @@ fn options_and_propfind_at_depth_0_1_and_infinity() {
     let classes: Vec<&str> = dav.split(',').map(str::trim).collect();
     assert!(classes.contains(&"1") && classes.contains(&"2"), "DAV: {dav}");
     if let Some(allow) = r.header("Allow") {
-        for method in ["PROPFIND", "GET", "PUT", "MOVE", "DELETE", "LOCK", "UNLOCK"] {
-            assert!(allow.contains(method), "Allow: {allow} lacks {method}");
+        assert!(allow.contains("PROPFIND"), "the folder's Allow: {allow}");
+    }
+    let r = send(u.dav(&s, "OPTIONS", "/memo.wav"), None);
+    assert!(matches!(r.status, 200 | 204), "OPTIONS of a file: {} {}", r.status, r.text());
+    if let Some(allow) = r.header("Allow") {
+        for method in ["PROPFIND", "GET", "HEAD", "PUT", "MOVE", "DELETE", "LOCK", "UNLOCK"] {
+            assert!(allow.contains(method), "a file's Allow: {allow} lacks {method}");
         }
     }
 
@@ -389,8 +403,7 @@ fn options_and_propfind_at_depth_0_1_and_infinity() {
     assert!(file.prop("getlastmodified").ends_with("GMT"), "RFC 1123 date: {:?}", file.props);
     let created = file.prop("creationdate");
     assert!(time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339).is_ok(), "{created}");
-    let etag = file.prop("getetag");
-    assert!(etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'), "a quoted ETag: {etag}");
+    let etag = file.prop("getetag").to_string();
 
     // Depth 0 on the recording: the same properties.
     let one = propfind(&s, &u, "/memo.wav", "0");
@@ -421,6 +434,11 @@ fn options_and_propfind_at_depth_0_1_and_infinity() {
     let in_trash = propfind(&s, &u, "/Trash/", "1");
     assert_eq!(in_trash.len(), 1, "only the collection itself: {in_trash:?}");
     assert!(in_trash[0].collection && in_trash[0].path.trim_end_matches('/') == "/Trash", "{in_trash:?}");
+
+    // getetag is an entity-tag, quoted (RFC 4918 15.6), and the one GET answers with.
+    assert!(etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'), "a quoted getetag: {etag}");
+    let got = send(u.dav(&s, "GET", "/memo.wav"), None);
+    assert_eq!(got.header("ETag"), Some(etag.as_str()), "GET's ETag is PROPFIND's getetag");
 }
 
 #[test]
@@ -770,13 +788,10 @@ fn basic_auth_takes_an_app_token_only_and_failures_are_throttled() {
     let ok = |r: &Resp| r.status == 207;
 
     let r = send(s.dav_req("PROPFIND", "/").set("Depth", "0"), None);
-    assert_eq!(r.status, 401, "no credentials: {}", r.text());
-    assert_eq!(r.header("WWW-Authenticate"), Some(r#"Basic realm="recorder""#));
+    assert_challenge(&r, "no credentials");
 
     let with = |user: &str, secret: &str| send(s.dav("PROPFIND", "/", user, secret).set("Depth", "0"), None);
-    let r = with("alice", "not-a-token");
-    assert_eq!(r.status, 401, "a wrong token: {}", r.text());
-    assert_eq!(r.header("WWW-Authenticate"), Some(r#"Basic realm="recorder""#));
+    assert_challenge(&with("alice", "not-a-token"), "a wrong token");
     assert_eq!(with("alice", &alice.session).status, 401, "a browser session is not an app token");
     assert_eq!(with("alice", &bob.app).status, 401, "another user's app token with this username");
     assert_eq!(with("alice", "password123").status, 401, "never the password");
