@@ -9,6 +9,8 @@
 //! `cargo bench --features opus` builds the server and the in-process decoder with libopus, as the
 //! Debian package is built, so the analysis rows cover Opus too; without it those rows say so.
 //! The phases run with background analysis off; the analysis phase runs last, on its own server.
+//! The server also serves WebDAV: the webdav phase copies files in with rclone (when installed)
+//! beside the same files through the JSON API.
 
 mod analysis;
 mod client;
@@ -24,6 +26,7 @@ mod server;
 mod startup;
 mod stats;
 mod upload;
+mod webdav;
 
 use client::{Account, Client};
 use report::{Machine, Report};
@@ -80,6 +83,10 @@ pub struct Plan {
     /// The latency window on the empty queue lasts as long as the queue took to drain, at most
     /// this long.
     pub idle_window_seconds: u64,
+    /// The webdav phase: this many files of `small_size`, and one of `dav_big_size`, copied in
+    /// by rclone and again through the JSON API.
+    pub dav_small_count: usize,
+    pub dav_big_size: usize,
 }
 
 const MIB: usize = 1 << 20;
@@ -117,6 +124,8 @@ impl Plan {
             queue_recordings: 1_000,
             queue_seconds: 30,
             idle_window_seconds: 30,
+            dav_small_count: 200,
+            dav_big_size: 256 * MIB,
         }
     }
 
@@ -141,6 +150,8 @@ impl Plan {
             long_seconds: 600,
             queue_recordings: 100,
             idle_window_seconds: 5,
+            dav_small_count: 50,
+            dav_big_size: 32 * MIB,
             ..Plan::full()
         }
     }
@@ -156,6 +167,8 @@ impl Plan {
             + self.parallel_uploads * self.parallel_size
             // The load scenario: a few hundred 256 KiB uploads a second.
             + self.load_uploaders * self.load_seconds as usize * 40 * 256 * 1024
+            // WebDAV: the files on disk, then stored twice (rclone's copy and the API's).
+            + (self.dav_small_count * self.small_size + self.dav_big_size) * 3
             // Analysis: the long recording and the queue, 16 kHz mono speech (32,000 bytes a second).
             + (self.long_seconds as usize + self.queue_recordings * self.queue_seconds as usize) * 32_000;
         let rows = self.list_small * 2 + self.list_medium + self.list_large;
@@ -234,6 +247,8 @@ fn main() {
     bench.resident("uploads");
     download::run(&bench, &uploader, &big, &mut report);
     bench.resident("downloads");
+    webdav::run(&bench, &mut report);
+    bench.resident("WebDAV copies");
     events::run(&bench, &mut report);
     bench.resident("event streams");
     let list_users = list::run(&bench, &mut report);

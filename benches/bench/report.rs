@@ -36,7 +36,7 @@ struct Row {
 /// The sections of the table, in the order they are printed (rows are added as they are
 /// measured, which is not always this order).
 const SECTIONS: &[&str] =
-    &["upload", "concurrency", "download", "list", "login", "load", "analysis", "memory", "startup"];
+    &["upload", "concurrency", "download", "webdav", "list", "login", "load", "analysis", "memory", "startup"];
 
 /// The machine the numbers come from.
 #[derive(Debug, Clone)]

@@ -28,22 +28,24 @@ pub struct Setup {
     pub analysis: bool,
     /// `[metrics] enabled`: `GET /metrics` (open to loopback).
     pub metrics: bool,
+    /// `[webdav] enabled` on this loopback port (picked free when the setup is created).
+    pub webdav_port: Option<u16>,
 }
 
 impl Setup {
-    /// Writes the config file: a 2 GiB upload limit, a short shutdown grace, and no background
+    /// Writes the config file: a 2 GiB upload limit, a short shutdown grace, no background
     /// analysis, so the phases measure requests alone (uploads still queue their analysis job,
-    /// in the same transaction); everything else stays at the built-in defaults (the `info` log
-    /// level included). Starts the log file afresh.
+    /// in the same transaction), and WebDAV on a free loopback port; everything else stays at
+    /// the built-in defaults (the `info` log level included). Starts the log file afresh.
     pub fn create(root: &Path, log: &Path) -> Setup {
-        let setup = Setup::settings(root, log);
+        let setup = Setup { webdav_port: Some(free_port()), ..Setup::settings(root, log) };
         setup.write_config();
         File::create(&setup.log).expect("creating the server log file");
         setup
     }
 
     /// A second data directory under `root` for the analysis phase: the same config with
-    /// analysis and `/metrics` on; its server appends to the same log.
+    /// analysis and `/metrics` on (and WebDAV off); its server appends to the same log.
     pub fn for_analysis(root: &Path, log: &Path) -> Setup {
         fs::create_dir_all(root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
         let setup = Setup { analysis: true, metrics: true, ..Setup::settings(root, log) };
@@ -51,7 +53,7 @@ impl Setup {
         setup
     }
 
-    /// The paths under `root`, with analysis and metrics off; nothing written yet.
+    /// The paths under `root`, with analysis, metrics and WebDAV off; nothing written yet.
     fn settings(root: &Path, log: &Path) -> Setup {
         Setup {
             root: root.to_path_buf(),
@@ -60,17 +62,26 @@ impl Setup {
             log: log.to_path_buf(),
             analysis: false,
             metrics: false,
+            webdav_port: None,
         }
     }
 
     /// (Re)writes the config file from the settings; the next start reads it.
     pub fn write_config(&self) {
-        let config = format!(
+        let mut config = format!(
             "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n\n[uploads]\nmax_incomplete = 100\n\n\
              [analysis]\nenabled = {}\n\n[metrics]\nenabled = {}\n",
             self.analysis, self.metrics
         );
+        if let Some(port) = self.webdav_port {
+            config.push_str(&format!("\n[webdav]\nenabled = true\nport = {port}\n"));
+        }
         fs::write(&self.config, config).expect("writing the benchmark's config file");
+    }
+
+    /// The WebDAV listener's URL (the same loopback address as the API), when it is on.
+    pub fn dav_base(&self) -> Option<String> {
+        self.webdav_port.map(|port| format!("http://127.0.0.1:{port}/"))
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -82,6 +93,12 @@ impl Setup {
         let shard = &id[id.len().saturating_sub(2)..];
         self.data_dir.join("recordings").join(shard).join(id)
     }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().expect("the bound address").port()
 }
 
 /// Resident memory of the server, from `/proc/<pid>/status`.

@@ -1,5 +1,6 @@
 //! The shared harness: a real server on an ephemeral loopback port, in its own temp data dir,
-//! and a small HTTP client over real TCP.
+//! and a small HTTP client over real TCP. With `webdav_enabled` (see `Server::start_dav`) the
+//! server's WebDAV listener gets an ephemeral loopback port too.
 
 use recorder::{AppState, Clock, Config};
 use rocket::fairing::AdHoc;
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 pub struct Server {
     pub base: String,
+    /// The WebDAV listener's base URL (`http://127.0.0.1:PORT`), when WebDAV is enabled.
+    pub dav: Option<String>,
     /// Kept for its lifetime: the data directory is removed when the server is dropped.
     _dir: tempfile::TempDir,
     pub clock: Clock,
@@ -46,6 +49,20 @@ impl Server {
         Server::start_with(|_| {})
     }
 
+    /// A server with WebDAV on, on an ephemeral port.
+    pub fn start_dav() -> Server {
+        Server::start_dav_with(|_| {})
+    }
+
+    /// A server with WebDAV on (on an ephemeral port) and more settings.
+    pub fn start_dav_with(configure: impl FnOnce(&mut Config)) -> Server {
+        Server::start_with(|c| {
+            c.webdav_enabled = true;
+            c.webdav_port = 0;
+            configure(c);
+        })
+    }
+
     pub fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(dir.path().join("data"));
@@ -56,6 +73,8 @@ impl Server {
         let clock = Clock::default();
         let data = config.data_dir.clone();
         let state = AppState::open(config, clock.clone()).expect("open state");
+        // Bound by `open`, served from liftoff on.
+        let dav = state.webdav_addr().map(|addr| format!("http://{addr}"));
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -86,6 +105,7 @@ impl Server {
         let (port, shutdown) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
         Server {
             base: format!("http://127.0.0.1:{port}"),
+            dav,
             _dir: dir,
             clock,
             data,
@@ -141,6 +161,34 @@ impl Server {
         r.json()["id"].as_str().expect("id").to_string()
     }
 
+    /// Creates an app token (`POST /api/v1/tokens`) with a session token; returns the new token.
+    pub fn app_token(&self, session: &str, name: &str) -> String {
+        let r = send_json(self.auth("POST", "/api/v1/tokens", session), &serde_json::json!({ "name": name }));
+        assert_eq!(r.status, 201, "app token {name}: {}", r.text());
+        r.json()["token"].as_str().expect("token").to_string()
+    }
+
+    /// The WebDAV URL of `path` (already percent-encoded; see `dav_path`).
+    pub fn dav_url(&self, path: &str) -> String {
+        let base = self.dav.as_deref().expect("the server was started with WebDAV on (Server::start_dav)");
+        format!("{base}{path}")
+    }
+
+    /// A WebDAV request with no credentials.
+    pub fn dav_req(&self, method: &str, path: &str) -> ureq::Request {
+        ureq::request(method, &self.dav_url(path))
+    }
+
+    /// A WebDAV request with HTTP Basic credentials.
+    pub fn dav(&self, method: &str, path: &str, username: &str, password: &str) -> ureq::Request {
+        self.dav_req(method, path).set("Authorization", &basic(username, password))
+    }
+
+    /// Files under `tmp/` only, relative to the data directory.
+    pub fn tmp_files(&self) -> Vec<String> {
+        self.files().into_iter().filter(|f| f.starts_with("tmp")).collect()
+    }
+
     /// Files under `tmp/` and `recordings/`, relative to the data directory.
     pub fn files(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -178,6 +226,17 @@ impl Drop for Server {
             let _ = thread.join();
         }
     }
+}
+
+/// An `Authorization` value for HTTP Basic.
+pub fn basic(username: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
+}
+
+/// The WebDAV path of a shown name in the user's folder: `/` and the name, percent-encoded.
+pub fn dav_path(name: &str) -> String {
+    format!("/{}", urlencode(name))
 }
 
 pub fn urlencode(s: &str) -> String {

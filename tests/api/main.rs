@@ -20,3 +20,4 @@ mod shares;
 mod tus_client;
 mod ui;
 mod uploads;
+mod webdav;
