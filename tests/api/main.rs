@@ -17,6 +17,7 @@ mod openapi;
 mod ops;
 mod recordings;
 mod shares;
+mod transcripts;
 mod tus_client;
 mod ui;
 mod uploads;
