@@ -42,5 +42,16 @@ BEGIN
         FROM feeds WHERE user_id = NEW.user_id;
 END;
 
+-- So is a correction saved over a transcript that was already ready.
+CREATE TRIGGER changes_on_transcript_edit AFTER UPDATE OF edited ON transcripts
+WHEN OLD.edited IS NOT NEW.edited
+BEGIN
+    INSERT INTO feeds (user_id, seq) SELECT user_id, 1 FROM recordings WHERE id = NEW.recording_id
+        ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1;
+    INSERT INTO changes (user_id, seq, type, recording_id, at)
+        SELECT f.user_id, f.seq, 'updated', NEW.recording_id, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+        FROM feeds f JOIN recordings r ON r.user_id = f.user_id WHERE r.id = NEW.recording_id;
+END;
+
 -- Each worker takes its own kind of job.
 CREATE INDEX jobs_by_kind ON jobs(kind, state, recording_id);

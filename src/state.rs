@@ -83,7 +83,8 @@ impl AppState {
         crate::transcription::check_model(&config).map_err(StartError::Model)?;
         {
             let mut conn = db.conn().map_err(|e| StartError::Recovery(e.message.to_string()))?;
-            let marked = if config.transcription_model.is_some() {
+            // Transcription runs after analysis: with analysis off it is off too.
+            let marked = if config.transcription_model.is_some() && config.analysis_enabled {
                 crate::transcription::turned_on(&conn)
             } else {
                 crate::transcription::turned_off(&mut conn)

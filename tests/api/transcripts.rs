@@ -87,6 +87,16 @@ fn hand_written_transcripts_are_served_in_every_format_and_searchable() {
 
     let got = send(server.auth("GET", &format!("/api/v1/recordings/{id}/transcript"), &alice), None).json();
     assert_eq!(got["segments"], segments);
+    // A correction of a ready transcript is a change of the recording, for apps that mirror.
+    let cursor =
+        send(server.auth("GET", "/api/v1/changes", &alice), None).json()["cursor"].as_str().unwrap_or("").to_string();
+    let fixed = json!([{"start_ms": 0, "end_ms": 2900, "text": "Fixed."}]);
+    assert_eq!(put_segments(&server, &alice, &id, &fixed).status, 200);
+    let changes =
+        send(server.auth("GET", &format!("/api/v1/changes?since={}", urlencode(&cursor)), &alice), None).json();
+    assert_eq!(changes["changes"][0]["type"], "updated", "{changes}");
+    assert_eq!(changes["changes"][0]["id"], id.as_str());
+    assert_eq!(put_segments(&server, &alice, &id, &segments).status, 200);
     let txt = send(server.auth("GET", &format!("/api/v1/recordings/{id}/transcript?format=txt"), &alice), None);
     assert_eq!(txt.status, 200);
     assert!(txt.header("content-type").is_some_and(|c| c.starts_with("text/plain")));
