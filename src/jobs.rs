@@ -388,19 +388,22 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
     outcome.is_ok()
 }
 
-/// The decoded facts of a recording. `Ok(None)`: the recording is gone (deleted meanwhile).
-fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<Option<analysis::Decoded>, String> {
-    let row: Option<(i64, Option<i64>)> = db
-        .conn()
+/// A recording's size and duration as stored, for a job about to read it; `None` once it is gone.
+pub(crate) fn size_and_duration(db: &Db, recording_id: &str) -> Result<Option<(i64, Option<i64>)>, String> {
+    db.conn()
         .and_then(|conn| {
-            conn.query_row("SELECT size, duration_ms FROM recordings WHERE id = ?1", [&job.recording_id], |r| {
+            conn.query_row("SELECT size, duration_ms FROM recordings WHERE id = ?1", [recording_id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
             .map_err(ApiError::from)
         })
-        .map_err(|e| e.message.to_string())?;
-    let Some((size, claimed_ms)) = row else { return Ok(None) };
+        .map_err(|e| e.message.to_string())
+}
+
+/// The decoded facts of a recording. `Ok(None)`: the recording is gone (deleted meanwhile).
+fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<Option<analysis::Decoded>, String> {
+    let Some((size, claimed_ms)) = size_and_duration(db, &job.recording_id)? else { return Ok(None) };
     let id = Uuid::parse_str(&job.recording_id).map_err(|e| e.to_string())?;
     let path = storage.path(&Storage::relative_path(&id));
     let limits = Limits {

@@ -168,18 +168,9 @@ impl Worker {
     }
 
     fn transcribe(&mut self, job: &Job) -> Result<Outcome, String> {
-        let row: Option<(i64, Option<i64>)> = self
-            .db
-            .conn()
-            .and_then(|conn| {
-                conn.query_row("SELECT size, duration_ms FROM recordings WHERE id = ?1", [&job.recording_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(ApiError::from)
-            })
-            .map_err(|e| e.message.to_string())?;
-        let Some((size, duration_ms)) = row else { return Ok(Outcome::Gone) };
+        let Some((size, duration_ms)) = jobs::size_and_duration(&self.db, &job.recording_id)? else {
+            return Ok(Outcome::Gone);
+        };
         if duration_ms.is_some_and(|ms| ms > self.settings.max_ms) {
             return Err(format!(
                 "longer than transcription.max_minutes ({} minutes): not transcribed",

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 
 /// Every audio fixture, its content type, and its true duration in ms. ADTS has no index, so
 /// its "truth" is the sentence's length that every other encoding reports.
-const FIXTURES: &[(&str, &str, i64)] = &[
+pub(crate) const FIXTURES: &[(&str, &str, i64)] = &[
     ("speech.wav", "audio/wav", 4179),
     ("speech.mp3", "audio/mpeg", 4284),
     ("speech.m4a", "audio/mp4", 4179),

@@ -19,19 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Every audio fixture, the type the server stores for it, and its true duration in ms (as in
-/// the recordings tests).
-const FIXTURES: &[(&str, &str, i64)] = &[
-    ("speech.wav", "audio/wav", 4179),
-    ("speech.mp3", "audio/mpeg", 4284),
-    ("speech.m4a", "audio/mp4", 4179),
-    ("speech.3gp", "audio/mp4", 4179),
-    ("speech.aac", "audio/aac", 4179),
-    ("speech.ogg", "audio/ogg", 4179),
-    ("speech.opus", "audio/ogg", 4185),
-    ("speech.webm", "audio/webm", 4186),
-    ("speech.flac", "audio/flac", 4179),
-];
+// Every audio fixture, the type the server stores for it, and its true duration in ms.
+use crate::recordings::FIXTURES;
 
 /// Inputs that are not audio, from `tests/fixtures/not-audio`.
 const NOT_AUDIO: &[&str] = &["page.html", "image.png", "text-named.mp3"];
