@@ -266,7 +266,7 @@ function createApp(me) {
     route,
     addFiles: (files) => uploads.addFiles(files),
     showDrop: (on) => { drop.hidden = !on; },
-    busy: () => uploads.busy() || recorder.active(),
+    busy: () => uploads.busy() || recorder.active() || player.unsavedTranscript(),
     focusSearch: () => search.focus(),
     destroy() {
       live.close();
