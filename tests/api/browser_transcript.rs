@@ -400,6 +400,8 @@ fn a_transcript_written_by_hand_pending_and_failed_states_in_the_panel() {
         b.js("return document.querySelector('[data-test=transcript-body]').scrollTop;", vec![]).as_f64() > Some(0.0)
     );
     assert_eq!(b.js("return scrollY;", vec![]), page_scroll, "the page itself did not move");
+    assert_accessible(&b, "a long transcript in the panel (dark)");
+    b.screenshot(1280, 800, "transcript-long-dark.png");
 
     // Off: a transcript written by hand, one segment over the whole recording.
     play_and_pause(&b, &handmade);
