@@ -216,6 +216,7 @@ function createApp(me) {
     list.applyChange(change, local);
     trash.applyChange(change, local);
     if (change.recording) player.update(change.recording);
+    if (change.type === 'updated') player.changedElsewhere(change.id);
     const gone = change.type === 'trashed' || change.type === 'deleted';
     if (gone) shareDialog.forget(change.id);
     if (gone && !local && player.currentId() === change.id) {

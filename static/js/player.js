@@ -383,6 +383,10 @@ export function createPlayer() {
     /** The recording in the player, if any. */
     current: () => rec,
     isPlaying: () => !audio.paused,
+    /** A live change of a recording: the transcript of the one in the player looks again. */
+    changedElsewhere(id) {
+      if (rec?.id === id) transcript.changed();
+    },
     /** Corrections of the transcript not saved yet. */
     unsavedTranscript: () => transcript.unsaved(),
     onChange(fn) {

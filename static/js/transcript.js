@@ -174,6 +174,38 @@ export function createTranscript({ seek, duration, changed, resized }) {
     render();
   }
 
+  /**
+   * Loads a ready transcript again (it changed elsewhere, maybe): shown anew only when it did
+   * change, with the keyboard focus kept on the same segment.
+   */
+  async function refresh() {
+    if (loading || editing || state !== 'ready' || !rec) return;
+    const id = rec.id;
+    const ctl = new AbortController();
+    loading = ctl;
+    let fresh;
+    try {
+      fresh = await api('GET', path(id), undefined, { signal: ctl.signal });
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      if (loading === ctl) loading = null;
+      if (e.status === 404 && rec?.id === id && !editing) load(); // gone: say why
+      return;
+    } finally {
+      if (loading === ctl) loading = null;
+    }
+    if (rec?.id !== id || editing || state !== 'ready') return;
+    const same = data && fresh.edited === data.edited && JSON.stringify(fresh.segments) === JSON.stringify(data.segments);
+    data = fresh;
+    if (same) return;
+    const focused = body.contains(document.activeElement) ? document.activeElement.dataset.index : undefined;
+    render();
+    if (focused !== undefined && rows[Number(focused)]?.btn) {
+      setTabStop(Number(focused));
+      rows[Number(focused)].btn.focus({ preventScroll: true });
+    }
+  }
+
   // ---------- showing it ----------
 
   function render() {
@@ -556,6 +588,8 @@ export function createTranscript({ seek, duration, changed, resized }) {
       clear(body);
       rows = [];
     },
+    /** The recording changed (a live change): its transcript may have been corrected elsewhere. */
+    changed: () => refresh(),
     /** The playback moved. */
     time: (seconds) => follow(seconds),
     /** Corrections not saved yet. */

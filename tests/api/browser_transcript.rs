@@ -305,6 +305,26 @@ fn the_transcript_panel_follows_playback_seeks_edits_and_search_jumps_to_the_wor
     assert!(!b.exists(&format!("{PANEL} [data-test=transcript-error] p")), "the error went with the fix");
     assert_eq!(get_transcript(&server, &token, &id)["segments"][3]["text"], "Thanks, see you on Monday.");
 
+    // A correction made elsewhere shows with the recording's next change (on a server whose feed
+    // has corrections, the correction itself), the keyboard focus staying where it was.
+    let mut elsewhere = get_transcript(&server, &token, &id)["segments"].clone();
+    elsewhere[0]["text"] = json!("Good morning all, welcome to the meeting.");
+    put_transcript(&server, &token, &id, &elsewhere);
+    b.js("document.querySelector(arguments[0]).focus();", vec![json!(format!("{SEGMENT}[data-index='2']"))]);
+    let renamed = send_json(
+        server.auth("PATCH", &format!("/api/v1/recordings/{id}"), &token),
+        &json!({"name": "Team meeting (Monday).wav"}),
+    );
+    assert_eq!(renamed.status, 200, "{}", renamed.text());
+    b.wait_js(
+        "the correction made elsewhere",
+        "const t = document.querySelector(arguments[0] + '[data-index=\"0\"] .segment-text'); \
+         return t && t.textContent === 'Good morning all, welcome to the meeting.';",
+        vec![json!(SEGMENT)],
+    );
+    assert_eq!(b.js("return document.activeElement.dataset.index;", vec![]), json!("2"), "the focus stayed");
+    assert_eq!(b.text("[data-test=player-name]"), "Team meeting (Monday).wav");
+
     // Search by what was said: the result shows the words around it, and jumps to them.
     b.click("section.player button[aria-label='Close player']");
     b.wait_js("the player closed", "return document.querySelector('section.player').hidden;", vec![]);
@@ -326,7 +346,7 @@ fn the_transcript_panel_follows_playback_seeks_edits_and_search_jumps_to_the_wor
             "return document.querySelector(arguments[0]).getAttribute('aria-label');",
             vec![json!(format!("{row} button[data-test=jump]"))]
         ),
-        json!("Jump to 0:02 in Team meeting.wav")
+        json!("Jump to 0:02 in Team meeting (Monday).wav")
     );
     b.click(&format!("{row} button[data-test=jump]"));
     let t = wait_playing_between(&b, "the jump to the words", 2.5, 3.8);
