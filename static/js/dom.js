@@ -58,6 +58,7 @@ const ICONS = {
   link: { d: 'M10 14a4 4 0 0 0 5.66 0l3-3a4 4 0 0 0-5.66-5.66l-1 1M14 10a4 4 0 0 0-5.66 0l-3 3a4 4 0 0 0 5.66 5.66l1-1' },
   copy: { d: 'M9 9h10v11H9zM15 9V4H5v11h4' },
   laptop: { d: 'M5 5.5h14v10H5zM2.5 19h19' },
+  transcript: { d: 'M4.5 6h15M4.5 10.5h15M4.5 15h9.5M4.5 19.5h6.5' },
 };
 
 const SVG = 'http://www.w3.org/2000/svg';

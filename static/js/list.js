@@ -8,6 +8,24 @@ import { BATCH_MAX, createNotice, createSelection, runBatch } from './select.js'
 import { confirmDialog, reportError, hideError, showError, toast } from './ui.js';
 import { cachedWaveform, drawWaveform, onLookChange, restyle, wantWaveform, watchAnalysis } from './waveform.js';
 
+/** Folds case and accents, as the server's search does. */
+function fold(text) {
+  return text.normalize('NFD').replace(/\p{M}/gu, '').toLocaleLowerCase();
+}
+
+/**
+ * The snippet as text, with the words that the search's words start marked (<mark>, made
+ * here: the snippet itself is never parsed as HTML).
+ */
+function highlight(snippet, query) {
+  const wanted = fold(query).split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  if (!wanted.length) return snippet;
+  return snippet.split(/([\p{L}\p{N}]+)/u).map((part, i) => {
+    if (i % 2 === 0 || !wanted.some((w) => fold(part).startsWith(w))) return part;
+    return h('mark', {}, part);
+  });
+}
+
 export function createList(ctx) {
   const { player } = ctx;
   const ul = h('ul', { class: 'rec-list', 'data-test': 'recordings', 'data-loaded': '0', 'aria-label': 'Recordings' });
@@ -80,7 +98,7 @@ export function createList(ctx) {
     if (query) {
       stateBox.append(h('div', { class: 'empty small', 'data-test': 'no-results' },
         h('p', { class: 'empty-title' }, 'No results'),
-        h('p', {}, `No recording name contains “${query}”.`)));
+        h('p', {}, `No recording has “${query}” in its name or in what was said.`)));
     } else {
       stateBox.append(emptyState());
     }
@@ -226,7 +244,8 @@ export function createList(ctx) {
     const canvas = h('canvas', { 'aria-hidden': 'true' });
     const waveStatus = h('span', { class: 'visually-hidden' });
     const waveEl = h('div', { class: 'rec-wave', 'data-test': 'row-waveform' }, canvas, waveStatus);
-    const li = h('li', { class: 'rec with-wave', 'data-test': 'recording', 'data-id': rec.id },
+    const spoken = rec.match?.field === 'transcript' ? rec.match : null;
+    const li = h('li', { class: spoken ? 'rec with-wave with-match' : 'rec with-wave', 'data-test': 'recording', 'data-id': rec.id },
       selection.rowCheck(rec),
       playBtn,
       h('div', { class: 'rec-main' }, nameEl),
@@ -238,6 +257,7 @@ export function createList(ctx) {
           ? [h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'), h('span', { class: 'problem', 'data-test': 'problem' }, problemText(rec.problem))]
           : [])),
       waveEl,
+      spoken && renderMatch(rec, spoken),
       h('span', { class: 'rec-duration', 'data-test': 'duration' }, formatDurationMs(rec.duration_ms)),
       h('div', { class: 'rec-actions' },
         h('a', {
@@ -259,9 +279,23 @@ export function createList(ctx) {
     return li;
   }
 
+  /** Where a search found the words: the words around them, and a button to hear them. */
+  function renderMatch(rec, match) {
+    const at = formatDurationMs(match.start_ms ?? 0);
+    return h('div', { class: 'rec-match', 'data-test': 'match' },
+      h('p', { class: 'rec-snippet', 'data-test': 'snippet' },
+        h('span', { class: 'visually-hidden' }, 'Said: '), highlight(match.snippet, query)),
+      h('button', {
+        type: 'button', class: 'jump-btn', 'data-test': 'jump', 'data-start-ms': match.start_ms ?? 0,
+        'aria-label': `Jump to ${at} in ${rec.name}`,
+      }, icon('play'), `Jump to ${at}`));
+  }
+
   function updateItem(rec) {
     const entry = items.get(rec.id);
     if (!entry) return;
+    // A live change has no `match`: the row keeps where the search found it.
+    if (!rec.match && entry.rec.match) rec = { ...rec, match: entry.rec.match };
     const waveChanged = entry.rec.waveform !== rec.waveform;
     entry.rec = rec;
     const { li } = entry;
@@ -618,6 +652,7 @@ export function createList(ctx) {
     if (!entry) return;
     switch (button.dataset.test) {
       case 'play': player.play(entry.rec); break;
+      case 'jump': player.playAt(entry.rec, (entry.rec.match?.start_ms ?? 0) / 1000, { showTranscript: true }); break;
       case 'share': ctx.shareDialog.open(entry.rec); break;
       case 'rename': startRename(li); break;
       case 'delete': remove(li); break;

@@ -216,6 +216,7 @@ function createApp(me) {
     list.applyChange(change, local);
     trash.applyChange(change, local);
     if (change.recording) player.update(change.recording);
+    if (change.type === 'updated') player.changedElsewhere(change.id);
     const gone = change.type === 'trashed' || change.type === 'deleted';
     if (gone) shareDialog.forget(change.id);
     if (gone && !local && player.currentId() === change.id) {
@@ -266,7 +267,7 @@ function createApp(me) {
     route,
     addFiles: (files) => uploads.addFiles(files),
     showDrop: (on) => { drop.hidden = !on; },
-    busy: () => uploads.busy() || recorder.active(),
+    busy: () => uploads.busy() || recorder.active() || player.unsavedTranscript(),
     focusSearch: () => search.focus(),
     destroy() {
       live.close();

@@ -1,7 +1,8 @@
 // One shared <audio> element driven by a custom bar at the bottom of the page. Its seek bar is
-// the recording's waveform once the server has analysed it.
+// the recording's waveform once the server has analysed it; the transcript opens above it.
 import { h, icon, setIcon } from './dom.js';
 import { formatDuration } from './format.js';
+import { createTranscript } from './transcript.js';
 import { showError } from './ui.js';
 import { drawWaveform, onLookChange, restyle, wantWaveform, watchAnalysis } from './waveform.js';
 
@@ -30,15 +31,25 @@ export function createPlayer() {
   const forward = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Forward 15 seconds' }, icon('forward'));
   const shareBtn = h('button', { type: 'button', class: 'icon-btn', 'data-test': 'player-share', 'aria-label': 'Share', title: 'Share…', hidden: true }, icon('share'));
   const closeBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close player' }, icon('close'));
+  const transcript = createTranscript({
+    seek: (t) => {
+      seekTo(t);
+      if (audio.paused) startPlayback();
+    },
+    duration: () => duration(),
+    changed: (fresh) => update(fresh),
+    resized: () => syncSpace(),
+  });
 
   const bar = h('section', { class: 'player', 'aria-label': 'Player', hidden: true },
     audio,
+    transcript.element,
     h('div', { class: 'player-inner' },
       h('div', { class: 'player-controls' }, back, toggle, forward),
       h('div', { class: 'player-main' },
         nameEl,
         h('div', { class: 'player-seek' }, current, waveBox, total)),
-      shareBtn, closeBtn));
+      transcript.toggle, shareBtn, closeBtn));
 
   let rec = null;
   let dragging = false;
@@ -74,7 +85,18 @@ export function createPlayer() {
     seek.setAttribute('aria-valuetext', `${formatDuration(t)} of ${d ? formatDuration(d) : 'unknown'}`);
     seek.style.setProperty('--pct', d ? `${Math.min(100, (t / d) * 100)}%` : '0%');
     renderWave();
+    transcript.time(t);
   }
+
+  // With the transcript open the bar is taller: the page keeps its end (and focused controls)
+  // clear of it.
+  function syncSpace() {
+    for (const el of [document.documentElement, document.body]) {
+      if (bar.hidden || !transcript.isOpen()) el.style.removeProperty('--player-space');
+      else el.style.setProperty('--player-space', `${Math.ceil(bar.getBoundingClientRect().height) + 12}px`);
+    }
+  }
+  new ResizeObserver(syncSpace).observe(bar);
 
   // ---------- the waveform ----------
 
@@ -187,6 +209,34 @@ export function createPlayer() {
       else audio.pause();
       return;
     }
+    load(recording);
+    startPlayback();
+  }
+
+  /**
+   * Plays a recording from `seconds` (a search result's words), with its transcript open when
+   * `showTranscript`.
+   */
+  function playAt(recording, seconds, { showTranscript = false } = {}) {
+    if (rec && rec.id === recording.id) update(recording);
+    else load(recording);
+    if (showTranscript) transcript.open();
+    const id = recording.id;
+    const to = Math.max(0, seconds);
+    if (audio.readyState >= HTMLMediaElement.HAVE_METADATA) {
+      seekTo(to);
+    } else {
+      // Asked for before the audio is there (the start position); once it is, where it lands.
+      audio.currentTime = to;
+      audio.addEventListener('loadedmetadata', () => {
+        if (rec?.id === id && Math.abs(audio.currentTime - to) > 0.25) seekTo(to);
+      }, { once: true });
+    }
+    if (audio.paused) startPlayback();
+  }
+
+  /** Puts a recording in the player, paused. */
+  function load(recording) {
     rec = recording;
     nameEl.textContent = rec.name;
     nameEl.title = rec.name;
@@ -194,9 +244,9 @@ export function createPlayer() {
     audio.src = `/api/v1/recordings/${encodeURIComponent(rec.id)}/audio`;
     bar.hidden = false;
     document.body.classList.add('has-player');
+    transcript.show(rec);
     setWaveState();
     renderTime();
-    startPlayback();
     if ('mediaSession' in navigator) {
       try {
         navigator.mediaSession.metadata = new MediaMetadata({ title: rec.name, artist: 'Recorder' });
@@ -211,9 +261,11 @@ export function createPlayer() {
     audio.removeAttribute('src');
     audio.load();
     rec = null;
+    transcript.clear();
     setWaveState();
     bar.hidden = true;
     document.body.classList.remove('has-player');
+    syncSpace();
     renderState();
   }
 
@@ -224,6 +276,7 @@ export function createPlayer() {
     nameEl.textContent = rec.name;
     nameEl.title = rec.name;
     shareBtn.setAttribute('aria-label', `Share ${rec.name}`);
+    transcript.update(rec);
     setWaveState();
     renderTime();
   }
@@ -322,6 +375,7 @@ export function createPlayer() {
   return {
     element: bar,
     play,
+    playAt,
     clear,
     /** Keeps the bar in step with a fresher copy of the recording (a rename, its analysis). */
     update,
@@ -329,6 +383,12 @@ export function createPlayer() {
     /** The recording in the player, if any. */
     current: () => rec,
     isPlaying: () => !audio.paused,
+    /** A live change of a recording: the transcript of the one in the player looks again. */
+    changedElsewhere(id) {
+      if (rec?.id === id) transcript.changed();
+    },
+    /** Corrections of the transcript not saved yet. */
+    unsavedTranscript: () => transcript.unsaved(),
     onChange(fn) {
       listeners.add(fn);
     },

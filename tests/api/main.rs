@@ -6,6 +6,7 @@ mod batch;
 mod browser;
 mod browser_devices;
 mod browser_resumable;
+mod browser_transcript;
 mod browser_waveform;
 mod cli;
 mod common;
