@@ -475,3 +475,49 @@ fn a_transcript_written_by_hand_pending_and_failed_states_in_the_panel() {
     );
     no_error_banner(&b);
 }
+
+/// The whole way with the real model: a spoken memo is uploaded, transcribed on the server, and
+/// found in the UI by a word only its audio holds, with the panel showing what was said.
+/// Skips (or fails, with `RECORDER_REQUIRE_TRANSCRIPTION=1`) without the model, as the other
+/// transcription tests do.
+#[test]
+fn a_spoken_memo_is_found_in_the_ui_by_its_words_once_transcribed() {
+    let test = "a_spoken_memo_is_found_in_the_ui_by_its_words_once_transcribed";
+    let Some((model, dir)) = crate::transcripts::real_model(test) else { return };
+    let Some(b) = Browser::start("spoken memo search") else { return };
+    let server = crate::transcripts::with_model(&model);
+    sign_up(&b, &server, "sam");
+    let token = login_token(&server, "sam");
+    let (path, _) = &crate::transcripts::librivox(&dir)[0];
+    let uploaded = std::time::Instant::now();
+    let id = server.upload_id(&token, "Tuesday memo.wav", &std::fs::read(path).expect("wav"));
+    b.goto(&server.base);
+    b.wait_for(&item(&id));
+    // Ready once the model has heard it: within its transcription time, not at some later sweep.
+    let deadline = uploaded + std::time::Duration::from_secs(300);
+    loop {
+        let state = get_recording(&server, &token, &id)["transcript"].clone();
+        if state == "ready" {
+            break;
+        }
+        assert!(state == "pending", "transcript {state}");
+        assert!(std::time::Instant::now() < deadline, "not transcribed within 5 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    eprintln!("transcribed {} s after the upload", uploaded.elapsed().as_secs_f32());
+    b.fill("input[data-test=search]", "prudently");
+    b.wait_js(
+        "the search result",
+        "const rows = document.querySelectorAll('li[data-test=recording]'); \
+         return document.querySelector('ul[data-test=recordings]').dataset.loaded === '1' && rows.length === 1 \
+           && rows[0].dataset.id === arguments[0];",
+        vec![json!(id)],
+    );
+    let row = item(&id);
+    assert!(b.text(&format!("{row} [data-test=snippet]")).to_lowercase().contains("prudently"));
+    assert_eq!(b.text(&format!("{row} [data-test=snippet] mark")).to_lowercase(), "prudently");
+    b.click(&format!("{row} button[data-test=jump]"));
+    b.wait_for(&format!("{PANEL}[data-state=ready]"));
+    let said = listed(&b).join(" ").to_lowercase();
+    assert!(said.contains("dashwood") && said.contains("prudently"), "{said}");
+}

@@ -254,7 +254,7 @@ fn a_model_that_cannot_be_used_stops_startup_with_a_clear_line() {
 // ---- With the real model ----
 
 /// The model and the LibriVox recordings, or `None` after saying loudly why the test skipped.
-fn real_model(test: &str) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn real_model(test: &str) -> Option<(PathBuf, PathBuf)> {
     let model = std::env::var_os("RECORDER_TEST_WHISPER_MODEL").map(PathBuf::from);
     let librivox = std::env::var_os("RECORDER_TEST_LIBRIVOX").map(PathBuf::from);
     let why = if !recorder::transcription::BUILT {
@@ -290,7 +290,7 @@ fn real_model(test: &str) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// The LibriVox recordings in order, with their reference text.
-fn librivox(dir: &Path) -> Vec<(PathBuf, String)> {
+pub(crate) fn librivox(dir: &Path) -> Vec<(PathBuf, String)> {
     let text = std::fs::read_to_string(dir.join("transcription")).expect("transcription");
     let mut out = Vec::new();
     for line in text.lines() {
@@ -334,7 +334,7 @@ fn edits(reference: &[String], heard: &[String]) -> usize {
     row[heard.len()]
 }
 
-fn with_model(model: &Path) -> Server {
+pub(crate) fn with_model(model: &Path) -> Server {
     let model = model.to_path_buf();
     Server::start_with(move |c| c.transcription_model = Some(model))
 }
