@@ -93,10 +93,11 @@ pub struct Plan {
     /// by rclone and again through the JSON API.
     pub dav_small_count: usize,
     pub dav_big_size: usize,
-    /// Transcription: the five LibriVox recordings (24.7 s) are read this many times over into one
-    /// file, which `recorder transcribe` and faster-whisper each transcribe `transcribe_runs` times
-    /// per compute type (the median is reported).
-    pub transcribe_repeats: usize,
+    /// Transcription: the five LibriVox recordings (24.7 s) are read over and over, half a second
+    /// apart, into one file of at least this many seconds, which `recorder transcribe` and
+    /// faster-whisper each transcribe `transcribe_runs` times per compute type (the median is
+    /// reported).
+    pub transcribe_seconds: u32,
     pub transcribe_runs: usize,
     /// Readings uploaded at once to keep the server's transcription worker busy.
     pub busy_recordings: usize,
@@ -144,7 +145,7 @@ impl Plan {
             idle_window_seconds: 30,
             dav_small_count: 200,
             dav_big_size: 256 * MIB,
-            transcribe_repeats: 3,
+            transcribe_seconds: 65,
             transcribe_runs: 3,
             busy_recordings: 4,
             search_small: 1_000,
@@ -176,7 +177,7 @@ impl Plan {
             idle_window_seconds: 5,
             dav_small_count: 50,
             dav_big_size: 32 * MIB,
-            transcribe_repeats: 1,
+            transcribe_seconds: 20,
             transcribe_runs: 1,
             busy_recordings: 2,
             search_large: 10_000,
@@ -200,8 +201,8 @@ impl Plan {
             + (self.dav_small_count * self.small_size + self.dav_big_size) * 3
             // Analysis: the long recording and the queue, 16 kHz mono speech (32,000 bytes a second).
             + (self.long_seconds as usize + self.queue_recordings * self.queue_seconds as usize) * 32_000
-            // Transcription: the reading (25 s a repeat) on disk and uploaded to keep the worker busy.
-            + (self.busy_recordings + 1) * self.transcribe_repeats * 27 * 32_000;
+            // Transcription: the reading on disk, and uploaded to keep the worker busy.
+            + (self.busy_recordings + 1) * (self.transcribe_seconds as usize + 10) * 32_000;
         let rows =
             self.list_small * 2 + self.list_medium + self.list_large + 4 * (self.search_small + self.search_large);
         (files + rows * 1024 + 1024 * MIB) as u64

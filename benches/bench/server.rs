@@ -205,7 +205,7 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).expect("the server is running")
     }
 

@@ -51,6 +51,10 @@ const LARGE_VS_SMALL: f64 = 2.0;
 const PAGE: usize = 50;
 /// The small upload timed beside the list, in seconds of speech (16 kHz mono WAV, 64 KB).
 const SMALL_SECONDS: u32 = 2;
+/// The busy window starts once the worker's threads have used this much CPU after the uploads.
+const WORKER_STARTED: Duration = Duration::from_millis(100);
+/// How long the worker may take to notice its jobs (it polls every 30 s when nothing wakes it).
+const START_LIMIT: Duration = Duration::from_secs(120);
 /// How often the busy recordings' transcript state is read.
 const POLL: Duration = Duration::from_millis(200);
 /// Silence between the LibriVox sentences of the concatenation (as the transcription tests).
@@ -133,7 +137,7 @@ pub fn run(bench: &mut Bench, report: &mut Report) {
     bench.server.stop();
     match Inputs::from_env() {
         Ok(inputs) => {
-            let reading = Reading::build(&inputs.librivox, bench.plan.transcribe_repeats, &bench.work);
+            let reading = Reading::build(&inputs.librivox, bench.plan.transcribe_seconds, &bench.work);
             speed_and_memory(bench, &inputs, &reading, report);
             busy_worker(bench, &inputs, &reading, report);
         }
@@ -185,7 +189,8 @@ impl Inputs {
     }
 }
 
-/// The five LibriVox recordings read `repeats` times over, half a second apart, as one WAV file.
+/// The five LibriVox recordings read over and over, half a second apart, as one WAV file of at
+/// least the seconds asked for (ending with a whole sentence).
 struct Reading {
     path: PathBuf,
     wav: Vec<u8>,
@@ -195,7 +200,7 @@ struct Reading {
 }
 
 impl Reading {
-    fn build(dir: &Path, repeats: usize, work: &Path) -> Reading {
+    fn build(dir: &Path, at_least: u32, work: &Path) -> Reading {
         let list = dir.join("transcription");
         let text = fs::read_to_string(&list).unwrap_or_else(|e| panic!("reading {}: {e}", list.display()));
         let mut sentences = Vec::new();
@@ -212,12 +217,16 @@ impl Reading {
         }
         assert!(!sentences.is_empty(), "{} lists no recordings", list.display());
         let (mut pcm, mut reference) = (Vec::new(), Vec::new());
-        for _ in 0..repeats.max(1) {
-            for (samples, words) in &sentences {
-                pcm.extend_from_slice(samples);
-                pcm.extend(std::iter::repeat_n(0u8, GAP_SAMPLES * 2));
-                reference.extend(words.iter().cloned());
+        let wanted = at_least as usize * RATE as usize * 2;
+        let mut read = 0;
+        for (samples, words) in sentences.iter().cycle() {
+            if pcm.len() >= wanted {
+                break;
             }
+            pcm.extend_from_slice(samples);
+            pcm.extend(std::iter::repeat_n(0u8, GAP_SAMPLES * 2));
+            reference.extend(words.iter().cloned());
+            read += 1;
         }
         let mut wav = Vec::with_capacity(44 + pcm.len());
         wav_header(&mut wav, u32::try_from(pcm.len()).expect("a WAV file under 4 GiB"));
@@ -226,7 +235,7 @@ impl Reading {
         fs::write(&path, &wav).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         let seconds = pcm.len() as f64 / 2.0 / f64::from(RATE);
         progress(&format!(
-            "transcription: {} LibriVox recordings x {repeats}: {seconds:.1} s, {} words, in {}",
+            "transcription: {read} sentences of the {} LibriVox recordings: {seconds:.1} s, {} words, in {}",
             sentences.len(),
             reference.len(),
             path.display()
@@ -584,13 +593,13 @@ fn speed_and_memory(bench: &Bench, inputs: &Inputs, reading: &Reading, report: &
     };
     report.note(format!(
         "transcription: the model is {} (RECORDER_BENCH_WHISPER_MODEL), the audio the five LibriVox recordings of \
-         RECORDER_BENCH_LIBRIVOX read {} time(s), 0.5 s apart; `recorder transcribe` is the release binary with \
+         RECORDER_BENCH_LIBRIVOX read over and over, 0.5 s apart, to at least {} s; `recorder transcribe` is the release binary with \
          RECORDER_TRANSCRIPTION_MODEL, _COMPUTE, _THREADS=1 and _LANGUAGE=en, its RTF the process's wall time \
          (start to exit, load included) over the audio's length, its peak the highest VmHWM polled every 10 ms, its load \
          time Model::load in-process (median of {LOAD_ROUNDS}); the ratio compares its wall time less that load with \
          faster-whisper's transcription alone; medians of {runs} run(s), alternating; {reference_note}",
         inputs.model.display(),
-        bench.plan.transcribe_repeats
+        bench.plan.transcribe_seconds
     ));
 }
 
@@ -704,25 +713,126 @@ fn report_engine(
     );
 }
 
-/// List first page, small upload, and (untimed) that upload deleted, back to back on one
-/// connection until `stop` is set or `limit` has passed; the list and upload latencies. The
-/// delete keeps the small uploads from queueing transcriptions of their own.
-fn list_and_upload(client: &Client, small: &[u8], stop: &AtomicBool, limit: Duration) -> (Samples, Samples) {
-    let (mut lists, mut uploads) = (Vec::new(), Vec::new());
-    let started = Instant::now();
-    let mut i = 0;
-    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
-        lists.push(client.list(PAGE, None).1);
-        let (recording, elapsed) = client.upload(&format!("small {i}.wav"), small);
-        uploads.push(elapsed);
-        client.delete_permanently(recording["id"].as_str().expect("the upload answer has an id"));
-        i += 1;
-    }
-    (Samples::new(lists), Samples::new(uploads))
+/// A user's connection for the calls `Client` does not make: the list as JSON, and search.
+struct Api {
+    agent: ureq::Agent,
+    url: String,
+    authorization: String,
 }
 
-/// List and upload latency on a server with the model, before it has work and while its
-/// worker transcribes a few readings.
+impl Api {
+    fn new(base: &str, account: &Account) -> Api {
+        Api {
+            agent: ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(10)).build(),
+            url: format!("{base}/api/v1/recordings"),
+            authorization: format!("Bearer {}", account.token),
+        }
+    }
+
+    /// `GET /api/v1/recordings?limit=PAGE` (and `q`); the body and the time to its last byte.
+    fn list(&self, q: Option<&str>) -> (String, Duration) {
+        let mut request =
+            self.agent.get(&self.url).query("limit", &PAGE.to_string()).set("Authorization", &self.authorization);
+        if let Some(q) = q {
+            request = request.query("q", q);
+        }
+        let started = Instant::now();
+        let response = request.call().unwrap_or_else(|e| panic!("list (q={q:?}): {e}"));
+        let text = response.into_string().expect("reading a list page");
+        (text, started.elapsed())
+    }
+}
+
+/// Threads named "recorder-worker" (the server's request and blocking threads) at SCHED_IDLE,
+/// and all of them, from the policy field of `/proc/<pid>/task/*/stat`.
+fn idle_request_threads(server: &Server) -> (usize, usize) {
+    const SCHED_IDLE: u32 = 5;
+    let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", server.pid())) else { return (0, 0) };
+    let (mut idle, mut all) = (0, 0);
+    for task in tasks.flatten() {
+        if fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim_end() != "recorder-worker" {
+            continue;
+        }
+        let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Field 41 (policy), counted after the command name's closing parenthesis (field 2).
+        let policy =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(41 - 3)?.parse::<u32>().ok());
+        all += 1;
+        idle += usize::from(policy == Some(SCHED_IDLE));
+    }
+    (idle, all)
+}
+
+/// What one window of traffic measured.
+struct Window {
+    lists: Samples,
+    uploads: Samples,
+    /// How long it ran (until the readings were transcribed, for a busy window).
+    elapsed: Duration,
+    /// The readings' recordings as last listed.
+    readings: Vec<Value>,
+    /// The server's highest VmHWM or VmRSS read.
+    peak: u64,
+}
+
+/// One client lists the first page and uploads a small recording back to back (each upload then
+/// deleted, untimed, so it queues no transcription of its own), while a watcher lists the first
+/// page every `POLL` on its own connection and reads the server's memory. With `readings`, until
+/// the list shows none of them pending (panics after `limit`); without, for `limit`.
+fn window(
+    server: &Server,
+    client: &Client,
+    watcher: &Api,
+    small: &[u8],
+    readings: &[String],
+    limit: Duration,
+) -> Window {
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let finished = Mutex::new(None::<(Duration, Vec<Value>)>);
+    let mut peak = 0;
+    let (lists, uploads) = thread::scope(|scope| {
+        scope.spawn(|| {
+            while started.elapsed() < limit {
+                let memory = server.memory();
+                peak = peak.max(memory.peak).max(memory.rss);
+                let (text, _) = watcher.list(None);
+                let page: Value = serde_json::from_str(&text).expect("a list page is JSON");
+                let listed = page["recordings"].as_array().cloned().unwrap_or_default();
+                let found: Vec<Value> =
+                    listed.into_iter().filter(|r| readings.iter().any(|id| r["id"].as_str() == Some(id))).collect();
+                if !readings.is_empty()
+                    && found.len() == readings.len()
+                    && found.iter().all(|r| r["transcript"].as_str() != Some("pending"))
+                {
+                    *finished.lock().unwrap_or_else(|p| p.into_inner()) = Some((started.elapsed(), found));
+                    break;
+                }
+                thread::sleep(POLL);
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let (mut lists, mut uploads) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+            lists.push(client.list(PAGE, None).1);
+            let (recording, elapsed) = client.upload(&format!("small {i}.wav"), small);
+            uploads.push(elapsed);
+            client.delete_permanently(recording["id"].as_str().expect("the upload answer has an id"));
+            i += 1;
+        }
+        (Samples::new(lists), Samples::new(uploads))
+    });
+    let (elapsed, found) = match finished.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(done) => done,
+        None if readings.is_empty() => (started.elapsed(), Vec::new()),
+        None => panic!("the readings were not transcribed within {limit:?}"),
+    };
+    Window { lists, uploads, elapsed, readings: found, peak }
+}
+
+/// List and upload latency on a server with the model: before it has work, while its worker
+/// transcribes a few readings, and after.
 fn busy_worker(bench: &mut Bench, inputs: &Inputs, reading: &Reading, report: &mut Report) {
     let n = bench.plan.busy_recordings;
     let setup = Setup::for_transcription(&bench.work.join("transcription-busy"), &bench.setup.log, Some(&inputs.model));
@@ -734,17 +844,19 @@ fn busy_worker(bench: &mut Bench, inputs: &Inputs, reading: &Reading, report: &m
     bench.setup = setup;
     let account = bench.signup("transcription");
     let client = bench.client(&account);
+    let watcher = Api::new(&bench.server.base, &account);
     let small = data::speech_wav(SMALL_SECONDS);
     for _ in 0..20 {
         client.list(PAGE, None);
     }
     let server = &bench.server;
+    let idle_window = Duration::from_secs(bench.plan.idle_window_seconds);
 
-    let window = Duration::from_secs(bench.plan.idle_window_seconds);
-    progress(&format!("transcription: list and upload back to back for {} before any transcription", ms(window)));
-    let cpu_before_idle = server.thread_cpu(WORKER).unwrap_or_default();
-    let (idle_lists, idle_uploads) = list_and_upload(&client, &small, &AtomicBool::new(false), window);
-    let idle_cpu = server.thread_cpu(WORKER).unwrap_or_default().saturating_sub(cpu_before_idle);
+    progress(&format!("transcription: list and upload back to back for {} before any transcription", ms(idle_window)));
+    let cpu = || server.thread_cpu(WORKER).unwrap_or_default();
+    let cpu_at = cpu();
+    let before = window(server, &client, &watcher, &small, &[], idle_window);
+    let cpu_before = cpu().saturating_sub(cpu_at);
 
     let what = format!("{n} readings of {:.1} s (WAV, {} each)", reading.seconds, size(reading.wav.len() as u64));
     progress(&format!("transcription: uploading {what}; list and upload back to back until they are transcribed"));
@@ -755,89 +867,102 @@ fn busy_worker(bench: &mut Bench, inputs: &Inputs, reading: &Reading, report: &m
             recording["id"].as_str().expect("the upload answer has an id").to_string()
         })
         .collect();
-    let started = Instant::now();
-    let cpu_before = server.thread_cpu(WORKER).unwrap_or_default();
+    // The window starts when the worker does: it may only notice the jobs at its next poll.
+    let uploaded = Instant::now();
+    let cpu_at = cpu();
+    while cpu().saturating_sub(cpu_at) < WORKER_STARTED {
+        assert!(uploaded.elapsed() < START_LIMIT, "the transcription worker did not start within {START_LIMIT:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let start_delay = uploaded.elapsed();
+    progress(&format!("transcription: the worker started {} after the uploads", ms(start_delay)));
     let limit = Duration::from_secs(180) + Duration::from_secs_f64(reading.seconds * n as f64 * 3.0);
-    let done = AtomicBool::new(false);
-    let finished = Mutex::new(None::<(Duration, Vec<Value>)>);
-    let mut peak = 0;
-    let (busy_lists, busy_uploads) = thread::scope(|scope| {
-        scope.spawn(|| {
-            let watcher = bench.client(&account);
-            while started.elapsed() < limit {
-                let memory = server.memory();
-                peak = peak.max(memory.peak).max(memory.rss);
-                let states: Vec<Value> = ids.iter().map(|id| watcher.recording(id)).collect();
-                if states.iter().all(|r| r["transcript"].as_str() != Some("pending")) {
-                    *finished.lock().unwrap_or_else(|p| p.into_inner()) = Some((started.elapsed(), states));
-                    break;
-                }
-                thread::sleep(POLL);
-            }
-            done.store(true, Ordering::Relaxed);
-        });
-        list_and_upload(&client, &small, &done, limit)
-    });
-    let worker = server.thread_cpu(WORKER).unwrap_or_default().saturating_sub(cpu_before);
-    let (drain, states) = finished.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(|| {
-        panic!("the readings were not transcribed within {limit:?}; see {}", bench.setup.log.display())
-    });
-    let ready = states.iter().filter(|r| r["transcript"].as_str() == Some("ready")).count();
-    assert_eq!(ready, n, "every reading is transcribed: {states:?}");
+    let busy = window(server, &client, &watcher, &small, &ids, limit);
+    let worker = cpu().saturating_sub(cpu_at);
+    let (idle_policy, request_threads) = idle_request_threads(server);
+    let ready = busy.readings.iter().filter(|r| r["transcript"].as_str() == Some("ready")).count();
+    assert_eq!(ready, n, "every reading is transcribed: {:?}", busy.readings);
+
+    progress(&format!("transcription: transcribed in {}; the same for {} after", ms(busy.elapsed), ms(idle_window)));
+    let cpu_at = cpu();
+    let after = window(server, &client, &watcher, &small, &[], idle_window);
+    let cpu_after = cpu().saturating_sub(cpu_at);
 
     let audio = reading.seconds * n as f64;
     report.row(
         SECTION,
         format!("{what}: transcribed by the server's worker (int8, 1 thread)"),
         format!(
-            "{} from the last upload, {:.2} audio-s per s; worker CPU {}, RTF {:.3} of CPU",
-            ms(drain),
-            audio / drain.as_secs_f64(),
+            "{} from the worker's start, {:.2} audio-s per s; worker CPU {}, RTF {:.3} of CPU",
+            ms(busy.elapsed),
+            audio / busy.elapsed.as_secs_f64(),
             ms(worker),
             worker.as_secs_f64() / audio
         ),
-        format!("server peak {} (VmHWM or VmRSS read); one client listing and uploading meanwhile", size(peak)),
+        format!(
+            "the worker started {} after the uploads; server peak {} (before: {}); one client listing and \
+             uploading meanwhile",
+            ms(start_delay),
+            size(busy.peak),
+            size(before.peak)
+        ),
     );
-    let compare = |report: &mut Report, what: &str, busy: &Samples, idle: &Samples| {
-        let factor = busy.p99().as_secs_f64() / idle.p99().as_secs_f64().max(1e-9);
+    let compare = |report: &mut Report, what: &str, busy: &Samples, before: &Samples, after: &Samples| {
+        let factor = busy.p99().as_secs_f64() / before.p99().as_secs_f64().max(1e-9);
         report.target(
             SECTION,
             format!("{what} while the worker transcribes ({} requests)", count(busy.len())),
-            format!("{}; p99 {factor:.2}x idle", busy.summary()),
-            format!("before ({}): {}; target p99 <= {BUSY_VS_IDLE}x", count(idle.len()), idle.summary()),
+            format!("{}; p99 {factor:.2}x before", busy.summary()),
+            format!(
+                "before ({}): {}; after ({}): {}; target p99 <= {BUSY_VS_IDLE}x before",
+                count(before.len()),
+                before.summary(),
+                count(after.len()),
+                after.summary()
+            ),
             factor <= BUSY_VS_IDLE,
         );
         factor
     };
-    let list_factor = compare(report, "list first page", &busy_lists, &idle_lists);
-    let upload_factor = compare(
-        report,
-        &format!("upload of {SMALL_SECONDS} s WAV ({})", size(small.len() as u64)),
-        &busy_uploads,
-        &idle_uploads,
-    );
+    let list_factor = compare(report, "list first page", &busy.lists, &before.lists, &after.lists);
+    let upload = format!("upload of {SMALL_SECONDS} s WAV ({})", size(small.len() as u64));
+    let upload_factor = compare(report, &upload, &busy.uploads, &before.uploads, &after.uploads);
     report.note(format!(
         "transcription: the busy figures come from a server with [analysis] on and [transcription] model = \
          RECORDER_BENCH_WHISPER_MODEL (compute int8, 1 thread, its worker at SCHED_IDLE); one client lists the first \
          page ({PAGE}) and uploads a {SMALL_SECONDS} s WAV back to back (each upload then deleted, untimed, so it queues \
-         no transcription of its own) for {} s before any reading is uploaded, then from the last reading's upload \
-         until all are transcribed (polled every {} ms); the worker used {} of CPU in the window before",
+         no transcription of its own) for {} s before any reading is uploaded, then from the moment the \
+         worker starts on the readings (its threads' CPU time grew by {} ms, {} after the uploads: nothing wakes it \
+         when analysis queues a transcription, it polls every 30 s) until the list shows all of them transcribed, then for {} s after; in every window a second connection lists the first \
+         page every {} ms; the worker used {} of CPU in the window before and {} in the one after; at the end of the \
+         busy window {idle_policy} of the server's {request_threads} threads named recorder-worker (its request and \
+         blocking threads) ran at SCHED_IDLE",
+        bench.plan.idle_window_seconds,
+        WORKER_STARTED.as_millis(),
+        ms(start_delay),
         bench.plan.idle_window_seconds,
         POLL.as_millis(),
-        ms(idle_cpu)
+        ms(cpu_before),
+        ms(cpu_after)
     ));
+    report.metric("transcription.busy.start_delay_seconds", start_delay.as_secs_f64());
+    report.metric("transcription.busy.request_threads", request_threads);
+    report.metric("transcription.busy.request_threads_at_sched_idle", idle_policy);
     report.metric("transcription.busy.recordings", n);
     report.metric("transcription.busy.audio_seconds_each", reading.seconds);
-    report.metric("transcription.busy.drain_seconds", drain.as_secs_f64());
+    report.metric("transcription.busy.drain_seconds", busy.elapsed.as_secs_f64());
     report.metric("transcription.busy.worker_cpu_seconds", worker.as_secs_f64());
-    report.metric("transcription.busy.worker_cpu_seconds_before", idle_cpu.as_secs_f64());
-    report.metric("transcription.busy.server_peak_bytes", peak);
-    report.metric("transcription.busy.list", busy_lists.to_json());
-    report.metric("transcription.busy.upload", busy_uploads.to_json());
-    report.metric("transcription.idle.list", idle_lists.to_json());
-    report.metric("transcription.idle.upload", idle_uploads.to_json());
-    report.metric("transcription.busy.list_p99_vs_idle", list_factor);
-    report.metric("transcription.busy.upload_p99_vs_idle", upload_factor);
+    report.metric("transcription.busy.server_peak_bytes", busy.peak);
+    report.metric("transcription.busy.list", busy.lists.to_json());
+    report.metric("transcription.busy.upload", busy.uploads.to_json());
+    report.metric("transcription.before.list", before.lists.to_json());
+    report.metric("transcription.before.upload", before.uploads.to_json());
+    report.metric("transcription.before.worker_cpu_seconds", cpu_before.as_secs_f64());
+    report.metric("transcription.after.list", after.lists.to_json());
+    report.metric("transcription.after.upload", after.uploads.to_json());
+    report.metric("transcription.after.worker_cpu_seconds", cpu_after.as_secs_f64());
+    report.metric("transcription.busy.list_p99_vs_before", list_factor);
+    report.metric("transcription.busy.upload_p99_vs_before", upload_factor);
 }
 
 /// Search by a rare and a common spoken word, for a user with few and one with many transcribed
@@ -1027,22 +1152,8 @@ fn spoken(rng: &mut impl Rng, rare: bool, common: bool) -> Vec<(String, i64, i64
 /// `GET /api/v1/recordings?q=WORD&limit=PAGE`, `samples` times; checks the first answer holds
 /// `expected` recordings, each matched by what was said.
 fn measure_search(base: &str, account: &Account, word: &str, expected: usize, samples: usize) -> Samples {
-    let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(10)).build();
-    let url = format!("{base}/api/v1/recordings");
-    let authorization = format!("Bearer {}", account.token);
-    let request = || -> (String, Duration) {
-        let started = Instant::now();
-        let response = agent
-            .get(&url)
-            .query("q", word)
-            .query("limit", &PAGE.to_string())
-            .set("Authorization", &authorization)
-            .call()
-            .unwrap_or_else(|e| panic!("search q={word}: {e}"));
-        let text = response.into_string().expect("reading a search page");
-        (text, started.elapsed())
-    };
-    let (first, _) = request();
+    let api = Api::new(base, account);
+    let (first, _) = api.list(Some(word));
     let page: Value = serde_json::from_str(&first).expect("a search page is JSON");
     let recordings = page["recordings"].as_array().cloned().unwrap_or_default();
     assert_eq!(recordings.len(), expected, "recordings on the first page of q={word}: {page}");
@@ -1051,9 +1162,9 @@ fn measure_search(base: &str, account: &Account, word: &str, expected: usize, sa
         assert_eq!(r["transcript"].as_str(), Some("ready"), "a seeded recording's transcript is ready: {r}");
     }
     for _ in 0..10 {
-        request();
+        api.list(Some(word));
     }
-    Samples::new((0..samples).map(|_| request().1).collect())
+    Samples::new((0..samples).map(|_| api.list(Some(word)).1).collect())
 }
 
 /// The endpoint's search in-process on the same database, without HTTP or JSON: the transcript
