@@ -8,9 +8,14 @@
 //!
 //! `cargo bench --features opus` builds the server and the in-process decoder with libopus, as the
 //! Debian package is built, so the analysis rows cover Opus too; without it those rows say so.
-//! The phases run with background analysis off; the analysis phase runs last, on its own server.
-//! The server also serves WebDAV: the webdav phase copies files in with rclone (when installed)
-//! beside the same files through the JSON API.
+//! The phases run with background analysis off; the analysis phase runs next to last, on its own
+//! server, and the transcription phase last, on servers of its own (`cargo bench --features
+//! opus,transcription` with `RECORDER_BENCH_WHISPER_MODEL` and `RECORDER_BENCH_LIBRIVOX` set for its
+//! model figures: see transcription.rs). The server also serves WebDAV: the webdav phase copies
+//! files in with rclone (when installed) beside the same files through the JSON API.
+//!
+//! `cargo bench -- --only transcription` (or `--only list,login`, with `--quick` too) runs only the
+//! named phases, and those they need: download needs upload's file, login list's users.
 
 mod analysis;
 mod client;
@@ -25,6 +30,7 @@ mod report;
 mod server;
 mod startup;
 mod stats;
+mod transcription;
 mod upload;
 mod webdav;
 
@@ -87,6 +93,19 @@ pub struct Plan {
     /// by rclone and again through the JSON API.
     pub dav_small_count: usize,
     pub dav_big_size: usize,
+    /// Transcription: the five LibriVox recordings (24.7 s) are read over and over, half a second
+    /// apart, into one file of at least this many seconds, which `recorder transcribe` and
+    /// faster-whisper each transcribe `transcribe_runs` times per compute type (the median is
+    /// reported).
+    pub transcribe_seconds: u32,
+    pub transcribe_runs: usize,
+    /// Readings uploaded at once to keep the server's transcription worker busy.
+    pub busy_recordings: usize,
+    /// Search by what was said: transcribed recordings of the small and the large user, and the
+    /// timed requests per figure.
+    pub search_small: usize,
+    pub search_large: usize,
+    pub search_samples: usize,
 }
 
 const MIB: usize = 1 << 20;
@@ -126,6 +145,12 @@ impl Plan {
             idle_window_seconds: 30,
             dav_small_count: 200,
             dav_big_size: 256 * MIB,
+            transcribe_seconds: 65,
+            transcribe_runs: 3,
+            busy_recordings: 4,
+            search_small: 1_000,
+            search_large: 100_000,
+            search_samples: 500,
         }
     }
 
@@ -152,6 +177,11 @@ impl Plan {
             idle_window_seconds: 5,
             dav_small_count: 50,
             dav_big_size: 32 * MIB,
+            transcribe_seconds: 20,
+            transcribe_runs: 1,
+            busy_recordings: 2,
+            search_large: 10_000,
+            search_samples: 100,
             ..Plan::full()
         }
     }
@@ -170,8 +200,11 @@ impl Plan {
             // WebDAV: the files on disk, then stored twice (rclone's copy and the API's).
             + (self.dav_small_count * self.small_size + self.dav_big_size) * 3
             // Analysis: the long recording and the queue, 16 kHz mono speech (32,000 bytes a second).
-            + (self.long_seconds as usize + self.queue_recordings * self.queue_seconds as usize) * 32_000;
-        let rows = self.list_small * 2 + self.list_medium + self.list_large;
+            + (self.long_seconds as usize + self.queue_recordings * self.queue_seconds as usize) * 32_000
+            // Transcription: the reading on disk, and uploaded to keep the worker busy.
+            + (self.busy_recordings + 1) * (self.transcribe_seconds as usize + 10) * 32_000;
+        let rows =
+            self.list_small * 2 + self.list_medium + self.list_large + 4 * (self.search_small + self.search_large);
         (files + rows * 1024 + 1024 * MIB) as u64
     }
 }
@@ -208,19 +241,68 @@ impl Bench {
     }
 }
 
+/// The phases, in the order they run.
+const PHASES: &[&str] =
+    &["upload", "download", "webdav", "events", "list", "login", "startup", "load", "analysis", "transcription"];
+
+/// What the command line asks for: `--bench` (as `cargo bench` passes it), `--quick`, and
+/// `--only NAME[,NAME…]` (or `--only=…`, repeatable).
+struct Args {
+    bench: bool,
+    quick: bool,
+    /// The phases to run (all when `--only` is not given), with those they need.
+    phases: Vec<&'static str>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let (mut bench, mut quick, mut only) = (false, false, Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bench" => bench = true,
+            "--quick" => quick = true,
+            "--only" => only.push(args.next().ok_or("--only needs phase names")?.clone()),
+            other => match other.strip_prefix("--only=") {
+                Some(names) => only.push(names.to_string()),
+                None => return Err(format!("unknown argument {other:?}")),
+            },
+        }
+    }
+    let mut wanted = Vec::new();
+    for name in only.iter().flat_map(|names| names.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
+        let phase = PHASES
+            .iter()
+            .find(|p| **p == name)
+            .ok_or_else(|| format!("unknown phase {name:?} (phases: {})", PHASES.join(", ")))?;
+        wanted.push(*phase);
+    }
+    if !only.is_empty() && wanted.is_empty() {
+        return Err(format!("--only names no phase (phases: {})", PHASES.join(", ")));
+    }
+    // What a phase needs from another: download the big file of upload, login the users of list.
+    for (phase, needs) in [("download", "upload"), ("login", "list")] {
+        if wanted.contains(&phase) && !wanted.contains(&needs) {
+            wanted.push(needs);
+        }
+    }
+    let phases = PHASES.iter().copied().filter(|p| wanted.is_empty() || wanted.contains(p)).collect();
+    Ok(Args { bench, quick, phases })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(unknown) = args.iter().find(|a| !matches!(a.as_str(), "--bench" | "--quick")) {
-        eprintln!("unknown argument {unknown:?}: run `cargo bench` or `cargo bench -- --quick`");
+    let args = parse_args(&args).unwrap_or_else(|e| {
+        eprintln!("{e}: run `cargo bench`, `cargo bench -- --quick`, or either with `--only PHASE[,PHASE…]`");
         std::process::exit(2);
-    }
-    if !args.iter().any(|a| a == "--bench") {
+    });
+    if !args.bench {
         // `cargo test --all-targets` builds and runs this binary without `--bench`: compiling it
         // is the test; the measurement is for `cargo bench`.
         println!("the recorder benchmark runs under `cargo bench` (or `cargo bench -- --quick`)");
         return;
     }
-    let plan = if args.iter().any(|a| a == "--quick") { Plan::quick() } else { Plan::full() };
+    let plan = if args.quick { Plan::quick() } else { Plan::full() };
+    let runs = |phase: &str| args.phases.contains(&phase);
     let started = *START.get_or_init(Instant::now);
 
     let out_dir = target_dir().join("bench");
@@ -233,6 +315,10 @@ fn main() {
 
     let setup = Setup::create(work.path(), &out_dir.join("server.log"));
     progress(&format!("{} mode; starting {} on {}", plan.mode(), server::BINARY, setup.data_dir.display()));
+    if args.phases.len() < PHASES.len() {
+        progress(&format!("only these phases: {}", args.phases.join(", ")));
+        report.note(format!("only these phases ran (--only): {}", args.phases.join(", ")));
+    }
     let server = Server::start(&setup);
     let mut bench = Bench { plan, setup, server, work: work.path().to_path_buf() };
     report.note(
@@ -242,26 +328,49 @@ fn main() {
     let first_start = bench.server.ready_after;
     let idle = bench.server.memory();
 
-    let uploader = bench.signup("bench-uploads");
-    let big = upload::run(&bench, &uploader, &mut report, idle);
-    bench.resident("uploads");
-    download::run(&bench, &uploader, &big, &mut report);
-    bench.resident("downloads");
-    webdav::run(&bench, &mut report);
-    bench.resident("WebDAV copies");
-    events::run(&bench, &mut report);
-    bench.resident("event streams");
-    let list_users = list::run(&bench, &mut report);
-    bench.resident("lists");
-    login::run(&bench, &list_users, &mut report);
-    bench.resident("logins");
-    startup::run(&mut bench, first_start, &mut report);
-    // On the restarted server: the scenario's memory is its own, not what earlier phases left.
-    load::run(&bench, &mut report);
-    bench.resident("the load scenario");
-    // Last, on its own server and data directory with analysis on.
-    analysis::run(&mut bench, &mut report);
-    bench.resident("analysis");
+    if runs("upload") {
+        let uploader = bench.signup("bench-uploads");
+        let big = upload::run(&bench, &uploader, &mut report, idle);
+        bench.resident("uploads");
+        if runs("download") {
+            download::run(&bench, &uploader, &big, &mut report);
+            bench.resident("downloads");
+        }
+    }
+    if runs("webdav") {
+        webdav::run(&bench, &mut report);
+        bench.resident("WebDAV copies");
+    }
+    if runs("events") {
+        events::run(&bench, &mut report);
+        bench.resident("event streams");
+    }
+    if runs("list") {
+        let list_users = list::run(&bench, &mut report);
+        bench.resident("lists");
+        if runs("login") {
+            login::run(&bench, &list_users, &mut report);
+            bench.resident("logins");
+        }
+    }
+    if runs("startup") {
+        startup::run(&mut bench, first_start, &mut report);
+    }
+    if runs("load") {
+        // On the restarted server: the scenario's memory is its own, not what earlier phases left.
+        load::run(&bench, &mut report);
+        bench.resident("the load scenario");
+    }
+    if runs("analysis") {
+        // Next to last, on its own server and data directory with analysis on.
+        analysis::run(&mut bench, &mut report);
+        bench.resident("analysis");
+    }
+    if runs("transcription") {
+        // Last, on servers and data directories of its own.
+        transcription::run(&mut bench, &mut report);
+        bench.resident("transcription");
+    }
     bench.server.stop();
 
     let total = started.elapsed();
@@ -274,7 +383,7 @@ fn main() {
 }
 
 /// The target directory (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().unwrap_or(tmp).to_path_buf()
 }

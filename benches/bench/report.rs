@@ -35,8 +35,19 @@ struct Row {
 
 /// The sections of the table, in the order they are printed (rows are added as they are
 /// measured, which is not always this order).
-const SECTIONS: &[&str] =
-    &["upload", "concurrency", "download", "webdav", "list", "login", "load", "analysis", "memory", "startup"];
+const SECTIONS: &[&str] = &[
+    "upload",
+    "concurrency",
+    "download",
+    "webdav",
+    "list",
+    "login",
+    "load",
+    "analysis",
+    "transcription",
+    "memory",
+    "startup",
+];
 
 /// The machine the numbers come from.
 #[derive(Debug, Clone)]

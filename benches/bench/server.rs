@@ -30,6 +30,8 @@ pub struct Setup {
     pub metrics: bool,
     /// `[webdav] enabled` on this loopback port (picked free when the setup is created).
     pub webdav_port: Option<u16>,
+    /// `[transcription] model`: a Whisper model directory (int8, one thread, English), or none.
+    pub transcription: Option<PathBuf>,
 }
 
 impl Setup {
@@ -53,6 +55,19 @@ impl Setup {
         setup
     }
 
+    /// A data directory under `root` for the transcription phase: with a model, analysis and the
+    /// transcription worker on; without one, both off (WebDAV and `/metrics` off either way).
+    pub fn for_transcription(root: &Path, log: &Path, model: Option<&Path>) -> Setup {
+        fs::create_dir_all(root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
+        let setup = Setup {
+            analysis: model.is_some(),
+            transcription: model.map(Path::to_path_buf),
+            ..Setup::settings(root, log)
+        };
+        setup.write_config();
+        setup
+    }
+
     /// The paths under `root`, with analysis, metrics and WebDAV off; nothing written yet.
     fn settings(root: &Path, log: &Path) -> Setup {
         Setup {
@@ -63,6 +78,7 @@ impl Setup {
             analysis: false,
             metrics: false,
             webdav_port: None,
+            transcription: None,
         }
     }
 
@@ -75,6 +91,12 @@ impl Setup {
         );
         if let Some(port) = self.webdav_port {
             config.push_str(&format!("\n[webdav]\nenabled = true\nport = {port}\n"));
+        }
+        if let Some(model) = &self.transcription {
+            let model = toml::Value::String(model.display().to_string());
+            config.push_str(&format!(
+                "\n[transcription]\nmodel = {model}\ncompute = \"int8\"\nthreads = 1\nlanguage = \"en\"\n"
+            ));
         }
         fs::write(&self.config, config).expect("writing the benchmark's config file");
     }
@@ -134,9 +156,12 @@ impl Server {
             // As the systemd unit runs it: the allocator returns freed memory at once.
             .env("MIMALLOC_PURGE_DELAY", "0")
             // Settings to compare (`RECORDER_SERVER_BLOCKING_THREADS=8 cargo bench`) reach the server;
-            // whether analysis runs is the benchmark's to set, phase by phase.
+            // whether analysis and transcription run is the benchmark's to set, phase by phase, and
+            // its own variables (`RECORDER_BENCH_*`) are not the server's.
             .envs(std::env::vars().filter(|(k, _)| {
-                (k.starts_with("RECORDER_") || k.starts_with("MIMALLOC_")) && k != "RECORDER_ANALYSIS_ENABLED"
+                (k.starts_with("RECORDER_") || k.starts_with("MIMALLOC_"))
+                    && !matches!(k.as_str(), "RECORDER_ANALYSIS_ENABLED" | "RECORDER_TRANSCRIPTION_MODEL")
+                    && !k.starts_with("RECORDER_BENCH_")
             }))
             .current_dir(&setup.root)
             .stdin(Stdio::null())
@@ -180,7 +205,7 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).expect("the server is running")
     }
 
