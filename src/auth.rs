@@ -136,6 +136,25 @@ pub(crate) fn lower_priority(what: &str) {
     }
 }
 
+/// Puts the calling thread back at normal priority. Every thread of the runtime starts with it:
+/// a thread is created with its creator's policy, and the blocking pool grows from whichever
+/// thread asks for it, the idle-priority job workers too; without this, requests would later
+/// run on such a thread at idle priority, behind the very jobs they should preempt.
+pub fn normal_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+        };
+        let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        // The crate maps 0..=99 onto nice -20..=19, reversed: 47 is nice 0 (a unit test pins it).
+        let priority = thread_priority::ThreadPriority::Crossplatform(47u8.try_into().unwrap_or_default());
+        if let Err(e) = set_thread_priority_and_policy(thread_native_id(), priority, normal) {
+            log::debug!("cannot set a runtime thread's priority: {e:?}");
+        }
+    }
+}
+
 /// A new random session token and the hash to store.
 pub fn new_token() -> (String, Vec<u8>) {
     let mut bytes = [0u8; 32];
@@ -353,6 +372,36 @@ impl Default for LoginThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (nice, scheduling policy) of the calling thread, from /proc.
+    #[cfg(target_os = "linux")]
+    fn nice_and_policy() -> (i64, i64) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        let fields: Vec<i64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(-1))
+            .collect();
+        (fields.get(16).copied().unwrap_or(-1), fields.get(38).copied().unwrap_or(-1))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_made_idle_gets_normal_priority_back() {
+        let seen = std::thread::spawn(|| {
+            lower_priority("test");
+            let idle = nice_and_policy();
+            normal_priority();
+            (idle, nice_and_policy())
+        })
+        .join()
+        .unwrap_or(((-1, -1), (-1, -1)));
+        // SCHED_IDLE is policy 5, SCHED_OTHER 0.
+        assert_eq!(seen.0.1, 5, "lowered: {seen:?}");
+        assert_eq!(seen.1, (0, 0), "back to nice 0 under SCHED_OTHER: {seen:?}");
+    }
 
     #[test]
     fn throttle_after_five_failures_until_window_passes() {

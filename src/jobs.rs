@@ -219,6 +219,8 @@ struct QueueInner {
     stop: AtomicBool,
     done: AtomicU64,
     failed: AtomicU64,
+    /// The queue this one's jobs feed (analysis queues transcription), woken after each job.
+    next: Mutex<Option<Queue>>,
 }
 
 impl Queue {
@@ -227,6 +229,11 @@ impl Queue {
         let mut woken = self.inner.wake.lock().unwrap_or_else(|p| p.into_inner());
         *woken = true;
         self.inner.bell.notify_all();
+    }
+
+    /// After each of this queue's jobs, `next` is woken: the job may have queued one there.
+    pub fn feeds(&self, next: Queue) {
+        *self.inner.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
     }
 
     /// The worker finishes its current job and stops.
@@ -298,6 +305,9 @@ impl Queue {
                         changes.user(&owner);
                     }
                     self.count(ok);
+                    if let Some(next) = self.inner.next.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                        next.wake();
+                    }
                 }
                 Ok(None) => match writes.run({
                     let pool = db.clone();
@@ -330,9 +340,13 @@ impl Writes {
         write: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         match &self.0 {
+            // Asked for from a runtime worker, not from this idle thread: a thread the blocking
+            // pool starts takes its creator's scheduling policy, and would serve requests at
+            // idle priority ever after.
             Some(handle) => handle
-                .block_on(handle.spawn_blocking(write))
-                .unwrap_or_else(|e| Err(ApiError::internal("job queue write", e))),
+                .block_on(handle.spawn(async move { tokio::task::spawn_blocking(write).await }))
+                .map_err(|e| ApiError::internal("job queue write", e))
+                .and_then(|joined| joined.unwrap_or_else(|e| Err(ApiError::internal("job queue write", e)))),
             None => write(),
         }
     }

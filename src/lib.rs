@@ -136,6 +136,8 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                         started_ms: started,
                         changes_keep_ms: days * 86_400_000,
                     };
+                    // An analysed recording is queued for transcription: its worker hears of it.
+                    state.jobs.feeds(state.transcripts.clone());
                     #[cfg(feature = "transcription")]
                     if state.config.analysis_enabled
                         && let Some(settings) = transcription::Settings::from_config(&state.config)

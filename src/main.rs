@@ -135,6 +135,7 @@ fn serve(config: recorder::Config) -> ExitCode {
         .worker_threads(state.config.workers)
         .max_blocking_threads(state.config.blocking_threads)
         .thread_name("recorder-worker")
+        .on_thread_start(recorder::auth::normal_priority)
         .enable_all()
         .build();
     let runtime = match runtime {

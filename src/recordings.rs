@@ -299,10 +299,8 @@ fn by_rowid(conn: &Connection, user_id: &str, rowid: i64) -> Result<Option<Recor
 fn search(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Result<Page, ApiError> {
     let limit = query.limit as usize;
     let newest = query.order == Order::Newest;
-    let names = list_by_id(conn, user_id, query)?;
-    let mut more = names.next_cursor.is_some();
+    let (names, mut more) = name_matches(conn, user_id, query, q)?;
     let mut found: Vec<Recording> = names
-        .recordings
         .into_iter()
         .map(|mut r| {
             r.matched = Some(Match { field: "name", snippet: r.name.clone(), start_ms: None });
@@ -348,6 +346,58 @@ fn search(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Resul
     }
     let next_cursor = if more { found.last().map(|r| encode_cursor(&r.id)) } else { None };
     Ok(Page { recordings: found, next_cursor })
+}
+
+/// Recordings whose name holds `q`, in the list's order after its cursor: through the trigram
+/// index (`name_fts`) for 3 characters or more, else by the list's own name filter (a short `q`
+/// matches so many names that the scan stops early). Returns up to `limit` and whether more match.
+fn name_matches(
+    conn: &Connection,
+    user_id: &str,
+    query: &ListQuery,
+    q: &str,
+) -> Result<(Vec<Recording>, bool), ApiError> {
+    let limit = query.limit as usize;
+    if q.chars().count() < 3 {
+        let page = list_by_id(conn, user_id, query)?;
+        return Ok((page.recordings, page.next_cursor.is_some()));
+    }
+    let newest = query.order == Order::Newest;
+    let after = query.after.as_deref();
+    let phrase = format!("name : \"{}\"", q.replace('"', "\"\""));
+    let sql = if newest {
+        "SELECT rowid FROM name_fts WHERE name_fts MATCH ?1 AND owner = ?2 AND rowid < ?3 ORDER BY rowid DESC LIMIT ?4"
+    } else {
+        "SELECT rowid FROM name_fts WHERE name_fts MATCH ?1 AND owner = ?2 AND rowid > ?3 ORDER BY rowid ASC LIMIT ?4"
+    };
+    let mut bound = match after {
+        Some(id) => crate::transcription::rowid_of(conn, user_id, id)?,
+        None => None,
+    }
+    .unwrap_or(if newest { i64::MAX } else { 0 });
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut found = Vec::new();
+    const CHUNK: i64 = 128;
+    loop {
+        let rowids: Vec<i64> =
+            stmt.query_map(params![phrase, user_id, bound, CHUNK], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let exhausted = (rowids.len() as i64) < CHUNK;
+        for rowid in rowids {
+            bound = rowid;
+            let Some(r) = by_rowid(conn, user_id, rowid)? else { continue };
+            // The cursor is an id; rowids follow ids but for uploads that raced each other.
+            if after.is_none_or(|a| if newest { r.id.as_str() < a } else { r.id.as_str() > a }) {
+                found.push(r);
+            }
+            if found.len() > limit {
+                found.truncate(limit);
+                return Ok((found, true));
+            }
+        }
+        if exhausted {
+            return Ok((found, false));
+        }
+    }
 }
 
 fn list_by_id(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, ApiError> {

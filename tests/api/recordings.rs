@@ -282,6 +282,9 @@ fn rename_get_and_list_search_are_literal() {
     send_json(s.auth("PATCH", &path, &token), &json!({"name": " "})).assert_error(400, "invalid_name");
     send_json(s.auth("PATCH", &path, &token), &json!({"name": "x".repeat(256)})).assert_error(400, "invalid_name");
     assert_eq!(send(s.auth("GET", &path, &token), None).json()["name"], "../../etc/passwd");
+    // The search follows renames.
+    assert_eq!(search("etc/pass"), vec!["../../etc/passwd"]);
+    assert!(search("sure").is_empty());
     send(s.auth("GET", "/api/v1/recordings/not-a-uuid", &token), None).assert_error(404, "not_found");
 
     for bad in ["limit=0", "limit=201", "limit=ten", "cursor=garbage!", "order=sideways", "limit=5&limit=7"] {
