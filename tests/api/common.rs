@@ -285,7 +285,7 @@ impl Resp {
     }
 }
 
-fn to_resp(r: ureq::Response) -> Resp {
+pub(crate) fn to_resp(r: ureq::Response) -> Resp {
     let status = r.status();
     let headers = r
         .headers_names()
