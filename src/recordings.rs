@@ -358,7 +358,8 @@ fn name_matches(
     q: &str,
 ) -> Result<(Vec<Recording>, bool), ApiError> {
     let limit = query.limit as usize;
-    if q.chars().count() < 3 {
+    // The trigram index needs 3 characters; control characters are left to the plain filter.
+    if q.chars().count() < 3 || q.chars().any(char::is_control) {
         let page = list_by_id(conn, user_id, query)?;
         return Ok((page.recordings, page.next_cursor.is_some()));
     }

@@ -37,10 +37,26 @@ pub const MAX_SEGMENT_CHARS: usize = 2_000;
 
 /// A stretch of speech and its words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Segment {
+    #[serde(deserialize_with = "whole_number")]
     pub start_ms: i64,
+    #[serde(deserialize_with = "whole_number")]
     pub end_ms: i64,
     pub text: String,
+}
+
+/// A JSON integer, written as one (`1200`) or as a number with nothing after the point
+/// (`1200.0`), which JSON Schema's `integer` also is.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(deserializer)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!("{n} is not a whole number of milliseconds"))),
+    }
 }
 
 /// A model's transcript of one recording.

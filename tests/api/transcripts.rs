@@ -180,6 +180,17 @@ fn corrections_are_checked_and_retry_needs_a_model() {
         Some(b"hello"),
     );
     not_json.assert_error(415, "unsupported_media_type");
+    // An unknown field is refused; a whole number written with a point is a whole number.
+    put_segments(&server, &alice, &id, &json!([{"start_ms": 0, "end_ms": 1, "text": "a", "speaker": 2}]))
+        .assert_error(400, "bad_request");
+    put_segments(&server, &alice, &id, &json!([{"start_ms": 0, "end_ms": 1.5, "text": "a"}]))
+        .assert_error(400, "bad_request");
+    let pointed = put_segments(&server, &alice, &id, &json!([{"start_ms": 5794.0, "end_ms": 6000, "text": "a"}]));
+    assert_eq!(pointed.status, 200, "{}", pointed.text());
+    assert_eq!(pointed.json()["segments"][0]["start_ms"], 5794);
+    // Control characters in a search are searched for, not an error.
+    let odd = send(server.auth("GET", "/api/v1/recordings?q=%15%1E%03%00n%5ESoe", &alice), None);
+    assert_eq!(odd.status, 200, "{}", odd.text());
     // An empty transcript is a transcript: nothing said.
     assert_eq!(put_segments(&server, &alice, &id, &json!([])).status, 200);
     let retry = send(server.auth("POST", &format!("/api/v1/recordings/{id}/transcript/retry"), &alice), None);
