@@ -145,8 +145,10 @@ pub fn create_app_token(
 
 /// Checks an app token's name: 1 to 100 characters after trimming, no control characters.
 pub fn normalize_token_name(name: &str) -> Result<String, ApiError> {
+    // Control characters are refused anywhere, before trimming (a tab or newline at an end too).
+    let has_control = name.chars().any(char::is_control);
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 100 || has_control {
         return Err(ApiError::bad_request("a token's name is 1 to 100 characters without control characters"));
     }
     Ok(name.to_string())

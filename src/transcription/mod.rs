@@ -50,11 +50,15 @@ pub struct Segment {
 /// (`1200.0`), which JSON Schema's `integer` also is.
 fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let n = serde_json::Number::deserialize(deserializer)?;
+    const MAX: i64 = 9_007_199_254_740_991;
     if let Some(i) = n.as_i64() {
+        if i.abs() > MAX {
+            return Err(serde::de::Error::custom(format!("{i} is over {MAX} milliseconds")));
+        }
         return Ok(i);
     }
     match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_991.0 => Ok(f as i64),
         _ => Err(serde::de::Error::custom(format!("{n} is not a whole number of milliseconds"))),
     }
 }
