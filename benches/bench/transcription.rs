@@ -53,7 +53,7 @@ const PAGE: usize = 50;
 const SMALL_SECONDS: u32 = 2;
 /// The busy window starts once the worker's threads have used this much CPU after the uploads.
 const WORKER_STARTED: Duration = Duration::from_millis(100);
-/// How long the worker may take to notice its jobs (it polls every 30 s when nothing wakes it).
+/// How long the worker may take to notice its jobs (woken by analysis; it also polls every 30 s).
 const START_LIMIT: Duration = Duration::from_secs(120);
 /// How often the busy recordings' transcript state is read.
 const POLL: Duration = Duration::from_millis(200);
@@ -932,8 +932,8 @@ fn busy_worker(bench: &mut Bench, inputs: &Inputs, reading: &Reading, report: &m
          RECORDER_BENCH_WHISPER_MODEL (compute int8, 1 thread, its worker at SCHED_IDLE); one client lists the first \
          page ({PAGE}) and uploads a {SMALL_SECONDS} s WAV back to back (each upload then deleted, untimed, so it queues \
          no transcription of its own) for {} s before any reading is uploaded, then from the moment the \
-         worker starts on the readings (its threads' CPU time grew by {} ms, {} after the uploads: nothing wakes it \
-         when analysis queues a transcription, it polls every 30 s) until the list shows all of them transcribed, then for {} s after; in every window a second connection lists the first \
+         worker starts on the readings (its threads' CPU time grew by {} ms, {} after the uploads: analysis wakes it \
+         when it queues a transcription, else it polls every 30 s) until the list shows all of them transcribed, then for {} s after; in every window a second connection lists the first \
          page every {} ms; the worker used {} of CPU in the window before and {} in the one after; at the end of the \
          busy window {idle_policy} of the server's {request_threads} threads named recorder-worker (its request and \
          blocking threads) ran at SCHED_IDLE",

@@ -13,28 +13,7 @@ use std::time::{Duration, Instant};
 /// 16-bit mono PCM at 8 kHz: a 440 Hz tone, loud (80 % of full scale) for the first half and
 /// quiet (2 %, about -34 dB) for the second.
 fn loud_then_quiet_wav(seconds: u32) -> Vec<u8> {
-    const RATE: u32 = 8000;
-    let frames = seconds * RATE;
-    let mut out = Vec::with_capacity(44 + 2 * frames as usize);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + 2 * frames).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&RATE.to_le_bytes());
-    out.extend_from_slice(&(2 * RATE).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(2 * frames).to_le_bytes());
-    for i in 0..frames {
-        let level = if i < frames / 2 { 0.8 } else { 0.02 };
-        let t = f64::from(i) / f64::from(RATE);
-        let sample = (level * 32767.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()).round() as i16;
-        out.extend_from_slice(&sample.to_le_bytes());
-    }
-    out
+    crate::common::tone_wav(seconds, |i, frames| if i < frames / 2 { 0.8 } else { 0.02 })
 }
 
 /// Waits (polling the API) until the server has analysed a recording; returns its JSON.

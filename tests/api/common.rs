@@ -327,3 +327,38 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// A 16-bit mono PCM WAV file of `samples` at `rate` Hz.
+pub fn pcm_wav(rate: u32, samples: &[i16]) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(2 * rate).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// A 440 Hz tone at 8 kHz whose level (0 to 1 of full scale) may change over its frames.
+pub fn tone_wav(seconds: u32, level: impl Fn(u32, u32) -> f64) -> Vec<u8> {
+    const RATE: u32 = 8000;
+    let frames = seconds * RATE;
+    let samples: Vec<i16> = (0..frames)
+        .map(|i| {
+            let t = f64::from(i) / f64::from(RATE);
+            (level(i, frames) * 32767.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()).round() as i16
+        })
+        .collect();
+    pcm_wav(RATE, &samples)
+}
