@@ -252,6 +252,7 @@ async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: St
         refusal: Mutex::new(None),
         content_type: Mutex::new(None),
         stored: Mutex::new(None),
+        found: Mutex::new(None),
     }));
     let mut res = dav.handler(&user_id).handle_guarded(req, username, caller.clone()).await;
     if let Some(refusal) = lock(&caller.0.refusal).take() {
@@ -392,6 +393,9 @@ struct CallerInner {
     content_type: Mutex<Option<String>>,
     /// What a PUT stored.
     stored: Mutex<Option<PutOutcome>>,
+    /// The last name looked up and the recording it stands for: the library asks for a file's
+    /// metadata and then opens it (or deletes, or moves it), and one lookup serves both.
+    found: Mutex<Option<(Folder, String, Recording)>>,
 }
 
 enum PutOutcome {
@@ -580,9 +584,17 @@ struct RecordingsFs {
 
 impl RecordingsFs {
     async fn find(&self, caller: &Caller, folder: Folder, name: &str) -> FsResult<Recording> {
-        let (user, name) = (caller.0.user_id.clone(), name.to_string());
-        let found = self.state.db.run(move |conn| resolve(conn, &user, folder, &name)).await.map_err(failure)?;
-        found.ok_or(FsError::NotFound)
+        if let Some((f, n, recording)) = lock(&caller.0.found).as_ref()
+            && *f == folder
+            && n == name
+        {
+            return Ok(recording.clone());
+        }
+        let (user, wanted) = (caller.0.user_id.clone(), name.to_string());
+        let found = self.state.db.run(move |conn| resolve(conn, &user, folder, &wanted)).await.map_err(failure)?;
+        let recording = found.ok_or(FsError::NotFound)?;
+        *lock(&caller.0.found) = Some((folder, name.to_string(), recording.clone()));
+        Ok(recording)
     }
 
     async fn open_write(

@@ -90,7 +90,7 @@ async fn list(
 }
 
 /// One of the caller's recordings, or 404.
-async fn find(state: &AppState, auth: &AuthUser, id: &str) -> Result<Recording, ApiError> {
+pub(crate) async fn find(state: &AppState, auth: &AuthUser, id: &str) -> Result<Recording, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let user_id = auth.user.id.clone();
     state.db.run(move |conn| rec::get(conn, &user_id, &id)).await?.ok_or_else(rec::not_found)

@@ -1,5 +1,6 @@
 //! `/api/v1/recordings/{id}/transcript`: read (JSON, txt, srt, vtt), correct, transcribe again.
 
+use super::recordings::find;
 use super::{QueryOnce, Reply};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
@@ -17,12 +18,6 @@ use tokio::io::AsyncReadExt;
 
 /// Largest body of corrections (a long recording's transcript is a few hundred KiB).
 const EDIT_LIMIT: u64 = 4 << 20;
-
-async fn mine(state: &AppState, auth: &AuthUser, id: &str) -> Result<rec::Recording, ApiError> {
-    let id = rec::parse_id(id)?.hyphenated().to_string();
-    let user_id = auth.user.id.clone();
-    state.db.run(move |conn| rec::get(conn, &user_id, &id)).await?.ok_or_else(rec::not_found)
-}
 
 fn no_transcript(recording: &rec::Recording, error: Option<String>) -> ApiError {
     match recording.transcript {
@@ -89,7 +84,7 @@ async fn get_transcript(
     id: &str,
     format: Option<&str>,
 ) -> Result<Answer, ApiError> {
-    let recording = mine(state, &auth, id).await?;
+    let recording = find(state, &auth, id).await?;
     let rid = recording.id.clone();
     let (stored, error) =
         state.db.run(move |conn| Ok((transcription::get(conn, &rid)?, transcription::error(conn, &rid)?))).await?;
@@ -135,7 +130,7 @@ async fn put_transcript(
     }
     let edit: Edit =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let recording = mine(state, &auth, id).await?;
+    let recording = find(state, &auth, id).await?;
     if recording.deleted_at.is_some() {
         return Err(rec::not_found());
     }
@@ -164,15 +159,12 @@ async fn retry(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Repl
             "transcription is off on this server (no transcription.model)",
         ));
     }
-    let recording = mine(state, &auth, id).await?;
+    let recording = find(state, &auth, id).await?;
     let (user_id, rid, now) = (auth.user.id.clone(), recording.id.clone(), state.clock.now_ms());
     let queued = state.db.run(move |conn| transcription::retry(conn, &user_id, &rid, now)).await?;
-    if !queued {
-        return Err(rec::not_found());
-    }
+    let recording = queued.ok_or_else(rec::not_found)?;
     state.transcripts.wake();
     state.changes.user(&auth.user.id);
-    let recording = mine(state, &auth, id).await?;
     Reply::json(Status::Accepted, &recording)
 }
 

@@ -392,8 +392,14 @@ pub fn rowid_of(conn: &Connection, user_id: &str, recording_id: &str) -> Result<
         .optional()?)
 }
 
-/// Queues transcription again for one of the user's recordings; false when it is not theirs.
-pub fn retry(conn: &mut Connection, user_id: &str, recording_id: &str, now: i64) -> Result<bool, ApiError> {
+/// Queues transcription again for one of the user's recordings and answers it as it now is;
+/// `None` when it is not theirs (or is in the trash).
+pub fn retry(
+    conn: &mut Connection,
+    user_id: &str,
+    recording_id: &str,
+    now: i64,
+) -> Result<Option<crate::recordings::Recording>, ApiError> {
     let tx = crate::recordings::write_transaction(conn)?;
     let mine: Option<i64> = tx
         .query_row(
@@ -403,11 +409,12 @@ pub fn retry(conn: &mut Connection, user_id: &str, recording_id: &str, now: i64)
         )
         .optional()?;
     if mine.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     crate::jobs::enqueue(&tx, JOB, recording_id, now)?;
+    let recording = crate::recordings::get(&tx, user_id, recording_id)?;
     tx.commit()?;
-    Ok(true)
+    Ok(recording)
 }
 
 /// At startup with transcription off: what waited for a model does not any more (its

@@ -88,17 +88,17 @@ impl Resampler {
 
     /// Feeds input samples; appends the output samples they complete to `out`.
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) {
-        if self.phases.is_none() && self.period == 1 && self.period_inputs == 1 {
+        if self.same_rate() {
             out.extend_from_slice(input);
             return;
         }
         self.history.extend(input.iter().copied());
-        self.drain(out, false);
+        while self.emit(out) {}
     }
 
     /// The end of the input: the last outputs, with silence after the last sample.
     pub fn finish(&mut self, out: &mut Vec<f32>) {
-        if self.period == 1 && self.period_inputs == 1 {
+        if self.same_rate() {
             return;
         }
         let end = self.base + self.history.len() as u64;
@@ -111,8 +111,8 @@ impl Resampler {
         }
     }
 
-    fn drain(&mut self, out: &mut Vec<f32>, _final: bool) {
-        while self.emit(out) {}
+    fn same_rate(&self) -> bool {
+        self.period == 1 && self.period_inputs == 1
     }
 
     /// Computes the next output if its inputs are all here.

@@ -37,19 +37,14 @@ impl Default for Options {
 pub struct Model {
     whisper: Whisper,
     vocabulary: Vec<String>,
-    special: Special,
+    /// The id of `<|0.00|>`: every id from it on is a timestamp (20 ms steps). Looked up by text,
+    /// as the numbering differs between English-only and multilingual vocabularies.
+    timestamp_begin: usize,
     multilingual: bool,
     mel: Mel,
     options: Options,
     /// The model directory's name, for the transcript's `model`.
     pub name: String,
-}
-
-/// Ids of the special tokens, looked up by their text (the numbering differs between English-only
-/// and multilingual vocabularies).
-#[derive(Debug, Clone, Copy)]
-struct Special {
-    timestamp_begin: usize,
 }
 
 /// Why a model cannot be used.
@@ -107,15 +102,7 @@ impl Model {
             return Err(load_error(dir, format!("{n_mels} mel bins (Whisper models have 80 or 128)")));
         }
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Model {
-            whisper,
-            vocabulary,
-            special: Special { timestamp_begin },
-            multilingual,
-            mel: Mel::new(n_mels),
-            options,
-            name,
-        })
+        Ok(Model { whisper, vocabulary, timestamp_begin, multilingual, mel: Mel::new(n_mels), options, name })
     }
 
     /// The language of a window's features (multilingual models), as a code like `de`.
@@ -203,7 +190,7 @@ impl Model {
     /// Cuts one window's tokens into timed segments; returns them and how many frames the next
     /// window moves on (to the end of the last complete segment, or the whole window).
     fn segments(&self, ids: &[usize], offset_ms: i64, window_frames: usize) -> (Vec<Segment>, usize) {
-        let begin = self.special.timestamp_begin;
+        let begin = self.timestamp_begin;
         let is_time = |id: usize| id >= begin;
         // A timestamp token is 20 ms (2 frames).
         let ms_of = |id: usize| ((id - begin) * 20) as i64;
