@@ -155,46 +155,55 @@ pub(crate) fn claim(conn: &mut Connection, now: i64, kind: &str) -> Result<Optio
 /// Queues analysis for a batch of recordings stored before analysis existed, newest first.
 /// Returns how many were queued; 0 when there are none left.
 pub fn backfill(conn: &mut Connection, now: i64) -> Result<usize, ApiError> {
+    backfill_kind(conn, now, ANALYSIS, BACKFILL_KEY, |waveform, _| waveform.is_none())
+}
+
+/// Walks the recordings newest first, a batch at a time, queueing a `kind` job for each one
+/// `needs(waveform, transcript)` picks; its progress is kept in `settings` under `key` (the id
+/// below which all were seen, or `done`). Returns how many were queued by the first batch that
+/// queued any; 0 when none are left.
+pub(crate) fn backfill_kind(
+    conn: &mut Connection,
+    now: i64,
+    kind: &str,
+    key: &str,
+    needs: fn(Option<&str>, Option<&str>) -> bool,
+) -> Result<usize, ApiError> {
     loop {
-        let (queued, more) = backfill_batch(conn, now)?;
+        let before: Option<String> =
+            conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+        if before.as_deref() == Some("done") {
+            return Ok(0);
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<(String, Option<String>, Option<String>)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, waveform, transcript FROM recordings WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            stmt.query_map(params![before, BACKFILL_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut queued = 0;
+        for (id, waveform, transcript) in &rows {
+            if needs(waveform.as_deref(), transcript.as_deref()) {
+                enqueue(&tx, kind, id, now)?;
+                queued += 1;
+            }
+        }
+        let more = rows.len() == BACKFILL_BATCH;
+        let next = match rows.last() {
+            Some((id, _, _)) if more => id.clone(),
+            _ => "done".to_string(),
+        };
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, next],
+        )?;
+        tx.commit()?;
         if queued > 0 || !more {
             return Ok(queued);
         }
     }
-}
-
-/// One batch: (recordings queued, whether older ones remain).
-fn backfill_batch(conn: &mut Connection, now: i64) -> Result<(usize, bool), ApiError> {
-    let before: Option<String> =
-        conn.query_row("SELECT value FROM settings WHERE key = ?1", [BACKFILL_KEY], |r| r.get(0)).optional()?;
-    if before.as_deref() == Some("done") {
-        return Ok((0, false));
-    }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let rows: Vec<(String, Option<String>)> = {
-        let mut stmt =
-            tx.prepare("SELECT id, waveform FROM recordings WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2")?;
-        stmt.query_map(params![before, BACKFILL_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?
-    };
-    let mut queued = 0;
-    for (id, waveform) in &rows {
-        if waveform.is_none() {
-            enqueue(&tx, ANALYSIS, id, now)?;
-            queued += 1;
-        }
-    }
-    let more = rows.len() == BACKFILL_BATCH;
-    let next = match rows.last() {
-        Some((id, _)) if more => id.clone(),
-        _ => "done".to_string(),
-    };
-    tx.execute(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![BACKFILL_KEY, next],
-    )?;
-    tx.commit()?;
-    Ok((queued, more))
 }
 
 /// What the worker needs besides the database.

@@ -17,15 +17,13 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::jobs::{self, Job, Queue, Writes};
 use crate::storage::Storage;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// An idle worker lets go of its model after this long.
 const KEEP_MODEL: Duration = Duration::from_secs(60);
-/// Recordings queued by one step of the backfill.
-const BACKFILL_BATCH: i64 = 200;
 const BACKFILL_KEY: &str = "transcription_backfill_before";
 
 /// Starts the worker thread.
@@ -228,39 +226,7 @@ fn finish(conn: &mut Connection, job: &Job, transcript: &super::Transcript, now:
 /// Queues transcription for a batch of analysed recordings that have none (stored before the
 /// model was configured), newest first; 0 when none are left.
 fn backfill(conn: &mut Connection, now: i64) -> Result<usize, ApiError> {
-    loop {
-        let before: Option<String> =
-            conn.query_row("SELECT value FROM settings WHERE key = ?1", [BACKFILL_KEY], |r| r.get(0)).optional()?;
-        if before.as_deref() == Some("done") {
-            return Ok(0);
-        }
-        let tx = crate::recordings::write_transaction(conn)?;
-        let rows: Vec<(String, Option<String>, Option<String>)> = {
-            let mut stmt = tx.prepare(
-                "SELECT id, waveform, transcript FROM recordings WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
-            )?;
-            stmt.query_map(params![before, BACKFILL_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?
-        };
-        let mut queued = 0;
-        for (id, waveform, transcript) in &rows {
-            if waveform.as_deref() == Some("ready") && transcript.is_none() {
-                jobs::enqueue(&tx, JOB, id, now)?;
-                queued += 1;
-            }
-        }
-        let more = rows.len() as i64 == BACKFILL_BATCH;
-        let next = match rows.last() {
-            Some((id, _, _)) if more => id.clone(),
-            _ => "done".to_string(),
-        };
-        tx.execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![BACKFILL_KEY, next],
-        )?;
-        tx.commit()?;
-        if queued > 0 || !more {
-            return Ok(queued);
-        }
-    }
+    jobs::backfill_kind(conn, now, JOB, BACKFILL_KEY, |waveform, transcript| {
+        waveform == Some("ready") && transcript.is_none()
+    })
 }

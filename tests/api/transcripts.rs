@@ -531,3 +531,38 @@ fn a_recording_deleted_while_it_is_transcribed_leaves_nothing() {
     assert_eq!(rows, 0);
     assert!(ids(&search(&server, &alice, "dashwood", "")).is_empty());
 }
+
+#[test]
+fn recordings_stored_before_the_model_are_transcribed_once_it_is_configured() {
+    let test = "recordings_stored_before_the_model_are_transcribed_once_it_is_configured";
+    let Some((model, dir)) = real_model(test) else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().join("data");
+    let (path, _) = &librivox(&dir)[0];
+    let (token, id) = {
+        let first = data_dir.clone();
+        let server = Server::start_with(move |c| c.data_dir = first);
+        let token = server.signup("alice");
+        let id = server.upload_id(&token, "earlier.wav", &std::fs::read(path).expect("wav"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = send(server.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None).json();
+            if r["waveform"] == "ready" {
+                assert_eq!(r["transcript"], "off", "no model yet");
+                break;
+            }
+            assert!(Instant::now() < deadline, "not analysed: {r}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (token, id)
+    };
+    // The same data directory, now with a model: the earlier recording is queued and transcribed.
+    let second = data_dir.clone();
+    let server = Server::start_with(move |c| {
+        c.data_dir = second;
+        c.transcription_model = Some(model);
+    });
+    assert_eq!(transcribed(&server, &token, &id)["transcript"], "ready");
+    let text = transcript(&server, &token, &id)["text"].as_str().unwrap_or("").to_lowercase();
+    assert!(text.contains("dashwood"), "{text}");
+}
