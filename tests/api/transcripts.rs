@@ -566,3 +566,18 @@ fn recordings_stored_before_the_model_are_transcribed_once_it_is_configured() {
     let text = transcript(&server, &token, &id)["text"].as_str().unwrap_or("").to_lowercase();
     assert!(text.contains("dashwood"), "{text}");
 }
+
+#[test]
+fn the_transcribe_command_prints_what_was_said_with_times() {
+    let Some((model, dir)) = real_model("the_transcribe_command_prints_what_was_said_with_times") else { return };
+    let home = tempfile::tempdir().expect("tempdir");
+    let (path, _) = &librivox(&dir)[0];
+    let mut cmd = recorder(home.path());
+    cmd.arg("transcribe").arg(path).env("RECORDER_TRANSCRIPTION_MODEL", &model);
+    let (code, stdout, stderr) = run(cmd, "");
+    assert_eq!(code, 0, "{stderr}");
+    let first = stdout.lines().next().unwrap_or("");
+    assert!(first.starts_with("[00:00.0 → "), "a timed segment a line: {stdout}");
+    assert!(stdout.to_lowercase().contains("dashwood"), "{stdout}");
+    assert!(stderr.contains("language en"), "{stderr}");
+}
