@@ -10,12 +10,12 @@
 //! record are written last, and an archive cut short has neither (strict tools refuse it;
 //! lenient ones recover the entries before the cut).
 
+use crate::blobs::BlobError;
 use crate::recordings::Recording;
 use crate::storage::Storage;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,8 +35,10 @@ const CHUNK_BYTES: usize = 256 * 1024;
 pub struct Entry {
     /// The name in the archive (unique, case-insensitively).
     pub name: String,
-    /// The stored file.
-    pub path: PathBuf,
+    /// The recording, and the store its bytes are in.
+    pub id: uuid::Uuid,
+    pub store: crate::blobs::Backend,
+    pub size: u64,
     /// When the recording was stored, for the entry's time (UTC).
     pub created_ms: i64,
 }
@@ -44,14 +46,16 @@ pub struct Entry {
 /// The entries for these recordings, in order: each named by its recording, with characters
 /// that file systems refuse replaced, and names taken already suffixed ` (2)`, ` (3)`…
 /// before the extension.
-pub fn entries(recordings: &[Recording], storage: &Storage) -> Result<Vec<Entry>, crate::error::ApiError> {
+pub fn entries(recordings: &[Recording]) -> Result<Vec<Entry>, crate::error::ApiError> {
     let mut taken = HashSet::new();
     let mut out = Vec::with_capacity(recordings.len());
     for recording in recordings {
         let id = crate::recordings::parse_id(&recording.id)?;
         out.push(Entry {
             name: unique_name(&safe_name(&recording.name), &mut taken),
-            path: storage.path(&Storage::relative_path(&id)),
+            id,
+            store: recording.store,
+            size: recording.size.max(0) as u64,
             created_ms: recording.created_ms,
         });
     }
@@ -110,13 +114,14 @@ impl<W: Write> Write for Gate<W> {
 
 /// Writes a stored ZIP of `entries` to `out`, one file after another. On an error, what was
 /// written stays without the ZIP's directory and end record.
-pub fn write(out: impl Write, entries: &[Entry]) -> std::io::Result<()> {
+pub fn write(out: impl Write, storage: &Storage, entries: &[Entry]) -> std::io::Result<()> {
     let shut = Rc::new(Cell::new(false));
     let mut zip = ZipWriter::new_stream(Gate { inner: out, shut: shut.clone() });
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut add = |entry: &Entry| -> std::io::Result<()> {
-        let mut file = std::fs::File::open(&entry.path)?;
-        let size = file.metadata()?.len();
+        let mut file =
+            storage.store(entry.store).and_then(|store| store.reader(&entry.id)).map_err(BlobError::into_io)?;
+        let size = entry.size;
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Stored)
             .last_modified_time(zip_time(entry.created_ms))
@@ -163,13 +168,13 @@ impl AsyncRead for ArchiveBody {
 
 /// Starts writing an archive of `entries` on the blocking pool; the returned body yields it as
 /// it is written. Must be called on the runtime.
-pub fn stream(entries: Vec<Entry>) -> ArchiveBody {
+pub fn stream(storage: Storage, entries: Vec<Entry>) -> ArchiveBody {
     let (reader, writer) = tokio::io::duplex(PIPE_BYTES);
     let failed = Arc::new(AtomicBool::new(false));
     let flag = failed.clone();
     let mut bridge = tokio_util::io::SyncIoBridge::new(writer);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = write(&mut bridge, &entries) {
+        if let Err(e) = write(&mut bridge, &storage, &entries) {
             // A client that hung up is not a failure of the server.
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 log::debug!("archive not finished: the client went away");

@@ -13,6 +13,7 @@
 //!
 //! Until step 4 DEST keeps the previous backup's database, whose files are all still there.
 
+use crate::blobs::{BlobError, Place, Store as _};
 use crate::storage::{Storage, copy_hashed, sync_dir};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, params};
@@ -75,6 +76,7 @@ struct Row {
     sha256: String,
     /// Marked damaged by `check --repair`: its owner has been told.
     marked: bool,
+    store: crate::blobs::Backend,
 }
 
 /// Backs the data directory of `source` up into `dest`. Blocking.
@@ -147,6 +149,10 @@ pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<
         tx.execute("DELETE FROM recordings WHERE id = ?1", [id]).map_err(ctx("updating the copied database"))?;
     }
     tx.execute("DELETE FROM pending_unlinks", []).map_err(ctx("updating the copied database"))?;
+    // Every recording's bytes are in the backup's own recordings/, wherever the server keeps
+    // them: the backup works as a data directory on its own.
+    tx.execute("UPDATE recordings SET store = 'local' WHERE store <> 'local'", [])
+        .map_err(ctx("updating the copied database"))?;
     tx.commit().map_err(ctx("updating the copied database"))?;
     report.left_out = left_out.len() as u64 - report.missing_on_server - marked_missing;
     report.recordings = total - left_out.len() as u64;
@@ -266,11 +272,19 @@ fn copy_database(from: &Path, to: &Path) -> Result<u64, BackupError> {
 fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, BackupError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, size, sha256, problem IS NOT NULL FROM recordings WHERE id > ?1 ORDER BY id LIMIT 1000",
+            "SELECT id, size, sha256, problem IS NOT NULL, store FROM recordings WHERE id > ?1 ORDER BY id LIMIT 1000",
         )
         .map_err(ctx("reading the copied database"))?;
     let rows = stmt
-        .query_map(params![after], |r| Ok(Row { id: r.get(0)?, size: r.get(1)?, sha256: r.get(2)?, marked: r.get(3)? }))
+        .query_map(params![after], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                size: r.get(1)?,
+                sha256: r.get(2)?,
+                marked: r.get(3)?,
+                store: crate::blobs::Backend::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
+            })
+        })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
     rows.map_err(ctx("reading the copied database"))
 }
@@ -294,33 +308,42 @@ fn copy_file(source: &Storage, target: &Storage, row: &Row) -> Result<Outcome, B
     if fs::metadata(target.path(&relative)).is_ok_and(|m| m.len() == row.size as u64) {
         return Ok(Outcome::Present);
     }
-    let from = source.path(&relative);
     let partial = target.tmp_dir().join(format!("{id}.partial"));
-    let result = (|| {
+    let reader = source.store(row.store).and_then(|store| store.reader(&id));
+    let gone = matches!(reader, Err(BlobError::NotFound));
+    let result = reader.map_err(BlobError::into_io).and_then(|mut reader| {
         let file = {
             use std::os::unix::fs::OpenOptionsExt as _;
             fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?
         };
         let mut out = BufWriter::with_capacity(256 * 1024, file);
-        let (bytes, hash) = copy_hashed(&from, &mut out)?;
+        let (bytes, hash) = copy_hashed(&mut reader, &mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         Ok::<_, io::Error>((bytes, hash))
-    })();
+    });
     match result {
         Ok((bytes, hash)) => {
-            target.commit(&partial, &id).map_err(ctx(format!("cannot store {relative} in the backup")))?;
+            target
+                .local()
+                .put_file(&partial, &id, Place::Move)
+                .map_err(ctx(format!("cannot store {relative} in the backup")))?;
             Ok(Outcome::Copied { bytes, hash_ok: hash == row.sha256 })
         }
         Err(e) => {
             let _ = fs::remove_file(&partial);
-            if e.kind() == io::ErrorKind::NotFound && !from.exists() {
+            if gone {
                 Ok(Outcome::Gone)
             } else {
-                Err(fail(format!("cannot copy {}: {e}", from.display())))
+                Err(fail(format!("cannot copy recording {id} from {}: {e}", source_name(source, row.store))))
             }
         }
     }
+}
+
+/// The store a recording is copied from, for messages.
+fn source_name(source: &Storage, backend: crate::blobs::Backend) -> String {
+    source.store(backend).map(|s| s.describe()).unwrap_or_else(|e| e.to_string())
 }
 
 fn referenced_ids(conn: &Connection) -> Result<HashSet<String>, BackupError> {
@@ -361,12 +384,11 @@ fn publish(snapshot: &Path, db: &Path) -> Result<(), BackupError> {
 
 fn remove_unreferenced(target: &Storage, keep: &HashSet<String>) -> Result<u64, BackupError> {
     let mut removed = 0;
-    for shard in target.shards().map_err(ctx("listing the backup's recordings/"))? {
-        for (id, path, _) in target.files_in(&shard).map_err(ctx("listing the backup's recordings/"))? {
-            if !keep.contains(&id.hyphenated().to_string()) {
-                target.unlink(&path).map_err(ctx(format!("cannot remove {path} from the backup")))?;
-                removed += 1;
-            }
+    let local = target.local();
+    for object in local.list().map_err(ctx("listing the backup's recordings/"))? {
+        if !keep.contains(&object.id.hyphenated().to_string()) {
+            local.delete(&object.id).map_err(ctx(format!("cannot remove {} from the backup", object.id)))?;
+            removed += 1;
         }
     }
     Ok(removed)

@@ -9,9 +9,10 @@
 //!   finishing) are not orphans;
 //! - a row without a file may have been deleted a moment ago, so the row is looked up again.
 
+use crate::blobs::{Backend, BlobError, Object, Store, pending_path};
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::storage::{Storage, hash_file};
+use crate::storage::Storage;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::io;
@@ -149,6 +150,7 @@ struct Row {
     sha256: String,
     deleted: bool,
     problem: Option<String>,
+    store: Backend,
 }
 
 /// Checks every row and every file. Blocking.
@@ -280,16 +282,32 @@ fn check_usage(
 
 fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, ApiError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, size, sha256, deleted_at IS NOT NULL, problem FROM recordings WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, size, sha256, deleted_at IS NOT NULL, problem, store FROM recordings WHERE id > ?1
+         ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after, BATCH], |r| {
-        Ok(Row { id: r.get(0)?, size: r.get(1)?, sha256: r.get(2)?, deleted: r.get(3)?, problem: r.get(4)? })
+        Ok(Row {
+            id: r.get(0)?,
+            size: r.get(1)?,
+            sha256: r.get(2)?,
+            deleted: r.get(3)?,
+            problem: r.get(4)?,
+            store: Backend::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn row_exists(conn: &Connection, id: &str) -> Result<bool, ApiError> {
     Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id])?)
+}
+
+/// Whether a row refers to these bytes: its id, in this store. (A copy in the other store is
+/// what an interrupted migration leaves.)
+fn row_in_store(conn: &Connection, id: &str, backend: Backend) -> Result<bool, ApiError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")?
+        .exists(params![id, backend.as_str()])?)
 }
 
 fn check_row(
@@ -303,17 +321,20 @@ fn check_row(
         log::warn!("recording row with a malformed id {:?} skipped", row.id);
         return Ok(None);
     };
-    let path = Storage::relative_path(&uuid);
-    let found = match std::fs::metadata(storage.path(&path)) {
-        Ok(meta) => {
-            let len = meta.len();
+    let path = pending_path(row.store, &uuid);
+    let found = match storage.store(row.store).and_then(|store| Ok((store, store.size_of(&uuid)?))) {
+        Ok((store, Some(len))) => {
             if len != row.size as u64 {
                 Some((Kind::SizeMismatch, format!("the row says {} bytes, the file has {len}", row.size)))
             } else if options.verify {
                 *hashed_bytes += len;
-                match hash_file(&storage.path(&path)) {
-                    Ok(hash) if hash == row.sha256 => None,
-                    Ok(hash) => Some((
+                match store
+                    .reader(&uuid)
+                    .map_err(BlobError::into_io)
+                    .and_then(|mut r| crate::storage::copy_hashed(&mut r, &mut io::sink()))
+                {
+                    Ok((_, hash)) if hash == row.sha256 => None,
+                    Ok((_, hash)) => Some((
                         Kind::HashMismatch,
                         format!("the row says sha256 {}, the file hashes to {hash}", row.sha256),
                     )),
@@ -325,9 +346,10 @@ fn check_row(
                 None
             }
         }
-        // Deleted a moment ago by the server? Then there is nothing wrong.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if !row_exists(conn, &row.id)? {
+        // Deleted (or moved by a migration) a moment ago by the server? Then there is nothing
+        // wrong.
+        Ok((_, None)) => {
+            if !row_in_store(conn, &row.id, row.store)? {
                 return Ok(None);
             }
             Some((Kind::MissingFile, "the file is missing".to_string()))
@@ -366,39 +388,48 @@ fn check_files(
     report: &mut Report,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), ApiError> {
-    let listing = |e| ApiError::internal("listing recordings/", e);
     let pending: HashSet<String> = crate::recordings::pending_unlinks(conn)?.into_iter().collect();
     let mut orphans = Vec::new();
-    for shard in storage.shards().map_err(listing)? {
-        let files = storage.files_in(&shard).map_err(listing)?;
-        report.files += files.len() as u64;
-        for batch in files.chunks(BATCH as usize) {
-            let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.hyphenated().to_string()).collect();
-            let existing = crate::recordings::existing_ids(conn, &ids)?;
-            for ((_, path, meta), id) in batch.iter().zip(ids) {
-                if existing.contains(&id) || pending.contains(path) {
+    let stores: Vec<&dyn Store> =
+        std::iter::once(storage.local() as &dyn Store).chain(storage.s3().map(|s3| s3 as &dyn Store)).collect();
+    for store in stores {
+        let backend = store.backend();
+        let objects = store.list().map_err(|e| ApiError::internal(&format!("listing {}", store.describe()), e))?;
+        report.files += objects.len() as u64;
+        for batch in objects.chunks(BATCH as usize) {
+            for Object { id, size, modified_ms } in batch {
+                let path = pending_path(backend, id);
+                let id = id.hyphenated().to_string();
+                if row_in_store(conn, &id, backend)? || pending.contains(&path) {
                     continue;
                 }
-                if crate::storage::modified_ms(meta) > options.now_ms - ORPHAN_MIN_AGE_MS {
+                if *modified_ms > options.now_ms - ORPHAN_MIN_AGE_MS {
                     report.recent_unreferenced += 1;
                     continue;
                 }
                 // Looked at again: a delete or an upload may have finished since the listing.
-                if !still_orphan(conn, storage, &id, path)? {
+                if !still_orphan(conn, store, &id, &path)? {
                     continue;
                 }
+                let copy = row_exists(conn, &id)?;
                 let problem = Problem {
                     kind: Kind::Orphan,
                     id,
                     owner: None,
-                    path: path.clone(),
-                    detail: format!("{} bytes, no recording refers to it", meta.len()),
+                    path,
+                    detail: if copy {
+                        format!(
+                            "{size} bytes, a copy left by an interrupted migration (the recording is in the other store)"
+                        )
+                    } else {
+                        format!("{size} bytes, no recording refers to it")
+                    },
                     known: false,
                 };
                 report.count(&problem);
                 on(Event::Problem(&problem));
                 if options.repair {
-                    orphans.push((problem.id, problem.path));
+                    orphans.push((backend, problem.id, problem.path));
                 }
             }
         }
@@ -408,27 +439,32 @@ fn check_files(
         report.repair_refused += orphans.len();
         return Ok(());
     }
-    for (id, path) in orphans {
-        let result = remove_orphan(conn, storage, &id, &path);
+    for (backend, id, path) in orphans {
+        let result = match storage.store(backend) {
+            Ok(store) => remove_orphan(conn, store, &id),
+            Err(e) => Err(e.to_string()),
+        };
         report.repaired(&result);
         on(Event::Repaired { id: &path, result: &result });
     }
     Ok(())
 }
 
-fn still_orphan(conn: &Connection, storage: &Storage, id: &str, path: &str) -> Result<bool, ApiError> {
+fn still_orphan(conn: &Connection, store: &dyn Store, id: &str, path: &str) -> Result<bool, ApiError> {
     let pending = conn.prepare_cached("SELECT 1 FROM pending_unlinks WHERE path = ?1")?.exists([path])?;
-    Ok(!pending && !row_exists(conn, id)? && storage.path(path).exists())
+    let Ok(uuid) = Uuid::parse_str(id) else { return Ok(false) };
+    Ok(!pending && !row_in_store(conn, id, store.backend())? && matches!(store.size_of(&uuid), Ok(Some(_))))
 }
 
-fn remove_orphan(conn: &Connection, storage: &Storage, id: &str, path: &str) -> Result<&'static str, String> {
-    // Looked up once more right before the unlink: a row is never left without its file.
-    match row_exists(conn, id) {
+fn remove_orphan(conn: &Connection, store: &dyn Store, id: &str) -> Result<&'static str, String> {
+    // Looked up once more right before the delete: a row is never left without its file.
+    match row_in_store(conn, id, store.backend()) {
         Ok(false) => {}
         Ok(true) => return Err("a recording refers to it now; left alone".into()),
         Err(e) => return Err(e.message.to_string()),
     }
-    storage.unlink(path).map_err(|e| format!("cannot remove it: {e}"))?;
+    let uuid = Uuid::parse_str(id).map_err(|e| e.to_string())?;
+    store.delete(&uuid).map_err(|e| format!("cannot remove it: {e}"))?;
     Ok("removed")
 }
 

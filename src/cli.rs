@@ -57,6 +57,13 @@ fn open(config: &Config) -> Result<(Db, Storage), Failure> {
     Ok((db, storage))
 }
 
+/// The data directory, the database and, when configured, the object store (checked to answer).
+fn open_with_store(config: &Config) -> Result<(Db, Storage), Failure> {
+    let (db, storage) = open(config)?;
+    let s3 = crate::state::open_s3(config, &db).map_err(|e| Failure::work(e.to_string()))?;
+    Ok((db, storage.with_s3(s3, config.backend)))
+}
+
 fn read_password(from_stdin: bool, confirm: bool) -> Result<String, Failure> {
     let password = if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
@@ -129,7 +136,7 @@ pub fn user_passwd(config: &Config, name: &str, password_stdin: bool) -> Result<
 
 /// `recorder user remove NAME`: the account and all its recordings.
 pub fn user_remove(config: &Config, name: &str) -> Result<(), Failure> {
-    let (db, storage) = open(config)?;
+    let (db, storage) = open_with_store(config)?;
     let user = find(&db, name)?;
     let mut conn = db.conn()?;
     let paths = users::delete(&mut conn, &user.id, system_now_ms())?;
@@ -202,7 +209,7 @@ fn existing_data_dir(config: &Config) -> Result<(), Failure> {
 pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result<(), Failure> {
     use crate::check::{self, Event, Kind};
     existing_data_dir(config)?;
-    let (db, storage) = open(config)?;
+    let (db, storage) = open_with_store(config)?;
     let options =
         check::Options { verify, repair, force, now_ms: system_now_ms(), retention_days: config.retention_days };
     let mut ticker = Ticker::new();
@@ -288,11 +295,93 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
     }))
 }
 
+/// `recorder storage migrate --to s3|local`
+pub fn storage_migrate(config: &Config, to: &str) -> Result<(), Failure> {
+    use crate::blobs::Backend;
+    use crate::migrate::{self, Event};
+    let to = Backend::parse(to).ok_or_else(|| Failure::usage(format!("--to {to:?}: expected \"s3\" or \"local\"")))?;
+    if to == Backend::S3 && config.s3.is_none() {
+        return Err(Failure::usage(
+            "moving recordings to s3 needs [storage.s3] configured (storage.s3.endpoint, storage.s3.bucket and the keys)",
+        ));
+    }
+    existing_data_dir(config)?;
+    let (db, storage) = open_with_store(config)?;
+    // One migration at a time (beside a server, which does not hold this lock).
+    let _lock = migrate_lock(&config.data_dir)?;
+    let target = storage.store(to).map_err(|e| Failure::work(e.to_string()))?.describe();
+    let started = Instant::now();
+    let mut ticker = Ticker::new();
+    let report = migrate::run(&db, &storage, to, &mut |event| match event {
+        Event::Progress { done, total, bytes, total_bytes } => ticker.tick(|| {
+            format!(
+                "moved {done} of {total} recordings ({} of {}) to {to}",
+                human_bytes(bytes),
+                human_bytes(total_bytes)
+            )
+        }),
+        Event::Failed { id, why } => {
+            ticker.clear();
+            eprintln!("not moved {id}: {why}");
+        }
+    })?;
+    ticker.clear();
+    if report.finished_deletes > 0 {
+        println!("finished {} deletes an interrupted run had queued", report.finished_deletes);
+    }
+    if report.total == 0 {
+        println!("nothing to move: every recording is in {target}");
+    } else {
+        println!(
+            "moved {} of {} recordings ({}) to {target} in {:.1} s; each copy's SHA-256 was verified before its source was deleted",
+            report.moved,
+            report.total,
+            human_bytes(report.moved_bytes),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if report.gone > 0 {
+        println!("{} deleted meanwhile", plural(report.gone as usize, "recording was", "recordings were"));
+    }
+    if config.backend != to {
+        println!(
+            "new recordings still go to {}: set storage.backend = \"{to}\" and restart the server, then run this again \
+             to move those that arrived meanwhile",
+            config.backend
+        );
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::work(format!(
+            "{} not moved (they stay readable where they are); run the command again to retry",
+            plural(report.failed.len(), "recording was", "recordings were")
+        )))
+    }
+}
+
+fn migrate_lock(data_dir: &Path) -> Result<std::fs::File, Failure> {
+    let path = data_dir.join("migrate.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::work(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Failure::work(format!("another `recorder storage migrate` is running on {}", data_dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Failure::work(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
 /// `recorder backup DEST_DIR`
 pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> {
     use crate::backup::{self, Event};
     existing_data_dir(config)?;
-    let storage = open_storage(config)?;
+    let (_, storage) = open_with_store(config)?;
     let started = Instant::now();
     let mut ticker = Ticker::new();
     let report = backup::run(&storage, dest, force, &mut |event| match event {

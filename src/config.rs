@@ -38,6 +38,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub max_upload_size: u64,
     pub min_free_space: u64,
+    /// Where new recordings' audio goes (`storage.backend`).
+    pub backend: crate::blobs::Backend,
+    /// The object store (`[storage.s3]`), when an endpoint and a bucket are set: used for new
+    /// recordings when `backend` is S3, and for reading recordings already there either way.
+    pub s3: Option<S3Config>,
     pub signups: Signups,
     pub session_days: u32,
     pub retention_days: u32,
@@ -110,6 +115,32 @@ impl Config {
     }
 }
 
+/// `[storage.s3]`: an S3-compatible object store (Garage, SeaweedFS, MinIO, AWS).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// `http://host:port` or `https://…`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Keys start with this (no leading or trailing `/`); empty: the bucket's root.
+    pub prefix: String,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret never reaches a log line.
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Values given on the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -176,6 +207,13 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("storage.data_dir", Kind::Str, ""),
     ("storage.max_upload_size", Kind::Size, "1 GiB"),
     ("storage.min_free_space", Kind::Size, "256 MiB"),
+    ("storage.backend", Kind::Str, "local"),
+    ("storage.s3.endpoint", Kind::Str, ""),
+    ("storage.s3.bucket", Kind::Str, ""),
+    ("storage.s3.region", Kind::Str, "garage"),
+    ("storage.s3.access_key_id", Kind::Str, ""),
+    ("storage.s3.secret_access_key", Kind::Str, ""),
+    ("storage.s3.prefix", Kind::Str, ""),
     ("accounts.signups", Kind::Str, "open"),
     ("accounts.session_days", Kind::Int, "90"),
     ("trash.retention_days", Kind::Int, "30"),
@@ -324,6 +362,41 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         "float32" => false,
         _ => return Err(bad("transcription.compute", "expected \"int8\" or \"float32\"")),
     };
+    let s3 = {
+        let text = |key: &str| get(key).value.trim().to_string();
+        let (endpoint, bucket) = (text("storage.s3.endpoint"), text("storage.s3.bucket"));
+        if endpoint.is_empty() && bucket.is_empty() {
+            None
+        } else {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.len() < 9 {
+                return Err(bad("storage.s3.endpoint", "expected a URL such as \"http://127.0.0.1:3900\""));
+            }
+            if bucket.is_empty() {
+                return Err(bad("storage.s3.bucket", "a bucket is needed with storage.s3.endpoint"));
+            }
+            let prefix = text("storage.s3.prefix").trim_matches('/').to_string();
+            if prefix.split('/').any(|part| part.is_empty() || part == "." || part == "..") && !prefix.is_empty() {
+                return Err(bad(
+                    "storage.s3.prefix",
+                    "expected path segments such as \"recorder\" or \"home/recorder\"",
+                ));
+            }
+            Some(S3Config {
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+                bucket,
+                region: Some(text("storage.s3.region")).filter(|r| !r.is_empty()).unwrap_or_else(|| "garage".into()),
+                access_key_id: text("storage.s3.access_key_id"),
+                secret_access_key: text("storage.s3.secret_access_key"),
+                prefix,
+            })
+        }
+    };
+    let backend = match get("storage.backend").value.trim() {
+        "local" => crate::blobs::Backend::Local,
+        "s3" if s3.is_some() => crate::blobs::Backend::S3,
+        "s3" => return Err(bad("storage.backend", "\"s3\" needs storage.s3.endpoint and storage.s3.bucket")),
+        _ => return Err(bad("storage.backend", "expected \"local\" or \"s3\"")),
+    };
     let log_level = match get("server.log_level").value.trim().to_ascii_lowercase().as_str() {
         "off" => log::LevelFilter::Off,
         "error" => log::LevelFilter::Error,
@@ -342,6 +415,8 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         data_dir,
         max_upload_size: size("storage.max_upload_size")?,
         min_free_space: size("storage.min_free_space")?,
+        backend,
+        s3,
         signups,
         session_days: int("accounts.session_days", 1, 36_500)? as u32,
         retention_days: int("trash.retention_days", 0, 36_500)? as u32,
@@ -422,37 +497,51 @@ fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, String> {
         let known_section = KEYS.iter().any(|(k, _, _)| k.split('.').next() == Some(section.as_str()));
         let (true, toml::Value::Table(inner)) = (known_section, value) else {
             return Err(format!(
-                "unknown key `{section}`: expected the sections [server], [storage], [accounts], [trash], [uploads], [analysis], [transcription], [webdav], [compat], [metrics]"
+                "unknown key `{section}`: expected the sections [server], [storage], [storage.s3], [accounts], [trash], [uploads], [analysis], [transcription], [webdav], [compat], [metrics]"
             ));
         };
-        for (name, value) in inner {
-            let key = format!("{section}.{name}");
-            let Some((_, kind, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
-                return Err(format!("unknown key `{key}`"));
-            };
-            let text = match (kind, value) {
-                (Kind::Str, toml::Value::String(s)) | (Kind::Size, toml::Value::String(s)) => s,
-                (Kind::Int, toml::Value::Integer(n)) | (Kind::Size, toml::Value::Integer(n)) => {
-                    if n < 0 {
-                        return Err(format!("invalid value {n} for `{key}`: must not be negative"));
-                    }
-                    n.to_string()
-                }
-                (Kind::Bool, toml::Value::Boolean(b)) => b.to_string(),
-                (kind, other) => {
-                    let expected = match kind {
-                        Kind::Str => "a string",
-                        Kind::Int => "a whole number",
-                        Kind::Bool => "true or false",
-                        Kind::Size => "a size such as 1073741824 or \"512 MiB\"",
-                    };
-                    return Err(format!("invalid value {other} for `{key}`: expected {expected}"));
-                }
-            };
-            out.push((key, text));
-        }
+        flatten(&section, inner, &mut out)?;
     }
     Ok(out)
+}
+
+/// A section's keys as dotted names; a nested table (`[storage.s3]`) is one level deeper.
+fn flatten(prefix: &str, table: toml::Table, out: &mut Vec<(String, String)>) -> Result<(), String> {
+    for (name, value) in table {
+        let key = format!("{prefix}.{name}");
+        if let toml::Value::Table(inner) = value {
+            let nested = format!("{key}.");
+            if !KEYS.iter().any(|(k, _, _)| k.starts_with(&nested)) {
+                return Err(format!("unknown key `{key}`"));
+            }
+            flatten(&key, inner, out)?;
+            continue;
+        }
+        let Some((_, kind, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
+            return Err(format!("unknown key `{key}`"));
+        };
+        let text = match (kind, value) {
+            (Kind::Str, toml::Value::String(s)) | (Kind::Size, toml::Value::String(s)) => s,
+            (Kind::Int, toml::Value::Integer(n)) | (Kind::Size, toml::Value::Integer(n)) => {
+                if n < 0 {
+                    return Err(format!("invalid value {n} for `{key}`: must not be negative"));
+                }
+                n.to_string()
+            }
+            (Kind::Bool, toml::Value::Boolean(b)) => b.to_string(),
+            (kind, other) => {
+                let expected = match kind {
+                    Kind::Str => "a string",
+                    Kind::Int => "a whole number",
+                    Kind::Bool => "true or false",
+                    Kind::Size => "a size such as 1073741824 or \"512 MiB\"",
+                };
+                return Err(format!("invalid value {other} for `{key}`: expected {expected}"));
+            }
+        };
+        out.push((key, text));
+    }
+    Ok(())
 }
 
 /// Parses a byte size: a whole number of bytes, or a number with a unit ("512 MiB", "2 GB", "1.5G").

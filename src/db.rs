@@ -18,6 +18,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_shares", include_str!("../migrations/0007_shares.sql")),
     ("0008_names", include_str!("../migrations/0008_names.sql")),
     ("0009_transcripts", include_str!("../migrations/0009_transcripts.sql")),
+    ("0010_stores", include_str!("../migrations/0010_stores.sql")),
 ];
 
 /// A pooled SQLite database.

@@ -42,15 +42,10 @@ pub struct Draft {
     pub file_name: bool,
 }
 
-/// How finished bytes become a recording's file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
-    /// Renamed into place: a one-shot upload's temp file.
-    Move,
-    /// Hard-linked into place, the source kept until the row is committed: a resumable upload,
-    /// whose bytes must survive a crash between the file and the row.
-    Link,
-}
+/// How finished bytes become a recording's: a one-shot upload's temp file is moved (renamed
+/// into place on disk), a resumable upload's file is kept until the row is committed (hard-linked
+/// on disk), so its bytes survive a crash between the store and the row.
+pub use crate::blobs::Place;
 
 /// What [`record`] did.
 #[derive(Debug)]
@@ -111,11 +106,8 @@ pub fn record(
 ) -> Result<Stored, ApiError> {
     let detected = audio::detect(file).map_err(|e| ApiError::internal("reading upload", e))?.ok_or_else(not_audio)?;
     let id = Uuid::now_v7();
-    let relative = match place {
-        Place::Move => storage.commit(file, &id),
-        Place::Link => storage.link(file, &id),
-    }
-    .map_err(storage::disk_error)?;
+    let store = storage.current();
+    store.put_file(file, &id, place).map_err(|e| e.api("storing an upload"))?;
     let name = draft.name.clone().unwrap_or_else(|| {
         format!("Recording {}.{}", name_stamp(draft.recorded_at.unwrap_or(now)), detected.container.ext)
     });
@@ -130,10 +122,16 @@ pub fn record(
         recorded_at: draft.recorded_at,
         created_at: now,
         idempotency_key: draft.idempotency_key.clone(),
+        store: store.backend(),
     };
     let stored = insert_durably(conn, new, draft.file_name, also);
-    if !matches!(stored, Ok(Stored::Created(_))) && storage.unlink(&relative).is_err() {
-        log::warn!("a file without a row was left at {relative}; the next start removes it");
+    if !matches!(stored, Ok(Stored::Created(_)))
+        && let Err(e) = store.delete(&id)
+    {
+        log::warn!(
+            "bytes without a row were left for {id} in {} ({e}); the orphan sweep removes them",
+            store.describe()
+        );
     }
     stored
 }

@@ -412,11 +412,15 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
 }
 
 /// A recording's size and duration as stored, for a job about to read it; `None` once it is gone.
-pub(crate) fn size_and_duration(db: &Db, recording_id: &str) -> Result<Option<(i64, Option<i64>)>, String> {
+/// A recording's size, claimed duration and store; `None` when it is gone.
+pub(crate) fn size_and_duration(
+    db: &Db,
+    recording_id: &str,
+) -> Result<Option<(i64, Option<i64>, crate::blobs::Backend)>, String> {
     db.conn()
         .and_then(|conn| {
-            conn.query_row("SELECT size, duration_ms FROM recordings WHERE id = ?1", [recording_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+            conn.query_row("SELECT size, duration_ms, store FROM recordings WHERE id = ?1", [recording_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, crate::blobs::Backend::parse(&r.get::<_, String>(2)?).unwrap_or_default()))
             })
             .optional()
             .map_err(ApiError::from)
@@ -426,9 +430,16 @@ pub(crate) fn size_and_duration(db: &Db, recording_id: &str) -> Result<Option<(i
 
 /// The decoded facts of a recording. `Ok(None)`: the recording is gone (deleted meanwhile).
 fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<Option<analysis::Decoded>, String> {
-    let Some((size, claimed_ms)) = size_and_duration(db, &job.recording_id)? else { return Ok(None) };
+    let Some((size, claimed_ms, store)) = size_and_duration(db, &job.recording_id)? else { return Ok(None) };
     let id = Uuid::parse_str(&job.recording_id).map_err(|e| e.to_string())?;
-    let path = storage.path(&Storage::relative_path(&id));
+    // The file itself on disk; a temp copy from an object store (decoders seek).
+    let copy = storage.local_copy(store, &id);
+    let path = match &copy {
+        Ok(copy) => copy.path().to_path_buf(),
+        // Missing: decoding says so, and whether it was deleted meanwhile is looked up below.
+        Err(crate::blobs::BlobError::NotFound) => storage.path(&Storage::relative_path(&id)),
+        Err(e) => return Err(format!("cannot read the recording: {e}")),
+    };
     let limits = Limits {
         time_budget: budget(settings, size.max(0) as u64, claimed_ms),
         ..Limits::for_size(size.max(0) as u64)

@@ -59,11 +59,25 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Move recordings between the data directory and the S3 store.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Transcribe one audio file with the configured model (transcription.model) and print what
     /// was said, one timed segment a line: for trying a model before turning it on.
     Transcribe {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Move every recording's bytes to the other store while the server runs: each copy's
+    /// SHA-256 is verified before its source is deleted; resumable, and safe to run again.
+    Migrate {
+        /// Where to: `s3` ([storage.s3] must be configured) or `local` (the data directory).
+        #[arg(long, value_name = "s3|local", value_parser = ["s3", "local"])]
+        to: String,
     },
 }
 
@@ -107,6 +121,7 @@ fn main() -> ExitCode {
         Command::User(UserCommand::Remove { name }) => cli::finish(cli::user_remove(&config, &name)),
         Command::Check { verify, repair, force } => cli::finish(cli::check(&config, verify, repair, force)),
         Command::Backup { dest, force } => cli::finish(cli::backup(&config, &dest, force)),
+        Command::Storage(StorageCommand::Migrate { to }) => cli::finish(cli::storage_migrate(&config, &to)),
         Command::Transcribe { file } => cli::finish(cli::transcribe(&config, &file)),
     }
 }

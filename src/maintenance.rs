@@ -1,6 +1,7 @@
 //! Background and startup work: finishing interrupted deletes, emptying `tmp/`, purging the
 //! trash and expired sessions, and removing files that no row refers to.
 
+use crate::blobs::{Object, Store};
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::recordings;
@@ -53,38 +54,61 @@ pub fn sweep(db: &Db, storage: &Storage, uploads: &crate::uploads::Registry, now
     Ok(swept)
 }
 
-/// Removes files under `recordings/` that no row refers to and that are older than `before_ms`
-/// (younger ones may be uploads between their rename and their insert). Blocking.
+/// Removes recordings' bytes that no row refers to and that are older than
+/// `before_ms` (younger ones may be uploads between their bytes and their insert, or a
+/// migration between its copy and its switch), on disk and in the object store. Blocking.
 ///
-/// When most files have no row (a lost or replaced database, the wrong data directory), nothing
-/// is removed: that is a disaster to report, not litter to sweep.
+/// When most of a store's objects have no row (a lost or replaced database, the wrong data
+/// directory or bucket), nothing is removed: that is a disaster to report, not litter to sweep.
 pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usize, ApiError> {
-    let listing = |e| ApiError::internal("listing recordings/", e);
     let conn = db.conn()?;
-    // Counted first, then removed; one shard at a time, so memory stays small however many
-    // recordings there are.
-    let (mut files, mut orphans) = (0, 0);
-    for shard in storage.shards().map_err(listing)? {
-        let in_shard = storage.files_in(&shard).map_err(listing)?;
-        files += in_shard.len();
-        orphans += orphans_among(&conn, storage, &in_shard, before_ms, false)?;
-    }
-    if orphans == 0 {
-        return Ok(0);
-    }
-    if most_of(orphans as u64, files as u64) {
-        log::error!(
-            "{orphans} of the {files} files in recordings/ have no recording in the database; not removing \
-             them. If the database was lost or replaced, stop the server and restore recorder.db from a backup"
-        );
-        return Ok(0);
-    }
+    let stores: Vec<&dyn Store> =
+        std::iter::once(storage.local() as &dyn Store).chain(storage.s3().map(|s| s as &dyn Store)).collect();
     let mut removed = 0;
-    for shard in storage.shards().map_err(listing)? {
-        let in_shard = storage.files_in(&shard).map_err(listing)?;
-        removed += orphans_among(&conn, storage, &in_shard, before_ms, true)?;
+    for store in stores {
+        let objects = match store.list() {
+            Ok(objects) => objects,
+            Err(e) => {
+                log::warn!("the orphan sweep cannot list {}: {e}; skipped until the next sweep", store.describe());
+                continue;
+            }
+        };
+        let orphans = orphans_among(&conn, &objects, before_ms)?;
+        if orphans.is_empty() {
+            continue;
+        }
+        if most_of(orphans.len() as u64, objects.len() as u64) {
+            log::error!(
+                "{} of the {} recordings' files in {} have no recording in the database; not removing them. \
+                 If the database was lost or replaced, stop the server and restore recorder.db from a backup",
+                orphans.len(),
+                objects.len(),
+                store.describe()
+            );
+            continue;
+        }
+        for id in orphans {
+            // Asked once more right before the delete: a row is never left without its bytes.
+            if row_exists(&conn, &id)? {
+                continue;
+            }
+            match store.delete(&id) {
+                Ok(()) => {
+                    log::warn!("removed recording bytes {id} from {}: no recording refers to them", store.describe());
+                    removed += 1;
+                }
+                Err(e) => log::error!("cannot remove orphan {id} from {}: {e}", store.describe()),
+            }
+        }
     }
     Ok(removed)
+}
+
+/// Whether any row has this id. Bytes whose recording is in the other store (what an
+/// interrupted migration leaves) are not swept here: the next migration overwrites them, and
+/// `recorder check --repair` removes them once they are old.
+fn row_exists(conn: &rusqlite::Connection, id: &uuid::Uuid) -> Result<bool, ApiError> {
+    Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id.hyphenated().to_string()])?)
 }
 
 /// The safety rule of the orphan sweep and `check --repair`: when more than half of the things
@@ -94,39 +118,15 @@ pub fn most_of(affected: u64, total: u64) -> bool {
     affected > 10 && affected * 2 > total
 }
 
-/// Counts (or, with `remove`, removes) the files without a row older than `before_ms`.
-fn orphans_among(
-    conn: &rusqlite::Connection,
-    storage: &Storage,
-    files: &[(uuid::Uuid, String, std::fs::Metadata)],
-    before_ms: i64,
-    remove: bool,
-) -> Result<usize, ApiError> {
-    let mut count = 0;
-    for batch in files.chunks(500) {
-        let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.hyphenated().to_string()).collect();
-        let existing = recordings::existing_ids(conn, &ids)?;
-        for ((_, path, meta), id) in batch.iter().zip(&ids) {
-            if existing.contains(id) {
-                continue;
-            }
-            if crate::storage::modified_ms(meta) >= before_ms {
-                continue;
-            }
-            if !remove {
-                count += 1;
-                continue;
-            }
-            match storage.unlink(path) {
-                Ok(()) => {
-                    log::warn!("removed {path}: no recording refers to it");
-                    count += 1;
-                }
-                Err(e) => log::error!("cannot remove orphan {path}: {e}"),
-            }
+/// The objects without a row in their store older than `before_ms`.
+fn orphans_among(conn: &rusqlite::Connection, objects: &[Object], before_ms: i64) -> Result<Vec<uuid::Uuid>, ApiError> {
+    let mut orphans = Vec::new();
+    for object in objects {
+        if object.modified_ms < before_ms && !row_exists(conn, &object.id)? {
+            orphans.push(object.id);
         }
     }
-    Ok(count)
+    Ok(orphans)
 }
 
 /// The background loop: one orphan sweep, then a purge sweep at once and every hour until

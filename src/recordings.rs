@@ -45,6 +45,9 @@ pub struct Recording {
     pub created_ms: i64,
     #[serde(skip)]
     pub deleted_ms: Option<i64>,
+    /// Which store holds the bytes; not part of the JSON.
+    #[serde(skip)]
+    pub store: crate::blobs::Backend,
 }
 
 /// What matched a search: the name, or words of the transcript (with the segment's text and
@@ -76,9 +79,11 @@ pub struct NewRecording {
     pub recorded_at: Option<i64>,
     pub created_at: i64,
     pub idempotency_key: Option<String>,
+    /// The store its bytes were put in.
+    pub store: crate::blobs::Backend,
 }
 
-const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform, transcript";
+const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform, transcript, store";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
     let created_ms: i64 = row.get(7)?;
@@ -107,6 +112,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
             Some("failed") => "failed",
             _ => "off",
         },
+        store: crate::blobs::Backend::parse(&row.get::<_, String>(13)?).unwrap_or_default(),
         matched: None,
         created_ms,
         deleted_ms,
@@ -149,8 +155,8 @@ pub fn insert(conn: &Connection, new: &NewRecording) -> Result<Result<Recording,
 pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, ApiError> {
     let inserted = conn.execute(
         "INSERT INTO recordings (id, user_id, name, content_type, size, sha256, duration_ms, recorded_at,
-                                 created_at, idempotency_key, waveform)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')",
+                                 created_at, idempotency_key, waveform, store)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11)",
         params![
             new.id.hyphenated().to_string(),
             new.user_id,
@@ -162,6 +168,7 @@ pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recordi
             new.recorded_at,
             new.created_at,
             new.idempotency_key,
+            new.store.as_str(),
         ],
     );
     match inserted {
@@ -689,11 +696,12 @@ fn queue(tx: &Transaction<'_>, ids: &[String], now: i64) -> Result<Vec<String>, 
     let mut paths = Vec::with_capacity(ids.len());
     let mut delete = tx.prepare_cached("DELETE FROM recordings WHERE id = ?1")?;
     let mut pending = tx.prepare_cached("INSERT OR IGNORE INTO pending_unlinks (path, created_at) VALUES (?1, ?2)")?;
+    let mut store = tx.prepare_cached("SELECT store FROM recordings WHERE id = ?1")?;
     for id in ids {
-        let path = match Uuid::parse_str(id) {
-            Ok(uuid) => Storage::relative_path(&uuid),
-            Err(_) => continue,
-        };
+        let Ok(uuid) = Uuid::parse_str(id) else { continue };
+        let backend: Option<String> = store.query_row([id], |r| r.get(0)).optional()?;
+        let backend = backend.as_deref().and_then(crate::blobs::Backend::parse).unwrap_or_default();
+        let path = crate::blobs::pending_path(backend, &uuid);
         pending.execute(params![path, now])?;
         delete.execute([id])?;
         paths.push(path);
@@ -774,7 +782,7 @@ pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) ->
     let mut done = 0;
     let mut forget = conn.prepare_cached("DELETE FROM pending_unlinks WHERE path = ?1")?;
     for path in paths {
-        match storage.unlink(path) {
+        match storage.unlink_pending(path) {
             Ok(()) => {
                 forget.execute([path])?;
                 done += 1;

@@ -59,8 +59,36 @@ pub enum StartError {
     InUse(String),
     #[error("{0}")]
     Model(String),
+    /// The object store cannot be used (unreachable, refused, no such bucket) or is needed and
+    /// not configured.
+    #[error("{0}")]
+    Store(String),
     #[error("cannot listen for WebDAV on {addr} (webdav.port): {source}")]
     WebDav { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Opens the object store when `[storage.s3]` is configured and checks it answers: a store that
+/// is unreachable, refuses the keys or lacks the bucket stops startup with one line naming it.
+/// Recordings in an object store that is not configured stop it too.
+pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::s3::S3Store>>, StartError> {
+    let Some(s3) = &config.s3 else {
+        let in_s3: i64 = db
+            .conn()
+            .and_then(
+                |conn| Ok(conn.query_row("SELECT count(*) FROM recordings WHERE store = 's3'", [], |r| r.get(0))?),
+            )
+            .map_err(|e| StartError::Recovery(e.message.to_string()))?;
+        if in_s3 > 0 {
+            return Err(StartError::Store(format!(
+                "{in_s3} recordings are in an S3 store, and [storage.s3] is not configured: set storage.s3.endpoint \
+                 and the rest as when they were stored (or move them back first with `recorder storage migrate --to local`)"
+            )));
+        }
+        return Ok(None);
+    };
+    let store = crate::s3::S3Store::open(s3).map_err(StartError::Store)?;
+    store.probe().map_err(StartError::Store)?;
+    Ok(Some(Arc::new(store)))
 }
 
 impl AppState {
@@ -78,6 +106,7 @@ impl AppState {
             .ok_or_else(|| StartError::InUse(shown()))?;
         let size = crate::db::PoolSize { connections: config.db_connections, cache_bytes: config.db_cache };
         let db = Db::open_sized(&storage.db_path(), size)?;
+        let storage = storage.with_s3(open_s3(&config, &db)?, config.backend);
         maintenance::recover(&db, &storage).map_err(|e| StartError::Recovery(e.message.to_string()))?;
         // A configured model must load now: a clear error at startup, not a failure per job.
         crate::transcription::check_model(&config).map_err(StartError::Model)?;

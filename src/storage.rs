@@ -2,7 +2,9 @@
 //! flight in `tmp/`. An upload is streamed into `tmp/` and hashed chunk by chunk, fsynced, then
 //! renamed into place and the directory fsynced, all before its row exists.
 
+use crate::blobs::{Backend, BlobError, LocalStore, Store};
 use crate::error::ApiError;
+use crate::s3::S3Store;
 use bytes::{Bytes, BytesMut};
 use rocket::http::Status;
 use sha2::{Digest, Sha256};
@@ -25,6 +27,12 @@ const MIN_READ: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
+    /// Recordings under `recordings/`.
+    local: LocalStore,
+    /// The object store, when `[storage.s3]` is configured.
+    s3: Option<Arc<S3Store>>,
+    /// Where new recordings go.
+    backend: Backend,
     /// Upload chunk writes and fsyncs at once: a burst of uploads never fills the whole blocking
     /// pool, so database queries (the list, logins) still find a thread.
     upload_jobs: Arc<Semaphore>,
@@ -52,7 +60,62 @@ impl Storage {
                 .create(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
         }
-        Ok(Storage { root: root.to_path_buf(), upload_jobs: Arc::new(Semaphore::new(DEFAULT_UPLOAD_JOBS)) })
+        Ok(Storage {
+            root: root.to_path_buf(),
+            local: LocalStore::new(root),
+            s3: None,
+            backend: Backend::Local,
+            upload_jobs: Arc::new(Semaphore::new(DEFAULT_UPLOAD_JOBS)),
+        })
+    }
+
+    /// Adds the object store; new recordings go to `backend`.
+    pub fn with_s3(mut self, s3: Option<Arc<S3Store>>, backend: Backend) -> Storage {
+        self.backend = if s3.is_some() { backend } else { Backend::Local };
+        self.s3 = s3;
+        self
+    }
+
+    /// The store new recordings go to.
+    pub fn current(&self) -> &dyn Store {
+        match (&self.s3, self.backend) {
+            (Some(s3), Backend::S3) => s3.as_ref(),
+            _ => &self.local,
+        }
+    }
+
+    /// The store that holds recordings of `backend`: an object store that is not configured is
+    /// unavailable.
+    pub fn store(&self, backend: Backend) -> Result<&dyn Store, BlobError> {
+        match (backend, &self.s3) {
+            (Backend::Local, _) => Ok(&self.local),
+            (Backend::S3, Some(s3)) => Ok(s3.as_ref()),
+            (Backend::S3, None) => Err(BlobError::Unavailable(
+                "this recording is in the S3 store, and [storage.s3] is not configured".into(),
+            )),
+        }
+    }
+
+    /// A local file with a recording's bytes for decoders that seek (see [`Store::local_copy`]).
+    pub fn local_copy(&self, backend: Backend, id: &Uuid) -> Result<crate::blobs::LocalCopy, BlobError> {
+        self.store(backend)?.local_copy(id, &self.tmp_dir())
+    }
+
+    pub fn local(&self) -> &LocalStore {
+        &self.local
+    }
+
+    pub fn s3(&self) -> Option<&S3Store> {
+        self.s3.as_deref()
+    }
+
+    /// Removes what a pending delete names: a recording's bytes in its store, or a file under
+    /// the data directory (a resumable upload's).
+    pub fn unlink_pending(&self, path: &str) -> Result<(), BlobError> {
+        match crate::blobs::parse_pending_path(path) {
+            Some((backend, id)) => self.store(backend)?.delete(&id),
+            None => self.unlink(path).map_err(BlobError::Disk),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -77,10 +140,9 @@ impl Storage {
         self.uploads_dir().join(upload_id)
     }
 
-    /// The path of a recording's file, relative to the data directory.
+    /// The path of a recording's file on disk, relative to the data directory.
     pub fn relative_path(id: &Uuid) -> String {
-        let hex = id.simple().to_string();
-        format!("recordings/{}/{}", &hex[30..], id.hyphenated())
+        LocalStore::relative_path(id)
     }
 
     /// An absolute path from a relative one.
@@ -91,38 +153,6 @@ impl Storage {
     /// Free bytes on the data directory's file system.
     pub fn available_space(&self) -> io::Result<u64> {
         fs4::available_space(&self.root)
-    }
-
-    /// A new recording's place: (relative path, absolute path, its shard directory), the shard
-    /// created (durably) if missing.
-    fn place(&self, id: &Uuid) -> io::Result<(String, PathBuf, PathBuf)> {
-        let relative = Storage::relative_path(id);
-        let target = self.path(&relative);
-        let shard = target.parent().unwrap_or(&self.root).to_path_buf();
-        if !shard.is_dir() {
-            fs::create_dir_all(&shard)?;
-            sync_dir(&self.root.join("recordings"))?;
-        }
-        Ok((relative, target, shard))
-    }
-
-    /// Moves a finished, fsynced upload to its final place and makes the rename durable.
-    pub fn commit(&self, tmp: &Path, id: &Uuid) -> io::Result<String> {
-        let (relative, target, shard) = self.place(id)?;
-        fs::rename(tmp, &target)?;
-        sync_dir(&shard)?;
-        Ok(relative)
-    }
-
-    /// Hard-links fsynced bytes to a new recording's place and makes the link durable; the source
-    /// stays until the caller removes it. The file's time is set to now, so the orphan sweep never
-    /// takes the new link for litter left before this start.
-    pub fn link(&self, source: &Path, id: &Uuid) -> io::Result<String> {
-        let (relative, target, shard) = self.place(id)?;
-        fs::OpenOptions::new().write(true).open(source)?.set_modified(std::time::SystemTime::now())?;
-        fs::hard_link(source, &target)?;
-        sync_dir(&shard)?;
-        Ok(relative)
     }
 
     /// Removes a file; one that is already gone is fine.
@@ -147,38 +177,12 @@ impl Storage {
         Ok(removed)
     }
 
-    /// The shard directories under `recordings/`.
-    pub fn shards(&self) -> io::Result<Vec<PathBuf>> {
-        let mut shards = Vec::new();
-        for entry in fs::read_dir(self.root.join("recordings"))? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                shards.push(entry.path());
-            }
-        }
-        shards.sort();
-        Ok(shards)
-    }
-
-    /// The files in one shard named as a recording id: (id, relative path, metadata).
-    pub fn files_in(&self, shard: &Path) -> io::Result<Vec<(Uuid, String, fs::Metadata)>> {
-        let shard_name = shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let mut out = Vec::new();
-        for file in fs::read_dir(shard)? {
-            let file = file?;
-            let name = file.file_name().to_string_lossy().to_string();
-            if let Ok(id) = Uuid::parse_str(&name) {
-                out.push((id, format!("recordings/{shard_name}/{name}"), file.metadata()?));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every recording file (all shards); for tools and tests, not for hot paths.
+    /// Every recording file on disk (all shards); for tools and tests, not for hot paths.
     pub fn recording_files(&self) -> io::Result<Vec<(Uuid, String, fs::Metadata)>> {
         let mut out = Vec::new();
-        for shard in self.shards()? {
-            out.extend(self.files_in(&shard)?);
+        for object in self.local.list().map_err(BlobError::into_io)? {
+            let relative = LocalStore::relative_path(&object.id);
+            out.push((object.id, relative.clone(), fs::metadata(self.path(&relative))?));
         }
         Ok(out)
     }
@@ -551,13 +555,11 @@ pub fn insufficient_storage() -> ApiError {
 
 /// The hex SHA-256 of a file, read in 256 KiB chunks. Blocking.
 pub fn hash_file(path: &Path) -> io::Result<String> {
-    copy_hashed(path, &mut io::sink()).map(|(_, hash)| hash)
+    copy_hashed(&mut File::open(path)?, &mut io::sink()).map(|(_, hash)| hash)
 }
 
-/// Copies a file into `out` while hashing it: (bytes, hex SHA-256). Blocking.
-pub fn copy_hashed(path: &Path, out: &mut dyn Write) -> io::Result<(u64, String)> {
-    use std::io::Read as _;
-    let mut file = File::open(path)?;
+/// Copies bytes into `out` while hashing them: (bytes, hex SHA-256). Blocking.
+pub fn copy_hashed(file: &mut dyn io::Read, out: &mut dyn Write) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
@@ -588,12 +590,6 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn shards_by_the_last_two_hex_digits() {
-        let id = Uuid::parse_str("01935c4e-0000-7000-8000-0000000000ab").expect("uuid");
-        assert_eq!(Storage::relative_path(&id), "recordings/ab/01935c4e-0000-7000-8000-0000000000ab");
-    }
-
     #[tokio::test]
     async fn upload_streams_hashes_and_commits() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -605,9 +601,9 @@ mod tests {
         assert_eq!(finished.size, data.len() as u64);
         assert_eq!(finished.sha256, hex(&Sha256::digest(&data)));
         let id = Uuid::now_v7();
-        let rel = storage.commit(finished.temp.path(), &id).expect("commit");
+        storage.current().put_file(finished.temp.path(), &id, crate::blobs::Place::Move).expect("commit");
         finished.temp.disarm();
-        assert_eq!(fs::read(storage.path(&rel)).expect("read back"), data);
+        assert_eq!(fs::read(storage.path(&Storage::relative_path(&id))).expect("read back"), data);
         assert_eq!(fs::read_dir(storage.tmp_dir()).expect("tmp").count(), 0);
     }
 

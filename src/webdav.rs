@@ -45,7 +45,7 @@ use std::io::{self, SeekFrom};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -632,13 +632,18 @@ impl RecordingsFs {
     async fn open_read(&self, caller: &Caller, folder: Folder, name: &str) -> FsResult<ReadFile> {
         let recording = self.find(caller, folder, name).await?;
         let id = Uuid::parse_str(&recording.id).map_err(|_| FsError::GeneralFailure)?;
-        let path = self.state.storage.path(&storage::Storage::relative_path(&id));
-        let file = tokio::fs::File::open(&path).await.map_err(|e| {
-            log::error!("WebDAV: cannot open {}: {e}", path.display());
-            if e.kind() == io::ErrorKind::NotFound { FsError::NotFound } else { FsError::GeneralFailure }
-        })?;
+        // Opened at the first read, from where a seek left it (a ranged GET seeks first).
+        let (size, store) = (recording.size.max(0) as u64, recording.store);
         *lock(&caller.0.content_type) = Some(recording.content_type.clone());
-        Ok(ReadFile { file, meta: Meta::of(&recording) })
+        Ok(ReadFile {
+            storage: self.state.storage.clone(),
+            store,
+            id,
+            size,
+            pos: 0,
+            body: None,
+            meta: Meta::of(&recording),
+        })
     }
 
     fn listing(&self, caller: &Caller, folder: Folder) -> FsStream<Box<dyn DavDirEntry>> {
@@ -865,10 +870,21 @@ impl GuardedFileSystem<Caller> for RecordingsFs {
 }
 
 /// A recording's file, read for GET.
-#[derive(Debug)]
 struct ReadFile {
-    file: tokio::fs::File,
+    storage: storage::Storage,
+    store: crate::blobs::Backend,
+    id: Uuid,
+    size: u64,
+    pos: u64,
+    /// The bytes from `pos` on, once a read asked for them.
+    body: Option<crate::blobs::Body>,
     meta: Meta,
+}
+
+impl std::fmt::Debug for ReadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadFile").field("id", &self.id).field("pos", &self.pos).finish_non_exhaustive()
+    }
 }
 
 impl DavFile for ReadFile {
@@ -887,23 +903,57 @@ impl DavFile for ReadFile {
 
     fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
         async move {
+            if self.body.is_none() {
+                let len = self.size.saturating_sub(self.pos);
+                let opening = self.storage.store(self.store).map(|store| store.open_range(self.id, self.pos, len));
+                let opened = match opening {
+                    Ok(opening) => opening.await,
+                    Err(e) => Err(e),
+                };
+                self.body = Some(opened.map_err(|e| {
+                    log::error!("WebDAV: cannot open recording {}: {e}", self.id);
+                    if matches!(e, crate::blobs::BlobError::NotFound) {
+                        FsError::NotFound
+                    } else {
+                        FsError::GeneralFailure
+                    }
+                })?);
+            }
             let mut buf = BytesMut::with_capacity(count);
-            while buf.len() < count {
-                let n = self.file.read_buf(&mut buf).await.map_err(|e| {
-                    log::error!("WebDAV: reading a recording: {e}");
-                    FsError::GeneralFailure
-                })?;
-                if n == 0 {
-                    break;
+            if let Some(body) = self.body.as_mut() {
+                while buf.len() < count {
+                    let n = body.read_buf(&mut buf).await.map_err(|e| {
+                        log::error!("WebDAV: reading a recording: {e}");
+                        FsError::GeneralFailure
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
                 }
             }
+            self.pos += buf.len() as u64;
             Ok(buf.freeze())
         }
         .boxed()
     }
 
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
-        async move { self.file.seek(pos).await.map_err(|_| FsError::GeneralFailure) }.boxed()
+        let target = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(n) => self.size.checked_add_signed(n),
+            SeekFrom::Current(n) => self.pos.checked_add_signed(n),
+        };
+        let moved = match target {
+            Some(target) => {
+                if target != self.pos {
+                    self.body = None;
+                    self.pos = target;
+                }
+                Ok(target)
+            }
+            None => Err(FsError::GeneralFailure),
+        };
+        Box::pin(std::future::ready(moved))
     }
 
     fn flush(&mut self) -> FsFuture<'_, ()> {

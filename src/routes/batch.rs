@@ -142,25 +142,23 @@ async fn download_archive(
     let recordings = state.db.run(move |conn| rec::live_many(conn, &user_id, &ids)).await?.ok_or_else(|| {
         ApiError::not_found("one of the ids is not a recording of yours outside the trash; nothing was archived")
     })?;
-    let entries = archive::entries(&recordings, &state.storage)?;
+    let entries = archive::entries(&recordings)?;
     // Every file is there before the answer starts; one that goes missing later breaks the
     // transfer (see `archive`).
-    let paths: Vec<_> = entries.iter().map(|e| e.path.clone()).collect();
+    let (storage, wanted) = (state.storage.clone(), entries.clone());
     blocking(move || {
-        for path in &paths {
-            match std::fs::metadata(path) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    log::error!("no file at {}; `recorder check` reports it", path.display());
-                    return Err(ApiError::not_found("the file of a recording is missing from the server"));
-                }
-                Err(e) => return Err(ApiError::internal(&format!("stat {}", path.display()), e)),
+        for entry in &wanted {
+            let context = format!("archiving recording {}", entry.id);
+            match storage.store(entry.store).and_then(|store| store.size_of(&entry.id)) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(crate::blobs::BlobError::NotFound.api(&context)),
+                Err(e) => return Err(e.api(&context)),
             }
         }
         Ok(())
     })
     .await?;
-    Ok(Archive(archive::stream(entries)))
+    Ok(Archive(archive::stream(state.storage.clone(), entries)))
 }
 
 pub fn routes() -> Vec<rocket::Route> {

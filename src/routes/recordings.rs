@@ -14,7 +14,6 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::{State, delete, get, patch, post, routes};
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for UploadHeaders {
@@ -234,7 +233,7 @@ fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
 pub struct Audio {
     status: Status,
     headers: Vec<(&'static str, String)>,
-    body: Option<(tokio::io::Take<tokio::fs::File>, u64)>,
+    body: Option<(crate::blobs::Body, u64)>,
 }
 
 impl<'r> Responder<'r, 'static> for Audio {
@@ -376,28 +375,14 @@ pub async fn serve_audio(
         None => (Status::Ok, 0, size),
     };
     let id = rec::parse_id(&recording.id)?;
-    let path = state.storage.path(&crate::storage::Storage::relative_path(&id));
-    let shown = recording.id.clone();
-    // Open and seek in one trip to the blocking pool: a player sends a ranged request per seek.
-    let file = blocking(move || {
-        let opened = std::fs::File::open(&path).and_then(|mut f| {
-            if start > 0 {
-                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
-            }
-            Ok(f)
-        });
-        opened.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                log::error!("recording {shown} has no file at {}; `recorder check` reports it", path.display());
-                ApiError::not_found("the file of this recording is missing from the server")
-            } else {
-                ApiError::internal(&format!("open {}", path.display()), e)
-            }
-        })
-    })
-    .await?;
-    let file = tokio::fs::File::from_std(file);
-    Ok(Audio { status, headers, body: Some((file.take(len), len)) })
+    let opening = state.storage.store(recording.store).map(|store| store.open_range(id, start, len));
+    let context = format!("reading recording {id}");
+    let body = match opening {
+        Ok(opening) => opening.await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| e.api(&context))?;
+    Ok(Audio { status, headers, body: Some((body, len)) })
 }
 
 pub fn routes() -> Vec<rocket::Route> {

@@ -166,7 +166,7 @@ impl Worker {
     }
 
     fn transcribe(&mut self, job: &Job) -> Result<Outcome, String> {
-        let Some((size, duration_ms)) = jobs::size_and_duration(&self.db, &job.recording_id)? else {
+        let Some((size, duration_ms, store)) = jobs::size_and_duration(&self.db, &job.recording_id)? else {
             return Ok(Outcome::Gone);
         };
         if duration_ms.is_some_and(|ms| ms > self.settings.max_ms) {
@@ -176,7 +176,13 @@ impl Worker {
             ));
         }
         let id = Uuid::parse_str(&job.recording_id).map_err(|e| e.to_string())?;
-        let path = self.storage.path(&Storage::relative_path(&id));
+        // The file itself on disk; a temp copy from an object store (the decoder seeks).
+        let copy = match self.storage.local_copy(store, &id) {
+            Ok(copy) => copy,
+            Err(crate::blobs::BlobError::NotFound) => return Ok(Outcome::Gone),
+            Err(e) => return Err(format!("cannot read the recording: {e}")),
+        };
+        let path = copy.path().to_path_buf();
         let (db, queue, recording_id) = (self.db.clone(), self.queue.clone(), job.recording_id.clone());
         let mut gone = false;
         let mut stopping = false;
