@@ -40,6 +40,9 @@ pub struct Draft {
     /// free ` (2)` suffix instead of a second file of that name. Decided in the row's
     /// transaction, so racing uploads cannot both take one name.
     pub file_name: bool,
+    /// The bytes already streamed to the current store under this recording id while they
+    /// arrived (see [`crate::storage::Finished::object`]); `None`: `record` puts them there.
+    pub streamed: Option<Uuid>,
 }
 
 /// How finished bytes become a recording's: a one-shot upload's temp file is moved (renamed
@@ -104,10 +107,39 @@ pub fn record(
     draft: &Draft,
     also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, ApiError>,
 ) -> Result<Stored, ApiError> {
-    let detected = audio::detect(file).map_err(|e| ApiError::internal("reading upload", e))?.ok_or_else(not_audio)?;
-    let id = Uuid::now_v7();
     let store = storage.current();
-    store.put_file(file, &id, place).map_err(|e| e.api("storing an upload"))?;
+    let detected =
+        audio::detect(file).map_err(|e| ApiError::internal("reading upload", e)).and_then(|d| d.ok_or_else(not_audio));
+    let detected = match detected {
+        Ok(detected) => detected,
+        Err(e) => {
+            if let Some(id) = draft.streamed
+                && let Err(gone) = store.delete(&id)
+            {
+                log::warn!(
+                    "an upload refused as {} left its object {id} ({gone}); the orphan sweep removes it",
+                    e.code
+                );
+            }
+            return Err(e);
+        }
+    };
+    let id = match draft.streamed {
+        Some(id) => {
+            // Already in the store: a one-shot upload's temp file has done its job.
+            if place == Place::Move
+                && let Err(e) = std::fs::remove_file(file)
+            {
+                log::warn!("cannot remove {}: {e}", file.display());
+            }
+            id
+        }
+        None => {
+            let id = Uuid::now_v7();
+            store.put_file(file, &id, place).map_err(|e| e.api("storing an upload"))?;
+            id
+        }
+    };
     let name = draft.name.clone().unwrap_or_else(|| {
         format!("Recording {}.{}", name_stamp(draft.recorded_at.unwrap_or(now)), detected.container.ext)
     });
@@ -234,7 +266,8 @@ pub async fn one_shot(
     if upload.size() == 0 {
         return Err(empty_body());
     }
-    let finished = upload.finish().await?;
+    let mut finished = upload.finish().await?;
+    let streamed = finished.object().await?;
 
     let draft = Draft {
         user_id: user_id.to_string(),
@@ -242,6 +275,7 @@ pub async fn one_shot(
         recorded_at,
         idempotency_key: headers.idempotency_key.clone(),
         file_name: false,
+        streamed,
     };
     let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
     let temp_path = finished.temp.path().to_path_buf();

@@ -265,6 +265,128 @@ impl S3Store {
     }
 }
 
+/// An upload streaming to the store as its bytes arrive (see [`S3Store::stream_upload`]).
+pub struct Streaming {
+    /// The recording id its object is keyed by.
+    pub id: Uuid,
+    tx: mpsc::Sender<Msg>,
+    done: oneshot::Receiver<Result<(), BlobError>>,
+}
+
+enum Msg {
+    Chunk(Bytes),
+    /// Every byte was sent: this many.
+    End(u64),
+}
+
+impl Streaming {
+    /// Sends the next bytes; an error means the store failed (the upload is over).
+    pub async fn send(&self, chunk: Bytes) -> Result<(), BlobError> {
+        self.tx.send(Msg::Chunk(chunk)).await.map_err(|_| unavailable("the upload to the S3 store failed"))
+    }
+
+    /// Sends the end and waits until the store has the whole object (durable, its size checked).
+    /// Dropping a `Streaming` without this aborts the upload instead.
+    pub async fn finish(self, size: u64) -> Result<(), BlobError> {
+        let Streaming { tx, done, .. } = self;
+        // A failed send means the task stopped early; its answer says why.
+        let _ = tx.send(Msg::End(size)).await;
+        drop(tx);
+        done.await.map_err(|_| unavailable("the S3 client stopped before answering"))?
+    }
+}
+
+impl S3Store {
+    /// Starts streaming an upload to the store under a new id: bytes are sent as they arrive, in
+    /// one PUT when the whole upload fits in a part, else as a multipart upload with one part in
+    /// flight while the next fills (about 16 MiB per upload). Dropped unfinished, or failing,
+    /// it is aborted and leaves no object.
+    pub fn stream_upload(&self) -> Result<Streaming, BlobError> {
+        let handle = self.runtime.handle().ok_or_else(|| unavailable("the S3 client has stopped"))?;
+        let id = Uuid::now_v7();
+        let (store, key) = (self.store.clone(), self.key(&id));
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let (done_tx, done) = oneshot::channel();
+        handle.spawn(async move {
+            let result = stream_to(store, key.clone(), rx).await;
+            if let Err(e) = &result {
+                log::debug!("streaming upload of {key} ended: {e}");
+            }
+            let _ = done_tx.send(result);
+        });
+        Ok(Streaming { id, tx, done })
+    }
+}
+
+/// The task behind [`S3Store::stream_upload`].
+async fn stream_to(store: Arc<AmazonS3>, key: Key, mut rx: mpsc::Receiver<Msg>) -> Result<(), BlobError> {
+    let aborted = || unavailable("the upload ended before its last byte");
+    let mut first = Vec::new();
+    let mut buffered = 0usize;
+    // Up to one part is kept: an upload that ends within it is one PUT.
+    while buffered < PART {
+        match rx.recv().await {
+            Some(Msg::Chunk(bytes)) => {
+                buffered += bytes.len();
+                first.push(bytes);
+            }
+            Some(Msg::End(size)) => {
+                if buffered as u64 != size {
+                    return Err(aborted());
+                }
+                let payload: PutPayload = first.into_iter().collect();
+                store.put(&key, payload).await.map_err(unavailable)?;
+                return check_size(&store, &key, size).await;
+            }
+            None => return Err(aborted()),
+        }
+    }
+    let upload = store.put_multipart(&key).await.map_err(unavailable)?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+    for bytes in first {
+        writer.put(bytes);
+    }
+    let mut sent = buffered as u64;
+    let ended = loop {
+        if let Err(e) = writer.wait_for_capacity(1).await {
+            break Err(unavailable(e));
+        }
+        match rx.recv().await {
+            Some(Msg::Chunk(bytes)) => {
+                sent += bytes.len() as u64;
+                writer.put(bytes);
+            }
+            Some(Msg::End(size)) if size == sent => break Ok(size),
+            Some(Msg::End(_)) | None => break Err(aborted()),
+        }
+    };
+    match ended {
+        Ok(size) => {
+            // `finish` aborts the upload itself when completing fails.
+            writer.finish().await.map_err(unavailable)?;
+            check_size(&store, &key, size).await
+        }
+        Err(e) => {
+            drop(rx);
+            if let Err(abort) = writer.abort().await {
+                log::warn!("cannot abort the multipart upload of {key}: {abort}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Acknowledged is durable; the size read back catches a store that kept less.
+async fn check_size(store: &AmazonS3, key: &Key, size: u64) -> Result<(), BlobError> {
+    let meta = store.head(key).await.map_err(unavailable)?;
+    if meta.size == size {
+        Ok(())
+    } else {
+        let _ = store.delete(key).await;
+        Err(unavailable(format!("the store kept {} bytes of {size}", meta.size)))
+    }
+}
+
 /// Where an upload's bytes come from.
 enum Source {
     File(std::path::PathBuf),

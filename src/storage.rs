@@ -275,6 +275,9 @@ pub enum StreamError {
 /// resumable upload's request to the file it already has (`resume`).
 pub struct Upload {
     temp: TempFile,
+    /// The same bytes streaming to the object store as they arrive, when new recordings go
+    /// there: the temp file is then only for sniffing and decoding, and is not fsynced.
+    tee: Option<crate::s3::Streaming>,
     buf: BytesMut,
     size: u64,
     head: Vec<u8>,
@@ -334,11 +337,25 @@ impl Checksum {
     }
 }
 
-/// A finished upload: fsynced in `tmp/`, not yet committed.
+/// A finished upload: in `tmp/` (fsynced, unless it streamed to the object store), not yet
+/// committed.
 pub struct Finished {
     pub temp: TempFile,
     pub size: u64,
     pub sha256: String,
+    /// The object it streamed to, to be completed by [`Finished::object`].
+    tee: Option<crate::s3::Streaming>,
+}
+
+impl Finished {
+    /// Waits for the object store to have the whole upload, when it streamed there: the
+    /// recording id its object is keyed by (for [`crate::ingest::Draft::streamed`]).
+    pub async fn object(&mut self) -> Result<Option<Uuid>, ApiError> {
+        let Some(tee) = self.tee.take() else { return Ok(None) };
+        let id = tee.id;
+        tee.finish(self.size).await.map_err(|e| e.api("storing an upload"))?;
+        Ok(Some(id))
+    }
 }
 
 /// An appended request, written and fsynced.
@@ -364,8 +381,14 @@ impl Upload {
             File::create_new(&open_path).map_err(|e| ApiError::internal(&format!("create {}", open_path.display()), e))
         })
         .await?;
+        let temp = TempFile { path: Some(path) };
+        let tee = match (&storage.s3, storage.backend) {
+            (Some(s3), Backend::S3) => Some(s3.stream_upload().map_err(|e| e.api("starting an upload"))?),
+            _ => None,
+        };
         Ok(Upload {
-            temp: TempFile { path: Some(path) },
+            temp,
+            tee,
             buf: BytesMut::with_capacity(CHUNK),
             size: 0,
             head: Vec::with_capacity(HEAD_LEN),
@@ -388,6 +411,7 @@ impl Upload {
     ) -> Upload {
         Upload {
             temp: TempFile { path: None },
+            tee: None,
             buf: BytesMut::with_capacity(CHUNK),
             size,
             head,
@@ -460,6 +484,12 @@ impl Upload {
     /// Hands a chunk to the blocking pool, after the one before it is written.
     async fn send(&mut self, chunk: Bytes) -> Result<(), ApiError> {
         let mut sink = self.settle().await?;
+        if let Some(tee) = &self.tee
+            && let Err(e) = tee.send(chunk.clone()).await
+        {
+            self.writer = Writer::Ready(sink);
+            return Err(e.api("streaming an upload"));
+        }
         let permit = self.job_permit().await?;
         self.writer = Writer::Writing(tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -528,10 +558,18 @@ impl Upload {
     /// Writes what is left, fsyncs the file and returns its hash. An upload dropped before this
     /// (a refusal, the client hanging up) is never synced: its temp file is just removed.
     pub async fn finish(mut self) -> Result<Finished, ApiError> {
-        self.sync().await?;
+        if self.tee.is_some() {
+            // The object store keeps it durable; the temp file is only read back here.
+            if !self.buf.is_empty() {
+                let chunk = self.buf.split().freeze();
+                self.send(chunk).await?;
+            }
+        } else {
+            self.sync().await?;
+        }
         let Sink { hasher, .. } = *self.settle().await?;
         let sha256 = hex(&hasher.unwrap_or_default().finalize());
-        Ok(Finished { temp: self.temp, size: self.size, sha256 })
+        Ok(Finished { temp: self.temp, size: self.size, sha256, tee: self.tee })
     }
 }
 

@@ -815,6 +815,7 @@ fn store(
         recorded_at: upload.recorded_at,
         idempotency_key: upload.idempotency_key.clone(),
         file_name: false,
+        streamed: None,
     };
     // A completed upload stays findable as long as an incomplete one would have.
     let keep_until = now + (upload.expires_at - upload.updated_at).max(3_600_000);

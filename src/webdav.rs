@@ -1009,7 +1009,8 @@ impl PutFile {
         if upload.size() == 0 {
             return Err(self.caller.refuse(ingest::empty_body(), FsError::Forbidden));
         }
-        let finished = upload.finish().await.map_err(|e| self.caller.refuse(e, FsError::GeneralFailure))?;
+        let mut finished = upload.finish().await.map_err(|e| self.caller.refuse(e, FsError::GeneralFailure))?;
+        let streamed = finished.object().await.map_err(|e| self.caller.refuse(e, FsError::GeneralFailure))?;
         let state = &self.state;
         let draft = Draft {
             user_id: self.caller.0.user_id.clone(),
@@ -1017,6 +1018,7 @@ impl PutFile {
             recorded_at: None,
             idempotency_key: None,
             file_name: true,
+            streamed,
         };
         let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
         let temp_path = finished.temp.path().to_path_buf();
