@@ -668,4 +668,58 @@ mod tests {
         assert!(parse_config_text("[nope]\n").expect_err("refused").contains("nope"));
         assert!(parse_config_text("[server]\nport = \"x\"\n").expect_err("refused").contains("server.port"));
     }
+
+    #[test]
+    fn the_s3_section_nests_under_storage_and_is_checked() {
+        let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:3900/\"\nbucket = \"memos\"\n\
+                    prefix = \"/home/recorder/\"\n";
+        let keys = parse_config_text(text).expect("parses");
+        assert!(keys.contains(&("storage.s3.bucket".to_string(), "memos".to_string())), "{keys:?}");
+        assert!(
+            parse_config_text("[storage.s3]\nbuckett = \"x\"\n").expect_err("refused").contains("storage.s3.buckett")
+        );
+        assert!(parse_config_text("[storage.s4]\nbucket = \"x\"\n").expect_err("refused").contains("storage.s4"));
+
+        let with = |pairs: &[(&str, &str)]| {
+            let mut map = HashMap::from([("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string())]);
+            map.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            load(&Overrides::default(), &MapEnv(map))
+        };
+        let config = with(&[
+            ("RECORDER_STORAGE_BACKEND", "s3"),
+            ("RECORDER_STORAGE_S3_ENDPOINT", "http://127.0.0.1:3900/"),
+            ("RECORDER_STORAGE_S3_BUCKET", "memos"),
+            ("RECORDER_STORAGE_S3_SECRET_ACCESS_KEY", "hush"),
+            ("RECORDER_STORAGE_S3_PREFIX", "/home/recorder/"),
+        ])
+        .expect("valid");
+        assert_eq!(config.backend, crate::blobs::Backend::S3);
+        let s3 = config.s3.expect("configured");
+        assert_eq!(
+            (s3.endpoint.as_str(), s3.region.as_str(), s3.prefix.as_str()),
+            ("http://127.0.0.1:3900", "garage", "home/recorder")
+        );
+        assert!(!format!("{s3:?}").contains("hush"), "the secret stays out of logs");
+
+        let err = with(&[("RECORDER_STORAGE_BACKEND", "s3")]).expect_err("no endpoint");
+        assert!(err.0.contains("storage.backend"), "{err}");
+        let err = with(&[("RECORDER_STORAGE_BACKEND", "tape")]).expect_err("unknown");
+        assert!(err.0.contains("storage.backend"), "{err}");
+        let err = with(&[("RECORDER_STORAGE_S3_ENDPOINT", "127.0.0.1:3900"), ("RECORDER_STORAGE_S3_BUCKET", "b")])
+            .expect_err("no scheme");
+        assert!(err.0.contains("storage.s3.endpoint"), "{err}");
+        let err = with(&[("RECORDER_STORAGE_S3_ENDPOINT", "http://h:1")]).expect_err("no bucket");
+        assert!(err.0.contains("storage.s3.bucket"), "{err}");
+        let err = with(&[
+            ("RECORDER_STORAGE_S3_ENDPOINT", "http://h:1"),
+            ("RECORDER_STORAGE_S3_BUCKET", "b"),
+            ("RECORDER_STORAGE_S3_PREFIX", "a//b"),
+        ])
+        .expect_err("empty segment");
+        assert!(err.0.contains("storage.s3.prefix"), "{err}");
+        // Configured but not chosen: old recordings there stay readable, new ones go to disk.
+        let local = with(&[("RECORDER_STORAGE_S3_ENDPOINT", "http://h:1"), ("RECORDER_STORAGE_S3_BUCKET", "b")])
+            .expect("valid");
+        assert_eq!((local.backend, local.s3.is_some()), (crate::blobs::Backend::Local, true));
+    }
 }
