@@ -41,6 +41,13 @@ pub struct Swept {
 pub fn sweep(db: &Db, storage: &Storage, uploads: &crate::uploads::Registry, now: i64) -> Result<Swept, ApiError> {
     let mut conn = db.conn()?;
     let mut swept = Swept::default();
+    // Deletes that failed earlier (an object store that was down) are tried again; deleting
+    // twice is harmless, so one the server is finishing right now does not matter.
+    let failed = recordings::pending_unlinks(&conn)?;
+    if !failed.is_empty() {
+        let done = recordings::finish_unlinks(&conn, storage, &failed)?;
+        log::info!("finished {done} of {} deletes that had failed", failed.len());
+    }
     loop {
         let paths = recordings::queue_expired(&mut conn, now, PURGE_BATCH)?;
         swept.recordings += recordings::finish_unlinks(&conn, storage, &paths)?;

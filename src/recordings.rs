@@ -787,7 +787,7 @@ pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) ->
                 forget.execute([path])?;
                 done += 1;
             }
-            Err(e) => log::error!("cannot delete {path}: {e}; will retry at the next start"),
+            Err(e) => log::error!("cannot delete {path}: {e}; will retry within the hour"),
         }
     }
     Ok(done)

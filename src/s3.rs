@@ -73,7 +73,23 @@ impl Drop for Runtime {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BlobError {
-    BlobError::Unavailable(e.to_string())
+    BlobError::Unavailable(one_line(&e.to_string()))
+}
+
+/// A store's error as one line: an S3 XML error body becomes its code and message.
+fn one_line(text: &str) -> String {
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let end = text[start..].find(close)? + start;
+        Some(text[start..end].to_string())
+    };
+    match (text.find("<?xml").or_else(|| text.find("<Error>")), between("<Code>", "</Code>")) {
+        (Some(xml), Some(code)) => {
+            let message = between("<Message>", "</Message>").unwrap_or_default();
+            format!("{} {code}: {message}", text[..xml].trim_end().trim_end_matches(':'))
+        }
+        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }
 
 fn from_store(e: object_store::Error) -> BlobError {
@@ -504,6 +520,22 @@ impl Store for S3Store {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_are_one_line() {
+        let xml = "GET http://h/b failed - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n\
+                   <Error><Code>SignatureDoesNotMatch</Code><Message>Check your key.</Message></Error>";
+        assert_eq!(
+            one_line(xml),
+            "GET http://h/b failed - Server returned non-2xx status code: 403 Forbidden SignatureDoesNotMatch: Check your key."
+        );
+        assert_eq!(one_line("error sending\n  request"), "error sending request");
     }
 }
 
