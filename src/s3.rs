@@ -18,12 +18,13 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as Key;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart,
+    ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig,
 };
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -34,8 +35,6 @@ use uuid::Uuid;
 
 /// Multipart part size: S3 wants at least 5 MiB for every part but the last.
 const PART: usize = 8 * 1024 * 1024;
-/// Parts uploaded at once, per upload.
-const PARTS_IN_FLIGHT: usize = 2;
 /// Uploads to the store at once: with the parts above, at most about 48 MiB of buffers.
 const PUTS_AT_ONCE: usize = 2;
 /// Chunks a reader may have waiting.
@@ -47,6 +46,8 @@ pub struct S3Store {
     config: S3Config,
     runtime: Runtime,
     puts: Arc<Semaphore>,
+    /// Multipart uploads in progress, one small file each (see [`Multipart`]).
+    journal: PathBuf,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -101,7 +102,8 @@ fn from_store(e: object_store::Error) -> BlobError {
 
 impl S3Store {
     /// Builds the client (nothing is sent yet; see [`S3Store::probe`]).
-    pub fn open(config: &S3Config) -> Result<S3Store, String> {
+    /// `journal` is a directory of the data directory's for notes of multipart uploads.
+    pub fn open(config: &S3Config, journal: &Path) -> Result<S3Store, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(4)
@@ -143,6 +145,7 @@ impl S3Store {
             config: config.clone(),
             runtime: Runtime(Some(runtime)),
             puts: Arc::new(Semaphore::new(PUTS_AT_ONCE)),
+            journal: journal.to_path_buf(),
         })
     }
 
@@ -211,73 +214,66 @@ impl S3Store {
         Ok(ChunkReader { rx, first: Some(first_rx), current: Bytes::new() })
     }
 
-    /// Uploads a file: one PUT when small, else a multipart upload, aborted if it fails.
-    async fn upload(store: Arc<AmazonS3>, key: Key, mut source: impl AsyncRead + Unpin, size: u64) -> io::Result<()> {
+    /// Uploads `size` bytes from `source`: one PUT when they fit in a part, else a multipart
+    /// upload, aborted if anything fails.
+    async fn upload(
+        store: Arc<AmazonS3>,
+        journal: PathBuf,
+        key: Key,
+        mut source: impl AsyncRead + Unpin,
+        size: u64,
+    ) -> Result<(), BlobError> {
         if size <= PART as u64 {
             let mut buf = Vec::with_capacity(size as usize);
-            (&mut source).take(size + 1).read_to_end(&mut buf).await?;
+            (&mut source).take(size + 1).read_to_end(&mut buf).await.map_err(BlobError::Disk)?;
             if buf.len() as u64 != size {
-                return Err(io::Error::other(format!("read {} bytes where {size} were expected", buf.len())));
+                return Err(BlobError::Disk(short_read(buf.len() as u64, size)));
             }
-            store.put(&key, PutPayload::from(buf)).await.map_err(io::Error::other)?;
-            return Ok(());
+            store.put(&key, PutPayload::from(buf)).await.map_err(unavailable)?;
+            return check_size(&store, &key, size).await;
         }
-        let upload = store.put_multipart(&key).await.map_err(io::Error::other)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-        let mut buf = vec![0u8; 1024 * 1024];
-        let mut sent = 0u64;
-        let result: io::Result<()> = async {
+        let mut upload = Multipart::start(store.clone(), key.clone(), &journal).await?;
+        let copied: Result<(), BlobError> = async {
+            let mut sent = 0u64;
             loop {
-                writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(io::Error::other)?;
-                let n = source.read(&mut buf).await?;
+                let mut buf = bytes::BytesMut::with_capacity(1024 * 1024);
+                let n = (&mut source).take(1024 * 1024).read_buf(&mut buf).await.map_err(BlobError::Disk)?;
                 if n == 0 {
                     break;
                 }
                 sent += n as u64;
-                if sent > size {
-                    break;
-                }
-                writer.write(&buf[..n]);
+                upload.put(buf.freeze()).await?;
             }
-            if sent != size {
-                return Err(io::Error::other(format!("read {sent} bytes where {size} were expected")));
-            }
-            Ok(())
+            if sent != size { Err(BlobError::Disk(short_read(sent, size))) } else { Ok(()) }
         }
         .await;
-        match result {
-            Ok(()) => writer.finish().await.map(|_| ()).map_err(io::Error::other),
+        match copied {
+            Ok(()) => {
+                upload.complete().await?;
+                check_size(&store, &key, size).await
+            }
             Err(e) => {
-                if let Err(abort) = writer.abort().await {
-                    log::warn!("cannot abort a failed multipart upload of {key}: {abort}");
-                }
+                upload.abort().await;
                 Err(e)
             }
         }
     }
 
     fn put_from(&self, source: Source, size: u64, id: &Uuid) -> Result<(), BlobError> {
-        let (store, key, puts) = (self.store.clone(), self.key(id), self.puts.clone());
-        let done = self.wait(async move {
-            let _permit = puts.acquire_owned().await.map_err(io::Error::other)?;
+        let (store, key, puts, journal) = (self.store.clone(), self.key(id), self.puts.clone(), self.journal.clone());
+        self.wait(async move {
+            let _permit = puts.acquire_owned().await.map_err(unavailable)?;
             match source {
                 Source::File(path) => {
-                    let file = tokio::fs::File::open(&path).await?;
-                    S3Store::upload(store.clone(), key.clone(), file, size).await?;
+                    let file = tokio::fs::File::open(&path).await.map_err(BlobError::Disk)?;
+                    S3Store::upload(store, journal, key, file, size).await
                 }
                 Source::Channel(rx) => {
                     let reader = ChunkReader { rx, first: None, current: Bytes::new() };
-                    S3Store::upload(store.clone(), key.clone(), reader, size).await?;
+                    S3Store::upload(store, journal, key, reader, size).await
                 }
             }
-            // Acknowledged is durable; the size read back catches a store that kept less.
-            let meta = store.head(&key).await.map_err(io::Error::other)?;
-            if meta.size != size {
-                return Err(io::Error::other(format!("the store kept {} bytes of {size}", meta.size)));
-            }
-            Ok(())
-        })?;
-        done.map_err(unavailable)
+        })?
     }
 }
 
@@ -320,11 +316,11 @@ impl S3Store {
     pub fn stream_upload(&self) -> Result<Streaming, BlobError> {
         let handle = self.runtime.handle().ok_or_else(|| unavailable("the S3 client has stopped"))?;
         let id = Uuid::now_v7();
-        let (store, key) = (self.store.clone(), self.key(&id));
+        let (store, key, journal) = (self.store.clone(), self.key(&id), self.journal.clone());
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let (done_tx, done) = oneshot::channel();
         handle.spawn(async move {
-            let result = stream_to(store, key.clone(), rx).await;
+            let result = stream_to(store, journal, key.clone(), rx).await;
             if let Err(e) = &result {
                 log::debug!("streaming upload of {key} ended: {e}");
             }
@@ -335,7 +331,12 @@ impl S3Store {
 }
 
 /// The task behind [`S3Store::stream_upload`].
-async fn stream_to(store: Arc<AmazonS3>, key: Key, mut rx: mpsc::Receiver<Msg>) -> Result<(), BlobError> {
+async fn stream_to(
+    store: Arc<AmazonS3>,
+    journal: PathBuf,
+    key: Key,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<(), BlobError> {
     let aborted = || unavailable("the upload ended before its last byte");
     let mut first = Vec::new();
     let mut buffered = 0usize;
@@ -357,38 +358,174 @@ async fn stream_to(store: Arc<AmazonS3>, key: Key, mut rx: mpsc::Receiver<Msg>) 
             None => return Err(aborted()),
         }
     }
-    let upload = store.put_multipart(&key).await.map_err(unavailable)?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-    for bytes in first {
-        writer.put(bytes);
-    }
-    let mut sent = buffered as u64;
-    let ended = loop {
-        if let Err(e) = writer.wait_for_capacity(1).await {
-            break Err(unavailable(e));
+    let mut upload = Multipart::start(store.clone(), key.clone(), &journal).await?;
+    let streamed: Result<u64, BlobError> = async {
+        for bytes in first {
+            upload.put(bytes).await?;
         }
-        match rx.recv().await {
-            Some(Msg::Chunk(bytes)) => {
-                sent += bytes.len() as u64;
-                writer.put(bytes);
+        let mut sent = buffered as u64;
+        loop {
+            match rx.recv().await {
+                Some(Msg::Chunk(bytes)) => {
+                    sent += bytes.len() as u64;
+                    upload.put(bytes).await?;
+                }
+                Some(Msg::End(size)) if size == sent => return Ok(size),
+                Some(Msg::End(_)) | None => return Err(aborted()),
             }
-            Some(Msg::End(size)) if size == sent => break Ok(size),
-            Some(Msg::End(_)) | None => break Err(aborted()),
         }
-    };
-    match ended {
+    }
+    .await;
+    drop(rx);
+    match streamed {
         Ok(size) => {
-            // `finish` aborts the upload itself when completing fails.
-            writer.finish().await.map_err(unavailable)?;
+            upload.complete().await?;
             check_size(&store, &key, size).await
         }
         Err(e) => {
-            drop(rx);
-            if let Err(abort) = writer.abort().await {
-                log::warn!("cannot abort the multipart upload of {key}: {abort}");
-            }
+            upload.abort().await;
             Err(e)
         }
+    }
+}
+
+fn short_read(read: u64, size: u64) -> io::Error {
+    io::Error::other(format!("read {read} bytes where {size} were expected"))
+}
+
+/// A multipart upload: one part in flight while the next fills (at most two parts in memory).
+/// It is noted in the journal directory from its creation until it is completed or aborted, so
+/// one a crash abandoned is aborted at the next start ([`S3Store::abort_abandoned`]) instead of
+/// keeping its parts in the store.
+struct Multipart {
+    store: Arc<AmazonS3>,
+    key: Key,
+    id: MultipartId,
+    note: PathBuf,
+    parts: Vec<PartId>,
+    filling: Vec<Bytes>,
+    filled: usize,
+    in_flight: Option<tokio::task::JoinHandle<object_store::Result<PartId>>>,
+}
+
+impl Multipart {
+    async fn start(store: Arc<AmazonS3>, key: Key, journal: &Path) -> Result<Multipart, BlobError> {
+        let id = store.create_multipart(&key).await.map_err(unavailable)?;
+        let note = journal.join(format!("{}-{}", std::process::id(), Uuid::now_v7()));
+        let noted = async {
+            tokio::fs::create_dir_all(journal).await?;
+            tokio::fs::write(&note, format!("{key}\n{id}\n")).await
+        }
+        .await;
+        if let Err(e) = noted {
+            let _ = store.abort_multipart(&key, &id).await;
+            return Err(BlobError::Disk(e));
+        }
+        Ok(Multipart { store, key, id, note, parts: Vec::new(), filling: Vec::new(), filled: 0, in_flight: None })
+    }
+
+    async fn put(&mut self, bytes: Bytes) -> Result<(), BlobError> {
+        self.filled += bytes.len();
+        self.filling.push(bytes);
+        if self.filled >= PART { self.send_part().await } else { Ok(()) }
+    }
+
+    /// Waits for the part in flight, then sends the filled one.
+    async fn send_part(&mut self) -> Result<(), BlobError> {
+        self.settle().await?;
+        let payload: PutPayload = std::mem::take(&mut self.filling).into_iter().collect();
+        self.filled = 0;
+        let (store, key, id, index) = (self.store.clone(), self.key.clone(), self.id.clone(), self.parts.len());
+        self.in_flight = Some(tokio::spawn(async move { store.put_part(&key, &id, index, payload).await }));
+        Ok(())
+    }
+
+    async fn settle(&mut self) -> Result<(), BlobError> {
+        if let Some(part) = self.in_flight.take() {
+            let part = part.await.map_err(unavailable)?.map_err(unavailable)?;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    async fn complete(mut self) -> Result<(), BlobError> {
+        let completed = async {
+            if self.filled > 0 {
+                self.send_part().await?;
+            }
+            self.settle().await?;
+            let parts = std::mem::take(&mut self.parts);
+            self.store.complete_multipart(&self.key, &self.id, parts).await.map_err(unavailable)
+        }
+        .await;
+        match completed {
+            Ok(_) => {
+                let _ = tokio::fs::remove_file(&self.note).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(mut self) {
+        if let Some(part) = self.in_flight.take() {
+            let _ = part.await;
+        }
+        match self.store.abort_multipart(&self.key, &self.id).await {
+            // Left noted: the next start tries again.
+            Err(e) => log::warn!("cannot abort the multipart upload of {}: {e}", self.key),
+            Ok(()) => {
+                let _ = tokio::fs::remove_file(&self.note).await;
+            }
+        }
+    }
+}
+
+/// Whether a process is running (a zombie is not).
+fn running(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")) else { return false };
+    // The state follows the command name in parentheses, which may itself hold spaces.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
+}
+
+impl S3Store {
+    /// Aborts the multipart uploads a process that is gone (a crash, `kill -9`) left noted in
+    /// the journal: their parts would otherwise stay in the store, unlisted. Blocking.
+    pub fn abort_abandoned(&self) -> Result<usize, BlobError> {
+        let entries = match std::fs::read_dir(&self.journal) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(BlobError::Disk(e)),
+        };
+        let mut aborted = 0;
+        for entry in entries {
+            let path = entry.map_err(BlobError::Disk)?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let pid = name.split('-').next().unwrap_or_default();
+            // Still running (a migration beside this server): its uploads are its own.
+            if pid == std::process::id().to_string() || running(pid) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(BlobError::Disk)?;
+            let mut lines = text.lines();
+            let (Some(key), Some(id)) = (lines.next(), lines.next()) else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let (store, key, id) = (self.store.clone(), Key::from(key), id.to_string());
+            match self.wait(async move { store.abort_multipart(&key, &id).await })? {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    std::fs::remove_file(&path).map_err(BlobError::Disk)?;
+                    aborted += 1;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(aborted)
     }
 }
 

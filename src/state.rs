@@ -67,6 +67,8 @@ pub enum StartError {
     WebDav { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
+use crate::blobs::Store as _;
+
 /// Opens the object store when `[storage.s3]` is configured and checks it answers: a store that
 /// is unreachable, refuses the keys or lacks the bucket stops startup with one line naming it.
 /// Recordings in an object store that is not configured stop it too.
@@ -86,8 +88,13 @@ pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::s3::S3Store
         }
         return Ok(None);
     };
-    let store = crate::s3::S3Store::open(s3).map_err(StartError::Store)?;
+    let store = crate::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(StartError::Store)?;
     store.probe().map_err(StartError::Store)?;
+    match store.abort_abandoned() {
+        Ok(0) => {}
+        Ok(n) => log::info!("aborted {n} multipart uploads an interrupted process left in {}", store.describe()),
+        Err(e) => log::warn!("cannot abort the multipart uploads an interrupted process left: {e}"),
+    }
     Ok(Some(Arc::new(store)))
 }
 
