@@ -1,6 +1,10 @@
-//! Audio files on disk: `recordings/<last 2 hex of id>/<id>` under the data directory, uploads in
-//! flight in `tmp/`. An upload is streamed into `tmp/` and hashed chunk by chunk, fsynced, then
-//! renamed into place and the directory fsynced, all before its row exists.
+//! The data directory, and the stores recordings' bytes live in ([`crate::blobs`]).
+//!
+//! Uploads in flight are streamed into `tmp/` and hashed chunk by chunk. On disk
+//! (`recordings/<last 2 hex of id>/<id>`) the file is fsynced, renamed into place and the
+//! directory fsynced; with an object store as the backend the same chunks stream to it as they
+//! arrive ([`crate::s3`]) and the temp file only serves sniffing. Either way the bytes are durable
+//! before their row exists.
 
 use crate::blobs::{Backend, BlobError, LocalStore, Store};
 use crate::error::ApiError;

@@ -10,22 +10,32 @@ use serde_json::json;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Healthy when the database answers and the data directory takes a write.
+/// Healthy when the database answers, the data directory takes a write and the object store
+/// (when configured) answers.
 #[get("/healthz")]
 pub async fn healthz(state: &State<AppState>) -> Result<Reply, ApiError> {
     let tmp = state.storage.tmp_dir().join(format!(".healthz-{}", uuid::Uuid::now_v7()));
-    // Both probes at once, each on the blocking pool.
-    let (db_ok, disk_ok) = tokio::join!(
+    let storage = state.storage.clone();
+    // The probes at once, each on the blocking pool.
+    let (db_ok, disk_ok, store_ok) = tokio::join!(
         state.db.run(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)),
         crate::db::blocking(move || {
             std::fs::write(&tmp, b"ok")
                 .and_then(|()| std::fs::remove_file(&tmp))
                 .map_err(|e| ApiError::unavailable("data directory not writable", e))
+        }),
+        crate::db::blocking(move || {
+            use crate::blobs::Store as _;
+            match storage.s3() {
+                // A key that is never used: "not found" is the healthy answer.
+                Some(s3) => s3.size_of(&uuid::Uuid::nil()).map(|_| ()).map_err(|e| e.api("object store health check")),
+                None => Ok(()),
+            }
         })
     );
-    match (db_ok, disk_ok) {
-        (Ok(_), Ok(())) => Reply::json(Status::Ok, &json!({"status": "ok", "version": VERSION})),
-        (Err(e), _) | (_, Err(e)) => Err(ApiError::unavailable("health check", e.message)),
+    match (db_ok, disk_ok, store_ok) {
+        (Ok(_), Ok(()), Ok(())) => Reply::json(Status::Ok, &json!({"status": "ok", "version": VERSION})),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(ApiError::unavailable("health check", e.message)),
     }
 }
 
