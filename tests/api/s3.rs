@@ -215,8 +215,24 @@ impl Weed {
     pub fn stop(&self) {
         let mut watchdog = self.watchdog.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(mut child) = watchdog.take() {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join("weed.pid")) {
-                let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+            // The watchdog writes the pid as it starts weed.
+            let pid_file = self.dir.join("weed.pid");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let pid = loop {
+                match std::fs::read_to_string(&pid_file) {
+                    Ok(pid) if !pid.trim().is_empty() => break Some(pid.trim().to_string()),
+                    _ if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() => break None,
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            };
+            match pid {
+                Some(pid) => {
+                    let _ = Command::new("kill").arg("-9").arg(&pid).status();
+                }
+                // No weed to kill: stop the watchdog itself.
+                None => {
+                    let _ = child.kill();
+                }
             }
             // The watchdog exits once weed is gone.
             let _ = child.wait();
