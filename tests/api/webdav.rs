@@ -923,7 +923,8 @@ impl Rclone {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("rclone.conf"), "").expect("an empty rclone config");
         let mut rclone = Rclone { bin, dir, url: s.dav_url("/"), user: user.name.clone(), obscured: String::new() };
-        let obscured = rclone.command(&["obscure", &user.app]);
+        // `--`: a token may start with `-`, which rclone would take for a flag.
+        let obscured = rclone.command(&["obscure", "--", &user.app]);
         assert!(obscured.ok, "rclone obscure: {}", obscured.stderr);
         rclone.obscured = obscured.stdout.trim().to_string();
         rclone
@@ -933,10 +934,11 @@ impl Rclone {
     fn command(&self, args: &[&str]) -> Ran {
         let home = self.dir.path();
         let config = home.join("rclone.conf");
+        // The config first: after `--` (see `new`) it would be taken for an argument.
         let mut child = Command::new(&self.bin)
-            .args(args)
             .arg("--config")
             .arg(&config)
+            .args(args)
             .env_clear()
             .env("HOME", home)
             .env("XDG_CONFIG_HOME", home.join("config"))
