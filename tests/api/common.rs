@@ -30,6 +30,8 @@ pub struct Server {
     pub s3: Option<crate::s3::Bucket>,
     /// The object store settings and where new recordings go.
     store: (Option<recorder::config::S3Config>, recorder::blobs::Backend),
+    /// Whether the background jobs run (`analysis.enabled`; transcription follows analysis).
+    jobs_run: bool,
 }
 
 /// Whether servers store recordings in the object store (`RECORDER_TEST_STORE=s3`) rather than
@@ -96,6 +98,7 @@ impl Server {
         let data = config.data_dir.clone();
         let s3 = config.s3.as_ref().map(crate::s3::Bucket::of);
         let store = (config.s3.clone(), config.backend);
+        let jobs_run = config.analysis_enabled;
         let state = AppState::open(config, clock.clone()).expect("open state");
         // Bound by `open`, served from liftoff on.
         let dav = state.webdav_addr().map(|addr| format!("http://{addr}"));
@@ -138,6 +141,7 @@ impl Server {
             seen,
             s3,
             store,
+            jobs_run,
         }
     }
 
@@ -265,6 +269,43 @@ impl Server {
                 bucket.delete(id);
             }
             Err(e) => panic!("remove {}: {e}", local.display()),
+        }
+    }
+
+    /// Waits until no background job (analysis, transcription) is queued or running. With an
+    /// object store a job reads a temp copy of the recording in `tmp/`; it is gone by then.
+    /// (With analysis off no job runs, and queued ones stay queued.)
+    pub fn wait_for_jobs(&self) {
+        if !self.jobs_run {
+            return;
+        }
+        let db = self.db();
+        let busy = || -> i64 {
+            let conn = db.conn().expect("conn");
+            conn.query_row("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", [], |r| r.get(0))
+                .expect("jobs")
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while busy() > 0 {
+            if std::time::Instant::now() > deadline {
+                let conn = db.conn().expect("conn");
+                let mut stmt = conn.prepare("SELECT kind, recording_id, state, attempts FROM jobs").expect("jobs");
+                let jobs: Vec<String> = stmt
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{} {} {} {}",
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?
+                        ))
+                    })
+                    .expect("jobs")
+                    .collect::<Result<_, _>>()
+                    .expect("jobs");
+                panic!("background jobs still busy after a minute: {jobs:?}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
         }
     }
 
