@@ -300,7 +300,7 @@ impl Store for S3Store {
     fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid) -> Result<(), BlobError> {
         // The blocking reader feeds the upload through a channel from this thread.
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
-        let this = &*self;
+        let this = self;
         std::thread::scope(|scope| {
             let uploading = scope.spawn(move || this.put_from(Source::Channel(rx), size, id));
             let mut buf = vec![0u8; 256 * 1024];
