@@ -699,9 +699,7 @@ fn the_store_going_down_while_serving_answers_503_and_recovers() {
 
 #[test]
 fn a_store_that_is_down_at_startup_stops_the_server_with_one_line() {
-    if !available("a_store_that_is_down_at_startup_stops_the_server_with_one_line") {
-        return;
-    }
+    // Nothing listens there: no store is needed for this one.
     let config = S3Config {
         endpoint: format!("http://127.0.0.1:{}", closed_port()),
         bucket: "down-bucket".into(),
