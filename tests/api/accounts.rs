@@ -203,6 +203,7 @@ fn deleting_the_account_needs_the_password_and_removes_everything() {
     let other = s.signup("ivy");
     assert_eq!(s.upload(&token, "a.wav", &crate::common::fixture("speech.wav")).status, 201);
     assert_eq!(s.upload(&other, "b.wav", &crate::common::fixture("speech.wav")).status, 201);
+    s.wait_for_jobs();
     assert_eq!(s.files().len(), 2);
     send_json(s.auth("DELETE", "/api/v1/me", &token), &json!({"password": "nope-nope"}))
         .assert_error(401, "invalid_credentials");

@@ -188,7 +188,7 @@ fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_
 
     // The server lives on, and `recorder check` reports the failures; --repair queues them again.
     assert_eq!(send(s.req("GET", "/healthz"), None).status, 200);
-    let storage = recorder::storage::Storage::open(&s.data()).expect("storage");
+    let storage = s.storage();
     let options = recorder::check::Options {
         verify: false,
         repair: true,

@@ -1,6 +1,10 @@
 //! The shared harness: a real server on an ephemeral loopback port, in its own temp data dir,
 //! and a small HTTP client over real TCP. With `webdav_enabled` (see `Server::start_dav`) the
 //! server's WebDAV listener gets an ephemeral loopback port too.
+//!
+//! With `RECORDER_TEST_STORE=s3` every server stores its recordings in the test process's shared
+//! SeaweedFS instance (see `s3.rs`), each under a key prefix of its own; the helpers that look at
+//! stored recordings (`files`, `stored_ids`, `stored_bytes`, `remove_stored`) see the bucket then.
 
 use recorder::{AppState, Clock, Config};
 use rocket::fairing::AdHoc;
@@ -22,6 +26,22 @@ pub struct Server {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Every request the server answered, as the server saw it.
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The object store's prefix, when the server has one configured.
+    pub s3: Option<crate::s3::Bucket>,
+    /// The object store settings and where new recordings go.
+    store: (Option<recorder::config::S3Config>, recorder::blobs::Backend),
+    /// Whether the background jobs run (`analysis.enabled`; transcription follows analysis).
+    jobs_run: bool,
+}
+
+/// Whether servers store recordings in the object store (`RECORDER_TEST_STORE=s3`) rather than
+/// in their data directory (`local`, the default).
+pub fn test_store_is_s3() -> bool {
+    match std::env::var("RECORDER_TEST_STORE").as_deref() {
+        Ok("s3") => true,
+        Ok("local") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("RECORDER_TEST_STORE={other:?}: expected \"s3\" or \"local\""),
+    }
 }
 
 /// One request as the server saw it: method, path, some headers, status.
@@ -69,9 +89,16 @@ impl Server {
         config.address = [127, 0, 0, 1].into();
         config.port = 0;
         config.shutdown_grace_secs = 1;
+        if test_store_is_s3() {
+            config.backend = recorder::blobs::Backend::S3;
+            config.s3 = Some(crate::s3::shared().config(&crate::s3::fresh_prefix("server")));
+        }
         configure(&mut config);
         let clock = Clock::default();
         let data = config.data_dir.clone();
+        let s3 = config.s3.as_ref().map(crate::s3::Bucket::of);
+        let store = (config.s3.clone(), config.backend);
+        let jobs_run = config.analysis_enabled;
         let state = AppState::open(config, clock.clone()).expect("open state");
         // Bound by `open`, served from liftoff on.
         let dav = state.webdav_addr().map(|addr| format!("http://{addr}"));
@@ -112,6 +139,9 @@ impl Server {
             shutdown: Some(shutdown),
             thread: Some(thread),
             seen,
+            s3,
+            store,
+            jobs_run,
         }
     }
 
@@ -189,13 +219,124 @@ impl Server {
         self.files().into_iter().filter(|f| f.starts_with("tmp")).collect()
     }
 
-    /// Files under `tmp/` and `recordings/`, relative to the data directory.
+    /// Files under `tmp/` and `recordings/`, relative to the data directory, then the objects
+    /// under the server's prefix in the object store as `s3/<name>`.
     pub fn files(&self) -> Vec<String> {
         let mut out = Vec::new();
         for top in ["tmp", "recordings"] {
             walk(&self.data().join(top), &mut out);
         }
-        out.iter().map(|p| p.strip_prefix(self.data()).unwrap_or(p).display().to_string()).collect()
+        let mut files: Vec<String> =
+            out.iter().map(|p| p.strip_prefix(self.data()).unwrap_or(p).display().to_string()).collect();
+        if let Some(bucket) = &self.s3 {
+            files.extend(bucket.names().into_iter().map(|name| format!("s3/{name}")));
+        }
+        files
+    }
+
+    /// The ids of the recordings whose bytes are stored, on disk or in the object store (sorted;
+    /// an id twice when both have it).
+    pub fn stored_ids(&self) -> Vec<String> {
+        let storage = recorder::storage::Storage::open(&self.data()).expect("storage");
+        let mut ids: Vec<String> =
+            storage.recording_files().expect("recordings/").into_iter().map(|(id, _, _)| id.to_string()).collect();
+        if let Some(bucket) = &self.s3 {
+            ids.extend(bucket.names());
+        }
+        ids.sort();
+        ids
+    }
+
+    /// A recording's stored bytes, wherever they are.
+    pub fn stored_bytes(&self, id: &str) -> Option<Vec<u8>> {
+        let uuid = uuid::Uuid::parse_str(id).expect("uuid");
+        let local = self.data().join(recorder::storage::Storage::relative_path(&uuid));
+        match std::fs::read(&local) {
+            Ok(bytes) => Some(bytes),
+            Err(_) => self.s3.as_ref().and_then(|bucket| bucket.get(id)),
+        }
+    }
+
+    /// Removes a recording's stored bytes behind the server's back, wherever they are.
+    pub fn remove_stored(&self, id: &str) {
+        let uuid = uuid::Uuid::parse_str(id).expect("uuid");
+        let local = self.data().join(recorder::storage::Storage::relative_path(&uuid));
+        match std::fs::remove_file(&local) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let bucket = self.s3.as_ref().unwrap_or_else(|| panic!("no bytes stored for {id}"));
+                assert!(bucket.get(id).is_some(), "no bytes stored for {id}");
+                bucket.delete(id);
+            }
+            Err(e) => panic!("remove {}: {e}", local.display()),
+        }
+    }
+
+    /// Waits until no background job (analysis, transcription) is queued or running. With an
+    /// object store a job reads a temp copy of the recording in `tmp/`; it is gone by then.
+    /// (With analysis off no job runs, and queued ones stay queued.)
+    pub fn wait_for_jobs(&self) {
+        if !self.jobs_run {
+            return;
+        }
+        let db = self.db();
+        let busy = || -> i64 {
+            let conn = db.conn().expect("conn");
+            conn.query_row("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", [], |r| r.get(0))
+                .expect("jobs")
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while busy() > 0 {
+            if std::time::Instant::now() > deadline {
+                let conn = db.conn().expect("conn");
+                let mut stmt = conn.prepare("SELECT kind, recording_id, state, attempts FROM jobs").expect("jobs");
+                let jobs: Vec<String> = stmt
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{} {} {} {}",
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?
+                        ))
+                    })
+                    .expect("jobs")
+                    .collect::<Result<_, _>>()
+                    .expect("jobs");
+                panic!("background jobs still busy after a minute: {jobs:?}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The object store settings as the binary reads them from its environment (none without
+    /// one), for commands run on this server's data directory.
+    pub fn store_env(&self) -> Vec<(String, String)> {
+        match &self.store {
+            (Some(config), backend) => crate::s3::env_vars(config, backend.as_str()),
+            (None, _) => Vec::new(),
+        }
+    }
+
+    /// Replaces a recording's stored bytes behind the server's back, wherever they are.
+    pub fn replace_stored(&self, id: &str, bytes: &[u8]) {
+        let uuid = uuid::Uuid::parse_str(id).expect("uuid");
+        let local = self.data().join(recorder::storage::Storage::relative_path(&uuid));
+        if local.exists() {
+            std::fs::write(&local, bytes).unwrap_or_else(|e| panic!("write {}: {e}", local.display()));
+        } else {
+            let bucket = self.s3.as_ref().unwrap_or_else(|| panic!("no bytes stored for {id}"));
+            assert!(bucket.get(id).is_some(), "no bytes stored for {id}");
+            bucket.put(id, bytes);
+        }
+    }
+
+    /// The data directory as the server sees it: with its object store when it has one.
+    pub fn storage(&self) -> recorder::storage::Storage {
+        let storage = recorder::storage::Storage::open(&self.data()).expect("storage");
+        let (s3, backend) = &self.store;
+        let s3 = s3.as_ref().map(|c| Arc::new(recorder::s3::S3Store::open(c).expect("the object store")));
+        storage.with_s3(s3, *backend)
     }
 
     pub fn db(&self) -> recorder::db::Db {

@@ -2,6 +2,9 @@
 //! nothing is half-written, and the server works again once there is room. Runs on a small
 //! tmpfs, which needs root to mount; without it the test says loudly that it skipped, and fails
 //! instead when `RECORDER_REQUIRE_TMPFS=1` (as in CI).
+//!
+//! The recordings stay on that disk too, whatever `RECORDER_TEST_STORE` says: what is tested is
+//! the data directory's own file system filling up.
 
 use crate::common::{Server, fixture, send, send_json};
 use serde_json::json;
@@ -61,6 +64,8 @@ fn a_full_disk_answers_507_on_every_write_and_recovers() {
     let server = Server::start_with(|c| {
         c.data_dir = data.clone();
         c.min_free_space = 0;
+        c.backend = recorder::blobs::Backend::Local;
+        c.s3 = None;
     });
     let token = server.signup("alice");
     let id = server.upload_id(&token, "before.wav", &fixture("speech.wav"));

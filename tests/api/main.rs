@@ -17,6 +17,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod recordings;
+mod s3;
 mod shares;
 mod transcripts;
 mod tus_client;

@@ -19,10 +19,20 @@ fn file_of(data: &Path, id: &str) -> PathBuf {
 
 /// Runs a command of the binary on a data directory: (exit code, stdout, stderr).
 fn command(data: &Path, args: &[&str]) -> (i32, String, String) {
+    command_with(data, &[], args)
+}
+
+/// Runs a command of the binary on a data directory with these environment variables.
+fn command_with(data: &Path, env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
     let home = tempfile::tempdir().expect("tempdir");
     let mut cmd = recorder(home.path());
-    cmd.args(args).arg("--data-dir").arg(data);
+    cmd.envs(env.iter().cloned()).args(args).arg("--data-dir").arg(data);
     run(cmd, "")
+}
+
+/// Runs a command of the binary on a server's data directory, with its object store settings.
+fn command_on(server: &Server, args: &[&str]) -> (i32, String, String) {
+    command_with(&server.data(), &server.store_env(), args)
 }
 
 /// Every recording of a list or the trash, walking all pages.
@@ -64,20 +74,27 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     let token = server.signup("alice");
     let ids: Vec<String> = FIXTURES[..4].iter().map(|f| server.upload_id(&token, f, &fixture(f))).collect();
     let (missing, resized, altered, good) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    // The analysis reads the bytes this test alters: let it finish first, or it may fail on the
+    // altered bytes and add a problem of its own.
+    for id in &ids {
+        crate::analysis::settled(&server, &token, id, Duration::from_secs(30));
+    }
 
-    std::fs::remove_file(file_of(&data, missing)).expect("remove");
-    let mut bytes = std::fs::read(file_of(&data, resized)).expect("read");
+    server.remove_stored(missing);
+    let mut bytes = server.stored_bytes(resized).expect("read");
     bytes.extend_from_slice(b"trailing garbage");
-    std::fs::write(file_of(&data, resized), &bytes).expect("write");
-    let mut bytes = std::fs::read(file_of(&data, altered)).expect("read");
+    server.replace_stored(resized, &bytes);
+    let mut bytes = server.stored_bytes(altered).expect("read");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::fs::write(file_of(&data, altered), &bytes).expect("write");
+    server.replace_stored(altered, &bytes);
+    // On disk the good file keeps its inode too (in an object store there is none).
     let good_file = file_of(&data, good);
-    let (good_inode, good_hash) =
-        (std::fs::metadata(&good_file).expect("meta").ino(), sha256_hex(&std::fs::read(&good_file).expect("read")));
+    let good_inode = std::fs::metadata(&good_file).ok().map(|m| m.ino());
+    let good_hash = sha256_hex(&server.stored_bytes(good).expect("read"));
 
     // A file no row refers to, an hour old; and a young one, which may be an upload finishing.
+    // (Both on disk, whichever store the server uses: the data directory is always checked.)
     let orphan_id = uuid::Uuid::now_v7().hyphenated().to_string();
     let orphan = file_of(&data, &orphan_id);
     std::fs::create_dir_all(orphan.parent().expect("shard")).expect("mkdir");
@@ -91,7 +108,7 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     let line_for = |out: &str, kind: &str, id: &str| out.lines().any(|l| l.starts_with(kind) && l.contains(id));
 
     // Without --verify: three problems, the altered bytes are not read.
-    let (code, out, err) = command(&data, &["check"]);
+    let (code, out, err) = command_on(&server, &["check"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(line_for(&out, "missing_file", missing), "{out}");
     assert!(line_for(&out, "size_mismatch", resized), "{out}");
@@ -101,22 +118,21 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     assert!(err.contains("3 problems found"), "{err}");
 
     // With --verify: the hash mismatch too.
-    let (code, out, _) = command(&data, &["check", "--verify"]);
+    let (code, out, _) = command_on(&server, &["check", "--verify"]);
     assert_eq!(code, 1, "{out}");
     assert!(line_for(&out, "hash_mismatch", altered), "{out}");
     assert!(out.contains("4 problems"), "{out}");
     assert!(!out.contains(good.as_str()), "{out}");
 
     // Repair, with the server running.
-    let (code, out, err) = command(&data, &["check", "--verify", "--repair"]);
+    let (code, out, err) = command_on(&server, &["check", "--verify", "--repair"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("repaired 4 of 4"), "{out}");
     assert!(!orphan.exists(), "the old orphan is removed");
     assert!(young.exists(), "a young unreferenced file is left alone");
-    assert!(file_of(&data, resized).exists() && file_of(&data, altered).exists(), "damaged files are kept");
-    let meta = std::fs::metadata(&good_file).expect("good file");
-    assert_eq!(meta.ino(), good_inode, "the good file is untouched");
-    assert_eq!(sha256_hex(&std::fs::read(&good_file).expect("read")), good_hash);
+    assert!(server.stored_bytes(resized).is_some() && server.stored_bytes(altered).is_some(), "damaged files are kept");
+    assert_eq!(std::fs::metadata(&good_file).ok().map(|m| m.ino()), good_inode, "the good file is untouched");
+    assert_eq!(sha256_hex(&server.stored_bytes(good).expect("read")), good_hash);
 
     // The owner sees the good one in the list and the damaged ones in the trash, marked.
     let listed: Vec<String> = all(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].to_string()).collect();
@@ -136,14 +152,14 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
         .assert_error(404, "not_found");
 
     // Once repaired, the data directory checks clean.
-    let (code, out, err) = command(&data, &["check", "--verify"]);
+    let (code, out, err) = command_on(&server, &["check", "--verify"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 problems") && out.contains("3 recordings are already in their owner's trash"), "{out}");
 
     // A nightly backup after the repair succeeds: the damage it meets is already marked.
     let dest_dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_dir.path().join("backup");
-    let (code, out, err) = command(&data, &["backup", dest.to_str().expect("utf-8 path")]);
+    let (code, out, err) = command_on(&server, &["backup", dest.to_str().expect("utf-8 path")]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("3 recordings already marked damaged"), "{out}");
     assert!(!out.contains("warning"), "{out}");
@@ -183,8 +199,8 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
     });
     let dest_arg = dest.to_str().expect("utf-8 path").to_string();
     let backup = {
-        let (data, dest_arg) = (data.clone(), dest_arg.clone());
-        std::thread::spawn(move || command(&data, &["backup", &dest_arg]))
+        let (data, env, dest_arg) = (data.clone(), server.store_env(), dest_arg.clone());
+        std::thread::spawn(move || command_with(&data, &env, &["backup", &dest_arg]))
     };
     for (stream, body) in &mut uploads {
         stream.write_all(&body[body.len() / 2..]).expect("second half");
@@ -234,7 +250,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
     let gone = source_ids[source_ids.len() - 1].as_str().expect("id").to_string();
     let r = send(server.auth("DELETE", &format!("/api/v1/recordings/{gone}?permanent=true"), &token), None);
     assert_eq!(r.status, 204);
-    let (code, out, err) = command(&data, &["backup", &dest_arg]);
+    let (code, out, err) = command_on(&server, &["backup", &dest_arg]);
     assert_eq!(code, 0, "{out}{err}");
     let expected_new = 25 + 2 - backed_up;
     assert!(out.contains(&format!("copied {expected_new} file")), "{expected_new} new: {out}");
@@ -261,13 +277,13 @@ fn backup_refuses_the_data_directory_and_a_directory_with_other_things_in_it() {
     let server = Server::start();
     let data = server.data();
     let inside = data.join("copy");
-    let (code, _, err) = command(&data, &["backup", inside.to_str().expect("path")]);
+    let (code, _, err) = command_on(&server, &["backup", inside.to_str().expect("path")]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inside the data directory"), "{err}");
 
     let other = tempfile::tempdir().expect("tempdir");
     std::fs::write(other.path().join("notes.txt"), "mine").expect("write");
-    let (code, _, err) = command(&data, &["backup", other.path().to_str().expect("path")]);
+    let (code, _, err) = command_on(&server, &["backup", other.path().to_str().expect("path")]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("neither empty nor a recorder data directory"), "{err}");
     assert_eq!(std::fs::read_dir(other.path()).expect("list").count(), 1, "nothing was written there");
@@ -296,15 +312,15 @@ fn check_does_not_repair_an_unmounted_disk_or_a_lost_database_and_refuses_a_dire
     let ids: Vec<String> = (0..12).map(|i| server.upload_id(&token, &format!("m{i}.wav"), &wav)).collect();
     // As if the disk holding recordings/ were not mounted.
     for id in &ids {
-        std::fs::remove_file(file_of(&data, id)).expect("remove");
+        server.remove_stored(id);
     }
-    let (code, out, err) = command(&data, &["check", "--repair"]);
+    let (code, out, err) = command_on(&server, &["check", "--repair"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("12 problems not repaired: most recordings' files are missing"), "{out}");
     assert_eq!(all(&server, &token, "/api/v1/recordings").len(), 12, "every recording is still listed");
     assert!(all(&server, &token, "/api/v1/trash").is_empty());
     // When they are really gone, --force repairs.
-    let (code, out, err) = command(&data, &["check", "--repair", "--force"]);
+    let (code, out, err) = command_on(&server, &["check", "--repair", "--force"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(all(&server, &token, "/api/v1/trash").len(), 12);
 
@@ -347,10 +363,10 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     let dest = dest_dir.path().join("backup");
     let dest_arg = dest.to_str().expect("utf-8 path").to_string();
     // A second server on a served data directory is refused too.
-    let (code, _, err) = command(&server.data(), &["serve", "--port", "0", "--address", "127.0.0.1"]);
+    let (code, _, err) = command_on(&server, &["serve", "--port", "0", "--address", "127.0.0.1"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("in use by another recorder"), "{err}");
-    let (code, out, err) = command(&server.data(), &["backup", &dest_arg]);
+    let (code, out, err) = command_on(&server, &["backup", &dest_arg]);
     assert_eq!(code, 0, "{out}{err}");
     let mode = std::fs::metadata(&dest).expect("dest").mode() & 0o777;
     assert_eq!(mode, 0o700, "the backup is private to its owner");
@@ -360,7 +376,7 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     // Another, freshly created data directory (a replaced disk, a wrong --data-dir): refused.
     let stranger = Server::start();
     stranger.signup("mallory");
-    let (code, out, err) = command(&stranger.data(), &["backup", &dest_arg]);
+    let (code, out, err) = command_on(&stranger, &["backup", &dest_arg]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("refusing to replace the backup"), "{err}");
     assert_eq!(walk_files(&dest.join("recordings")), files, "the good backup is untouched");
@@ -368,13 +384,13 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     assert_eq!(all(&restored, &login(&restored, "alice"), "/api/v1/recordings").len(), FIXTURES.len());
 
     // While a server serves the backup directory, a backup into it is refused.
-    let (code, out, err) = command(&server.data(), &["backup", &dest_arg]);
+    let (code, out, err) = command_on(&server, &["backup", &dest_arg]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("in use by another recorder"), "{err}");
     drop(restored);
 
     // --force replaces it on purpose.
-    let (code, out, err) = command(&stranger.data(), &["backup", "--force", &dest_arg]);
+    let (code, out, err) = command_on(&stranger, &["backup", "--force", &dest_arg]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(walk_files(&dest.join("recordings")).is_empty());
 }
@@ -391,7 +407,6 @@ fn usage(server: &Server, token: &str) -> (u64, u64, u64, u64) {
 #[test]
 fn usage_counters_follow_every_change_and_check_recounts_them() {
     let server = Server::start();
-    let data = server.data();
     let alice = server.signup("alice");
     let bob = server.signup("bob");
     let sizes: Vec<u64> = FIXTURES[..3].iter().map(|f| fixture(f).len() as u64).collect();
@@ -422,14 +437,14 @@ fn usage_counters_follow_every_change_and_check_recounts_them() {
         conn.query_row("SELECT id FROM users WHERE username = 'alice'", [], |r| r.get(0)).expect("alice");
     conn.execute("UPDATE usage SET recordings = 7, bytes = 1 WHERE user_id = ?1", [&alice_id]).expect("tamper");
     drop(conn);
-    let (code, out, err) = command(&data, &["check"]);
+    let (code, out, err) = command_on(&server, &["check"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.lines().any(|l| l.starts_with("usage_mismatch") && l.contains(&alice_id)), "{out}");
     assert!(out.contains("1 usage counter mismatch"), "{out}");
-    let (code, out, err) = command(&data, &["check", "--repair"]);
+    let (code, out, err) = command_on(&server, &["check", "--repair"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(usage(&server, &alice), (1, sizes[0], 0, 0));
-    let (code, out, err) = command(&data, &["check"]);
+    let (code, out, err) = command_on(&server, &["check"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains("usage"), "{out}");
 

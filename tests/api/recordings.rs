@@ -49,6 +49,7 @@ fn every_fixture_round_trips_with_type_and_duration() {
     let r = s.upload(&token, "truncated.mp3", &fixture("truncated.mp3"));
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["content_type"], "audio/mpeg");
+    s.wait_for_jobs();
     assert_eq!(s.files().iter().filter(|f| f.starts_with("tmp")).count(), 0);
 }
 
@@ -57,6 +58,7 @@ fn refused_uploads_leave_the_data_directory_as_it_was() {
     let s = Server::start_with(|c| c.max_upload_size = 100_000);
     let token = s.signup("bob");
     assert_eq!(s.upload(&token, "keep.wav", &fixture("speech.opus")).status, 201);
+    s.wait_for_jobs();
     let before = s.files();
     for (file, status, code) in [
         ("not-audio/empty.wav", 400, "empty_body"),
@@ -449,6 +451,7 @@ fn trash_lifecycle_and_sweep() {
     let token = s.signup("kate");
     let wav = fixture("speech.wav");
     let ids: Vec<String> = (0..4).map(|i| s.upload_id(&token, &format!("{i}.wav"), &wav)).collect();
+    s.wait_for_jobs();
     let del = |id: &str, q: &str| send(s.auth("DELETE", &format!("/api/v1/recordings/{id}{q}"), &token), None);
     assert_eq!(del(&ids[0], "").status, 204);
     assert_eq!(del(&ids[1], "").status, 204);
@@ -476,7 +479,7 @@ fn trash_lifecycle_and_sweep() {
 
     // The sweep purges what is past purge_at, and nothing else.
     let db = s.db();
-    let storage = recorder::storage::Storage::open(&s.data()).expect("storage");
+    let storage = s.storage();
     let swept = recorder::maintenance::sweep(&db, &storage, &Default::default(), s.clock.now_ms()).expect("sweep");
     assert_eq!(swept.recordings, 0);
     let later = s.clock.now_ms() + 31 * 86_400_000;
@@ -497,6 +500,7 @@ fn retention_zero_deletes_at_once() {
     let s = Server::start_with(|c| c.retention_days = 0);
     let token = s.signup("liam");
     let id = s.upload_id(&token, "x.wav", &fixture("speech.wav"));
+    s.wait_for_jobs();
     assert_eq!(send(s.auth("DELETE", &format!("/api/v1/recordings/{id}"), &token), None).status, 204);
     assert_eq!(send(s.auth("GET", "/api/v1/trash", &token), None).json()["recordings"], json!([]));
     assert!(s.files().is_empty());

@@ -357,7 +357,7 @@ fn termination_removes_the_bytes_and_expiry_makes_an_upload_404() {
     assert_eq!(json_of(&s, &token, "/api/v1/uploads")["uploads"], serde_json::json!([]));
 
     // The sweep removes its bytes.
-    let storage = recorder::storage::Storage::open(&s.data()).expect("storage");
+    let storage = s.storage();
     let swept = recorder::maintenance::sweep(&s.db(), &storage, &Default::default(), s.clock.now_ms()).expect("sweep");
     assert_eq!(swept.uploads.expired, 1);
     assert!(upload_files(&s).is_empty());
@@ -377,7 +377,7 @@ fn keep_partial_uploads_become_recordings_when_they_expire() {
     assert_eq!(json_of(&s, &token, &dropped)["keep_partial"], false);
 
     s.clock.advance(25 * 3_600_000);
-    let storage = recorder::storage::Storage::open(&s.data()).expect("storage");
+    let storage = s.storage();
     let swept = recorder::maintenance::sweep(&s.db(), &storage, &Default::default(), s.clock.now_ms()).expect("sweep");
     assert_eq!((swept.uploads.kept, swept.uploads.expired), (1, 1));
     let list = recordings(&s, &token);
