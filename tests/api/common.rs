@@ -335,7 +335,8 @@ impl Server {
     pub fn storage(&self) -> recorder::storage::Storage {
         let storage = recorder::storage::Storage::open(&self.data()).expect("storage");
         let (s3, backend) = &self.store;
-        let s3 = s3.as_ref().map(|c| Arc::new(recorder::s3::S3Store::open(c).expect("the object store")));
+        let journal = self.data().join("s3-multipart");
+        let s3 = s3.as_ref().map(|c| Arc::new(recorder::s3::S3Store::open(c, &journal).expect("the object store")));
         storage.with_s3(s3, *backend)
     }
 
