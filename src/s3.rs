@@ -660,22 +660,6 @@ impl Store for S3Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_errors_are_one_line() {
-        let xml = "GET http://h/b failed - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n\
-                   <Error><Code>SignatureDoesNotMatch</Code><Message>Check your key.</Message></Error>";
-        assert_eq!(
-            one_line(xml),
-            "GET http://h/b failed - Server returned non-2xx status code: 403 Forbidden SignatureDoesNotMatch: Check your key."
-        );
-        assert_eq!(one_line("error sending\n  request"), "error sending request");
-    }
-}
-
 /// Chunks from the client's runtime, read as a byte stream (async or blocking).
 struct ChunkReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
@@ -721,5 +705,21 @@ impl AsyncRead for ChunkReader {
         let chunk = self.current.split_to(n);
         buf.put_slice(&chunk);
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_are_one_line() {
+        let xml = "GET http://h/b failed - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n\
+                   <Error><Code>SignatureDoesNotMatch</Code><Message>Check your key.</Message></Error>";
+        assert_eq!(
+            one_line(xml),
+            "GET http://h/b failed - Server returned non-2xx status code: 403 Forbidden SignatureDoesNotMatch: Check your key."
+        );
+        assert_eq!(one_line("error sending\n  request"), "error sending request");
     }
 }
