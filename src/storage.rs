@@ -387,7 +387,7 @@ impl Upload {
         .await?;
         let temp = TempFile { path: Some(path) };
         let tee = match (&storage.s3, storage.backend) {
-            (Some(s3), Backend::S3) => Some(s3.stream_upload().map_err(|e| e.api("starting an upload"))?),
+            (Some(s3), Backend::S3) => s3.stream_upload().map_err(|e| e.api("starting an upload"))?,
             _ => None,
         };
         Ok(Upload {
