@@ -653,23 +653,37 @@ impl Store for S3Store {
     }
 
     fn open_range(&self, id: Uuid, start: u64, len: u64) -> BoxFuture<'static, Result<Body, BlobError>> {
-        let reader = if len == 0 {
-            // S3 refuses an empty range; there is nothing to read.
-            Ok(None)
-        } else {
-            self.stream(&id, Some(start..start + len)).map(Some)
-        };
+        let handle = self.runtime.handle().cloned();
+        let (store, key) = (self.store.clone(), self.key(&id));
         Box::pin(async move {
-            match reader? {
-                None => Ok(Box::pin(tokio::io::empty()) as Body),
-                Some(mut reader) => {
-                    if let Some(first) = reader.first.take() {
-                        first.await.map_err(|_| unavailable("the S3 client stopped before answering"))??;
-                    }
-                    Ok(Box::pin(reader) as Body)
-                }
+            // S3 refuses an empty range; there is nothing to read.
+            if len == 0 {
+                return Ok(Box::pin(tokio::io::empty()) as Body);
             }
+            let handle = handle.ok_or_else(|| unavailable("the S3 client has stopped"))?;
+            // The request is made on the client's runtime (its connection lives there); the body
+            // is then read straight from the caller's task, with no hand-over per chunk.
+            let options = GetOptions::new().with_range(Some(GetRange::Bounded(start..start + len)));
+            let got = handle
+                .spawn(async move { store.get_opts(&key, options).await })
+                .await
+                .map_err(|e| unavailable(format!("the S3 request failed: {e}")))?
+                .map_err(from_store)?;
+            let stream = got.into_stream().map(|chunk| chunk.map_err(io::Error::other));
+            let reader: Pin<Box<dyn AsyncRead + Send>> = Box::pin(tokio_util::io::StreamReader::new(stream));
+            Ok(Box::pin(Direct(std::sync::Mutex::new(reader))) as Body)
         })
+    }
+}
+
+/// A response body read in place; the mutex only makes it `Sync` (it is never contended: reads
+/// take it through `&mut`).
+struct Direct(std::sync::Mutex<Pin<Box<dyn AsyncRead + Send>>>);
+
+impl AsyncRead for Direct {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let inner = self.get_mut().0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.as_mut().poll_read(cx, buf)
     }
 }
 

@@ -28,8 +28,9 @@ const UPLOAD_VS_DIRECT: f64 = 0.7;
 /// Download target: through the server at least this fraction of the direct GET's rate.
 const DOWNLOAD_VS_DIRECT: f64 = 0.8;
 /// Memory target: the server's resident set grows less than this during the upload or the
-/// download. An upload to the store holds at most two 8 MiB parts (one in flight, one filling).
-const STORE_GROWTH: u64 = 32 << 20;
+/// download. An upload to the store holds at most two 16 MiB parts (one in flight, one filling), and
+/// the allocator and the connection need some room of their own.
+const STORE_GROWTH: u64 = 48 << 20;
 /// The bucket `weed mini` creates, the server's key prefix, and where the direct PUTs go (outside
 /// the prefix, so the server's orphan sweep never looks at them).
 const BUCKET: &str = "recordings";
@@ -194,7 +195,7 @@ pub fn run(bench: &Bench, report: &mut Report) {
          {} (its own time_total), reading the same file from the page cache or writing to /dev/null, after one \
          untimed upload each way; the direct PUT is one streamed request with an unsigned payload, the server's \
          upload streams to the store as it arrives (beside a temp copy in tmp/ for sniffing), as a multipart \
-         upload of 8 MiB parts, one in flight while the next fills, each signed with its SHA-256; the direct GET \
+         upload of 16 MiB parts, one in flight while the next fills, each signed with its SHA-256; the direct GET \
          reads the very object the server stored; CPU times are the processes' user + system time from /proc \
          (10 ms ticks)",
         curl.version
