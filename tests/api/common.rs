@@ -93,7 +93,19 @@ impl Server {
             config.backend = recorder::blobs::Backend::S3;
             config.s3 = Some(crate::s3::shared().config(&crate::s3::fresh_prefix("server")));
         }
+        let default_dir = config.data_dir.clone();
         configure(&mut config);
+        if test_store_is_s3() && config.data_dir != default_dir {
+            // A test that serves one data directory twice finds its recordings under the same
+            // prefix the second time.
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            config.data_dir.hash(&mut hasher);
+            let prefix = format!("dir-{:016x}", hasher.finish());
+            if let Some(s3) = config.s3.as_mut().filter(|s3| s3.prefix.starts_with("server-")) {
+                s3.prefix = prefix;
+            }
+        }
         let clock = Clock::default();
         let data = config.data_dir.clone();
         let s3 = config.s3.as_ref().map(crate::s3::Bucket::of);
