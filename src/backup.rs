@@ -277,13 +277,7 @@ fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, BackupError> {
         .map_err(ctx("reading the copied database"))?;
     let rows = stmt
         .query_map(params![after], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                size: r.get(1)?,
-                sha256: r.get(2)?,
-                marked: r.get(3)?,
-                store: crate::blobs::Backend::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
-            })
+            Ok(Row { id: r.get(0)?, size: r.get(1)?, sha256: r.get(2)?, marked: r.get(3)?, store: r.get(4)? })
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
     rows.map_err(ctx("reading the copied database"))

@@ -41,6 +41,13 @@ impl Backend {
     }
 }
 
+/// `recordings.store` (its CHECK constraint allows only these two).
+impl rusqlite::types::FromSql for Backend {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Backend> {
+        Backend::parse(value.as_str()?).ok_or(rusqlite::types::FromSqlError::InvalidType)
+    }
+}
+
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -292,7 +292,7 @@ fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, ApiError> {
             sha256: r.get(2)?,
             deleted: r.get(3)?,
             problem: r.get(4)?,
-            store: Backend::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
+            store: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -300,14 +300,6 @@ fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, ApiError> {
 
 fn row_exists(conn: &Connection, id: &str) -> Result<bool, ApiError> {
     Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id])?)
-}
-
-/// Whether a row refers to these bytes: its id, in this store. (A copy in the other store is
-/// what an interrupted migration leaves.)
-fn row_in_store(conn: &Connection, id: &str, backend: Backend) -> Result<bool, ApiError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")?
-        .exists(params![id, backend.as_str()])?)
 }
 
 fn check_row(
@@ -349,7 +341,7 @@ fn check_row(
         // Deleted (or moved by a migration) a moment ago by the server? Then there is nothing
         // wrong.
         Ok((_, None)) => {
-            if !row_in_store(conn, &row.id, row.store)? {
+            if !crate::recordings::in_store(conn, &row.id, row.store)? {
                 return Ok(None);
             }
             Some((Kind::MissingFile, "the file is missing".to_string()))
@@ -400,7 +392,7 @@ fn check_files(
             for Object { id, size, modified_ms } in batch {
                 let path = pending_path(backend, id);
                 let id = id.hyphenated().to_string();
-                if row_in_store(conn, &id, backend)? || pending.contains(&path) {
+                if crate::recordings::in_store(conn, &id, backend)? || pending.contains(&path) {
                     continue;
                 }
                 if *modified_ms > options.now_ms - ORPHAN_MIN_AGE_MS {
@@ -453,12 +445,14 @@ fn check_files(
 fn still_orphan(conn: &Connection, store: &dyn Store, id: &str, path: &str) -> Result<bool, ApiError> {
     let pending = conn.prepare_cached("SELECT 1 FROM pending_unlinks WHERE path = ?1")?.exists([path])?;
     let Ok(uuid) = Uuid::parse_str(id) else { return Ok(false) };
-    Ok(!pending && !row_in_store(conn, id, store.backend())? && matches!(store.size_of(&uuid), Ok(Some(_))))
+    Ok(!pending
+        && !crate::recordings::in_store(conn, id, store.backend())?
+        && matches!(store.size_of(&uuid), Ok(Some(_))))
 }
 
 fn remove_orphan(conn: &Connection, store: &dyn Store, id: &str) -> Result<&'static str, String> {
     // Looked up once more right before the delete: a row is never left without its file.
-    match row_in_store(conn, id, store.backend()) {
+    match crate::recordings::in_store(conn, id, store.backend()) {
         Ok(false) => {}
         Ok(true) => return Err("a recording refers to it now; left alone".into()),
         Err(e) => return Err(e.message.to_string()),

@@ -420,7 +420,7 @@ pub(crate) fn size_and_duration(
     db.conn()
         .and_then(|conn| {
             conn.query_row("SELECT size, duration_ms, store FROM recordings WHERE id = ?1", [recording_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, crate::blobs::Backend::parse(&r.get::<_, String>(2)?).unwrap_or_default()))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
             .map_err(ApiError::from)
@@ -433,36 +433,39 @@ fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<
     let Some((size, claimed_ms, store)) = size_and_duration(db, &job.recording_id)? else { return Ok(None) };
     let id = Uuid::parse_str(&job.recording_id).map_err(|e| e.to_string())?;
     // The file itself on disk; a temp copy from an object store (decoders seek).
-    let copy = storage.local_copy(store, &id);
-    let path = match &copy {
-        Ok(copy) => copy.path().to_path_buf(),
-        // Missing: decoding says so, and whether it was deleted meanwhile is looked up below.
-        Err(crate::blobs::BlobError::NotFound) => storage.path(&Storage::relative_path(&id)),
+    let copy = match storage.local_copy(store, &id) {
+        Ok(copy) => copy,
+        Err(crate::blobs::BlobError::NotFound) => return missing_bytes(db, &job.recording_id).map(|()| None),
         Err(e) => return Err(format!("cannot read the recording: {e}")),
     };
     let limits = Limits {
         time_budget: budget(settings, size.max(0) as u64, claimed_ms),
         ..Limits::for_size(size.max(0) as u64)
     };
-    match analysis::decode_with(&path, &limits) {
+    match analysis::decode_with(copy.path(), &limits) {
         Ok(decoded) => Ok(Some(decoded)),
         Err(analysis::DecodeError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            let still_there = db
-                .conn()
-                .and_then(|conn| {
-                    conn.query_row("SELECT 1 FROM recordings WHERE id = ?1", [&job.recording_id], |_| Ok(()))
-                        .optional()
-                        .map_err(ApiError::from)
-                })
-                .map_err(|e| e.message.to_string())?;
-            match still_there {
-                // Its file is missing (`recorder check` reports that too).
-                Some(()) => Err("the recording's file is missing".to_string()),
-                // Deleted while it waited or ran: nothing to record, nothing to complain about.
-                None => Ok(None),
-            }
+            missing_bytes(db, &job.recording_id).map(|()| None)
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// After a recording's bytes were not found: `Ok` when its row is gone too (deleted while the
+/// job waited or ran: nothing to record, nothing to complain about), else why the job failed
+/// (`recorder check` reports the missing bytes too).
+pub(crate) fn missing_bytes(db: &Db, recording_id: &str) -> Result<(), String> {
+    let still_there = db
+        .conn()
+        .and_then(|conn| {
+            conn.query_row("SELECT 1 FROM recordings WHERE id = ?1", [recording_id], |_| Ok(()))
+                .optional()
+                .map_err(ApiError::from)
+        })
+        .map_err(|e| e.message.to_string())?;
+    match still_there {
+        Some(()) => Err("the recording's file is missing".to_string()),
+        None => Ok(()),
     }
 }
 

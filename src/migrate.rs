@@ -103,12 +103,7 @@ fn rows_after(conn: &Connection, to: Backend, after: &str) -> Result<Vec<Row>, A
         "SELECT id, size, sha256, store FROM recordings WHERE store <> ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![to.as_str(), after, BATCH], |r| {
-        Ok(Row {
-            id: r.get(0)?,
-            size: r.get(1)?,
-            sha256: r.get(2)?,
-            store: Backend::parse(&r.get::<_, String>(3)?).unwrap_or_default(),
-        })
+        Ok(Row { id: r.get(0)?, size: r.get(1)?, sha256: r.get(2)?, store: r.get(3)? })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -138,7 +133,7 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
     let size = row.size.max(0) as u64;
     let mut reader = match source.reader(&id) {
         Ok(reader) => reader,
-        Err(BlobError::NotFound) if !still_in(conn, &row.id, row.store)? => return Ok(false),
+        Err(BlobError::NotFound) if !in_store(conn, &row.id, row.store)? => return Ok(false),
         Err(BlobError::NotFound) => {
             return Err(format!("its bytes are missing from {} (`recorder check` reports it)", source.describe()));
         }
@@ -148,7 +143,7 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
     let copied = target.put_reader(&mut hashing, size, &id);
     let read_hash = crate::storage::hex(&hashing.hasher.finalize());
     if let Err(e) = copied {
-        if !still_in(conn, &row.id, row.store)? {
+        if !in_store(conn, &row.id, row.store)? {
             let _ = target.delete(&id);
             return Ok(false);
         }
@@ -180,7 +175,7 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
     let switched = switch(conn, &row.id, row.store, target.backend()).map_err(|e| e.message.to_string())?;
     let Some(pending) = switched else {
         // Deleted (or moved by another run) while it was copied: the copy is nobody's.
-        if !still_in(conn, &row.id, target.backend())? {
+        if !in_store(conn, &row.id, target.backend())? {
             let _ = target.delete(&id);
         }
         return Ok(false);
@@ -189,10 +184,9 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
     Ok(true)
 }
 
-fn still_in(conn: &Connection, id: &str, store: Backend) -> Result<bool, String> {
-    conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")
-        .and_then(|mut stmt| stmt.exists(params![id, store.as_str()]))
-        .map_err(|e| e.to_string())
+/// [`crate::recordings::in_store`], its error as this module reports them.
+fn in_store(conn: &Connection, id: &str, store: Backend) -> Result<bool, String> {
+    crate::recordings::in_store(conn, id, store).map_err(|e| e.message.to_string())
 }
 
 /// Points the row at the new store and queues the source for deletion, in one transaction

@@ -112,7 +112,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
             Some("failed") => "failed",
             _ => "off",
         },
-        store: crate::blobs::Backend::parse(&row.get::<_, String>(13)?).unwrap_or_default(),
+        store: row.get(13)?,
         matched: None,
         created_ms,
         deleted_ms,
@@ -699,8 +699,7 @@ fn queue(tx: &Transaction<'_>, ids: &[String], now: i64) -> Result<Vec<String>, 
     let mut store = tx.prepare_cached("SELECT store FROM recordings WHERE id = ?1")?;
     for id in ids {
         let Ok(uuid) = Uuid::parse_str(id) else { continue };
-        let backend: Option<String> = store.query_row([id], |r| r.get(0)).optional()?;
-        let backend = backend.as_deref().and_then(crate::blobs::Backend::parse).unwrap_or_default();
+        let backend = store.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default();
         let path = crate::blobs::pending_path(backend, &uuid);
         pending.execute(params![path, now])?;
         delete.execute([id])?;
@@ -791,6 +790,14 @@ pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) ->
         }
     }
     Ok(done)
+}
+
+/// Whether a recording's row names this store (a copy in the other one is what an interrupted
+/// migration leaves).
+pub fn in_store(conn: &Connection, id: &str, backend: crate::blobs::Backend) -> Result<bool, ApiError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")?
+        .exists(params![id, backend.as_str()])?)
 }
 
 /// Which of these ids have rows (for the orphan sweep).

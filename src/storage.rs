@@ -181,14 +181,10 @@ impl Storage {
         Ok(removed)
     }
 
-    /// Every recording file on disk (all shards); for tools and tests, not for hot paths.
-    pub fn recording_files(&self) -> io::Result<Vec<(Uuid, String, fs::Metadata)>> {
-        let mut out = Vec::new();
-        for object in self.local.list().map_err(BlobError::into_io)? {
-            let relative = LocalStore::relative_path(&object.id);
-            out.push((object.id, relative.clone(), fs::metadata(self.path(&relative))?));
-        }
-        Ok(out)
+    /// The ids of every recording file on disk (all shards); for tools and tests, not for hot
+    /// paths.
+    pub fn recording_files(&self) -> io::Result<Vec<Uuid>> {
+        Ok(self.local.list().map_err(BlobError::into_io)?.into_iter().map(|object| object.id).collect())
     }
 }
 

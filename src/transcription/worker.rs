@@ -179,17 +179,8 @@ impl Worker {
         // The file itself on disk; a temp copy from an object store (the decoder seeks).
         let copy = match self.storage.local_copy(store, &id) {
             Ok(copy) => copy,
-            // Deleted meanwhile, or missing (`recorder check` reports that too).
             Err(crate::blobs::BlobError::NotFound) => {
-                let exists = self.db.conn().ok().and_then(|conn| {
-                    conn.query_row("SELECT 1 FROM recordings WHERE id = ?1", [&job.recording_id], |_| Ok(()))
-                        .optional()
-                        .ok()
-                });
-                return match exists {
-                    Some(None) => Ok(Outcome::Gone),
-                    _ => Err("the recording's file is missing".to_string()),
-                };
+                return jobs::missing_bytes(&self.db, &job.recording_id).map(|()| Outcome::Gone);
             }
             Err(e) => return Err(format!("cannot read the recording: {e}")),
         };

@@ -251,7 +251,7 @@ impl Server {
     pub fn stored_ids(&self) -> Vec<String> {
         let storage = recorder::storage::Storage::open(&self.data()).expect("storage");
         let mut ids: Vec<String> =
-            storage.recording_files().expect("recordings/").into_iter().map(|(id, _, _)| id.to_string()).collect();
+            storage.recording_files().expect("recordings/").into_iter().map(|id| id.to_string()).collect();
         if let Some(bucket) = &self.s3 {
             ids.extend(bucket.names());
         }

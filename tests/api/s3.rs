@@ -955,18 +955,23 @@ fn backup_copies_every_object_into_a_data_directory_that_serves_them() {
 // ---------------------------------------------------------------------------------------------
 // recorder storage migrate.
 
-#[test]
-fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
-    let Some(weed) = shared_for("migrate_to_s3_and_back_with_the_server_running_keeps_every_byte") else { return };
-    let prefix = fresh_prefix("migrate");
-    let config = weed.config(&prefix);
-    let bucket = weed.bucket(&prefix);
-    // New recordings go to the data directory; the object store is configured to move them to.
+/// A server whose new recordings go to its data directory, with the object store configured
+/// beside it (under a fresh prefix) to move them to.
+fn local_server_beside(weed: &Weed, tag: &str) -> (S3Config, Bucket, Server) {
+    let prefix = fresh_prefix(tag);
+    let (config, bucket) = (weed.config(&prefix), weed.bucket(&prefix));
     let s3 = config.clone();
     let s = Server::start_with(move |c| {
         c.backend = Backend::Local;
         c.s3 = Some(s3);
     });
+    (config, bucket, s)
+}
+
+#[test]
+fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
+    let Some(weed) = shared_for("migrate_to_s3_and_back_with_the_server_running_keeps_every_byte") else { return };
+    let (config, bucket, s) = local_server_beside(weed, "migrate");
     let token = s.signup("ivy");
     let mut recordings: Vec<(String, Vec<u8>)> =
         ["speech.m4a", "speech.mp3", "speech.ogg", "speech.wav", "speech.flac"]
@@ -1022,14 +1027,7 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
 #[test]
 fn migrate_killed_mid_run_finishes_on_the_next_run_losing_nothing() {
     let Some(weed) = shared_for("migrate_killed_mid_run_finishes_on_the_next_run_losing_nothing") else { return };
-    let prefix = fresh_prefix("migrate-kill");
-    let config = weed.config(&prefix);
-    let bucket = weed.bucket(&prefix);
-    let s3 = config.clone();
-    let s = Server::start_with(move |c| {
-        c.backend = Backend::Local;
-        c.s3 = Some(s3);
-    });
+    let (config, bucket, s) = local_server_beside(weed, "migrate-kill");
     let token = s.signup("joan");
     let count = 48;
     let mut recordings: Vec<(String, String)> = (0..count)
