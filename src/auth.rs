@@ -223,8 +223,11 @@ fn credential(req: &Request<'_>) -> Option<Credential> {
     req.cookies().get(COOKIE).map(|c| Credential::Cookie(c.value().to_string()))
 }
 
-/// A cookie-authenticated state change must come from this server's own pages.
-fn same_origin(req: &Request<'_>) -> bool {
+/// A cookie-authenticated state change must come from this server's own pages: the `Origin`
+/// must be this server's origin, scheme included. The forwarded headers say where the browser
+/// was only when a proxy is configured (`server.client_ip_header`); otherwise anyone could send
+/// them.
+fn same_origin(req: &Request<'_>, state: &AppState) -> bool {
     if req.headers().get_one("Sec-Fetch-Site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
         return false;
     }
@@ -233,11 +236,20 @@ fn same_origin(req: &Request<'_>) -> bool {
         // off cross-site requests.
         return true;
     };
-    let Some((_, authority)) = origin.split_once("://") else {
+    let Some((scheme, authority)) = origin.trim().split_once("://") else {
         return false; // "null" and other opaque origins
     };
-    let hosts = [req.headers().get_one("X-Forwarded-Host"), req.headers().get_one("Host")];
-    hosts.into_iter().flatten().any(|host| host.eq_ignore_ascii_case(authority.trim_end_matches('/')))
+    let proxied = state.config.client_ip_header.is_some();
+    let forwarded = |name: &str| if proxied { req.headers().get_one(name) } else { None };
+    let own_scheme = match forwarded("X-Forwarded-Proto") {
+        Some(proto) => proto.trim(),
+        None if state.config.secure_cookies => "https",
+        None => "http",
+    };
+    let Some(own_host) = forwarded("X-Forwarded-Host").or_else(|| req.headers().get_one("Host")) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case(own_scheme) && own_host.trim().eq_ignore_ascii_case(authority.trim_end_matches('/'))
 }
 
 pub(crate) fn guard_fail<T>(req: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
@@ -275,7 +287,7 @@ impl<'r> FromRequest<'r> for AuthUser {
             None => return guard_fail(req, ApiError::unauthorized()),
         };
         let state_changing = matches!(req.method(), Method::Post | Method::Put | Method::Patch | Method::Delete);
-        if via_cookie && state_changing && !same_origin(req) {
+        if via_cookie && state_changing && !same_origin(req, state) {
             return guard_fail(
                 req,
                 ApiError::forbidden("cookie-authenticated changes must come from this server's own pages"),

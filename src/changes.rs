@@ -17,6 +17,8 @@ pub enum Wake {
     User(String),
     /// Several users at once (the trash sweep): every stream looks.
     Everyone,
+    /// One of this user's credentials was revoked: each of their streams checks its own.
+    Credentials(String),
 }
 
 impl Default for Notifier {
@@ -34,6 +36,11 @@ impl Notifier {
     /// Recordings of several users changed.
     pub fn everyone(&self) {
         let _ = self.sender.send(Wake::Everyone);
+    }
+
+    /// A credential of a user was revoked (call after the commit): streams that use it end.
+    pub fn credentials(&self, user_id: &str) {
+        let _ = self.sender.send(Wake::Credentials(user_id.to_string()));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Wake> {

@@ -22,6 +22,7 @@ pub mod logger;
 pub mod maintenance;
 pub mod metrics;
 pub mod migrate;
+pub mod ranges;
 pub mod recordings;
 pub mod routes;
 pub mod s3;
@@ -32,6 +33,7 @@ pub mod transcription;
 pub mod uploads;
 pub mod users;
 pub mod webdav;
+pub mod xml_guard;
 
 use rocket::config::{Ident, LogLevel, Shutdown};
 use rocket::fairing::AdHoc;
@@ -99,7 +101,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                     target: "recorder::http",
                     "{} {} {} {}B {}ms user={}",
                     req.method(),
-                    req.uri().path(),
+                    logger::loggable_path(req.uri().path().as_str()),
                     res.status().code,
                     bytes,
                     started.elapsed().as_millis(),

@@ -64,3 +64,28 @@ pub fn announce(address: IpAddr, port: u16) {
     }
     log::info!(target: "recorder", "listening on {address}:{port}");
 }
+
+/// A request path as the request log writes it: a share link's token is a credential (only its
+/// hash is stored), so `/s/<token>…` is written `/s/…`.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/s/") {
+        Some(rest) if !rest.is_empty() => {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            std::borrow::Cow::Owned(format!("/s/…{tail}"))
+        }
+        _ => std::borrow::Cow::Borrowed(path),
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::loggable_path;
+
+    #[test]
+    fn share_tokens_are_left_out_of_logged_paths() {
+        assert_eq!(loggable_path("/s/abcDEF123_-xyz"), "/s/…");
+        assert_eq!(loggable_path("/s/abcDEF123_-xyz/audio"), "/s/…/audio");
+        assert_eq!(loggable_path("/api/v1/recordings"), "/api/v1/recordings");
+        assert_eq!(loggable_path("/s/"), "/s/");
+    }
+}

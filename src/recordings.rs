@@ -122,14 +122,32 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
 /// Trims and checks a recording name: non-empty, at most 255 bytes, no control characters.
 pub fn normalize_name(input: &str) -> Result<String, ApiError> {
     let name = input.trim();
-    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || deceptive(c)) {
         return Err(ApiError::new(
             Status::BadRequest,
             "invalid_name",
-            "names are 1 to 255 bytes after trimming, without control characters",
+            "names are 1 to 255 bytes after trimming, without control characters, bidirectional \
+             controls or invisible characters",
         ));
     }
     Ok(name.to_string())
+}
+
+/// Characters that make a name read otherwise than it is: the bidirectional controls (a
+/// right-to-left override turns "memo\u{202E}vaw.exe" into "memoexe.wav" on screen) and
+/// characters with no width. The zero-width joiner and non-joiner stay allowed: emoji
+/// sequences and scripts such as Persian need them.
+pub fn deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'                      // ARABIC LETTER MARK
+            | '\u{200B}'                // ZERO WIDTH SPACE
+            | '\u{200E}' | '\u{200F}'   // LEFT-TO-RIGHT and RIGHT-TO-LEFT MARK
+            | '\u{202A}'..='\u{202E}'   // embeddings and overrides
+            | '\u{2060}'..='\u{2064}'   // WORD JOINER and invisible operators
+            | '\u{2066}'..='\u{2069}'   // isolates
+            | '\u{FEFF}'                // ZERO WIDTH NO-BREAK SPACE
+    )
 }
 
 /// Parses a recording id from a path; anything else is simply not found.

@@ -317,9 +317,8 @@ pub struct NewUpload {
 pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<Upload, ApiError> {
     let max = state.config.max_upload_size;
     if let Some(length) = new.length {
-        if length == 0 {
-            return Err(ingest::empty_body());
-        }
+        // `Upload-Length: 0` makes an upload that can never complete (no bytes are never a
+        // recording): it is created as tus asks and expires like any incomplete upload.
         if length > max {
             return Err(ingest::too_large(max));
         }
@@ -428,6 +427,8 @@ pub struct Progress {
 /// upload whose last byte is durable but was not yet stored (a crash in between) is stored now.
 pub async fn status(state: &AppState, user_id: &str, id: &str) -> Result<Progress, ApiError> {
     let id = parse_id(id)?;
+    // Whose upload it is, first: another user's request must not stop the owner's.
+    find(state, user_id, &id).await?;
     let mut turn = state.uploads.take_turn(&id).await;
     let upload = find(state, user_id, &id).await?;
     settle(state, &mut turn, upload).await
@@ -455,6 +456,7 @@ async fn recording_of(state: &AppState, upload: &Upload) -> Result<Option<Record
 /// Deletes an upload and its bytes (a completed upload's recording stays).
 pub async fn cancel(state: &AppState, user_id: &str, id: &str) -> Result<(), ApiError> {
     let id = parse_id(id)?;
+    find(state, user_id, &id).await?;
     let _turn = state.uploads.take_turn(&id).await;
     let upload = find(state, user_id, &id).await?;
     drop_upload(state, &upload.id).await
@@ -533,6 +535,8 @@ async fn append_body(
     body: &mut Option<rocket::Data<'_>>,
 ) -> Result<Progress, ApiError> {
     let id = parse_id(id)?;
+    // Ownership before the turn: taking it stops the request that holds it.
+    find(state, user_id, &id).await?;
     let mut turn = state.uploads.take_turn(&id).await;
     let mut upload = find(state, user_id, &id).await?;
     let max = state.config.max_upload_size;
@@ -563,7 +567,7 @@ async fn append_body(
         upload.length = Some(length);
     }
     if let (true, Some(content_length)) = (req.last, req.content_length) {
-        let total = upload.received + content_length;
+        let total = upload.received.saturating_add(content_length);
         if upload.length.is_some_and(|known| known != total) {
             return Err(ApiError::bad_request("Upload-Length and the request's length disagree"));
         }
@@ -572,14 +576,14 @@ async fn append_body(
     let budget = ingest::space_budget(state).await?;
     let room = upload.length.unwrap_or(max).min(max);
     if let Some(content_length) = req.content_length
-        && upload.received + content_length > room
+        && upload.received.saturating_add(content_length) > room
     {
         return Err(past_limit(upload.length, max));
     }
     if req.content_length.unwrap_or(0) > budget {
         return Err(storage::insufficient_storage());
     }
-    let limit = room.min(upload.received + budget);
+    let limit = room.min(upload.received.saturating_add(budget));
 
     let received_before = upload.received;
     let mut ended = Ended::Done;

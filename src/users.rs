@@ -146,10 +146,12 @@ pub fn create_app_token(
 /// Checks an app token's name: 1 to 100 characters after trimming, no control characters.
 pub fn normalize_token_name(name: &str) -> Result<String, ApiError> {
     // Control characters are refused anywhere, before trimming (a tab or newline at an end too).
-    let has_control = name.chars().any(char::is_control);
+    let has_control = name.chars().any(|c| c.is_control() || crate::recordings::deceptive(c));
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || has_control {
-        return Err(ApiError::bad_request("a token's name is 1 to 100 characters without control characters"));
+        return Err(ApiError::bad_request(
+            "a token's name is 1 to 100 characters without control characters, bidirectional controls or invisible characters",
+        ));
     }
     Ok(name.to_string())
 }
@@ -221,6 +223,17 @@ fn credential_user(
         }
     }
     Ok(Some((user, id.unwrap_or_default())))
+}
+
+/// Whether a credential is still live (not revoked, not expired). Read-only: an open event
+/// stream asks this again and again.
+pub fn credential_live(conn: &Connection, token_hash: &[u8], now: i64) -> Result<bool, ApiError> {
+    let found = conn
+        .query_row("SELECT 1 FROM sessions WHERE token_hash = ?1 AND expires_at > ?2", params![token_hash, now], |_| {
+            Ok(())
+        })
+        .optional()?;
+    Ok(found.is_some())
 }
 
 /// Revokes one session.

@@ -88,14 +88,7 @@ async fn login(
     let Credentials { username, password } = body?.0;
     let key = username.to_ascii_lowercase();
     let now = state.clock.now_ms();
-    if let Err(seconds) = state.throttle.check(&key, ip, now) {
-        return Err(ApiError::new(
-            Status::TooManyRequests,
-            "too_many_requests",
-            "too many failed logins; try again later",
-        )
-        .with_header("Retry-After", seconds.to_string()));
-    }
+    state.throttle.check(&key, ip, now).map_err(throttled)?;
     let found = match normalize_username(&username) {
         Ok(name) => state.db.run(move |conn| users::find_with_hash(conn, &name)).await?,
         Err(_) => None,
@@ -124,7 +117,9 @@ async fn logout(
     secure: SecureCookies,
     auth: AuthUser,
 ) -> Result<Reply, ApiError> {
+    let user_id = auth.user.id.clone();
     state.db.run(move |conn| users::revoke_session(conn, &auth.token_hash)).await?;
+    state.changes.credentials(&user_id);
     auth::clear_session_cookie(secure.0, jar);
     Ok(Reply::no_content())
 }
@@ -143,11 +138,32 @@ async fn me(state: &State<AppState>, auth: AuthUser) -> Result<Reply, ApiError> 
     Reply::json(Status::Ok, &serde_json::json!({"user": auth.user, "usage": usage}))
 }
 
-/// Checks the signed-in user's password, answering 401 `invalid_credentials` when wrong.
-async fn confirm_password(state: &AppState, auth: &AuthUser, password: String) -> Result<(), ApiError> {
+/// 429 for a password check that must wait.
+fn throttled(seconds: i64) -> ApiError {
+    ApiError::new(Status::TooManyRequests, "too_many_requests", "too many failed password checks; try again later")
+        .with_header("Retry-After", seconds.to_string())
+}
+
+/// Checks the signed-in user's password, answering 401 `invalid_credentials` when wrong. Each
+/// check counts in the login throttle, as a login does: a stolen app token (they never expire)
+/// must not be a way to guess the password at full speed.
+async fn confirm_password(
+    state: &AppState,
+    auth: &AuthUser,
+    ip: Option<std::net::IpAddr>,
+    password: String,
+) -> Result<(), ApiError> {
+    let (key, now) = (auth.user.username.to_ascii_lowercase(), state.clock.now_ms());
+    state.throttle.check(&key, ip, now).map_err(throttled)?;
     let user_id = auth.user.id.clone();
     let stored = state.db.run(move |conn| users::password_hash(conn, &user_id)).await?;
-    if state.passwords.verify(password, stored).await? { Ok(()) } else { Err(ApiError::invalid_credentials()) }
+    if state.passwords.verify(password, stored).await? {
+        state.throttle.record_success(&key);
+        Ok(())
+    } else {
+        state.throttle.record_failure(&key, ip, now);
+        Err(ApiError::invalid_credentials())
+    }
 }
 
 #[derive(Deserialize)]
@@ -163,16 +179,19 @@ struct PasswordChange {
 async fn change_password(
     state: &State<AppState>,
     auth: AuthUser,
+    ip: Option<std::net::IpAddr>,
     body: Result<JsonBody<PasswordChange>, ApiError>,
 ) -> Result<Reply, ApiError> {
     let PasswordChange { current_password, new_password, revoke_apps } = body?.0;
     users::check_password(&new_password)?;
-    confirm_password(state, &auth, current_password).await?;
+    confirm_password(state, &auth, ip, current_password).await?;
     let hash = state.passwords.hash(new_password).await?;
+    let user_id = auth.user.id.clone();
     state
         .db
         .run(move |conn| users::set_password(conn, &auth.user.id, &hash, Some(&auth.token_hash), revoke_apps))
         .await?;
+    state.changes.credentials(&user_id);
     Ok(Reply::no_content())
 }
 
@@ -187,9 +206,10 @@ async fn delete_account(
     jar: &CookieJar<'_>,
     secure: SecureCookies,
     auth: AuthUser,
+    ip: Option<std::net::IpAddr>,
     body: Result<JsonBody<AccountDeletion>, ApiError>,
 ) -> Result<Reply, ApiError> {
-    confirm_password(state, &auth, body?.0.password).await?;
+    confirm_password(state, &auth, ip, body?.0.password).await?;
     delete_user(state, auth.user.id.clone()).await?;
     log::info!("account deleted: {}", auth.user.username);
     auth::clear_session_cookie(secure.0, jar);
@@ -198,6 +218,7 @@ async fn delete_account(
 
 /// Deletes an account, its sessions, rows and files.
 pub async fn delete_user(state: &AppState, user_id: String) -> Result<usize, ApiError> {
+    let notify = user_id.clone();
     let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
     crate::db::blocking(move || {
         let mut conn = db.conn()?;
@@ -205,6 +226,7 @@ pub async fn delete_user(state: &AppState, user_id: String) -> Result<usize, Api
         recordings::finish_unlinks(&conn, &storage, &paths)
     })
     .await
+    .inspect(|_| state.changes.credentials(&notify))
 }
 
 pub fn routes() -> Vec<rocket::Route> {

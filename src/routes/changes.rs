@@ -6,6 +6,7 @@ use crate::auth::AuthUser;
 use crate::changes::{self, Wake};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::users;
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::stream::{Event, EventStream};
@@ -63,6 +64,11 @@ impl<'r> FromRequest<'r> for LastEventId {
 /// Changes as they happen. Each event is `change` with the change as JSON and the feed cursor
 /// after it as its id; a reconnect with `Last-Event-ID` resumes after that change. A stream
 /// whose position fell out of the kept history gets one `gone` event and ends.
+///
+/// A stream lives no longer than its credential: before it sends anything after a wake, and at
+/// every heartbeat, it checks that the token it was opened with is still live. A revocation in
+/// this process wakes it at once; one by the command line (another process) or an expiry is seen
+/// within a heartbeat.
 #[get("/events")]
 async fn events(
     state: &State<AppState>,
@@ -79,8 +85,20 @@ async fn events(
     };
     let (db, mut wakes) = (state.db.clone(), state.changes.subscribe());
     let heartbeat = state.config.events_heartbeat;
+    let (clock, token_hash) = (state.clock.clone(), auth.token_hash.clone());
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = EventStream! {
         'stream: loop {
+            let (hash, now) = (token_hash.clone(), clock.now_ms());
+            match db.run(move |conn| users::credential_live(conn, &hash, now)).await {
+                Ok(true) => {}
+                Ok(false) => break 'stream,
+                Err(e) => {
+                    log::warn!("event stream: {}", e.message);
+                    break 'stream;
+                }
+            }
             // Everything after `at`, page by page.
             loop {
                 let (user, since) = (user_id.clone(), at);
@@ -109,10 +127,11 @@ async fn events(
             loop {
                 tokio::select! {
                     wake = wakes.recv() => match wake {
-                        Ok(Wake::User(who)) if who != user_id => continue,
+                        Ok(Wake::User(who) | Wake::Credentials(who)) if who != user_id => continue,
                         Ok(_) | Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => break 'stream,
                     },
+                    _ = recheck.tick() => break,
                     _ = &mut shutdown => break 'stream,
                 }
             }

@@ -79,7 +79,10 @@ async fn list(state: &State<AppState>, auth: AuthUser) -> Result<Reply, ApiError
 #[delete("/tokens/<id>")]
 async fn revoke(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
     let (user_id, id) = (auth.user.id.clone(), id.to_string());
+    let owner = user_id.clone();
     if state.db.run(move |conn| users::revoke_token(conn, &user_id, &id)).await? {
+        // Event streams opened with it end now.
+        state.changes.credentials(&owner);
         Ok(Reply::no_content())
     } else {
         Err(ApiError::not_found("no token or session with that id"))

@@ -1,0 +1,93 @@
+//! The one range policy of every face that serves a recording's bytes (the API's audio, share
+//! links, WebDAV): a single byte range is honoured; anything else (several ranges, a malformed
+//! header, another unit) is answered with the whole file, once. So no request can make the
+//! server send a file more than once, however many ranges it lists.
+
+/// One byte range as a request wrote it, before the file's size is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spec {
+    /// `bytes=START-` or `bytes=START-END`.
+    From { start: u64, end: Option<u64> },
+    /// `bytes=-N`: the last N bytes.
+    Last(u64),
+}
+
+/// The single range a `Range` header asks for; `None` for a header the policy answers with the
+/// whole file (several ranges, malformed, another unit, or an end before its start).
+pub fn single(header: &str) -> Option<Spec> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.trim().split_once('-')?;
+    let (start, end) = (start.trim(), end.trim());
+    if start.is_empty() {
+        return end.parse().ok().map(Spec::Last);
+    }
+    let start = start.parse().ok()?;
+    let end = if end.is_empty() {
+        None
+    } else {
+        match end.parse::<u64>() {
+            Ok(e) if e >= start => Some(e),
+            _ => return None,
+        }
+    };
+    Some(Spec::From { start, end })
+}
+
+impl Spec {
+    /// The first and last byte to send of a file of `size` bytes; `Err` when the range is
+    /// outside the file (416).
+    pub fn resolve(self, size: u64) -> Result<(u64, u64), ()> {
+        match self {
+            Spec::Last(n) => {
+                if n == 0 || size == 0 {
+                    return Err(());
+                }
+                Ok((size.saturating_sub(n), size - 1))
+            }
+            Spec::From { start, end } => {
+                if start >= size {
+                    return Err(());
+                }
+                let last = size - 1;
+                Ok((start, end.map_or(last, |e| e.min(last))))
+            }
+        }
+    }
+}
+
+/// The byte range to send, from a `Range` header: `Err` for an unsatisfiable one, `Ok(None)` for
+/// a header answered with the whole file.
+pub fn resolve(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    single(header).map(|spec| spec.resolve(size)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_in_all_three_forms() {
+        assert_eq!(resolve("bytes=0-99", 1000), Ok(Some((0, 99))));
+        assert_eq!(resolve("bytes=900-", 1000), Ok(Some((900, 999))));
+        assert_eq!(resolve("bytes=-100", 1000), Ok(Some((900, 999))));
+        assert_eq!(resolve("bytes=-5000", 1000), Ok(Some((0, 999))));
+        assert_eq!(resolve("bytes=990-2000", 1000), Ok(Some((990, 999))));
+        assert_eq!(resolve("bytes=1000-", 1000), Err(()));
+        assert_eq!(resolve("bytes=-0", 1000), Err(()));
+        assert_eq!(resolve("bytes=0-0", 0), Err(()));
+    }
+
+    #[test]
+    fn anything_but_one_range_is_the_whole_file() {
+        assert_eq!(resolve("bytes=5-1", 1000), Ok(None));
+        assert_eq!(resolve("items=0-1", 1000), Ok(None));
+        assert_eq!(resolve("bytes=0-1,5-6", 1000), Ok(None));
+        let many = format!("bytes={}", vec!["0-"; 5000].join(","));
+        assert_eq!(single(&many), None);
+        assert_eq!(resolve("bytes=x-", 1000), Ok(None));
+        assert_eq!(resolve("bytes=99999999999999999999999-", 1000), Ok(None));
+    }
+}
