@@ -706,7 +706,7 @@ fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
 }
 
 #[test]
-fn deleting_the_account_removes_its_uploads_and_empty_uploads_are_refused() {
+fn deleting_the_account_removes_its_uploads_and_empty_uploads_never_complete() {
     let s = Server::start();
     let token = s.signup("dora");
     let bytes = wav(30_000, 14);
@@ -714,7 +714,15 @@ fn deleting_the_account_removes_its_uploads_and_empty_uploads_are_refused() {
     patch(&s, &token, &path, 0, &bytes[..10_000]);
     create(&s, &token, None, "");
     assert_eq!(upload_files(&s).len(), 2);
-    send(tus(&s, "POST", "/api/v1/uploads", &token).set("Upload-Length", "0"), None).assert_error(400, "empty_body");
+    // API.md: an upload of no bytes is created (201) and never becomes a recording.
+    let empty = send(tus(&s, "POST", "/api/v1/uploads", &token).set("Upload-Length", "0"), None);
+    assert_eq!(empty.status, 201, "{}", empty.text());
+    let location = empty.header("Location").expect("Location").to_string();
+    let head = send(tus(&s, "HEAD", &location, &token), None);
+    assert_eq!((head.status, head.header("Upload-Offset")), (200, Some("0")));
+    let described = send(s.auth("GET", &location, &token), None).json();
+    assert!(described["recording"].is_null(), "{described}");
+    assert_eq!(upload_files(&s).len(), 3);
 
     let gone = crate::common::send_json(
         s.auth("DELETE", "/api/v1/me", &token),
