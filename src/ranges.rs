@@ -36,7 +36,20 @@ pub fn single(header: &str) -> Option<Spec> {
     Some(Spec::From { start, end })
 }
 
+/// The largest end a range is written with: no file is that large, and arithmetic on it by
+/// whoever reads the header cannot overflow.
+const MAX_END: u64 = u64::MAX / 2;
+
 impl Spec {
+    /// The range as a `Range` header value, its end clamped to a bound no file reaches.
+    pub fn header(self) -> String {
+        match self {
+            Spec::From { start, end: None } => format!("bytes={start}-"),
+            Spec::From { start, end: Some(end) } => format!("bytes={}-{}", start.min(MAX_END), end.min(MAX_END)),
+            Spec::Last(n) => format!("bytes=-{}", n.min(MAX_END)),
+        }
+    }
+
     /// The first and last byte to send of a file of `size` bytes; `Err` when the range is
     /// outside the file (416).
     pub fn resolve(self, size: u64) -> Result<(u64, u64), ()> {
@@ -89,5 +102,14 @@ mod tests {
         assert_eq!(single(&many), None);
         assert_eq!(resolve("bytes=x-", 1000), Ok(None));
         assert_eq!(resolve("bytes=99999999999999999999999-", 1000), Ok(None));
+    }
+
+    #[test]
+    fn a_range_is_rewritten_with_a_bounded_end() {
+        let spec = single("bytes=0-18446744073709551615").expect("one range");
+        assert_eq!(spec.header(), format!("bytes=0-{MAX_END}"));
+        assert_eq!(single(&spec.header()).map(|s| s.resolve(1000)), Some(Ok((0, 999))));
+        assert_eq!(single(" bytes=5- ").map(Spec::header).as_deref(), Some("bytes=5-"));
+        assert_eq!(single("bytes=-20").map(Spec::header).as_deref(), Some("bytes=-20"));
     }
 }

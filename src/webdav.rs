@@ -251,10 +251,14 @@ async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: St
     };
     // One range policy on every face: a single range is served, anything else is the whole
     // file once (the library would answer every range of a list, each a copy of the file).
+    // The one it serves is passed on as the policy read it (the library's own arithmetic
+    // overflows on an end near 2^64).
     if matches!(method, http::Method::GET | http::Method::HEAD)
-        && parts.headers.get(header::RANGE).is_some_and(|v| v.to_str().ok().and_then(crate::ranges::single).is_none())
+        && let Some(range) = parts.headers.remove(header::RANGE)
+        && let Some(spec) = range.to_str().ok().and_then(crate::ranges::single)
+        && let Ok(canonical) = HeaderValue::from_str(&spec.header())
     {
-        parts.headers.remove(header::RANGE);
+        parts.headers.insert(header::RANGE, canonical);
     }
     let body = if method == http::Method::PUT {
         use http_body_util::BodyExt;
@@ -274,7 +278,17 @@ async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: St
         stored: Mutex::new(None),
         found: Mutex::new(None),
     }));
-    let mut res = dav.handler(&user_id).handle_guarded(req, username, caller.clone()).await;
+    // A panic in the library (or in our file system) answers 500 instead of dropping the
+    // connection; the process goes on either way.
+    let handler = dav.handler(&user_id);
+    let handled = std::panic::AssertUnwindSafe(handler.handle_guarded(req, username, caller.clone()));
+    let mut res = match handled.catch_unwind().await {
+        Ok(res) => res,
+        Err(_) => {
+            log::error!("WebDAV: {method} panicked; answered 500");
+            return error_response(&ApiError::internal("webdav", "the request handler panicked"));
+        }
+    };
     if let Some(refusal) = lock(&caller.0.refusal).take() {
         return error_response(&refusal);
     }
@@ -373,11 +387,24 @@ fn target(path: &str) -> Spot {
 /// supported), DELETE or MOVE of a folder, MOVE onto a folder, and MOVE to another server.
 fn scope(parts: &http::request::Parts) -> Result<Scope, ApiError> {
     let method = parts.method.as_str();
+    // PATCH is the library's partial update of a file: recordings are never rewritten.
+    if method == "PATCH" {
+        return Err(ApiError::new(
+            rocket::http::Status::MethodNotAllowed,
+            "method_not_allowed",
+            "recordings are never rewritten in part; PUT a new file instead",
+        ));
+    }
+    if method != "DELETE" && method != "MOVE" && method != "COPY" {
+        return Ok(Scope::default());
+    }
+    // Another server first (502, as RFC 4918 has it for both), then what this one refuses.
+    let destination = match parts.headers.get("Destination") {
+        Some(value) if method != "DELETE" => Some(destination(value, &parts.headers)?),
+        _ => None,
+    };
     if method == "COPY" {
         return Err(ApiError::forbidden("recordings cannot be copied on the server; download and upload instead"));
-    }
-    if method != "DELETE" && method != "MOVE" {
-        return Ok(Scope::default());
     }
     let source = match target(parts.uri.path()) {
         Spot::Root | Spot::TrashFolder => {
@@ -391,8 +418,8 @@ fn scope(parts: &http::request::Parts) -> Result<Scope, ApiError> {
         return Ok(Scope { removable: Some(source), moving: false });
     }
     // No Destination: the library answers 400.
-    let Some(value) = parts.headers.get("Destination") else { return Ok(Scope { removable: None, moving: true }) };
-    match destination(value, &parts.headers)? {
+    let Some(destination) = destination else { return Ok(Scope { removable: None, moving: true }) };
+    match destination {
         Spot::File(folder, name) => Ok(Scope { removable: Some((folder, name)), moving: true }),
         Spot::Root | Spot::TrashFolder => Err(ApiError::forbidden("a recording cannot be moved onto a folder")),
         Spot::Nowhere => Ok(Scope { removable: None, moving: true }),
