@@ -285,7 +285,11 @@ async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: St
     let mut res = match handled.catch_unwind().await {
         Ok(res) => res,
         Err(_) => {
-            log::error!("WebDAV: {method} panicked; answered 500");
+            // The library's in-memory lock table can panic on some sequences of LOCK, MOVE and
+            // DELETE, and a panic inside it poisons it for good: the user's locks are dropped
+            // (as a restart drops them) so the next request starts from a sound table.
+            lock(&dav.locks).remove(&user_id);
+            log::error!("WebDAV: {method} panicked; answered 500 and dropped the user's locks");
             return error_response(&ApiError::internal("webdav", "the request handler panicked"));
         }
     };
@@ -394,6 +398,11 @@ fn scope(parts: &http::request::Parts) -> Result<Scope, ApiError> {
             "method_not_allowed",
             "recordings are never rewritten in part; PUT a new file instead",
         ));
+    }
+    // The folders are fixed: there is nothing to lock in them, and the library's lock table
+    // panics when a lock on `/` is released.
+    if method == "LOCK" && matches!(target(parts.uri.path()), Spot::Root | Spot::TrashFolder) {
+        return Err(ApiError::forbidden("the folders cannot be locked; lock a file instead"));
     }
     if method != "DELETE" && method != "MOVE" && method != "COPY" {
         return Ok(Scope::default());
