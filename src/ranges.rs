@@ -36,6 +36,10 @@ pub fn single(header: &str) -> Option<Spec> {
     Some(Spec::From { start, end })
 }
 
+/// A range that starts past the end of the file: 416, with `Content-Range: bytes */SIZE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// The largest end a range is written with: no file is that large, and arithmetic on it by
 /// whoever reads the header cannot overflow.
 const MAX_END: u64 = u64::MAX / 2;
@@ -52,17 +56,17 @@ impl Spec {
 
     /// The first and last byte to send of a file of `size` bytes; `Err` when the range is
     /// outside the file (416).
-    pub fn resolve(self, size: u64) -> Result<(u64, u64), ()> {
+    pub fn resolve(self, size: u64) -> Result<(u64, u64), Unsatisfiable> {
         match self {
             Spec::Last(n) => {
                 if n == 0 || size == 0 {
-                    return Err(());
+                    return Err(Unsatisfiable);
                 }
                 Ok((size.saturating_sub(n), size - 1))
             }
             Spec::From { start, end } => {
                 if start >= size {
-                    return Err(());
+                    return Err(Unsatisfiable);
                 }
                 let last = size - 1;
                 Ok((start, end.map_or(last, |e| e.min(last))))
@@ -73,7 +77,7 @@ impl Spec {
 
 /// The byte range to send, from a `Range` header: `Err` for an unsatisfiable one, `Ok(None)` for
 /// a header answered with the whole file.
-pub fn resolve(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub fn resolve(header: &str, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     single(header).map(|spec| spec.resolve(size)).transpose()
 }
 
@@ -88,9 +92,9 @@ mod tests {
         assert_eq!(resolve("bytes=-100", 1000), Ok(Some((900, 999))));
         assert_eq!(resolve("bytes=-5000", 1000), Ok(Some((0, 999))));
         assert_eq!(resolve("bytes=990-2000", 1000), Ok(Some((990, 999))));
-        assert_eq!(resolve("bytes=1000-", 1000), Err(()));
-        assert_eq!(resolve("bytes=-0", 1000), Err(()));
-        assert_eq!(resolve("bytes=0-0", 0), Err(()));
+        assert_eq!(resolve("bytes=1000-", 1000), Err(Unsatisfiable));
+        assert_eq!(resolve("bytes=-0", 1000), Err(Unsatisfiable));
+        assert_eq!(resolve("bytes=0-0", 0), Err(Unsatisfiable));
     }
 
     #[test]

@@ -324,7 +324,7 @@ pub async fn serve_audio(
         None => None,
         Some(header) => match crate::ranges::resolve(header, size) {
             Ok(range) => range,
-            Err(()) => {
+            Err(crate::ranges::Unsatisfiable) => {
                 return Err(ApiError::new(
                     Status::RangeNotSatisfiable,
                     "range_not_satisfiable",

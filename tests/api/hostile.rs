@@ -576,7 +576,8 @@ fn deep_doctype_and_oversized_xml_bodies_are_refused_and_the_server_lives_on() {
     }
 
     // Methods that take no XML body, given the deep one: answered, never crashed.
-    let others: [(&str, &str, Vec<(&str, &str)>); 8] = [
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let others: [(&str, &str, Headers); 8] = [
         ("MKCOL", "/folder/", vec![]),
         ("UNLOCK", "/a.wav", vec![("Lock-Token", "<opaquelocktoken:nope>")]),
         ("REPORT", "/", vec![("Depth", "0")]),
@@ -1569,7 +1570,7 @@ struct Fuzzed {
 
 impl Fuzzed {
     fn random(rng: &mut StdRng, now: &Snapshot, host: &str, lock_tokens: &[String]) -> Fuzzed {
-        let method: &'static str = *METHODS.choose(rng).expect("a method");
+        let method: &'static str = METHODS.choose(rng).expect("a method");
         let live: Vec<&str> = now.values().filter(|r| !r.in_trash).map(|r| r.name.as_str()).collect();
         let trashed: Vec<&str> = now.values().filter(|r| r.in_trash).map(|r| r.name.as_str()).collect();
         let target = fuzz_path(rng, &live, &trashed);
