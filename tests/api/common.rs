@@ -440,6 +440,11 @@ impl Resp {
 }
 
 pub(crate) fn to_resp(r: ureq::Response) -> Resp {
+    to_resp_limited(r, u64::MAX)
+}
+
+/// The answer with at most `limit` bytes of its body read.
+pub(crate) fn to_resp_limited(r: ureq::Response, limit: u64) -> Resp {
     let status = r.status();
     let headers = r
         .headers_names()
@@ -447,7 +452,7 @@ pub(crate) fn to_resp(r: ureq::Response) -> Resp {
         .flat_map(|n| r.all(&n).into_iter().map(|v| (n.clone(), v.to_string())).collect::<Vec<_>>())
         .collect();
     let mut body = Vec::new();
-    r.into_reader().read_to_end(&mut body).expect("read body");
+    r.into_reader().take(limit).read_to_end(&mut body).expect("read body");
     Resp { status, headers, body }
 }
 
@@ -516,3 +521,25 @@ pub fn tone_wav(seconds: u32, level: impl Fn(u32, u32) -> f64) -> Vec<u8> {
         .collect();
     pcm_wav(RATE, &samples)
 }
+
+// WebDAV request bodies as real clients send them.
+
+/// What a PROPFIND for every property sends.
+pub const ALLPROP: &str =
+    r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#;
+
+/// What rclone sends to list (its `--webdav-vendor other` body), with another prefix.
+pub const NAMED_PROPS: &str = r#"<?xml version="1.0"?>
+<d:propfind xmlns:d="DAV:">
+ <d:prop>
+  <d:displayname/>
+  <d:getlastmodified/>
+  <d:getcontentlength/>
+  <d:resourcetype/>
+ </d:prop>
+</d:propfind>
+"#;
+
+/// A LOCK for an exclusive write lock.
+pub const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>the tests</D:href></D:owner></D:lockinfo>"#;

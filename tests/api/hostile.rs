@@ -14,7 +14,8 @@
 
 use crate::cli::{serve, signup};
 use crate::common::{
-    Resp, Server, basic, dav_path, eventually, fixture, send, send_json, sha256_hex, tone_wav, urlencode,
+    ALLPROP, LOCKINFO, NAMED_PROPS, Resp, Server, basic, dav_path, eventually, fixture, send, send_json, sha256_hex,
+    tone_wav, urlencode,
 };
 use crate::uploads::wav;
 use rand::rngs::StdRng;
@@ -28,24 +29,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const XML: &str = "application/xml; charset=utf-8";
-
-/// A PROPFIND for every property.
-const ALLPROP: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#;
-
-/// What rclone sends to list.
-const NAMED_PROPS: &str = r#"<?xml version="1.0"?>
-<d:propfind xmlns:d="DAV:">
- <d:prop>
-  <d:displayname/>
-  <d:getlastmodified/>
-  <d:getcontentlength/>
-  <d:resourcetype/>
- </d:prop>
-</d:propfind>
-"#;
-
-const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>the tests</D:href></D:owner></D:lockinfo>"#;
 
 const PROPPATCH: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>x</D:displayname></D:prop></D:set></D:propertyupdate>"#;
 
@@ -253,19 +236,10 @@ fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>, deadline: Instant, max
 
 /// A response read through ureq, keeping at most `limit` bytes of its body.
 fn send_bounded(req: ureq::Request, limit: u64) -> Resp {
-    let r = match req.call() {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+    match req.call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => crate::common::to_resp_limited(r, limit),
         Err(e) => panic!("transport error: {e}"),
-    };
-    let status = r.status();
-    let headers = r
-        .headers_names()
-        .into_iter()
-        .flat_map(|n| r.all(&n).into_iter().map(|v| (n.clone(), v.to_string())).collect::<Vec<_>>())
-        .collect();
-    let mut body = Vec::new();
-    r.into_reader().take(limit).read_to_end(&mut body).expect("read body");
-    Resp { status, headers, body }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

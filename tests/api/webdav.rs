@@ -8,7 +8,9 @@
 //! says loudly that it skipped, and fails instead when `RECORDER_REQUIRE_RCLONE=1` (as in CI).
 
 use crate::cli::{Running, recorder, signup};
-use crate::common::{Resp, Server, basic, dav_path, eventually, fixture, send, send_json, sha256_hex};
+use crate::common::{
+    ALLPROP, LOCKINFO, NAMED_PROPS, Resp, Server, basic, dav_path, eventually, fixture, send, send_json, sha256_hex,
+};
 use crate::uploads::wav;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -24,24 +26,6 @@ use crate::recordings::FIXTURES;
 
 /// Inputs that are not audio, from `tests/fixtures/not-audio`.
 const NOT_AUDIO: &[&str] = &["page.html", "image.png", "text-named.mp3"];
-
-/// What a PROPFIND for every property sends.
-const ALLPROP: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#;
-
-/// What rclone sends to list (its `--webdav-vendor other` body), with another prefix.
-const NAMED_PROPS: &str = r#"<?xml version="1.0"?>
-<d:propfind xmlns:d="DAV:">
- <d:prop>
-  <d:displayname/>
-  <d:getlastmodified/>
-  <d:getcontentlength/>
-  <d:resourcetype/>
- </d:prop>
-</d:propfind>
-"#;
-
-const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>the tests</D:href></D:owner></D:lockinfo>"#;
 
 /// An account with its browser session and an app token for WebDAV.
 struct User {
