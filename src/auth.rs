@@ -10,7 +10,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use rocket::http::{Cookie, CookieJar, Method, SameSite};
+use rocket::http::{Cookie, CookieJar, Method, SameSite, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -350,7 +350,29 @@ impl LoginThrottle {
         }
     }
 
-    pub fn record_failure(&self, username: &str, ip: Option<IpAddr>, now: i64) {
+    /// `Ok` when this attempt (a login, a WebDAV sign-in, a current-password check) may go
+    /// ahead, else 429 `too_many_requests` with `Retry-After`.
+    pub fn admit(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Result<(), ApiError> {
+        self.check(username, ip, now).map_err(|seconds| {
+            ApiError::new(
+                Status::TooManyRequests,
+                "too_many_requests",
+                "too many failed sign-ins or password checks; try again later",
+            )
+            .with_header("Retry-After", seconds.to_string())
+        })
+    }
+
+    /// Notes how an admitted attempt ended.
+    pub fn record(&self, username: &str, ip: Option<IpAddr>, now: i64, succeeded: bool) {
+        if succeeded {
+            self.record_success(username);
+        } else {
+            self.record_failure(username, ip, now);
+        }
+    }
+
+    fn record_failure(&self, username: &str, ip: Option<IpAddr>, now: i64) {
         let mut state = self.lock();
         if state.by_user.len() + state.by_ip.len() > PRUNE_AT {
             state.by_user.retain(|_, f| f.back().is_some_and(|&t| t + WINDOW_MS > now));
@@ -370,7 +392,7 @@ impl LoginThrottle {
         }
     }
 
-    pub fn record_success(&self, username: &str) {
+    fn record_success(&self, username: &str) {
         self.lock().by_user.remove(username);
     }
 }

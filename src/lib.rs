@@ -33,7 +33,6 @@ pub mod transcription;
 pub mod uploads;
 pub mod users;
 pub mod webdav;
-pub mod xml_guard;
 
 use rocket::config::{Ident, LogLevel, Shutdown};
 use rocket::fairing::AdHoc;

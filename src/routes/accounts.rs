@@ -88,7 +88,7 @@ async fn login(
     let Credentials { username, password } = body?.0;
     let key = username.to_ascii_lowercase();
     let now = state.clock.now_ms();
-    state.throttle.check(&key, ip, now).map_err(throttled)?;
+    state.throttle.admit(&key, ip, now)?;
     let found = match normalize_username(&username) {
         Ok(name) => state.db.run(move |conn| users::find_with_hash(conn, &name)).await?,
         Err(_) => None,
@@ -98,15 +98,10 @@ async fn login(
         None => (None, None),
     };
     let ok = state.passwords.verify(password, stored).await?;
+    state.throttle.record(&key, ip, now, ok && user.is_some());
     match user {
-        Some(user) if ok => {
-            state.throttle.record_success(&key);
-            start_session(state, jar, secure.0, user, Status::Ok).await
-        }
-        _ => {
-            state.throttle.record_failure(&key, ip, now);
-            Err(ApiError::invalid_credentials())
-        }
+        Some(user) if ok => start_session(state, jar, secure.0, user, Status::Ok).await,
+        _ => Err(ApiError::invalid_credentials()),
     }
 }
 
@@ -138,12 +133,6 @@ async fn me(state: &State<AppState>, auth: AuthUser) -> Result<Reply, ApiError> 
     Reply::json(Status::Ok, &serde_json::json!({"user": auth.user, "usage": usage}))
 }
 
-/// 429 for a password check that must wait.
-fn throttled(seconds: i64) -> ApiError {
-    ApiError::new(Status::TooManyRequests, "too_many_requests", "too many failed password checks; try again later")
-        .with_header("Retry-After", seconds.to_string())
-}
-
 /// Checks the signed-in user's password, answering 401 `invalid_credentials` when wrong. Each
 /// check counts in the login throttle, as a login does: a stolen app token (they never expire)
 /// must not be a way to guess the password at full speed.
@@ -154,16 +143,12 @@ async fn confirm_password(
     password: String,
 ) -> Result<(), ApiError> {
     let (key, now) = (auth.user.username.to_ascii_lowercase(), state.clock.now_ms());
-    state.throttle.check(&key, ip, now).map_err(throttled)?;
+    state.throttle.admit(&key, ip, now)?;
     let user_id = auth.user.id.clone();
     let stored = state.db.run(move |conn| users::password_hash(conn, &user_id)).await?;
-    if state.passwords.verify(password, stored).await? {
-        state.throttle.record_success(&key);
-        Ok(())
-    } else {
-        state.throttle.record_failure(&key, ip, now);
-        Err(ApiError::invalid_credentials())
-    }
+    let ok = state.passwords.verify(password, stored).await?;
+    state.throttle.record(&key, ip, now, ok);
+    if ok { Ok(()) } else { Err(ApiError::invalid_credentials()) }
 }
 
 #[derive(Deserialize)]

@@ -90,14 +90,8 @@ async fn events(
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = EventStream! {
         'stream: loop {
-            let (hash, now) = (token_hash.clone(), clock.now_ms());
-            match db.run(move |conn| users::credential_live(conn, &hash, now)).await {
-                Ok(true) => {}
-                Ok(false) => break 'stream,
-                Err(e) => {
-                    log::warn!("event stream: {}", e.message);
-                    break 'stream;
-                }
+            if !still_live(&db, &clock, &token_hash).await {
+                break 'stream;
             }
             // Everything after `at`, page by page.
             loop {
@@ -123,21 +117,39 @@ async fn events(
                     }
                 }
             }
-            // Then wait for this user's next change (or anyone's, when several changed).
+            // Then wait for this user's next change (or anyone's, when several changed); a
+            // revocation of theirs and each heartbeat only look at the credential.
             loop {
                 tokio::select! {
                     wake = wakes.recv() => match wake {
                         Ok(Wake::User(who) | Wake::Credentials(who)) if who != user_id => continue,
+                        Ok(Wake::Credentials(_)) => {}
                         Ok(_) | Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => break 'stream,
                     },
-                    _ = recheck.tick() => break,
+                    _ = recheck.tick() => {}
                     _ = &mut shutdown => break 'stream,
+                }
+                if !still_live(&db, &clock, &token_hash).await {
+                    break 'stream;
                 }
             }
         }
     };
     Ok(stream.heartbeat(heartbeat))
+}
+
+/// Whether the credential a stream was opened with is still live (not revoked, not expired); a
+/// database that cannot say ends the stream too.
+async fn still_live(db: &crate::db::Db, clock: &crate::Clock, token_hash: &[u8]) -> bool {
+    let (hash, now) = (token_hash.to_vec(), clock.now_ms());
+    match db.run(move |conn| users::credential_live(conn, &hash, now)).await {
+        Ok(live) => live,
+        Err(e) => {
+            log::warn!("event stream: {}", e.message);
+            false
+        }
+    }
 }
 
 pub fn routes() -> Vec<rocket::Route> {

@@ -543,3 +543,43 @@ pub const NAMED_PROPS: &str = r#"<?xml version="1.0"?>
 /// A LOCK for an exclusive write lock.
 pub const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>the tests</D:href></D:owner></D:lockinfo>"#;
+
+/// An account with its browser session and an app token for WebDAV.
+pub struct DavUser {
+    pub name: String,
+    pub session: String,
+    pub app: String,
+}
+
+impl DavUser {
+    pub fn new(s: &Server, name: &str) -> DavUser {
+        let session = s.signup(name);
+        let app = s.app_token(&session, "webdav");
+        DavUser { name: name.to_string(), session, app }
+    }
+
+    /// A WebDAV request with this user's name and app token.
+    pub fn dav(&self, s: &Server, method: &str, path: &str) -> ureq::Request {
+        s.dav(method, path, &self.name, &self.app)
+    }
+}
+
+/// Every recording of a list or the trash (`path`), walking all pages.
+pub fn all_pages(s: &Server, token: &str, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}?limit=200&cursor={}", urlencode(c)),
+            None => format!("{path}?limit=200"),
+        };
+        let r = send(s.auth("GET", &url, token), None);
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        let page = r.json();
+        out.extend(page["recordings"].as_array().expect("recordings").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return out,
+        }
+    }
+}

@@ -14,8 +14,8 @@
 
 use crate::cli::{serve, signup};
 use crate::common::{
-    ALLPROP, LOCKINFO, NAMED_PROPS, Resp, Server, basic, dav_path, eventually, fixture, send, send_json, sha256_hex,
-    tone_wav, urlencode,
+    ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, send,
+    send_json, sha256_hex, tone_wav, urlencode,
 };
 use crate::uploads::wav;
 use rand::rngs::StdRng;
@@ -245,25 +245,12 @@ fn send_bounded(req: ureq::Request, limit: u64) -> Resp {
 // ---------------------------------------------------------------------------------------------
 // Accounts, recordings and what the API says about them.
 
-/// An account with its browser session and an app token for WebDAV.
-struct User {
-    name: String,
-    session: String,
-    app: String,
+/// WebDAV over a raw connection, for spellings an HTTP client would rewrite.
+trait RawDav {
+    fn raw(&self, s: &Server, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp;
 }
 
-impl User {
-    fn new(s: &Server, name: &str) -> User {
-        let session = s.signup(name);
-        let app = s.app_token(&session, "webdav");
-        User { name: name.to_string(), session, app }
-    }
-
-    /// A WebDAV request with this user's name and app token (through ureq).
-    fn dav(&self, s: &Server, method: &str, path: &str) -> ureq::Request {
-        s.dav(method, path, &self.name, &self.app)
-    }
-
+impl RawDav for DavUser {
     /// A WebDAV request over a raw connection, the target as written, with this user's
     /// credentials; panics when no answer comes.
     fn raw(&self, s: &Server, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
@@ -302,25 +289,6 @@ fn retry_after(r: &Resp, what: &str) -> u64 {
 fn to_trash(s: &Server, token: &str, id: &str) {
     let r = send(s.auth("DELETE", &format!("/api/v1/recordings/{id}"), token), None);
     assert_eq!(r.status, 204, "trash {id}: {}", r.text());
-}
-
-fn all_pages(s: &Server, token: &str, path: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let url = match &cursor {
-            Some(c) => format!("{path}?limit=200&cursor={}", urlencode(c)),
-            None => format!("{path}?limit=200"),
-        };
-        let r = send(s.auth("GET", &url, token), None);
-        assert_eq!(r.status, 200, "{url}: {}", r.text());
-        let page = r.json();
-        out.extend(page["recordings"].as_array().expect("recordings").iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => return out,
-        }
-    }
 }
 
 /// A recording as the API lists it.
@@ -398,7 +366,7 @@ fn clip(text: &str) -> String {
 }
 
 /// The server still answers: a PROPFIND Depth 1 of the folder, and the API.
-fn assert_alive(s: &Server, u: &User, what: &str) {
+fn assert_alive(s: &Server, u: &DavUser, what: &str) {
     let r = u.raw(s, "PROPFIND", "/", &[("Depth", "1")], None);
     assert_eq!(r.status, 207, "after {what}: PROPFIND / answers {} {}", r.status, r.text());
     let me = send(s.auth("GET", "/api/v1/me", &u.session), None);
@@ -431,7 +399,7 @@ struct XmlCase {
 #[test]
 fn deep_doctype_and_oversized_xml_bodies_are_refused_and_the_server_lives_on() {
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
-    let u = User::new(&s, "xena");
+    let u = DavUser::new(&s, "xena");
     s.upload_id(&u.session, "a.wav", &wav(3_000, 1));
     s.upload_id(&u.session, "b.wav", &wav(3_100, 2));
     let old = s.upload_id(&u.session, "old.wav", &wav(3_200, 3));
@@ -615,7 +583,7 @@ const FOLDER_TARGETS: &[&str] =
 #[test]
 fn move_copy_and_delete_never_empty_a_folder_whatever_the_spelling() {
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
-    let u = User::new(&s, "fola");
+    let u = DavUser::new(&s, "fola");
     let host = dav_host(&s);
     let mut bytes_of: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut upload = |name: &str, seed: u64| {
@@ -736,7 +704,7 @@ fn move_copy_and_delete_never_empty_a_folder_whatever_the_spelling() {
 #[test]
 fn the_folders_cannot_be_locked_and_unlocking_breaks_nothing() {
     let s = Server::start_dav();
-    let u = User::new(&s, "lockie");
+    let u = DavUser::new(&s, "lockie");
     let file = crate::common::tone_wav(1, |_, _| 0.3);
     assert_eq!(u.raw(&s, "PUT", "/memo.wav", &[], Some(&file)).status, 201);
     for folder in ["/", "//", "/Trash/", "/%54rash", "/x/.."] {
@@ -1187,7 +1155,7 @@ fn a_tus_upload_of_length_0_is_created_and_is_no_recording() {
 #[test]
 fn thousands_of_ranges_are_answered_with_at_most_the_file() {
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
-    let u = User::new(&s, "rhea");
+    let u = DavUser::new(&s, "rhea");
     let bytes = wav(20_000, 9);
     let size = bytes.len() as u64;
     let id = s.upload_id(&u.session, "ranges.wav", &bytes);
@@ -1617,7 +1585,7 @@ impl Fuzzed {
 
 /// Uploads (through the API) until the user has two live recordings and one in the trash; true
 /// when it uploaded anything.
-fn keep_library(s: &Server, u: &User, now: &Snapshot, fresh: &mut u64) -> bool {
+fn keep_library(s: &Server, u: &DavUser, now: &Snapshot, fresh: &mut u64) -> bool {
     let live = now.values().filter(|r| !r.in_trash).count();
     let mut changed = false;
     for _ in live..2 {
@@ -1697,7 +1665,7 @@ fn webdav_fuzz_never_crashes_or_changes_more_than_one_file() {
     eprintln!("webdav fuzz: seed {seed} (replay with RECORDER_FUZZ_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
-    let u = User::new(&s, "fuzzy");
+    let u = DavUser::new(&s, "fuzzy");
     let host = dav_host(&s);
     let credentials = basic(&u.name, &u.app);
 

@@ -2,7 +2,7 @@
 //! server.
 
 use crate::cli::{recorder, run};
-use crate::common::{Server, fixture, send, send_json, sha256_hex};
+use crate::common::{Server, all_pages, fixture, send, send_json, sha256_hex};
 use recorder::storage::Storage;
 use serde_json::{Value, json};
 use std::io::Write as _;
@@ -33,26 +33,6 @@ fn command_with(data: &Path, env: &[(String, String)], args: &[&str]) -> (i32, S
 /// Runs a command of the binary on a server's data directory, with its object store settings.
 fn command_on(server: &Server, args: &[&str]) -> (i32, String, String) {
     command_with(&server.data(), &server.store_env(), args)
-}
-
-/// Every recording of a list or the trash, walking all pages.
-fn all(server: &Server, token: &str, path: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let url = match &cursor {
-            Some(c) => format!("{path}?limit=200&cursor={c}"),
-            None => format!("{path}?limit=200"),
-        };
-        let page = send(server.auth("GET", &url, token), None);
-        assert_eq!(page.status, 200, "{}", page.text());
-        let page = page.json();
-        out.extend(page["recordings"].as_array().expect("recordings").iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return out,
-        }
-    }
 }
 
 fn login(server: &Server, username: &str) -> String {
@@ -135,9 +115,10 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     assert_eq!(sha256_hex(&server.stored_bytes(good).expect("read")), good_hash);
 
     // The owner sees the good one in the list and the damaged ones in the trash, marked.
-    let listed: Vec<String> = all(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].to_string()).collect();
+    let listed: Vec<String> =
+        all_pages(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].to_string()).collect();
     assert_eq!(listed, vec![format!("\"{good}\"")]);
-    let trash = all(&server, &token, "/api/v1/trash");
+    let trash = all_pages(&server, &token, "/api/v1/trash");
     let problem_of = |id: &str| {
         trash.iter().find(|r| r["id"] == id).map(|r| r["problem"].clone()).unwrap_or(Value::String("absent".into()))
     };
@@ -215,12 +196,13 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
     assert!(out.contains("copied the database"), "{out}");
 
     // The backup works as a data directory: every listed recording's bytes hash to its sha256.
-    let source_ids: Vec<Value> = all(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].clone()).collect();
+    let source_ids: Vec<Value> =
+        all_pages(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].clone()).collect();
     assert_eq!(source_ids.len(), 25);
     let backed_up = {
         let restored = Server::start_with(|c| c.data_dir = dest.clone());
         let token = login(&restored, "alice");
-        let listed = all(&restored, &token, "/api/v1/recordings");
+        let listed = all_pages(&restored, &token, "/api/v1/recordings");
         assert!(listed.len() >= FIXTURES.len(), "the recordings from before the backup are there: {}", listed.len());
         for r in &listed {
             assert!(source_ids.contains(&r["id"]), "{r}");
@@ -317,12 +299,12 @@ fn check_does_not_repair_an_unmounted_disk_or_a_lost_database_and_refuses_a_dire
     let (code, out, err) = command_on(&server, &["check", "--repair"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("12 problems not repaired: most recordings' files are missing"), "{out}");
-    assert_eq!(all(&server, &token, "/api/v1/recordings").len(), 12, "every recording is still listed");
-    assert!(all(&server, &token, "/api/v1/trash").is_empty());
+    assert_eq!(all_pages(&server, &token, "/api/v1/recordings").len(), 12, "every recording is still listed");
+    assert!(all_pages(&server, &token, "/api/v1/trash").is_empty());
     // When they are really gone, --force repairs.
     let (code, out, err) = command_on(&server, &["check", "--repair", "--force"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(all(&server, &token, "/api/v1/trash").len(), 12);
+    assert_eq!(all_pages(&server, &token, "/api/v1/trash").len(), 12);
 
     // Files without rows in an empty database look like a lost database: kept. (No server runs
     // there: its own startup sweep must not race the files made here.)
@@ -381,7 +363,7 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     assert!(err.contains("refusing to replace the backup"), "{err}");
     assert_eq!(walk_files(&dest.join("recordings")), files, "the good backup is untouched");
     let restored = Server::start_with(|c| c.data_dir = dest.clone());
-    assert_eq!(all(&restored, &login(&restored, "alice"), "/api/v1/recordings").len(), FIXTURES.len());
+    assert_eq!(all_pages(&restored, &login(&restored, "alice"), "/api/v1/recordings").len(), FIXTURES.len());
 
     // While a server serves the backup directory, a backup into it is refused.
     let (code, out, err) = command_on(&server, &["backup", &dest_arg]);

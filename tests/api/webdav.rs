@@ -9,7 +9,8 @@
 
 use crate::cli::{Running, recorder, signup};
 use crate::common::{
-    ALLPROP, LOCKINFO, NAMED_PROPS, Resp, Server, basic, dav_path, eventually, fixture, send, send_json, sha256_hex,
+    ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, send,
+    send_json, sha256_hex,
 };
 use crate::uploads::wav;
 use serde_json::{Value, json};
@@ -26,26 +27,6 @@ use crate::recordings::FIXTURES;
 
 /// Inputs that are not audio, from `tests/fixtures/not-audio`.
 const NOT_AUDIO: &[&str] = &["page.html", "image.png", "text-named.mp3"];
-
-/// An account with its browser session and an app token for WebDAV.
-struct User {
-    name: String,
-    session: String,
-    app: String,
-}
-
-impl User {
-    fn new(s: &Server, name: &str) -> User {
-        let session = s.signup(name);
-        let app = s.app_token(&session, "webdav");
-        User { name: name.to_string(), session, app }
-    }
-
-    /// A WebDAV request with this user's name and app token.
-    fn dav(&self, s: &Server, method: &str, path: &str) -> ureq::Request {
-        s.dav(method, path, &self.name, &self.app)
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // A minimal reader of multistatus XML: elements by local name, whatever the namespace prefix.
@@ -216,20 +197,20 @@ fn multistatus(xml: &str) -> Vec<Entry> {
 // ---------------------------------------------------------------------------------------------
 // Helpers over the WebDAV port and the JSON API.
 
-fn propfind_with(s: &Server, u: &User, path: &str, depth: &str, body: &str) -> Resp {
+fn propfind_with(s: &Server, u: &DavUser, path: &str, depth: &str, body: &str) -> Resp {
     let req = u.dav(s, "PROPFIND", path).set("Depth", depth).set("Content-Type", "application/xml; charset=utf-8");
     send(req, Some(body.as_bytes()))
 }
 
 /// PROPFIND for every property; asserts 207 and returns the entries.
-fn propfind(s: &Server, u: &User, path: &str, depth: &str) -> Vec<Entry> {
+fn propfind(s: &Server, u: &DavUser, path: &str, depth: &str) -> Vec<Entry> {
     let r = propfind_with(s, u, path, depth, ALLPROP);
     assert_eq!(r.status, 207, "PROPFIND {path} Depth {depth}: {}", r.text());
     multistatus(&r.text())
 }
 
 /// The files (not collections) a PROPFIND Depth 1 of the folder lists, by shown name.
-fn files(s: &Server, u: &User, folder: &str) -> Vec<Entry> {
+fn files(s: &Server, u: &DavUser, folder: &str) -> Vec<Entry> {
     propfind(s, u, folder, "1").into_iter().filter(|e| !e.collection).collect()
 }
 
@@ -237,11 +218,11 @@ fn names(entries: &[Entry]) -> Vec<String> {
     entries.iter().map(|e| e.name.clone()).collect()
 }
 
-fn get(s: &Server, u: &User, name: &str) -> Resp {
+fn get(s: &Server, u: &DavUser, name: &str) -> Resp {
     send(u.dav(s, "GET", &dav_path(name)), None)
 }
 
-fn put(s: &Server, u: &User, path: &str, bytes: &[u8]) -> Resp {
+fn put(s: &Server, u: &DavUser, path: &str, bytes: &[u8]) -> Resp {
     send(u.dav(s, "PUT", path), Some(bytes))
 }
 
@@ -249,7 +230,7 @@ fn put(s: &Server, u: &User, path: &str, bytes: &[u8]) -> Resp {
 /// body only after `100 Continue`. Returns the final status and response head. (A client that
 /// sends the body at once may see the connection closed under it instead of a refusal that
 /// came before the body.)
-fn put_expecting_continue(s: &Server, u: &User, path: &str, body: &[u8]) -> (u16, String) {
+fn put_expecting_continue(s: &Server, u: &DavUser, path: &str, body: &[u8]) -> (u16, String) {
     let addr = s.dav_url("").trim_start_matches("http://").to_string();
     let mut stream = TcpStream::connect(&addr).expect("connect to the WebDAV port");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
@@ -282,7 +263,7 @@ fn put_expecting_continue(s: &Server, u: &User, path: &str, body: &[u8]) -> (u16
     read_head(&mut reader)
 }
 
-fn move_to(s: &Server, u: &User, from: &str, to: &str, overwrite: Option<&str>) -> Resp {
+fn move_to(s: &Server, u: &DavUser, from: &str, to: &str, overwrite: Option<&str>) -> Resp {
     let mut req = u.dav(s, "MOVE", from).set("Destination", &s.dav_url(to));
     if let Some(flag) = overwrite {
         req = req.set("Overwrite", flag);
@@ -298,25 +279,6 @@ fn recordings(s: &Server, token: &str) -> Vec<Value> {
 /// Everything in the user's trash through the API.
 fn trash(s: &Server, token: &str) -> Vec<Value> {
     all_pages(s, token, "/api/v1/trash")
-}
-
-fn all_pages(s: &Server, token: &str, path: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let url = match &cursor {
-            Some(c) => format!("{path}?limit=200&cursor={}", crate::common::urlencode(c)),
-            None => format!("{path}?limit=200"),
-        };
-        let r = send(s.auth("GET", &url, token), None);
-        assert_eq!(r.status, 200, "{url}: {}", r.text());
-        let page = r.json();
-        out.extend(page["recordings"].as_array().expect("recordings").iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => return out,
-        }
-    }
 }
 
 fn by_id<'a>(list: &'a [Value], id: &str) -> Option<&'a Value> {
@@ -368,7 +330,7 @@ fn webdav_is_off_unless_enabled() {
 #[test]
 fn options_and_propfind_at_depth_0_1_and_infinity() {
     let s = Server::start_dav();
-    let u = User::new(&s, "alice");
+    let u = DavUser::new(&s, "alice");
     let memo = wav(4_000, 1);
     s.upload_id(&u.session, "memo.wav", &memo);
 
@@ -454,7 +416,7 @@ fn options_and_propfind_at_depth_0_1_and_infinity() {
 #[test]
 fn a_long_listing_names_every_recording_once_in_name_order() {
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
-    let u = User::new(&s, "lena");
+    let u = DavUser::new(&s, "lena");
     const N: usize = 1_200;
     let expected: HashMap<String, usize> = (0..N).map(|i| (format!("take-{i:04}.wav"), 1_000 + i % 7)).collect();
     std::thread::scope(|scope| {
@@ -499,7 +461,7 @@ fn a_long_listing_names_every_recording_once_in_name_order() {
 #[test]
 fn duplicate_names_get_the_id_suffix_and_each_opens_its_own_recording() {
     let s = Server::start_dav();
-    let u = User::new(&s, "dora");
+    let u = DavUser::new(&s, "dora");
     let bodies: Vec<Vec<u8>> = (0..3).map(|i| wav(2_000 + i, 10 + i as u64)).collect();
     let ids: Vec<String> = bodies.iter().map(|b| s.upload_id(&u.session, "dup.wav", b)).collect();
     let bare: Vec<Vec<u8>> = (0..2).map(|i| wav(3_000 + i, 20 + i as u64)).collect();
@@ -542,7 +504,7 @@ fn duplicate_names_get_the_id_suffix_and_each_opens_its_own_recording() {
 #[test]
 fn get_and_head_answer_ranges_with_the_stored_type_and_safe_headers() {
     let s = Server::start_dav();
-    let u = User::new(&s, "gina");
+    let u = DavUser::new(&s, "gina");
     let bytes = wav(10_000, 3);
     s.upload_id(&u.session, "clip.wav", &bytes);
     // An M4A named .mp3: served as what it is, listed as what its name says.
@@ -593,7 +555,7 @@ fn get_and_head_answer_ranges_with_the_stored_type_and_safe_headers() {
 #[test]
 fn put_stores_through_the_upload_path_and_never_replaces_audio() {
     let s = Server::start_dav();
-    let u = User::new(&s, "pete");
+    let u = DavUser::new(&s, "pete");
     let m4a = fixture("speech.m4a");
 
     let r = put(&s, &u, "/new.m4a", &m4a);
@@ -655,7 +617,7 @@ fn put_stores_through_the_upload_path_and_never_replaces_audio() {
 #[test]
 fn put_refuses_what_is_not_audio_or_too_large_and_leaves_nothing() {
     let s = Server::start_dav_with(|c| c.max_upload_size = 100_000);
-    let u = User::new(&s, "nina");
+    let u = DavUser::new(&s, "nina");
     for name in NOT_AUDIO {
         let r = put(&s, &u, &dav_path(name), &fixture(&format!("not-audio/{name}")));
         assert_eq!(r.status, 415, "{name}: {}", r.text());
@@ -674,7 +636,7 @@ fn put_refuses_what_is_not_audio_or_too_large_and_leaves_nothing() {
 #[test]
 fn move_renames_trashes_restores_and_an_overwritten_destination_goes_to_the_trash() {
     let s = Server::start_dav();
-    let u = User::new(&s, "mona");
+    let u = DavUser::new(&s, "mona");
     let a = s.upload_id(&u.session, "a.wav", &wav(2_000, 1));
     let y = s.upload_id(&u.session, "y.wav", &wav(2_100, 2));
     let z = s.upload_id(&u.session, "z.wav", &wav(2_200, 3));
@@ -722,7 +684,7 @@ fn move_renames_trashes_restores_and_an_overwritten_destination_goes_to_the_tras
 #[test]
 fn delete_trashes_delete_in_the_trash_is_final_and_folders_are_fixed() {
     let s = Server::start_dav();
-    let u = User::new(&s, "dina");
+    let u = DavUser::new(&s, "dina");
     let d = s.upload_id(&u.session, "d.wav", &wav(2_000, 4));
     s.upload_id(&u.session, "keep.wav", &wav(2_100, 5));
 
@@ -754,8 +716,8 @@ fn delete_trashes_delete_in_the_trash_is_final_and_folders_are_fixed() {
 #[test]
 fn a_lock_keeps_out_writes_without_its_token_until_unlocked() {
     let s = Server::start_dav();
-    let u = User::new(&s, "lola");
-    let other = User::new(&s, "lars");
+    let u = DavUser::new(&s, "lola");
+    let other = DavUser::new(&s, "lars");
     s.upload_id(&u.session, "locked.wav", &wav(2_000, 6));
 
     let r = send(
@@ -794,8 +756,8 @@ fn a_lock_keeps_out_writes_without_its_token_until_unlocked() {
 #[test]
 fn basic_auth_takes_an_app_token_only_and_failures_are_throttled() {
     let s = Server::start_dav();
-    let alice = User::new(&s, "alice");
-    let bob = User::new(&s, "bob");
+    let alice = DavUser::new(&s, "alice");
+    let bob = DavUser::new(&s, "bob");
     let ok = |r: &Resp| r.status == 207;
 
     let r = send(s.dav_req("PROPFIND", "/").set("Depth", "0"), None);
@@ -821,7 +783,7 @@ fn basic_auth_takes_an_app_token_only_and_failures_are_throttled() {
 
     // Five failures for a username within 15 minutes: 429 with Retry-After, even with the
     // right token, until the window has passed.
-    let carl = User::new(&s, "carl");
+    let carl = DavUser::new(&s, "carl");
     for _ in 0..5 {
         assert_eq!(with("carl", "guess").status, 401);
     }
@@ -837,8 +799,8 @@ fn basic_auth_takes_an_app_token_only_and_failures_are_throttled() {
 #[test]
 fn one_user_never_sees_another_users_recordings() {
     let s = Server::start_dav();
-    let alice = User::new(&s, "alice");
-    let bob = User::new(&s, "bob");
+    let alice = DavUser::new(&s, "alice");
+    let bob = DavUser::new(&s, "bob");
     let secret = wav(3_000, 9);
     let id = s.upload_id(&alice.session, "secret.wav", &secret);
     s.upload_id(&bob.session, "mine.wav", &wav(3_100, 10));
@@ -902,7 +864,7 @@ impl Rclone {
         None
     }
 
-    fn new(bin: PathBuf, s: &Server, user: &User) -> Rclone {
+    fn new(bin: PathBuf, s: &Server, user: &DavUser) -> Rclone {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("rclone.conf"), "").expect("an empty rclone config");
         let mut rclone = Rclone { bin, dir, url: s.dav_url("/"), user: user.name.clone(), obscured: String::new() };
@@ -997,7 +959,7 @@ fn rclone_copies_lists_downloads_renames_and_deletes_through_webdav() {
     let test = "rclone_copies_lists_downloads_renames_and_deletes_through_webdav";
     let Some(bin) = Rclone::find(test) else { return };
     let s = Server::start_dav();
-    let u = User::new(&s, "rclone");
+    let u = DavUser::new(&s, "rclone");
     let rclone = Rclone::new(bin, &s, &u);
 
     // Up: every fixture becomes a recording of its type and duration.
