@@ -227,11 +227,14 @@ pub async fn one_shot(
     let checked = check_params(state, user_id, headers, name, recorded_at).await;
     let (mut name, mut recorded_at) = match checked {
         Ok(Ok(params)) => params,
-        Ok(Err(existing)) => return Ok((Status::Ok, existing)),
+        // Answered without storing the body: read (a bounded amount of) what the client is
+        // sending first, so a small upload sees this answer instead of a connection reset.
+        Ok(Err(existing)) => {
+            discard_body(data).await;
+            return Ok((Status::Ok, existing));
+        }
         Err(e) => {
-            // Read (a bounded amount of) what the client is sending, so a small upload sees
-            // this answer instead of a connection reset.
-            let _ = data.open(1.mebibytes()).stream_to(tokio::io::sink()).await;
+            discard_body(data).await;
             return Err(e);
         }
     };
@@ -299,6 +302,11 @@ pub async fn one_shot(
         Stored::Existing(existing) => Ok((Status::Ok, existing)),
         Stored::Declined => Err(ApiError::internal("one-shot upload", "declined without a check")),
     }
+}
+
+/// Reads and drops at most 1 MiB of a body that will not be stored, before an early answer.
+pub async fn discard_body(data: Data<'_>) {
+    let _ = data.open(1.mebibytes()).stream_to(tokio::io::sink()).await;
 }
 
 /// The recording an earlier upload with this idempotency key created, if any (the key is checked).

@@ -395,7 +395,7 @@ pub async fn draft_create(
     if let Some(key) = &headers.idempotency_key
         && let Some(existing) = ingest::earlier_upload(state, user_id, key).await?
     {
-        let _ = data.open(rocket::data::ToByteUnit::mebibytes(1)).stream_to(tokio::io::sink()).await;
+        ingest::discard_body(data).await;
         return Ok(Reply::json(Status::Ok, &existing)?
             .header("Location", format!("/api/v1/recordings/{}", existing.id))
             .header("Recording-Id", existing.id.clone())

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 /// Every audio fixture, its content type, and its true duration in ms. ADTS has no index, so
 /// its "truth" is the sentence's length that every other encoding reports.
@@ -176,6 +177,38 @@ fn idempotency_key_retries_return_the_first_recording() {
     let again = up("retry-1");
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["id"], first.json()["id"]);
+    // A retry whose body is larger than the socket buffers still reads its answer: the server
+    // answers 200 only after taking (up to 1 MiB of) the body it does not store.
+    let big: Vec<u8> = bytes.iter().copied().cycle().take(900 * 1024).collect();
+    let retried =
+        send(s.auth("POST", "/api/v1/recordings?name=memo.m4a", &token).set("Idempotency-Key", "retry-1"), Some(&big));
+    assert_eq!(retried.status, 200, "{}", retried.text());
+    assert_eq!(retried.json()["id"], first.json()["id"]);
+    // On the wire: the answer waits for the body (so a slow client is not cut off mid-write),
+    // and the connection stays open for the next request.
+    let mut conn = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let head = format!(
+        "POST /api/v1/recordings?name=memo.m4a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: retry-1\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    );
+    conn.write_all(head.as_bytes()).expect("head");
+    conn.write_all(&bytes[..bytes.len() / 2]).expect("first half");
+    conn.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    let mut early = [0u8; 64];
+    match conn.read(&mut early) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        other => panic!("answered before the body arrived: {other:?} {:?}", String::from_utf8_lossy(&early)),
+    }
+    conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    conn.write_all(&bytes[bytes.len() / 2..]).expect("second half");
+    let again = format!(
+        "GET /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(again.as_bytes()).expect("second request");
+    let mut answers = String::new();
+    conn.read_to_string(&mut answers).expect("both answers");
+    assert!(answers.starts_with("HTTP/1.1 200 OK"), "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
     up(&"k".repeat(129)).assert_error(400, "bad_request");
     // Two racing uploads with one key make one recording.
     let statuses: Vec<(u16, Value)> = std::thread::scope(|scope| {
