@@ -98,12 +98,8 @@ impl Server {
         if test_store_is_s3() && config.data_dir != default_dir {
             // A test that serves one data directory twice finds its recordings under the same
             // prefix the second time.
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            config.data_dir.hash(&mut hasher);
-            let prefix = format!("dir-{:016x}", hasher.finish());
             if let Some(s3) = config.s3.as_mut().filter(|s3| s3.prefix.starts_with("server-")) {
-                s3.prefix = prefix;
+                s3.prefix = prefix_of(&config.data_dir);
             }
         }
         let clock = Clock::default();
@@ -330,6 +326,15 @@ impl Server {
         }
     }
 
+    /// The store settings for commands on a data directory that tests serve with
+    /// `Server::start_with(|c| c.data_dir = …)` (none unless the test store is the object store).
+    pub fn store_env_for(data: &Path) -> Vec<(String, String)> {
+        if !test_store_is_s3() {
+            return Vec::new();
+        }
+        crate::s3::env_vars(&crate::s3::shared().config(&prefix_of(data)), "s3")
+    }
+
     /// Replaces a recording's stored bytes behind the server's back, wherever they are.
     pub fn replace_stored(&self, id: &str, bytes: &[u8]) {
         let uuid = uuid::Uuid::parse_str(id).expect("uuid");
@@ -355,6 +360,14 @@ impl Server {
     pub fn db(&self) -> recorder::db::Db {
         recorder::db::Db::open(&self.data().join("recorder.db")).expect("db")
     }
+}
+
+/// The object store prefix of a data directory a test serves more than once.
+fn prefix_of(data: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut hasher);
+    format!("dir-{:016x}", hasher.finish())
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -19,6 +19,7 @@ mod openapi;
 mod ops;
 mod recordings;
 mod s3;
+mod safety;
 mod shares;
 mod transcripts;
 mod tus_client;

@@ -411,8 +411,9 @@ impl Bucket {
     }
 
     /// The names of the objects under the prefix (recording ids, for a server's prefix).
+    /// (The store's own marker and database copies, named with a leading dot, are left out.)
     pub fn names(&self) -> Vec<String> {
-        self.list().into_iter().map(|(name, _)| name).collect()
+        self.list().into_iter().map(|(name, _)| name).filter(|name| !name.starts_with('.')).collect()
     }
 }
 
