@@ -31,11 +31,11 @@ pub struct BackupError {
     pub usage: bool,
 }
 
-fn fail(message: impl Into<String>) -> BackupError {
+pub(crate) fn fail(message: impl Into<String>) -> BackupError {
     BackupError { message: message.into(), usage: false }
 }
 
-fn ctx<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> BackupError {
+pub(crate) fn ctx<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> BackupError {
     move |e| fail(format!("{what}: {e}"))
 }
 
@@ -243,7 +243,7 @@ fn resolve(path: &Path) -> PathBuf {
 }
 
 /// Copies the live database into `to` with the online backup API: one step, one read snapshot.
-fn copy_database(from: &Path, to: &Path) -> Result<u64, BackupError> {
+pub(crate) fn copy_database(from: &Path, to: &Path) -> Result<u64, BackupError> {
     let src = Connection::open(from).map_err(ctx(from.display()))?;
     src.busy_timeout(Duration::from_secs(10)).map_err(ctx(from.display()))?;
     let mut dst = Connection::open(to).map_err(ctx(to.display()))?;
@@ -318,9 +318,11 @@ fn copy_file(source: &Storage, target: &Storage, row: &Row) -> Result<Outcome, B
     });
     match result {
         Ok((bytes, hash)) => {
+            // The backup's files keep what the server's keep, for a recovery from them alone.
+            let keep = source.store(row.store).ok().and_then(|store| store.kept(&id).ok().flatten());
             target
                 .local()
-                .put_file(&partial, &id, Place::Move)
+                .put_file(&partial, &id, Place::Move, keep.as_ref())
                 .map_err(ctx(format!("cannot store {relative} in the backup")))?;
             Ok(Outcome::Copied { bytes, hash_ok: hash == row.sha256 })
         }
@@ -363,7 +365,7 @@ fn remove_db_files(db: &Path, suffixes: &[&str]) -> Result<(), BackupError> {
 }
 
 /// Makes the new database durable and puts it in place of the previous backup's.
-fn publish(snapshot: &Path, db: &Path) -> Result<(), BackupError> {
+pub(crate) fn publish(snapshot: &Path, db: &Path) -> Result<(), BackupError> {
     use std::os::unix::fs::PermissionsExt as _;
     fs::set_permissions(snapshot, fs::Permissions::from_mode(0o600)).map_err(ctx(snapshot.display()))?;
     File::open(snapshot).and_then(|f| f.sync_all()).map_err(ctx(snapshot.display()))?;

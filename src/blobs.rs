@@ -107,6 +107,80 @@ pub struct Object {
     pub modified_ms: i64,
 }
 
+/// What a stored file keeps beside its bytes, so that it can become a recording again without
+/// the database (`recorder check --recover`): an extended attribute on disk ([`XATTR`]), object
+/// metadata in an object store ([`S3_METADATA`]). Written in the same durable step as the bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Keep {
+    /// The owner's username and account id when the bytes were stored.
+    pub owner: String,
+    pub user_id: String,
+    /// The name the recording was given at upload, when one was (else it is named from
+    /// `recorded_at`, as at upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<i64>,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// The extended attribute holding a local file's [`Keep`], as JSON.
+pub const XATTR: &str = "user.recorder";
+/// The object metadata key (`x-amz-meta-recorder`) holding an object's [`Keep`], as base64url
+/// JSON (header values are ASCII).
+pub const S3_METADATA: &str = "recorder";
+/// Above this, what is kept is not written (a name is at most 255 characters; this is plenty).
+const KEEP_MAX: usize = 1536;
+
+impl Keep {
+    pub fn to_json(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self).ok().filter(|json| json.len() <= KEEP_MAX)
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Option<Keep> {
+        if bytes.len() > KEEP_MAX {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// For object metadata.
+    pub fn to_header(&self) -> Option<String> {
+        use base64::Engine as _;
+        self.to_json().map(|json| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+    }
+
+    pub fn from_header(text: &str) -> Option<Keep> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).ok().and_then(|b| Keep::from_json(&b))
+    }
+
+    /// Writes it on a local file. A file system without extended attributes (FAT, exFAT) keeps
+    /// nothing: recovering such a file needs `--owner`, and the log says so once.
+    pub fn write_on(&self, path: &Path) -> io::Result<()> {
+        let Some(json) = self.to_json() else { return Ok(()) };
+        match xattr::set(path, XATTR, &json) {
+            Err(e) if e.raw_os_error() == Some(95) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    log::warn!(
+                        "the data directory's file system keeps no extended attributes: a recording's owner and \
+                         name cannot be read back from its file alone (recorder check --recover needs --owner)"
+                    );
+                });
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// What a local file keeps, if anything.
+    pub fn read_from(path: &Path) -> Option<Keep> {
+        xattr::get(path, XATTR).ok().flatten().and_then(|bytes| Keep::from_json(&bytes))
+    }
+}
+
 /// Bytes for a response, read as the client takes them.
 pub type Body = Pin<Box<dyn AsyncRead + Send + Sync>>;
 
@@ -125,10 +199,13 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> Backend;
     /// For messages: "the data directory /srv/recorder", "S3 bucket b at http://…".
     fn describe(&self) -> String;
-    /// Stores the finished, fsynced file at `source` as recording `id`, durably.
-    fn put_file(&self, source: &Path, id: &Uuid, place: Place) -> Result<(), BlobError>;
+    /// Stores the finished, fsynced file at `source` as recording `id`, durably, with what it
+    /// keeps for recovery.
+    fn put_file(&self, source: &Path, id: &Uuid, place: Place, keep: Option<&Keep>) -> Result<(), BlobError>;
     /// Stores `size` bytes read from `reader` as recording `id`, durably (migration, restore).
-    fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid) -> Result<(), BlobError>;
+    fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid, keep: Option<&Keep>) -> Result<(), BlobError>;
+    /// What the stored bytes keep for recovery, if anything.
+    fn kept(&self, id: &Uuid) -> Result<Option<Keep>, BlobError>;
     /// Removes a recording's bytes; already gone is fine.
     fn delete(&self, id: &Uuid) -> Result<(), BlobError>;
     /// The size of a recording's bytes; `None` when there are none.
@@ -243,8 +320,13 @@ impl Store for LocalStore {
         format!("the data directory {}", self.root.display())
     }
 
-    fn put_file(&self, source: &Path, id: &Uuid, place: Place) -> Result<(), BlobError> {
+    fn put_file(&self, source: &Path, id: &Uuid, place: Place, keep: Option<&Keep>) -> Result<(), BlobError> {
         let (target, shard) = self.place(id).map_err(BlobError::Disk)?;
+        // On the inode before the rename: the directory's fsync below commits both in one
+        // journal transaction (ext4 and XFS log metadata in order).
+        if let Some(keep) = keep {
+            keep.write_on(source).map_err(BlobError::Disk)?;
+        }
         match place {
             Place::Move => fs::rename(source, &target).map_err(BlobError::Disk)?,
             Place::Link => {
@@ -260,7 +342,7 @@ impl Store for LocalStore {
         crate::storage::sync_dir(&shard).map_err(BlobError::Disk)
     }
 
-    fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid) -> Result<(), BlobError> {
+    fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid, keep: Option<&Keep>) -> Result<(), BlobError> {
         let (target, shard) = self.place(id).map_err(BlobError::Disk)?;
         let tmp = self.root.join("tmp").join(format!("put-{}", Uuid::now_v7()));
         let written = (|| {
@@ -268,6 +350,9 @@ impl Store for LocalStore {
             let copied = io::copy(reader, &mut out)?;
             if copied != size {
                 return Err(io::Error::other(format!("read {copied} bytes where {size} were expected")));
+            }
+            if let Some(keep) = keep {
+                keep.write_on(&tmp)?;
             }
             out.sync_all()?;
             fs::rename(&tmp, &target)?;
@@ -284,6 +369,10 @@ impl Store for LocalStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(BlobError::Disk(e)),
             _ => Ok(()),
         }
+    }
+
+    fn kept(&self, id: &Uuid) -> Result<Option<Keep>, BlobError> {
+        Ok(Keep::read_from(&self.path(id)))
     }
 
     fn size_of(&self, id: &Uuid) -> Result<Option<u64>, BlobError> {

@@ -1,12 +1,20 @@
-//! `recorder check`: compares the recording rows with the files on disk, and with `--repair`
-//! puts things right without ever deleting a file a row refers to.
+//! `recorder check`: compares the recording rows with the stored files, and with `--repair`
+//! puts things right without ever deleting a stored file.
+//!
+//! What it finds is a problem or a note. Problems put data at risk (a recording whose bytes are
+//! missing, damaged or unreadable): the exit status is 1 until they are repaired. Notes do not
+//! (files no recording refers to, files in lost+found, a failed analysis such as a codec this
+//! build cannot decode, usage counters that drifted): exit status 0. `--repair` moves damaged
+//! recordings to their owner's trash, marked; moves files on disk that no recording refers to
+//! into lost+found; and recounts usage. It never deletes a file, and leaves failed analyses
+//! alone (nothing is wrong with the bytes). `--recover` turns lost files back into recordings.
 //!
 //! It is safe beside a running server. Files are immutable once committed, rows are inserted
 //! only after their file is in place and deleted before their file is unlinked, so every
 //! apparent problem is re-read before it is reported or repaired:
-//! - a file without a row may be an upload between its rename and its insert, so files younger
-//!   than [`ORPHAN_MIN_AGE_MS`] are left alone, and files queued in `pending_unlinks` (a delete
-//!   finishing) are not orphans;
+//! - a file without a row may be an upload between its rename and its insert: those are noted
+//!   in flight (see [`crate::inflight`]), and files queued in `pending_unlinks` (a delete
+//!   finishing) are not orphans either;
 //! - a row without a file may have been deleted a moment ago, so the row is looked up again.
 
 use crate::blobs::{Backend, BlobError, Object, Store, pending_path};
@@ -17,9 +25,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::io;
 use uuid::Uuid;
-
-/// Files without a row younger than this are presumed to be uploads finishing right now.
-pub const ORPHAN_MIN_AGE_MS: i64 = 15 * 60 * 1000;
 
 /// How long a repaired recording stays in the trash when the trash is off (`retention_days = 0`):
 /// its owner should get to see what happened.
@@ -42,8 +47,11 @@ pub enum Kind {
     Unreadable,
     /// A user's usage counters differ from the sums of their rows (the id is the user's).
     UsageMismatch,
-    /// The background analysis of a recording failed (`--repair` queues it again).
+    /// The background analysis of a recording failed (a codec this build cannot decode, or
+    /// bytes no decoder understands): a note.
     AnalysisFailed,
+    /// A file in lost+found: a note until `--recover` brings it back.
+    LostFound,
 }
 
 impl Kind {
@@ -57,7 +65,13 @@ impl Kind {
             Kind::Unreadable => "unreadable",
             Kind::UsageMismatch => "usage_mismatch",
             Kind::AnalysisFailed => "analysis_failed",
+            Kind::LostFound => "lost_found",
         }
+    }
+
+    /// Whether it puts data at risk (exit status 1); else it is a note.
+    pub fn is_problem(self) -> bool {
+        matches!(self, Kind::MissingFile | Kind::SizeMismatch | Kind::HashMismatch | Kind::Unreadable)
     }
 }
 
@@ -111,14 +125,14 @@ pub struct Report {
     pub row_bytes: u64,
     pub files: u64,
     pub problems: usize,
+    /// Findings that put nothing at risk.
+    pub notes: usize,
     pub known: usize,
     pub repaired: usize,
     pub repair_failures: usize,
-    /// Files without a row left alone because they are younger than `ORPHAN_MIN_AGE_MS`.
-    pub recent_unreferenced: usize,
     /// Repairs not attempted because most recordings' files were missing: how many.
     pub repair_refused: usize,
-    pub by_kind: [usize; 7],
+    pub by_kind: [usize; 8],
 }
 
 impl Report {
@@ -127,11 +141,19 @@ impl Report {
             self.known += 1;
             return;
         }
-        self.problems += 1;
+        if problem.kind.is_problem() {
+            self.problems += 1;
+        } else {
+            self.notes += 1;
+        }
         self.by_kind[problem.kind as usize] += 1;
     }
 
-    fn repaired(&mut self, result: &Result<&'static str, String>) {
+    /// Counts a repair of a problem (repairs of notes are only reported).
+    fn repaired(&mut self, kind: Kind, result: &Result<&'static str, String>) {
+        if !kind.is_problem() {
+            return;
+        }
         match result {
             Ok(_) => self.repaired += 1,
             Err(_) => self.repair_failures += 1,
@@ -186,24 +208,43 @@ pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Even
     } else {
         for (id, kind) in repairs {
             let result = repair_row(&conn, &id, kind, options);
-            report.repaired(&result);
+            report.repaired(kind, &result);
             on(Event::Repaired { id: &id, result: &result });
         }
     }
     check_files(&conn, storage, options, &mut report, on)?;
+    check_lost_found(storage, &mut report, on)?;
     check_usage(&mut conn, options, &mut report, on)?;
-    check_analysis(&conn, options, &mut report, on)?;
+    check_analysis(&conn, &mut report, on)?;
     Ok(report)
 }
 
-/// Reports recordings whose analysis failed, with the reason; `repair` queues them again (the
-/// running server's worker picks them up within a minute).
-fn check_analysis(
-    conn: &Connection,
-    options: Options,
-    report: &mut Report,
-    on: &mut dyn FnMut(Event<'_>),
-) -> Result<(), ApiError> {
+/// Notes every file in lost+found.
+fn check_lost_found(storage: &Storage, report: &mut Report, on: &mut dyn FnMut(Event<'_>)) -> Result<(), ApiError> {
+    let found = crate::lostfound::list(storage.root()).map_err(|e| ApiError::internal("listing lost+found", e))?;
+    for file in found {
+        let path = file.path.strip_prefix(storage.root()).unwrap_or(&file.path).display().to_string();
+        let problem = Problem {
+            kind: Kind::LostFound,
+            id: file.id.hyphenated().to_string(),
+            owner: None,
+            path,
+            detail: format!(
+                "{} bytes no recording refers to, kept; `recorder check --recover` makes it a recording again",
+                file.size
+            ),
+            known: false,
+        };
+        report.count(&problem);
+        on(Event::Problem(&problem));
+    }
+    Ok(())
+}
+
+/// Notes recordings whose analysis failed, with the reason. Nothing is wrong with their bytes,
+/// so `--repair` leaves them alone (a build that can decode them analyses them again when it
+/// starts: see [`crate::jobs::retry_undecodable`]).
+fn check_analysis(conn: &Connection, report: &mut Report, on: &mut dyn FnMut(Event<'_>)) -> Result<(), ApiError> {
     for (id, user_id, reason) in crate::jobs::failed_analyses(conn)? {
         let path = Uuid::parse_str(&id).map(|u| Storage::relative_path(&u)).unwrap_or_default();
         let username: Option<String> =
@@ -218,13 +259,6 @@ fn check_analysis(
         };
         report.count(&problem);
         on(Event::Problem(&problem));
-        if options.repair {
-            let result = crate::jobs::enqueue(conn, crate::jobs::ANALYSIS, &id, options.now_ms)
-                .map(|()| "queued for analysis again")
-                .map_err(|e| e.message.to_string());
-            report.repaired(&result);
-            on(Event::Repaired { id: &id, result: &result });
-        }
     }
     Ok(())
 }
@@ -273,7 +307,7 @@ fn check_usage(
             let result = crate::recordings::recount_usage(conn, &user_id)
                 .map(|_| "counters recounted from the rows")
                 .map_err(|e| e.message.to_string());
-            report.repaired(&result);
+            report.repaired(Kind::UsageMismatch, &result);
             on(Event::Repaired { id: &user_id, result: &result });
         }
     }
@@ -389,14 +423,13 @@ fn check_files(
         let objects = store.list().map_err(|e| ApiError::internal(&format!("listing {}", store.describe()), e))?;
         report.files += objects.len() as u64;
         for batch in objects.chunks(BATCH as usize) {
-            for Object { id, size, modified_ms } in batch {
+            for Object { id, size, .. } in batch {
                 let path = pending_path(backend, id);
                 let id = id.hyphenated().to_string();
-                if crate::recordings::in_store(conn, &id, backend)? || pending.contains(&path) {
-                    continue;
-                }
-                if *modified_ms > options.now_ms - ORPHAN_MIN_AGE_MS {
-                    report.recent_unreferenced += 1;
+                if crate::recordings::in_store(conn, &id, backend)?
+                    || pending.contains(&path)
+                    || crate::inflight::is_noted(conn, &id, backend)?
+                {
                     continue;
                 }
                 // Looked at again: a delete or an upload may have finished since the listing.
@@ -411,32 +444,33 @@ fn check_files(
                     path,
                     detail: if copy {
                         format!(
-                            "{size} bytes, a copy left by an interrupted migration (the recording is in the other store)"
+                            "{size} bytes, a copy left by an interrupted migration (the recording is in the other \
+                             store); kept"
                         )
                     } else {
-                        format!("{size} bytes, no recording refers to it")
+                        format!(
+                            "{size} bytes no recording refers to, kept; `recorder check --recover` makes it a recording again"
+                        )
                     },
                     known: false,
                 };
                 report.count(&problem);
                 on(Event::Problem(&problem));
-                if options.repair {
-                    orphans.push((backend, problem.id, problem.path));
+                // On disk, `--repair` moves it aside; in an object store it stays where it is.
+                if options.repair && backend == Backend::Local && !copy {
+                    orphans.push((problem.id, problem.path));
                 }
             }
         }
     }
-    // Most files without a row is a lost or replaced database, not litter: keep them.
+    // Most files without a row is a lost or replaced database: put the right one back first.
     if !options.force && crate::maintenance::most_of(orphans.len() as u64, report.files) {
         report.repair_refused += orphans.len();
         return Ok(());
     }
-    for (backend, id, path) in orphans {
-        let result = match storage.store(backend) {
-            Ok(store) => remove_orphan(conn, store, &id),
-            Err(e) => Err(e.to_string()),
-        };
-        report.repaired(&result);
+    for (id, path) in orphans {
+        let result = to_lost_found(conn, storage, &id);
+        report.repaired(Kind::Orphan, &result);
         on(Event::Repaired { id: &path, result: &result });
     }
     Ok(())
@@ -450,16 +484,16 @@ fn still_orphan(conn: &Connection, store: &dyn Store, id: &str, path: &str) -> R
         && matches!(store.size_of(&uuid), Ok(Some(_))))
 }
 
-fn remove_orphan(conn: &Connection, store: &dyn Store, id: &str) -> Result<&'static str, String> {
-    // Looked up once more right before the delete: a row is never left without its file.
-    match crate::recordings::in_store(conn, id, store.backend()) {
-        Ok(false) => {}
-        Ok(true) => return Err("a recording refers to it now; left alone".into()),
+fn to_lost_found(conn: &Connection, storage: &Storage, id: &str) -> Result<&'static str, String> {
+    let uuid = Uuid::parse_str(id).map_err(|e| e.to_string())?;
+    // Looked up once more right before the move: a recording arriving now keeps its file.
+    match crate::maintenance::unreferenced(conn, &uuid, Backend::Local) {
+        Ok(true) => {}
+        Ok(false) => return Err("a recording refers to it now; left alone".into()),
         Err(e) => return Err(e.message.to_string()),
     }
-    let uuid = Uuid::parse_str(id).map_err(|e| e.to_string())?;
-    store.delete(&uuid).map_err(|e| format!("cannot remove it: {e}"))?;
-    Ok("removed")
+    crate::lostfound::put(storage.root(), &uuid).map_err(|e| format!("cannot move it: {e}"))?;
+    Ok("moved to lost+found")
 }
 
 /// A problem as one line: kind, id, owner, path and detail.

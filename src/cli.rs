@@ -205,11 +205,27 @@ fn existing_data_dir(config: &Config) -> Result<(), Failure> {
     )))
 }
 
-/// `recorder check [--verify] [--repair]`
-pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result<(), Failure> {
+/// What `recorder check` was asked to do.
+pub struct CheckArgs {
+    pub verify: bool,
+    pub repair: bool,
+    pub force: bool,
+    /// `--recover`, with `--owner` if given.
+    pub recover: Option<Option<String>>,
+}
+
+/// `recorder check [--verify] [--repair [--force]] [--recover [--owner USERNAME]]`
+pub fn check(config: &Config, args: CheckArgs) -> Result<(), Failure> {
     use crate::check::{self, Event, Kind};
+    let CheckArgs { verify, repair, force, recover } = args;
     existing_data_dir(config)?;
     let (db, storage) = open_with_store(config)?;
+    // Interrupted writes of processes that have stopped (a killed recovery's file goes back to
+    // lost+found) are settled first.
+    crate::inflight::settle(&db, &storage, false)?;
+    if let Some(owner) = recover {
+        recover_lost(&db, &storage, owner.as_deref())?;
+    }
     let options =
         check::Options { verify, repair, force, now_ms: system_now_ms(), retention_days: config.retention_days };
     let mut ticker = Ticker::new();
@@ -239,25 +255,40 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
         (Kind::Unreadable, "unreadable file", "unreadable files"),
         (Kind::UsageMismatch, "usage counter mismatch", "usage counter mismatches"),
         (Kind::AnalysisFailed, "failed analysis", "failed analyses"),
+        (Kind::LostFound, "file in lost+found", "files in lost+found"),
     ];
-    let detail: Vec<String> = kinds
-        .iter()
-        .filter(|(kind, _, _)| {
-            (verify || *kind != Kind::HashMismatch)
-                && (!matches!(kind, Kind::Unreadable | Kind::UsageMismatch | Kind::AnalysisFailed)
-                    || report.by_kind[*kind as usize] > 0)
-        })
-        .map(|(kind, one, many)| plural(report.by_kind[*kind as usize], one, many))
-        .collect();
+    let detail = |problems: bool| -> Vec<String> {
+        kinds
+            .iter()
+            .filter(|(kind, _, _)| kind.is_problem() == problems)
+            .filter(|(kind, _, _)| {
+                (verify || *kind != Kind::HashMismatch)
+                    && (matches!(kind, Kind::MissingFile | Kind::SizeMismatch | Kind::HashMismatch)
+                        || report.by_kind[*kind as usize] > 0)
+            })
+            .map(|(kind, one, many)| plural(report.by_kind[*kind as usize], one, many))
+            .collect()
+    };
     println!(
         "checked {} ({}) and {}: {} ({})",
         plural(report.rows as usize, "recording", "recordings"),
         human_bytes(report.row_bytes),
         plural(report.files as usize, "file", "files"),
         plural(report.problems, "problem", "problems"),
-        detail.join(", ")
+        detail(true).join(", ")
     );
-    if repair && report.problems > 0 {
+    if report.notes > 0 {
+        println!("{}: {}", plural(report.notes, "note", "notes"), detail(false).join(", "));
+    }
+    let lost = report.by_kind[Kind::Orphan as usize] + report.by_kind[Kind::LostFound as usize];
+    if lost > 0 {
+        println!(
+            "{} no recording refers to {} kept; `recorder check --recover` makes them recordings again",
+            plural(lost, "file or object", "files or objects"),
+            if lost == 1 { "is" } else { "are" }
+        );
+    }
+    if repair && (report.problems > 0 || report.notes > 0) {
         println!("repaired {} of {}", report.repaired, report.problems);
     }
     if report.repair_refused > 0 {
@@ -274,13 +305,6 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
             plural(report.known, "recording is", "recordings are")
         );
     }
-    if report.recent_unreferenced > 0 {
-        println!(
-            "{} without a recording left alone: younger than {} minutes, they may be uploads finishing now",
-            plural(report.recent_unreferenced, "file", "files"),
-            check::ORPHAN_MIN_AGE_MS / 60_000
-        );
-    }
     if !verify {
         println!("file contents were not read; `recorder check --verify` also compares every file's SHA-256");
     }
@@ -293,6 +317,74 @@ pub fn check(config: &Config, verify: bool, repair: bool, force: bool) -> Result
     } else {
         format!("{} found; `recorder check --repair` fixes them", plural(left, "problem", "problems"))
     }))
+}
+
+/// The `--recover` part of `recorder check`.
+fn recover_lost(db: &Db, storage: &Storage, owner: Option<&str>) -> Result<(), Failure> {
+    use crate::recover::Event;
+    let report = crate::recover::run(db, storage, owner, &mut |event| match event {
+        Event::Recovered { id, name, owner, place } => {
+            if owner.is_empty() {
+                println!("{:<14} {id}  {place}: back in place for {name}", "recovered");
+            } else {
+                println!("{:<14} {id}  {place}: as {name:?} for {owner}", "recovered");
+            }
+        }
+        Event::Left { id, place, why } => println!("{:<14} {id}  {place}: {why}", "not recovered"),
+    })
+    .map_err(|e| {
+        if e.status.code == 400 { Failure::usage(e.message.to_string()) } else { Failure::work(e.message.to_string()) }
+    })?;
+    println!(
+        "recovered {} of {} lost files and objects{}{}",
+        report.recovered + report.returned,
+        report.found,
+        if report.left > 0 { format!("; {} left where they are (reasons above)", report.left) } else { String::new() },
+        if report.recovered > 0 { "; their analysis is queued" } else { "" }
+    );
+    Ok(())
+}
+
+/// `recorder storage adopt`
+pub fn storage_adopt(config: &Config) -> Result<(), Failure> {
+    let Some(s3) = &config.s3 else {
+        return Err(Failure::usage("there is no store to adopt: [storage.s3] is not configured"));
+    };
+    existing_data_dir(config)?;
+    let (db, _) = open(config)?;
+    let store = crate::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
+    store.probe().map_err(Failure::work)?;
+    let ours = crate::marker::installation_id(&*db.conn()?)?;
+    let before = crate::marker::read(&store).map_err(Failure::work)?;
+    crate::marker::write(&store, &ours).map_err(Failure::work)?;
+    match before {
+        Some(id) if id == ours => println!("{} is this installation's already", store.place()),
+        Some(id) => println!("{} is this installation's now (it was {id}'s)", store.place()),
+        None => println!("{} is this installation's now", store.place()),
+    }
+    println!("recordings there that this database does not know: `recorder check --recover` brings them back");
+    Ok(())
+}
+
+/// `recorder restore SNAPSHOT --data-dir DIR`
+pub fn restore(config: &Config, snapshot: &Path) -> Result<(), Failure> {
+    let started = Instant::now();
+    let mut ticker = Ticker::new();
+    let restored = crate::snapshots::restore(snapshot, &config.data_dir, &mut |done, total| {
+        ticker.tick(|| format!("restored {done} of {total} recordings"))
+    })
+    .map_err(|e| Failure { message: e.message, code: if e.usage { 2 } else { 1 } })?;
+    ticker.clear();
+    println!(
+        "restored {} ({}) from {} into {} in {:.1} s; every file's SHA-256 verified",
+        plural(restored.recordings as usize, "recording", "recordings"),
+        human_bytes(restored.bytes),
+        snapshot.display(),
+        config.data_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("serve it with storage.data_dir = {:?} (or --data-dir)", config.data_dir.display().to_string());
+    Ok(())
 }
 
 /// `recorder storage migrate --to s3|local`
@@ -309,6 +401,8 @@ pub fn storage_migrate(config: &Config, to: &str) -> Result<(), Failure> {
     let (db, storage) = open_with_store(config)?;
     // One migration at a time (beside a server, which does not hold this lock).
     let _lock = migrate_lock(&config.data_dir)?;
+    // An interrupted run's copies, noted in flight, are deleted before it starts again.
+    crate::inflight::settle(&db, &storage, false)?;
     let target = storage.store(to).map_err(|e| Failure::work(e.to_string()))?.describe();
     let started = Instant::now();
     let mut ticker = Ticker::new();
@@ -377,16 +471,26 @@ fn migrate_lock(data_dir: &Path) -> Result<std::fs::File, Failure> {
     }
 }
 
-/// `recorder backup DEST_DIR`
-pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> {
+/// `recorder backup [DEST_DIR]`
+pub fn backup(config: &Config, dest: Option<&Path>, force: bool) -> Result<(), Failure> {
     use crate::backup::{self, Event};
     existing_data_dir(config)?;
+    let snapshot_dir = match (dest, &config.backup_dir) {
+        (Some(_), _) => None,
+        (None, Some(dir)) => Some(dir.clone()),
+        (None, None) => {
+            return Err(Failure::usage(
+                "no destination: give DEST_DIR, or set backup.dir in the config (RECORDER_BACKUP_DIR) for dated snapshots",
+            ));
+        }
+    };
     let (_, storage) = open_with_store(config)?;
     let started = Instant::now();
     let mut ticker = Ticker::new();
-    let report = backup::run(&storage, dest, force, &mut |event| match event {
+    let shown = dest.map(Path::to_path_buf).or(snapshot_dir.clone()).unwrap_or_default();
+    let mut on = |event: Event<'_>| match event {
         Event::Database { bytes } => {
-            println!("copied the database ({}) to {}", human_bytes(bytes), dest.display());
+            println!("copied the database ({}) to {}", human_bytes(bytes), shown.display());
         }
         Event::Files { done, total, copied_bytes, total_bytes } => ticker.tick(|| {
             format!(
@@ -403,13 +507,36 @@ pub fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> 
             ticker.clear();
             println!("warning: recording {id} has no file on the server; left out of the backup");
         }
-    })
-    .map_err(|e| Failure { message: e.message, code: if e.usage { 2 } else { 1 } })?;
+    };
+    let failure = |e: backup::BackupError| Failure { message: e.message, code: if e.usage { 2 } else { 1 } };
+    let (report, written) = match (dest, &snapshot_dir) {
+        (Some(dest), _) => (backup::run(&storage, dest, force, &mut on).map_err(failure)?, dest.to_path_buf()),
+        (None, Some(dir)) => {
+            let taken =
+                crate::snapshots::take(&storage, dir, config.backup_keep, system_now_ms(), &mut on).map_err(failure)?;
+            ticker.clear();
+            for old in &taken.removed {
+                println!("removed the old snapshot {}", old.display());
+            }
+            println!(
+                "{} kept in {} (backup.keep = {}); {} linked from the previous snapshot",
+                plural(taken.kept, "snapshot", "snapshots"),
+                dir.display(),
+                config.backup_keep,
+                plural(taken.linked as usize, "unchanged file", "unchanged files")
+            );
+            if let Some(key) = &taken.uploaded {
+                println!("uploaded the snapshot's database to the object store as {key}");
+            }
+            (taken.report, taken.path)
+        }
+        (None, None) => return Err(Failure::usage("no destination")),
+    };
     ticker.clear();
     println!(
         "backed up {} to {} in {:.1} s: copied {} ({}), {} already there",
         plural(report.recordings as usize, "recording", "recordings"),
-        dest.display(),
+        written.display(),
         started.elapsed().as_secs_f64(),
         plural(report.copied_files as usize, "file", "files"),
         human_bytes(report.copied_bytes),

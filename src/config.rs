@@ -46,6 +46,11 @@ pub struct Config {
     pub signups: Signups,
     pub session_days: u32,
     pub retention_days: u32,
+    /// Where `recorder backup` without a destination writes dated snapshots (`backup.dir`);
+    /// `None`: it needs a destination.
+    pub backup_dir: Option<PathBuf>,
+    /// Snapshots kept in `backup_dir` (`backup.keep`): older ones are removed after a new one.
+    pub backup_keep: u32,
     /// Hours an incomplete resumable upload is kept after its last byte.
     pub upload_expire_hours: u32,
     /// Incomplete resumable uploads a user may have at once.
@@ -217,6 +222,8 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("accounts.signups", Kind::Str, "open"),
     ("accounts.session_days", Kind::Int, "90"),
     ("trash.retention_days", Kind::Int, "30"),
+    ("backup.dir", Kind::Str, ""),
+    ("backup.keep", Kind::Int, "7"),
     ("uploads.expire_hours", Kind::Int, "24"),
     ("uploads.max_incomplete", Kind::Int, "20"),
     ("analysis.enabled", Kind::Bool, "true"),
@@ -420,6 +427,8 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         signups,
         session_days: int("accounts.session_days", 1, 36_500)? as u32,
         retention_days: int("trash.retention_days", 0, 36_500)? as u32,
+        backup_dir: Some(get("backup.dir").value.trim().to_string()).filter(|d| !d.is_empty()).map(PathBuf::from),
+        backup_keep: int("backup.keep", 1, 10_000)? as u32,
         upload_expire_hours: int("uploads.expire_hours", 1, 8760)? as u32,
         max_incomplete_uploads: int("uploads.max_incomplete", 1, 10_000)? as u32,
         analysis_enabled: boolean("analysis.enabled")?,

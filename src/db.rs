@@ -19,6 +19,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_names", include_str!("../migrations/0008_names.sql")),
     ("0009_transcripts", include_str!("../migrations/0009_transcripts.sql")),
     ("0010_stores", include_str!("../migrations/0010_stores.sql")),
+    ("0011_in_flight", include_str!("../migrations/0011_in_flight.sql")),
 ];
 
 /// A pooled SQLite database.
@@ -118,6 +119,16 @@ impl Db {
         self.pool.get().map_err(|e| ApiError::unavailable("database connection", e))
     }
 
+    /// [`Db::run`] with every commit fsynced through the WAL before it returns (see
+    /// [`durably`]): for changes the server acknowledges.
+    pub async fn run_durably<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |conn| durably(conn, f)).await
+    }
+
     /// Runs `f` with a pooled connection on the blocking thread pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
@@ -131,6 +142,20 @@ impl Db {
         })
         .await
     }
+}
+
+/// Runs `work` with `synchronous=FULL`, so that each commit in it is fsynced through the WAL
+/// before it returns; the pool's connections otherwise run `NORMAL` (a commit survives a crash
+/// of the process, not a power cut). Used for every change the server acknowledges, and for the
+/// commits that delete rows before their files are unlinked.
+pub fn durably<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&mut Connection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let result = work(conn);
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    result
 }
 
 /// Runs blocking work (file system, hashing) on the blocking thread pool.

@@ -14,7 +14,7 @@ use crate::state::AppState;
 use crate::storage::{self, Storage, StreamError, Upload, sync_dir};
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::Status;
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, OptionalExtension as _, Transaction};
 use std::path::Path;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
@@ -108,18 +108,14 @@ pub fn record(
     also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, ApiError>,
 ) -> Result<Stored, ApiError> {
     let store = storage.current();
+    let backend = store.backend();
     let detected =
         audio::detect(file).map_err(|e| ApiError::internal("reading upload", e)).and_then(|d| d.ok_or_else(not_audio));
     let detected = match detected {
         Ok(detected) => detected,
         Err(e) => {
-            if let Some(id) = draft.streamed
-                && let Err(gone) = store.delete(&id)
-            {
-                log::warn!(
-                    "an upload refused as {} left its object {id} ({gone}); the orphan sweep removes it",
-                    e.code
-                );
+            if let Some(id) = draft.streamed {
+                forget(conn, store, &id, &format!("an upload refused as {}", e.code));
             }
             return Err(e);
         }
@@ -136,7 +132,14 @@ pub fn record(
         }
         None => {
             let id = Uuid::now_v7();
-            store.put_file(file, &id, place).map_err(|e| e.api("storing an upload"))?;
+            // Noted before the bytes are in place: only this note lets a sweep delete them if
+            // the row never arrives.
+            crate::inflight::note(conn, &id, backend, crate::inflight::Kind::New, now)?;
+            let keep = keep_for(conn, &draft.user_id, draft.name.as_deref(), draft.recorded_at, now)?;
+            if let Err(e) = store.put_file(file, &id, place, keep.as_ref()) {
+                forget(conn, store, &id, "a failed store");
+                return Err(e.api("storing an upload"));
+            }
             id
         }
     };
@@ -157,27 +160,82 @@ pub fn record(
         store: store.backend(),
     };
     let stored = insert_durably(conn, new, draft.file_name, also);
-    if !matches!(stored, Ok(Stored::Created(_)))
-        && let Err(e) = store.delete(&id)
-    {
-        log::warn!(
-            "bytes without a row were left for {id} in {} ({e}); the orphan sweep removes them",
-            store.describe()
-        );
+    if !matches!(stored, Ok(Stored::Created(_))) {
+        forget(conn, store, &id, "an upload that made no recording");
     }
     stored
 }
 
+/// Deletes the bytes this process stored under a new id that no row took, then their in-flight
+/// note (kept when the delete fails: the next start finishes it).
+fn forget(conn: &Connection, store: &dyn crate::blobs::Store, id: &Uuid, what: &str) {
+    match store.delete(id) {
+        Ok(()) => {
+            if let Err(e) = crate::inflight::clear(conn, id, store.backend()) {
+                log::warn!("cannot clear the in-flight note of {id}: {}", e.message);
+            }
+        }
+        Err(e) => {
+            log::warn!("{what} left bytes for {id} in {} ({e}); they are removed at the next start", store.describe())
+        }
+    }
+}
+
+/// What a new recording's bytes keep for recovery: owner, name and times.
+pub fn keep_for(
+    conn: &Connection,
+    user_id: &str,
+    name: Option<&str>,
+    recorded_at: Option<i64>,
+    now: i64,
+) -> Result<Option<crate::blobs::Keep>, ApiError> {
+    let owner: Option<String> = conn
+        .prepare_cached("SELECT username FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?;
+    Ok(owner.map(|owner| crate::blobs::Keep {
+        owner,
+        user_id: user_id.to_string(),
+        name: name.map(str::to_string),
+        recorded_at,
+        created_at: now,
+    }))
+}
+
+/// Starts an upload's temp file. When the object store is the current store the bytes also
+/// stream there as they arrive, under a new id noted in flight first.
+pub async fn start_upload(
+    state: &AppState,
+    user_id: &str,
+    name: Option<&str>,
+    recorded_at: Option<i64>,
+) -> Result<Upload, ApiError> {
+    let stream_as = if state.storage.streams() {
+        let id = Uuid::now_v7();
+        let (db, user, name, now) =
+            (state.db.clone(), user_id.to_string(), name.map(str::to_string), state.clock.now_ms());
+        let keep = blocking(move || {
+            let conn = db.conn()?;
+            crate::inflight::note(&conn, &id, crate::blobs::Backend::S3, crate::inflight::Kind::New, now)?;
+            keep_for(&conn, &user, name.as_deref(), recorded_at, now)
+        })
+        .await?;
+        Some((id, keep))
+    } else {
+        None
+    };
+    Upload::start(&state.storage, head_is_plausible, stream_as).await
+}
+
 /// The row and the caller's own change in one transaction, flushed through the WAL at once: an
 /// acknowledged upload survives power loss, not just a crash.
-fn insert_durably(
+pub(crate) fn insert_durably(
     conn: &mut Connection,
     mut new: NewRecording,
     file_name: bool,
     also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, ApiError>,
 ) -> Result<Stored, ApiError> {
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    let result = (|| {
+    crate::db::durably(conn, |conn| {
         // The write lock from the start: a name chosen here is still free at the insert.
         let tx = rec::write_transaction(conn)?;
         if file_name {
@@ -191,6 +249,8 @@ fn insert_durably(
         }
         let stored = match rec::insert_in(&tx, &new)? {
             Ok(recording) if also(&tx, &recording)? => {
+                // The bytes have their row: no longer in flight.
+                crate::inflight::clear(&tx, &new.id, new.store)?;
                 // Its analysis is queued with it: no recording is ever stored without its job.
                 // (The row was inserted `pending`, so the recording read back is current.)
                 crate::jobs::enqueue(&tx, crate::jobs::ANALYSIS, &recording.id, new.created_at)?;
@@ -208,9 +268,7 @@ fn insert_durably(
         };
         tx.commit()?;
         Ok(stored)
-    })();
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    result
+    })
 }
 
 /// Stores a one-shot upload: `POST /api/v1/recordings` (raw or multipart) and the original app's
@@ -248,7 +306,7 @@ pub async fn one_shot(
     }
     let limit = max.min(budget);
 
-    let mut upload = Upload::start(&state.storage, head_is_plausible).await?;
+    let mut upload = start_upload(state, user_id, name.as_deref(), recorded_at).await?;
     let content_type = headers.content_type.clone().unwrap_or_default();
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     let streamed = if is_multipart {

@@ -546,6 +546,34 @@ pub fn waveform(conn: &Connection, recording_id: &str) -> Result<Option<(u32, Ve
 }
 
 /// Recordings whose analysis failed: (recording id, owner, reason), for `recorder check`.
+/// The codecs this build decodes beyond symphonia's own.
+const EXTRA_CODECS: &str = if cfg!(feature = "opus") { "opus" } else { "" };
+
+/// When this build decodes codecs the last one did not (a build with the `opus` feature), the
+/// analyses that failed for want of a decoder are queued again, once. Returns how many.
+pub fn retry_undecodable(conn: &Connection, now: i64) -> Result<usize, ApiError> {
+    let last: Option<String> =
+        conn.query_row("SELECT value FROM settings WHERE key = 'decoders'", [], |r| r.get(0)).optional()?;
+    if last.as_deref() == Some(EXTRA_CODECS) {
+        return Ok(0);
+    }
+    let ids: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT id FROM recordings WHERE waveform = 'failed' AND analysis_error LIKE '%no decoder for this codec%'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for id in &ids {
+        enqueue(conn, ANALYSIS, id, now)?;
+    }
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES ('decoders', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [EXTRA_CODECS],
+    )?;
+    Ok(ids.len())
+}
+
 pub fn failed_analyses(conn: &Connection) -> Result<Vec<(String, String, String)>, ApiError> {
     let mut stmt = conn.prepare(
         "SELECT r.id, r.user_id, coalesce(r.analysis_error, '') FROM recordings r

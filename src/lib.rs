@@ -16,17 +16,22 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod inflight;
 pub mod ingest;
 pub mod jobs;
 pub mod logger;
+pub mod lostfound;
 pub mod maintenance;
+pub mod marker;
 pub mod metrics;
 pub mod migrate;
 pub mod ranges;
 pub mod recordings;
+pub mod recover;
 pub mod routes;
 pub mod s3;
 pub mod shares;
+pub mod snapshots;
 pub mod state;
 pub mod storage;
 pub mod transcription;
@@ -139,6 +144,7 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                         clock,
                         started_ms: started,
                         changes_keep_ms: days * 86_400_000,
+                        lost_files: state.metrics.lost_files.clone(),
                     };
                     // An analysed recording is queued for transcription: its worker hears of it.
                     state.jobs.feeds(state.transcripts.clone());

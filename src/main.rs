@@ -36,30 +36,46 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
-    /// Compare recording rows with the files on disk; safe while the server runs.
+    /// Compare recording rows with the stored files; safe while the server runs. Exit 1 when
+    /// data is at risk (missing, damaged or unreadable bytes), 0 when there are only notes.
     Check {
         /// Also read every file and compare its SHA-256 with the recorded one.
         #[arg(long)]
         verify: bool,
-        /// Remove files no recording refers to; move recordings whose file is missing or damaged
-        /// to their owner's trash, marked. Never deletes a file a recording refers to.
+        /// Move recordings whose file is missing or damaged to their owner's trash, marked; move
+        /// files on disk that no recording refers to into lost+found; recount usage. Never
+        /// deletes a file.
         #[arg(long)]
         repair: bool,
         /// With --repair: repair even when most recordings' files are missing.
         #[arg(long, requires = "repair")]
         force: bool,
+        /// Turn files in lost+found, and stored files and objects no recording refers to, back
+        /// into recordings (owner and name from what each kept beside its bytes).
+        #[arg(long)]
+        recover: bool,
+        /// With --recover: make every recovered recording this user's.
+        #[arg(long, requires = "recover", value_name = "USERNAME")]
+        owner: Option<String>,
     },
     /// Copy the database and every recording's file to DEST_DIR, safe while the server runs.
-    /// DEST_DIR then works as a data directory; a second run copies only new files.
+    /// DEST_DIR then works as a data directory; a second run copies only new files. Without
+    /// DEST_DIR: a dated snapshot in backup.dir, keeping the newest backup.keep.
     Backup {
         #[arg(value_name = "DEST_DIR")]
-        dest: PathBuf,
+        dest: Option<PathBuf>,
         /// Replace DEST_DIR's backup even when the new one shares none of its accounts or has
         /// fewer than half of its recordings.
         #[arg(long)]
         force: bool,
     },
-    /// Move recordings between the data directory and the S3 store.
+    /// Restore a snapshot (or a backup directory) into the empty data directory given by
+    /// --data-dir, verifying every file's SHA-256.
+    Restore {
+        #[arg(value_name = "SNAPSHOT")]
+        snapshot: PathBuf,
+    },
+    /// Move recordings between the data directory and the S3 store; adopt a store.
     #[command(subcommand)]
     Storage(StorageCommand),
     /// Transcribe one audio file with the configured model (transcription.model) and print what
@@ -79,6 +95,10 @@ enum StorageCommand {
         #[arg(long, value_name = "s3|local", value_parser = ["s3", "local"])]
         to: String,
     },
+    /// Make the configured bucket and prefix this installation's: rewrite its marker with this
+    /// data directory's id (after a re-installation). The installation that wrote it before
+    /// must not use it any more.
+    Adopt,
 }
 
 #[derive(Subcommand)]
@@ -119,9 +139,14 @@ fn main() -> ExitCode {
             cli::finish(cli::user_passwd(&config, &name, password_stdin))
         }
         Command::User(UserCommand::Remove { name }) => cli::finish(cli::user_remove(&config, &name)),
-        Command::Check { verify, repair, force } => cli::finish(cli::check(&config, verify, repair, force)),
-        Command::Backup { dest, force } => cli::finish(cli::backup(&config, &dest, force)),
+        Command::Check { verify, repair, force, recover, owner } => {
+            let recover = recover.then_some(owner);
+            cli::finish(cli::check(&config, cli::CheckArgs { verify, repair, force, recover }))
+        }
+        Command::Backup { dest, force } => cli::finish(cli::backup(&config, dest.as_deref(), force)),
+        Command::Restore { snapshot } => cli::finish(cli::restore(&config, &snapshot)),
         Command::Storage(StorageCommand::Migrate { to }) => cli::finish(cli::storage_migrate(&config, &to)),
+        Command::Storage(StorageCommand::Adopt) => cli::finish(cli::storage_adopt(&config)),
         Command::Transcribe { file } => cli::finish(cli::transcribe(&config, &file)),
     }
 }

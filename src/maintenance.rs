@@ -1,7 +1,7 @@
 //! Background and startup work: finishing interrupted deletes, emptying `tmp/`, purging the
 //! trash and expired sessions, and removing files that no row refers to.
 
-use crate::blobs::{Object, Store};
+use crate::blobs::{Backend, Store};
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::recordings;
@@ -19,8 +19,21 @@ pub fn recover(db: &Db, storage: &Storage) -> Result<(), ApiError> {
         let done = recordings::finish_unlinks(&conn, storage, &pending)?;
         log::info!("finished {done} interrupted deletes");
     }
+    // Before anything new is noted: this process's pid on an earlier boot is not this process.
+    let settled = crate::inflight::settle(db, storage, true)?;
+    if settled != crate::inflight::Settled::default() {
+        log::info!(
+            "settled interrupted writes: removed {} uploads' bytes, returned {} files to lost+found",
+            settled.deleted,
+            settled.returned
+        );
+    }
     crate::uploads::recover(db, storage)?;
     crate::jobs::recover(&conn, crate::clock::system_now_ms())?;
+    let retried = crate::jobs::retry_undecodable(&conn, crate::clock::system_now_ms())?;
+    if retried > 0 {
+        log::info!("{retried} recordings this build can decode and an earlier one could not are analysed again");
+    }
     let removed = storage.empty_tmp().map_err(|e| ApiError::internal("emptying tmp/", e))?;
     if removed > 0 {
         log::info!("removed {removed} unfinished uploads from tmp/");
@@ -61,79 +74,113 @@ pub fn sweep(db: &Db, storage: &Storage, uploads: &crate::uploads::Registry, now
     Ok(swept)
 }
 
-/// Removes recordings' bytes that no row refers to and that are older than
-/// `before_ms` (younger ones may be uploads between their bytes and their insert, or a
-/// migration between its copy and its switch), on disk and in the object store. Blocking.
-///
-/// When most of a store's objects have no row (a lost or replaced database, the wrong data
-/// directory or bucket), nothing is removed: that is a disaster to report, not litter to sweep.
-pub fn remove_orphans(db: &Db, storage: &Storage, before_ms: i64) -> Result<usize, ApiError> {
+/// What the startup sweep found: files and objects that no recording of this database refers
+/// to and no note of this installation names. None of them is deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unknown {
+    /// Files moved from `recordings/` to `lost+found/` by this sweep.
+    pub moved: usize,
+    /// Files in `lost+found/` now.
+    pub lost_found: usize,
+    /// Objects in the object store left where they are.
+    pub objects: usize,
+}
+
+impl Unknown {
+    pub fn lost(&self) -> usize {
+        self.lost_found + self.objects
+    }
+}
+
+/// Looks for stored bytes that no row refers to, older than `before_ms` (this start). Only an
+/// in-flight note proves such bytes to be litter, and those were settled before the server
+/// started; anything else may be a recording a restored older database or another installation
+/// knows. On disk it is moved to `lost+found/`; in the object store it is left where it is. Both
+/// are counted for `recorder check`, which reports them, and `check --recover`, which turns them
+/// back into recordings. Blocking.
+pub fn sweep_unknown(db: &Db, storage: &Storage, before_ms: i64) -> Result<Unknown, ApiError> {
     let conn = db.conn()?;
+    let mut unknown = Unknown::default();
     let stores: Vec<&dyn Store> =
         std::iter::once(storage.local() as &dyn Store).chain(storage.s3().map(|s| s as &dyn Store)).collect();
-    let mut removed = 0;
     for store in stores {
         let objects = match store.list() {
             Ok(objects) => objects,
             Err(e) => {
-                log::warn!("the orphan sweep cannot list {}: {e}; skipped until the next sweep", store.describe());
+                log::warn!("the startup sweep cannot list {}: {e}; skipped until the next start", store.describe());
                 continue;
             }
         };
-        let orphans = orphans_among(&conn, &objects, before_ms)?;
-        if orphans.is_empty() {
+        let backend = store.backend();
+        let mut found = Vec::new();
+        for object in &objects {
+            if object.modified_ms < before_ms && unreferenced(&conn, &object.id, backend)? {
+                found.push(object.id);
+            }
+        }
+        if found.is_empty() {
             continue;
         }
-        if most_of(orphans.len() as u64, objects.len() as u64) {
+        if most_of(found.len() as u64, objects.len() as u64) {
             log::error!(
-                "{} of the {} recordings' files in {} have no recording in the database; not removing them. \
-                 If the database was lost or replaced, stop the server and restore recorder.db from a backup",
-                orphans.len(),
+                "{} of the {} recordings' files in {} have no recording in the database: was recorder.db lost or \
+                 replaced? Nothing is deleted. Stop the server and put the right recorder.db back, or bring them back \
+                 with `recorder check --recover`",
+                found.len(),
                 objects.len(),
                 store.describe()
             );
-            continue;
         }
-        for id in orphans {
-            // Asked once more right before the delete: a row is never left without its bytes.
-            if row_exists(&conn, &id)? {
-                continue;
-            }
-            match store.delete(&id) {
-                Ok(()) => {
-                    log::warn!("removed recording bytes {id} from {}: no recording refers to them", store.describe());
-                    removed += 1;
+        match backend {
+            Backend::Local => {
+                for id in found {
+                    // Asked once more right before the move: a recording arriving now keeps its file.
+                    if !unreferenced(&conn, &id, backend)? {
+                        continue;
+                    }
+                    match crate::lostfound::put(storage.root(), &id) {
+                        Ok(to) => {
+                            log::warn!(
+                                "moved {} to {}: no recording refers to it (recorder check --recover brings it back)",
+                                Storage::relative_path(&id),
+                                to.display()
+                            );
+                            unknown.moved += 1;
+                        }
+                        Err(e) => log::error!("cannot move {} to lost+found: {e}", Storage::relative_path(&id)),
+                    }
                 }
-                Err(e) => log::error!("cannot remove orphan {id} from {}: {e}", store.describe()),
+            }
+            Backend::S3 => {
+                log::warn!(
+                    "{} objects in {} have no recording in this database; they are left where they are \
+                     (recorder check lists them, recorder check --recover brings them back)",
+                    found.len(),
+                    store.describe()
+                );
+                unknown.objects += found.len();
             }
         }
     }
-    Ok(removed)
+    unknown.lost_found =
+        crate::lostfound::list(storage.root()).map_err(|e| ApiError::internal("listing lost+found", e))?.len();
+    Ok(unknown)
 }
 
-/// Whether any row has this id. Bytes whose recording is in the other store (what an
-/// interrupted migration leaves) are not swept here: the next migration overwrites them, and
-/// `recorder check --repair` removes them once they are old.
-fn row_exists(conn: &rusqlite::Connection, id: &uuid::Uuid) -> Result<bool, ApiError> {
-    Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id.hyphenated().to_string()])?)
+/// No row in this store, no in-flight note, no pending delete: bytes this database does not know.
+pub fn unreferenced(conn: &rusqlite::Connection, id: &uuid::Uuid, backend: Backend) -> Result<bool, ApiError> {
+    let text = id.hyphenated().to_string();
+    let pending = crate::blobs::pending_path(backend, id);
+    Ok(!recordings::in_store(conn, &text, backend)?
+        && !crate::inflight::is_noted(conn, &text, backend)?
+        && !conn.prepare_cached("SELECT 1 FROM pending_unlinks WHERE path = ?1")?.exists([pending])?)
 }
 
-/// The safety rule of the orphan sweep and `check --repair`: when more than half of the things
-/// looked at (and more than 10) seem broken, the cause is a lost database or an unmounted disk,
-/// and nothing is removed or moved.
+/// When more than half of the things looked at (and more than 10) seem broken, the cause is a
+/// lost database or an unmounted disk: `check --repair` changes nothing then, and the sweep says
+/// so loudly.
 pub fn most_of(affected: u64, total: u64) -> bool {
     affected > 10 && affected * 2 > total
-}
-
-/// The objects without a row in their store older than `before_ms`.
-fn orphans_among(conn: &rusqlite::Connection, objects: &[Object], before_ms: i64) -> Result<Vec<uuid::Uuid>, ApiError> {
-    let mut orphans = Vec::new();
-    for object in objects {
-        if object.modified_ms < before_ms && !row_exists(conn, &object.id)? {
-            orphans.push(object.id);
-        }
-    }
-    Ok(orphans)
 }
 
 /// The background loop: one orphan sweep, then a purge sweep at once and every hour until
@@ -146,21 +193,35 @@ pub struct Background {
     pub started_ms: i64,
     /// How long the changes feed's history is kept, in milliseconds.
     pub changes_keep_ms: i64,
+    /// Set to what the startup sweep found lost.
+    pub lost_files: prometheus_client::metrics::gauge::Gauge,
 }
 
 pub async fn run(db: Db, storage: Storage, background: Background, shutdown: rocket::Shutdown) {
-    let Background { uploads, changes, clock, started_ms, changes_keep_ms } = background;
+    let Background { uploads, changes, clock, started_ms, changes_keep_ms, lost_files } = background;
     let (db2, storage2) = (db.clone(), storage.clone());
-    match tokio::task::spawn_blocking(move || remove_orphans(&db2, &storage2, started_ms)).await {
-        Ok(Ok(n)) if n > 0 => log::info!("orphan sweep removed {n} files"),
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => log::error!("orphan sweep failed: {}", e.message),
-        Err(e) => log::error!("orphan sweep failed: {e}"),
+    match tokio::task::spawn_blocking(move || sweep_unknown(&db2, &storage2, started_ms)).await {
+        Ok(Ok(unknown)) => {
+            if unknown.lost() > 0 {
+                log::warn!(
+                    "{} files in lost+found and {} unknown objects in the store: see `recorder check`",
+                    unknown.lost_found,
+                    unknown.objects
+                );
+            }
+            lost_files.set(i64::try_from(unknown.lost()).unwrap_or(i64::MAX));
+        }
+        Ok(Err(e)) => log::error!("the startup sweep failed: {}", e.message),
+        Err(e) => log::error!("the startup sweep failed: {e}"),
     }
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (db, storage, uploads, now) = (db.clone(), storage.clone(), uploads.clone(), clock.now_ms());
         let swept = tokio::task::spawn_blocking(move || {
+            // Notes of other processes (a migration, a recovery) that have stopped since.
+            if let Err(e) = crate::inflight::settle(&db, &storage, false) {
+                log::error!("settling interrupted writes failed: {}", e.message);
+            }
             let swept = sweep(&db, &storage, &uploads, now);
             if let Err(e) = db.conn().and_then(|conn| crate::changes::prune(&conn, now - changes_keep_ms)) {
                 log::error!("pruning the changes feed failed: {}", e.message);
@@ -197,31 +258,41 @@ pub async fn run(db: Db, storage: Storage, background: Background, shutdown: roc
 mod tests {
     use super::*;
 
-    fn orphan_files(storage: &Storage, n: usize) -> Vec<std::path::PathBuf> {
+    fn unknown_files(storage: &Storage, n: usize) -> Vec<uuid::Uuid> {
         (0..n)
             .map(|_| {
-                let path = storage.path(&Storage::relative_path(&uuid::Uuid::now_v7()));
+                let id = uuid::Uuid::now_v7();
+                let path = storage.path(&Storage::relative_path(&id));
                 std::fs::create_dir_all(path.parent().expect("shard")).expect("mkdir");
                 std::fs::write(&path, b"RIFF").expect("write");
-                path
+                id
             })
             .collect()
     }
 
     #[test]
-    fn a_few_orphans_are_removed_but_a_lost_database_keeps_every_file() {
+    fn unknown_files_go_to_lost_and_found_and_noted_ones_are_left_to_settle() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::open(dir.path()).expect("storage");
         let db = Db::open(&storage.db_path()).expect("db");
         let later = crate::clock::system_now_ms() + 60_000;
-
-        let few = orphan_files(&storage, 3);
-        assert_eq!(remove_orphans(&db, &storage, later).ok(), Some(3));
-        assert!(few.iter().all(|p| !p.exists()));
-
-        // An empty database beside many files: not litter, a lost database.
-        let many = orphan_files(&storage, 12);
-        assert_eq!(remove_orphans(&db, &storage, later).ok(), Some(0));
-        assert!(many.iter().all(|p| p.exists()), "every file is kept");
+        let ids = unknown_files(&storage, 14);
+        // One is noted in flight by a live process (this one): not unknown.
+        let conn = db.conn().expect("conn");
+        crate::inflight::note(&conn, &ids[0], Backend::Local, crate::inflight::Kind::New, 0).expect("note");
+        let unknown = sweep_unknown(&db, &storage, later).expect("sweep");
+        assert_eq!(unknown, Unknown { moved: 13, lost_found: 13, objects: 0 });
+        assert!(storage.path(&Storage::relative_path(&ids[0])).exists());
+        let found = crate::lostfound::list(storage.root()).expect("list");
+        assert_eq!(found.len(), 13);
+        // Its process stopped (as at the next start): the noted upload's bytes are deleted.
+        let settled = crate::inflight::settle(&db, &storage, true).expect("settle");
+        assert_eq!(settled.deleted, 1);
+        assert!(!storage.path(&Storage::relative_path(&ids[0])).exists());
+        // Files younger than the start are left for the next one.
+        let young = unknown_files(&storage, 1);
+        let unknown = sweep_unknown(&db, &storage, 0).expect("sweep");
+        assert_eq!(unknown.moved, 0);
+        assert!(storage.path(&Storage::relative_path(&young[0])).exists());
     }
 }

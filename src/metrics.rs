@@ -34,6 +34,8 @@ pub struct Metrics {
     jobs: Family<JobLabels, Gauge>,
     jobs_finished: Family<JobLabels, Gauge>,
     event_streams: Gauge,
+    /// Set by the startup sweep (see [`crate::maintenance::Unknown`]).
+    pub lost_files: Gauge,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upload_bytes: Counter,
@@ -118,10 +120,18 @@ impl Metrics {
             jobs_finished.clone(),
         );
         let event_streams = gauge(&mut registry, "event_streams", "Live event streams (GET /api/v1/events)", None);
+        let lost_files = gauge(
+            &mut registry,
+            "lost_files",
+            "Stored files and objects no recording refers to, kept for `recorder check --recover` (lost+found on disk, \
+             unknown objects in the store), as the startup sweep found them",
+            None,
+        );
         Metrics {
             jobs,
             jobs_finished,
             event_streams,
+            lost_files,
             registry,
             requests,
             upload_bytes,

@@ -140,17 +140,23 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
         Err(e) => return Err(format!("cannot read it from {}: {e}", source.describe())),
     };
     let mut hashing = Hashing { inner: &mut *reader, hasher: sha2::Sha256::new(), bytes: 0 };
-    let copied = target.put_reader(&mut hashing, size, &id);
+    // The copy is noted before it is written: an interrupted run's copy is deleted at the next
+    // start, and a copy no note names is never taken for litter.
+    let keep = crate::recordings::keep_of(conn, &row.id).map_err(|e| e.message.to_string())?;
+    let now = crate::clock::system_now_ms();
+    crate::inflight::note(conn, &id, target.backend(), crate::inflight::Kind::New, now)
+        .map_err(|e| e.message.to_string())?;
+    let copied = target.put_reader(&mut hashing, size, &id, keep.as_ref());
     let read_hash = crate::storage::hex(&hashing.hasher.finalize());
     if let Err(e) = copied {
         if !in_store(conn, &row.id, row.store)? {
-            let _ = target.delete(&id);
+            drop_copy(conn, target, &id);
             return Ok(false);
         }
         return Err(format!("cannot copy it to {}: {e}", target.describe()));
     }
     if read_hash != row.sha256 {
-        let _ = target.delete(&id);
+        drop_copy(conn, target, &id);
         return Err(format!(
             "its bytes in {} hash to {read_hash}, not the recorded {} (`recorder check --verify` reports it); left where it is",
             source.describe(),
@@ -163,7 +169,7 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
     match verified {
         Ok((bytes, hash)) if bytes == size && hash == row.sha256 => {}
         Ok((bytes, hash)) => {
-            let _ = target.delete(&id);
+            drop_copy(conn, target, &id);
             return Err(format!(
                 "the copy in {} reads back as {bytes} bytes with SHA-256 {hash}, not {size} with {}; left where it is",
                 target.describe(),
@@ -176,12 +182,25 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
     let Some(pending) = switched else {
         // Deleted (or moved by another run) while it was copied: the copy is nobody's.
         if !in_store(conn, &row.id, target.backend())? {
-            let _ = target.delete(&id);
+            drop_copy(conn, target, &id);
         }
         return Ok(false);
     };
     crate::recordings::finish_unlinks(conn, storage, &[pending]).map_err(|e| e.message.to_string())?;
     Ok(true)
+}
+
+/// Deletes this run's own copy (noted in flight), then its note; a copy that cannot be deleted
+/// keeps its note, and the next start deletes it.
+fn drop_copy(conn: &Connection, target: &dyn Store, id: &Uuid) {
+    match target.delete(id) {
+        Ok(()) => {
+            if let Err(e) = crate::inflight::clear(conn, id, target.backend()) {
+                log::warn!("cannot clear the in-flight note of {id}: {}", e.message);
+            }
+        }
+        Err(e) => log::warn!("cannot remove the copy of {id} from {}: {e}", target.describe()),
+    }
 }
 
 /// [`crate::recordings::in_store`], its error as this module reports them.
@@ -194,8 +213,7 @@ fn in_store(conn: &Connection, id: &str, store: Backend) -> Result<bool, String>
 /// the source store.
 fn switch(conn: &mut Connection, id: &str, from: Backend, to: Backend) -> Result<Option<String>, ApiError> {
     let uuid = Uuid::parse_str(id).map_err(|e| ApiError::internal("migrating", e))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    let result = (|| {
+    crate::db::durably(conn, |conn| {
         let tx = crate::recordings::write_transaction(conn)?;
         let changed = tx.execute(
             "UPDATE recordings SET store = ?1 WHERE id = ?2 AND store = ?3",
@@ -204,6 +222,8 @@ fn switch(conn: &mut Connection, id: &str, from: Backend, to: Backend) -> Result
         if changed == 0 {
             return Ok(None);
         }
+        // The copy has its row now: no longer in flight.
+        crate::inflight::clear(&tx, &uuid, to)?;
         let path = pending_path(from, &uuid);
         tx.execute(
             "INSERT OR IGNORE INTO pending_unlinks (path, created_at) VALUES (?1, ?2)",
@@ -211,7 +231,5 @@ fn switch(conn: &mut Connection, id: &str, from: Backend, to: Backend) -> Result
         )?;
         tx.commit()?;
         Ok(Some(path))
-    })();
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    result
+    })
 }

@@ -734,6 +734,10 @@ fn ids(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Result
 
 /// Deletes the rows a purge takes and queues their files; commit, then `finish_unlinks`.
 pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, ApiError> {
+    crate::db::durably(conn, |conn| queue_purge_in(conn, user_id, which, now))
+}
+
+fn queue_purge_in(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, ApiError> {
     let tx = write_transaction(conn)?;
     let ids = match which {
         Purge::One(id) => ids(&tx, "SELECT id FROM recordings WHERE id = ?1 AND user_id = ?2", params![id, user_id])?,
@@ -753,6 +757,15 @@ pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge, now: i64)
 /// transaction; commit, then `finish_unlinks` with the paths. For every id, whether the user had
 /// it.
 pub fn queue_purge_many(
+    conn: &mut Connection,
+    user_id: &str,
+    ids: &[String],
+    now: i64,
+) -> Result<(Vec<bool>, Vec<String>), ApiError> {
+    crate::db::durably(conn, |conn| queue_purge_many_in(conn, user_id, ids, now))
+}
+
+fn queue_purge_many_in(
     conn: &mut Connection,
     user_id: &str,
     ids: &[String],
@@ -780,11 +793,13 @@ pub fn queue_unlinks_for_user(tx: &Transaction<'_>, user_id: &str, now: i64) -> 
 
 /// Deletes up to `batch` trashed recordings whose time is up; commit, then `finish_unlinks`.
 pub fn queue_expired(conn: &mut Connection, now: i64, batch: u32) -> Result<Vec<String>, ApiError> {
-    let tx = write_transaction(conn)?;
-    let ids = ids(&tx, "SELECT id FROM recordings WHERE purge_at <= ?1 LIMIT ?2", params![now, batch])?;
-    let paths = queue(&tx, &ids, now)?;
-    tx.commit()?;
-    Ok(paths)
+    crate::db::durably(conn, |conn| {
+        let tx = write_transaction(conn)?;
+        let ids = ids(&tx, "SELECT id FROM recordings WHERE purge_at <= ?1 LIMIT ?2", params![now, batch])?;
+        let paths = queue(&tx, &ids, now)?;
+        tx.commit()?;
+        Ok(paths)
+    })
 }
 
 /// Every path still queued (after a crash).
@@ -816,6 +831,26 @@ pub fn in_store(conn: &Connection, id: &str, backend: crate::blobs::Backend) -> 
     Ok(conn
         .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")?
         .exists(params![id, backend.as_str()])?)
+}
+
+/// What a recording's bytes keep for recovery, from its row (a copy made by a migration or a
+/// backup keeps its current name).
+pub fn keep_of(conn: &Connection, id: &str) -> Result<Option<crate::blobs::Keep>, ApiError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT u.username, r.user_id, r.name, r.recorded_at, r.created_at
+             FROM recordings r JOIN users u ON u.id = r.user_id WHERE r.id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(crate::blobs::Keep {
+                owner: r.get(0)?,
+                user_id: r.get(1)?,
+                name: Some(r.get(2)?),
+                recorded_at: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })
+        .optional()?)
 }
 
 /// Which of these ids have rows (for the orphan sweep).

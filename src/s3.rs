@@ -16,7 +16,7 @@
 //! and blocking callers (the job workers, `check`, `backup`, `migrate`) can wait for it. Reads
 //! stream through a bounded channel: memory stays a few chunks per reader whatever the size.
 
-use crate::blobs::{Backend, BlobError, Body, Object, Place, Store};
+use crate::blobs::{Backend, BlobError, Body, Keep, Object, Place, Store};
 use crate::config::S3Config;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -25,7 +25,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as Key;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig,
+    Attribute, Attributes, ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt as _,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
 };
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -178,6 +179,85 @@ impl S3Store {
         if self.config.prefix.is_empty() { Key::from(id) } else { Key::from(format!("{}/{id}", self.config.prefix)) }
     }
 
+    /// A key of the store's own under the prefix (the marker, database copies): named with a
+    /// leading dot, so never taken for a recording.
+    fn named(&self, name: &str) -> Key {
+        if self.config.prefix.is_empty() {
+            Key::from(name)
+        } else {
+            Key::from(format!("{}/{name}", self.config.prefix))
+        }
+    }
+
+    /// An object of the store's own; `None` when there is none. Blocking.
+    pub fn get_named(&self, name: &str) -> Result<Option<Bytes>, BlobError> {
+        let (store, key) = (self.store.clone(), self.named(name));
+        self.wait(async move {
+            match store.get(&key).await {
+                Ok(result) => result.bytes().await.map(Some).map_err(unavailable),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(unavailable(e)),
+            }
+        })?
+    }
+
+    /// Writes an object of the store's own (small: one PUT). Blocking.
+    pub fn put_named(&self, name: &str, bytes: Bytes) -> Result<(), BlobError> {
+        let (store, key) = (self.store.clone(), self.named(name));
+        let size = bytes.len() as u64;
+        self.wait(async move {
+            store.put(&key, PutPayload::from(bytes)).await.map_err(unavailable)?;
+            check_size(&store, &key, size).await
+        })?
+    }
+
+    /// Uploads a file as an object of the store's own, in parts when large. Blocking.
+    pub fn put_named_file(&self, name: &str, path: &Path) -> Result<(), BlobError> {
+        let size = std::fs::metadata(path).map_err(BlobError::Disk)?.len();
+        let (store, key, journal, path) =
+            (self.store.clone(), self.named(name), self.journal.clone(), path.to_path_buf());
+        self.wait(async move {
+            let file = tokio::fs::File::open(&path).await.map_err(BlobError::Disk)?;
+            S3Store::upload(store, journal, key, file, size, Attributes::new()).await
+        })?
+    }
+
+    /// Removes an object of the store's own. Blocking.
+    pub fn delete_named(&self, name: &str) -> Result<(), BlobError> {
+        let (store, key) = (self.store.clone(), self.named(name));
+        match self.wait(async move { store.delete(&key).await })? {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The names of the store's own objects under `<prefix>/<dir>/`, relative to it. Blocking.
+    pub fn list_named(&self, dir: &str) -> Result<Vec<String>, BlobError> {
+        let (store, under) = (self.store.clone(), self.named(dir));
+        self.wait(async move {
+            let mut out = Vec::new();
+            let mut listing = store.list(Some(&under));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(unavailable)?;
+                if let Some(rest) = meta.location.prefix_match(&under) {
+                    out.push(rest.map(|part| part.as_ref().to_string()).collect::<Vec<_>>().join("/"));
+                }
+            }
+            out.sort();
+            Ok(out)
+        })?
+    }
+
+    /// The bucket and prefix, for messages that must name both.
+    pub fn place(&self) -> String {
+        let prefix = if self.config.prefix.is_empty() {
+            "no prefix".to_string()
+        } else {
+            format!("prefix {}", self.config.prefix)
+        };
+        format!("bucket {} at {} ({prefix})", self.config.bucket, self.config.endpoint)
+    }
+
     /// Runs `work` on the client's runtime and waits for it from a thread that may block.
     fn wait<T: Send + 'static>(
         &self,
@@ -229,6 +309,7 @@ impl S3Store {
         key: Key,
         mut source: impl AsyncRead + Unpin,
         size: u64,
+        attributes: Attributes,
     ) -> Result<(), BlobError> {
         if size <= PART as u64 {
             let mut buf = Vec::with_capacity(size as usize);
@@ -236,10 +317,10 @@ impl S3Store {
             if buf.len() as u64 != size {
                 return Err(BlobError::Disk(short_read(buf.len() as u64, size)));
             }
-            store.put(&key, PutPayload::from(buf)).await.map_err(unavailable)?;
+            put_with(&store, &key, PutPayload::from(buf), attributes).await?;
             return check_size(&store, &key, size).await;
         }
-        let mut upload = Multipart::start(store.clone(), key.clone(), &journal).await?;
+        let mut upload = Multipart::start(store.clone(), key.clone(), &journal, attributes).await?;
         let copied: Result<(), BlobError> = async {
             let mut sent = 0u64;
             loop {
@@ -266,19 +347,20 @@ impl S3Store {
         }
     }
 
-    fn put_from(&self, source: Source, size: u64, id: &Uuid) -> Result<(), BlobError> {
+    fn put_from(&self, source: Source, size: u64, id: &Uuid, keep: Option<&Keep>) -> Result<(), BlobError> {
         let (store, key, transfers, journal) =
             (self.store.clone(), self.key(id), self.transfers.clone(), self.journal.clone());
+        let attributes = attributes(keep);
         self.wait(async move {
             let _permit = transfers.acquire_owned().await.map_err(unavailable)?;
             match source {
                 Source::File(path) => {
                     let file = tokio::fs::File::open(&path).await.map_err(BlobError::Disk)?;
-                    S3Store::upload(store, journal, key, file, size).await
+                    S3Store::upload(store, journal, key, file, size, attributes).await
                 }
                 Source::Channel(rx) => {
                     let reader = ChunkReader { rx, first: None, current: Bytes::new() };
-                    S3Store::upload(store, journal, key, reader, size).await
+                    S3Store::upload(store, journal, key, reader, size, attributes).await
                 }
             }
         })?
@@ -324,15 +406,15 @@ impl S3Store {
     ///
     /// `Ok(None)` when [`TRANSFERS_AT_ONCE`] uploads are streaming already: this one goes to
     /// `tmp/` alone and is sent from there.
-    pub fn stream_upload(&self) -> Result<Option<Streaming>, BlobError> {
+    pub fn stream_upload(&self, id: Uuid, keep: Option<&Keep>) -> Result<Option<Streaming>, BlobError> {
         let handle = self.runtime.handle().ok_or_else(|| unavailable("the S3 client has stopped"))?;
         let Ok(permit) = self.transfers.clone().try_acquire_owned() else { return Ok(None) };
-        let id = Uuid::now_v7();
         let (store, key, journal) = (self.store.clone(), self.key(&id), self.journal.clone());
+        let attributes = attributes(keep);
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let (done_tx, done) = oneshot::channel();
         handle.spawn(async move {
-            let result = stream_to(store, journal, key.clone(), rx).await;
+            let result = stream_to(store, journal, key.clone(), rx, attributes).await;
             drop(permit);
             if let Err(e) = &result {
                 log::debug!("streaming upload of {key} ended: {e}");
@@ -349,6 +431,7 @@ async fn stream_to(
     journal: PathBuf,
     key: Key,
     mut rx: mpsc::Receiver<Msg>,
+    attributes: Attributes,
 ) -> Result<(), BlobError> {
     let aborted = || unavailable("the upload ended before its last byte");
     let mut first = Vec::new();
@@ -365,13 +448,13 @@ async fn stream_to(
                     return Err(aborted());
                 }
                 let payload: PutPayload = first.into_iter().collect();
-                store.put(&key, payload).await.map_err(unavailable)?;
+                put_with(&store, &key, payload, attributes).await?;
                 return check_size(&store, &key, size).await;
             }
             None => return Err(aborted()),
         }
     }
-    let mut upload = Multipart::start(store.clone(), key.clone(), &journal).await?;
+    let mut upload = Multipart::start(store.clone(), key.clone(), &journal, attributes).await?;
     let streamed: Result<u64, BlobError> = async {
         for bytes in first {
             upload.put(bytes).await?;
@@ -402,6 +485,20 @@ async fn stream_to(
     }
 }
 
+/// What an object keeps for recovery, as its metadata.
+fn attributes(keep: Option<&Keep>) -> Attributes {
+    let mut attributes = Attributes::new();
+    if let Some(value) = keep.and_then(Keep::to_header) {
+        attributes.insert(Attribute::Metadata(crate::blobs::S3_METADATA.into()), value.into());
+    }
+    attributes
+}
+
+async fn put_with(store: &AmazonS3, key: &Key, payload: PutPayload, attributes: Attributes) -> Result<(), BlobError> {
+    let options = PutOptions { attributes, ..Default::default() };
+    store.put_opts(key, payload, options).await.map(|_| ()).map_err(unavailable)
+}
+
 fn short_read(read: u64, size: u64) -> io::Error {
     io::Error::other(format!("read {read} bytes where {size} were expected"))
 }
@@ -422,8 +519,14 @@ struct Multipart {
 }
 
 impl Multipart {
-    async fn start(store: Arc<AmazonS3>, key: Key, journal: &Path) -> Result<Multipart, BlobError> {
-        let id = store.create_multipart(&key).await.map_err(unavailable)?;
+    async fn start(
+        store: Arc<AmazonS3>,
+        key: Key,
+        journal: &Path,
+        attributes: Attributes,
+    ) -> Result<Multipart, BlobError> {
+        let options = PutMultipartOptions { attributes, ..Default::default() };
+        let id = store.create_multipart_opts(&key, options).await.map_err(unavailable)?;
         let note = journal.join(format!("{}-{}", std::process::id(), Uuid::now_v7()));
         let noted = async {
             tokio::fs::create_dir_all(journal).await?;
@@ -497,14 +600,6 @@ impl Multipart {
     }
 }
 
-/// Whether a process is running (a zombie is not).
-fn running(pid: &str) -> bool {
-    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")) else { return false };
-    // The state follows the command name in parentheses, which may itself hold spaces.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, None | Some("Z") | Some("X"))
-}
-
 impl S3Store {
     /// Aborts the multipart uploads a process that is gone (a crash, `kill -9`) left noted in
     /// the journal: their parts would otherwise stay in the store, unlisted. Blocking.
@@ -520,7 +615,8 @@ impl S3Store {
             let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             let pid = name.split('-').next().unwrap_or_default();
             // Still running (a migration beside this server): its uploads are its own.
-            if pid == std::process::id().to_string() || running(pid) {
+            let pid: u32 = pid.parse().unwrap_or(0);
+            if pid == std::process::id() || crate::inflight::running(pid) {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(BlobError::Disk)?;
@@ -574,9 +670,9 @@ impl Store for S3Store {
         describe(&self.config)
     }
 
-    fn put_file(&self, source: &Path, id: &Uuid, place: Place) -> Result<(), BlobError> {
+    fn put_file(&self, source: &Path, id: &Uuid, place: Place, keep: Option<&Keep>) -> Result<(), BlobError> {
         let size = std::fs::metadata(source).map_err(BlobError::Disk)?.len();
-        self.put_from(Source::File(source.to_path_buf()), size, id)?;
+        self.put_from(Source::File(source.to_path_buf()), size, id, keep)?;
         if place == Place::Move
             && let Err(e) = std::fs::remove_file(source)
         {
@@ -585,11 +681,11 @@ impl Store for S3Store {
         Ok(())
     }
 
-    fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid) -> Result<(), BlobError> {
+    fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid, keep: Option<&Keep>) -> Result<(), BlobError> {
         // The blocking reader feeds the upload through a channel from this thread.
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
         std::thread::scope(|scope| {
-            let uploading = scope.spawn(move || self.put_from(Source::Channel(rx), size, id));
+            let uploading = scope.spawn(move || self.put_from(Source::Channel(rx), size, id, keep));
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let chunk = match reader.read(&mut buf) {
@@ -612,6 +708,19 @@ impl Store for S3Store {
         let (store, key) = (self.store.clone(), self.key(id));
         match self.wait(async move { store.delete(&key).await })? {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn kept(&self, id: &Uuid) -> Result<Option<Keep>, BlobError> {
+        let (store, key) = (self.store.clone(), self.key(id));
+        let got = self.wait(async move { store.get_opts(&key, GetOptions::new().with_head(true)).await })?;
+        match got {
+            Ok(result) => Ok(result
+                .attributes
+                .get(&Attribute::Metadata(crate::blobs::S3_METADATA.into()))
+                .and_then(|value| Keep::from_header(value))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -90,6 +90,16 @@ pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::s3::S3Store
     };
     let store = crate::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(StartError::Store)?;
     store.probe().map_err(StartError::Store)?;
+    match crate::marker::claim(&store, db).map_err(StartError::Store)? {
+        crate::marker::Claim::Ours => {}
+        crate::marker::Claim::Marked => log::info!("marked {} as this installation's", store.place()),
+        crate::marker::Claim::Adopted => {
+            log::info!(
+                "adopted {}: its objects are this installation's recordings, stored before markers",
+                store.place()
+            )
+        }
+    }
     match store.abort_abandoned() {
         Ok(0) => {}
         Ok(n) => log::info!("aborted {n} multipart uploads an interrupted process left in {}", store.describe()),

@@ -73,6 +73,11 @@ impl Storage {
         })
     }
 
+    /// Whether uploads stream to the object store as they arrive (it is the current store).
+    pub fn streams(&self) -> bool {
+        self.s3.is_some() && self.backend == Backend::S3
+    }
+
     /// Adds the object store; new recordings go to `backend`.
     pub fn with_s3(mut self, s3: Option<Arc<S3Store>>, backend: Backend) -> Storage {
         self.backend = if s3.is_some() { backend } else { Backend::Local };
@@ -374,7 +379,13 @@ impl Upload {
     /// Creates the temp file.
     /// `accept_head` sees the first bytes once there are enough (or at the end): refusing them
     /// stops the upload before the rest of the body is read.
-    pub async fn start(storage: &Storage, accept_head: fn(&[u8]) -> bool) -> Result<Upload, ApiError> {
+    /// With `stream_as` (an id already noted in flight, and what its bytes keep) and the object
+    /// store as the current store, the bytes also stream there as they arrive.
+    pub async fn start(
+        storage: &Storage,
+        accept_head: fn(&[u8]) -> bool,
+        stream_as: Option<(Uuid, Option<crate::blobs::Keep>)>,
+    ) -> Result<Upload, ApiError> {
         let path = storage.tmp_dir().join(format!("{}.part", Uuid::now_v7()));
         let open_path = path.clone();
         let file = crate::db::blocking(move || {
@@ -382,8 +393,10 @@ impl Upload {
         })
         .await?;
         let temp = TempFile { path: Some(path) };
-        let tee = match (&storage.s3, storage.backend) {
-            (Some(s3), Backend::S3) => s3.stream_upload().map_err(|e| e.api("starting an upload"))?,
+        let tee = match (&storage.s3, storage.backend, stream_as) {
+            (Some(s3), Backend::S3, Some((id, keep))) => {
+                s3.stream_upload(id, keep.as_ref()).map_err(|e| e.api("starting an upload"))?
+            }
             _ => None,
         };
         Ok(Upload {
@@ -632,14 +645,14 @@ mod tests {
     async fn upload_streams_hashes_and_commits() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::open(dir.path()).expect("open");
-        let mut upload = Upload::start(&storage, |_| true).await.expect("start");
+        let mut upload = Upload::start(&storage, |_| true, None).await.expect("start");
         let data = vec![7u8; CHUNK * 3 + 5];
         upload.read_all(&mut &data[..], u64::MAX).await.map_err(|_| ()).expect("read");
         let finished = upload.finish().await.expect("finish");
         assert_eq!(finished.size, data.len() as u64);
         assert_eq!(finished.sha256, hex(&Sha256::digest(&data)));
         let id = Uuid::now_v7();
-        storage.current().put_file(finished.temp.path(), &id, crate::blobs::Place::Move).expect("commit");
+        storage.current().put_file(finished.temp.path(), &id, crate::blobs::Place::Move, None).expect("commit");
         finished.temp.disarm();
         assert_eq!(fs::read(storage.path(&Storage::relative_path(&id))).expect("read back"), data);
         assert_eq!(fs::read_dir(storage.tmp_dir()).expect("tmp").count(), 0);
@@ -653,7 +666,7 @@ mod tests {
             let storage = storage.clone();
             tokio::spawn(async move {
                 let data = vec![n; CHUNK * 3 + 5];
-                let mut upload = Upload::start(&storage, |_| true).await.expect("start");
+                let mut upload = Upload::start(&storage, |_| true, None).await.expect("start");
                 upload.read_all(&mut &data[..], u64::MAX).await.map_err(|_| ()).expect("read");
                 let finished = upload.finish().await.expect("finish");
                 (finished.sha256 == hex(&Sha256::digest(&data)), finished.size == data.len() as u64)
@@ -668,7 +681,7 @@ mod tests {
     async fn abandoned_upload_leaves_no_temp_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::open(dir.path()).expect("open");
-        let mut upload = Upload::start(&storage, |_| true).await.expect("start");
+        let mut upload = Upload::start(&storage, |_| true, None).await.expect("start");
         let err = upload.push(&[1u8; 100], 10).await;
         assert!(matches!(err, Err(StreamError::TooLarge)));
         drop(upload);

@@ -269,13 +269,16 @@ pub fn purge_expired_sessions(conn: &Connection, now: i64) -> Result<usize, ApiE
 /// Deletes a user, their sessions and recording rows in one transaction, recording the files to
 /// unlink in `pending_unlinks`; returns those paths for the caller to unlink.
 pub fn delete(conn: &mut Connection, user_id: &str, now: i64) -> Result<Vec<String>, ApiError> {
-    // Reads, then writes: the write lock first, so a concurrent writer is waited for, not a 503.
-    let tx = crate::recordings::write_transaction(conn)?;
-    let mut paths = crate::recordings::queue_unlinks_for_user(&tx, user_id, now)?;
-    paths.extend(crate::uploads::queue_unlinks_for_user(&tx, user_id, now)?);
-    tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
-    tx.commit()?;
-    Ok(paths)
+    // Flushed through the WAL before the files are unlinked.
+    crate::db::durably(conn, |conn| {
+        // Reads, then writes: the write lock first, so a concurrent writer is waited for, not a 503.
+        let tx = crate::recordings::write_transaction(conn)?;
+        let mut paths = crate::recordings::queue_unlinks_for_user(&tx, user_id, now)?;
+        paths.extend(crate::uploads::queue_unlinks_for_user(&tx, user_id, now)?);
+        tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
+        tx.commit()?;
+        Ok(paths)
+    })
 }
 
 #[cfg(test)]

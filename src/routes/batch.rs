@@ -88,10 +88,10 @@ async fn batch(
         let now = state.clock.now_ms();
         let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
         let user_id = user_id.clone();
-        state.db.run(move |conn| rec::trash_many(conn, &user_id, &valid, now, retention_ms)).await?
+        state.db.run_durably(move |conn| rec::trash_many(conn, &user_id, &valid, now, retention_ms)).await?
     } else {
         let user_id = user_id.clone();
-        state.db.run(move |conn| rec::restore_many(conn, &user_id, &valid)).await?
+        state.db.run_durably(move |conn| rec::restore_many(conn, &user_id, &valid)).await?
     };
     if done.contains(&true) {
         state.changes.user(&user_id);

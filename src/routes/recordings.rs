@@ -115,7 +115,7 @@ async fn rename(
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let name = rec::normalize_name(&body?.0.name)?;
     let user_id = auth.user.id.clone();
-    let recording = state.db.run(move |conn| rec::rename(conn, &user_id, &id, &name)).await?;
+    let recording = state.db.run_durably(move |conn| rec::rename(conn, &user_id, &id, &name)).await?;
     let recording = recording.ok_or_else(rec::not_found)?;
     state.changes.user(&auth.user.id);
     Reply::json(Status::Ok, &recording)
@@ -151,7 +151,7 @@ pub async fn delete_recording(
     let now = state.clock.now_ms();
     let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
     let who = user_id.clone();
-    let trashed = state.db.run(move |conn| rec::trash(conn, &who, &id, now, retention_ms)).await?;
+    let trashed = state.db.run_durably(move |conn| rec::trash(conn, &who, &id, now, retention_ms)).await?;
     if trashed {
         state.changes.user(&user_id);
     }

@@ -27,7 +27,7 @@ async fn list(
 async fn restore(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let user_id = auth.user.id.clone();
-    let recording = state.db.run(move |conn| rec::restore(conn, &user_id, &id)).await?;
+    let recording = state.db.run_durably(move |conn| rec::restore(conn, &user_id, &id)).await?;
     let recording = recording.ok_or_else(rec::not_found)?;
     state.changes.user(&auth.user.id);
     Reply::json(Status::Ok, &recording)

@@ -647,7 +647,7 @@ impl RecordingsFs {
         if options.size.unwrap_or(1) > budget {
             return Err(caller.refuse(storage::insufficient_storage(), FsError::InsufficientStorage));
         }
-        let upload = Upload::start(&self.state.storage, ingest::head_is_plausible).await.map_err(failure)?;
+        let upload = ingest::start_upload(&self.state, &caller.0.user_id, Some(&name), None).await.map_err(failure)?;
         Ok(PutFile {
             state: self.state.clone(),
             caller: caller.clone(),
@@ -711,7 +711,8 @@ impl RecordingsFs {
                 let name = rec::normalize_name(&to_name).map_err(|e| caller.refuse(e, FsError::Forbidden))?;
                 if name != recording.name {
                     let user = user_id.clone();
-                    let renamed = self.state.db.run(move |conn| rec::rename(conn, &user, &recording.id, &name)).await;
+                    let renamed =
+                        self.state.db.run_durably(move |conn| rec::rename(conn, &user, &recording.id, &name)).await;
                     renamed.map_err(failure)?.ok_or(FsError::NotFound)?;
                     self.state.changes.user(&user_id);
                 }
@@ -727,7 +728,7 @@ impl RecordingsFs {
                 let restored = self
                     .state
                     .db
-                    .run(move |conn| {
+                    .run_durably(move |conn| {
                         let tx = rec::write_transaction(conn)?;
                         let restored = rec::restore(&tx, &user, &recording.id)?;
                         if restored.is_some() && name != recording.name {

@@ -13,6 +13,7 @@ mod common;
 mod compat;
 mod devices;
 mod disk_full;
+mod durability;
 mod hostile;
 mod metrics;
 mod openapi;

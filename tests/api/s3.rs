@@ -380,7 +380,14 @@ impl Bucket {
             .collect()
     }
 
+    /// The objects under the prefix with their sizes, leaving out the store's own (the marker
+    /// and database copies, named with a leading dot).
     pub fn list(&self) -> Vec<(String, u64)> {
+        self.list_all().into_iter().filter(|(name, _)| !name.starts_with('.')).collect()
+    }
+
+    /// Every object under the prefix, the store's own included.
+    pub fn list_all(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
         let mut token: Option<String> = None;
@@ -411,9 +418,8 @@ impl Bucket {
     }
 
     /// The names of the objects under the prefix (recording ids, for a server's prefix).
-    /// (The store's own marker and database copies, named with a leading dot, are left out.)
     pub fn names(&self) -> Vec<String> {
-        self.list().into_iter().map(|(name, _)| name).filter(|name| !name.starts_with('.')).collect()
+        self.list().into_iter().map(|(name, _)| name).collect()
     }
 }
 
