@@ -458,4 +458,31 @@ mod tests {
         assert_eq!(parse_pending_path("uploads/abc"), None);
         assert_eq!(parse_pending_path("s3/not-an-id"), None);
     }
+
+    #[test]
+    fn what_a_file_keeps_survives_the_put_and_both_encodings() {
+        let keep = Keep {
+            owner: "alice".into(),
+            user_id: Uuid::now_v7().to_string(),
+            name: Some("Café memo \u{1F399}.m4a".into()),
+            recorded_at: Some(1_764_000_000_000),
+            created_at: 1_764_000_001_000,
+        };
+        assert_eq!(Keep::from_header(&keep.to_header().expect("header")), Some(keep.clone()));
+        assert!(keep.to_header().expect("header").is_ascii());
+        // Nothing oversized or broken is taken for what a file kept.
+        assert_eq!(Keep::from_json(b"{not json"), None);
+        assert_eq!(Keep::from_json(&vec![b' '; KEEP_MAX + 1]), None);
+        let long = Keep { name: Some("x".repeat(KEEP_MAX)), ..keep.clone() };
+        assert_eq!(long.to_json(), None);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path());
+        fs::create_dir_all(dir.path().join("recordings")).expect("mkdir");
+        let source = dir.path().join("upload.part");
+        fs::write(&source, b"RIFF").expect("write");
+        let id = Uuid::now_v7();
+        store.put_file(&source, &id, Place::Move, Some(&keep)).expect("put");
+        assert_eq!(store.kept(&id).expect("kept"), Some(keep));
+    }
 }

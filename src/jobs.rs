@@ -582,3 +582,34 @@ pub fn failed_analyses(conn: &Connection) -> Result<Vec<(String, String, String)
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn analyses_that_lacked_a_decoder_run_again_once_when_the_decoders_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::db::Db::open(&dir.path().join("recorder.db")).expect("db");
+        let conn = db.conn().expect("conn");
+        let user = crate::users::create(&conn, "alice", "hash", 0).expect("user");
+        for (id, error) in [("r-codec", "no decoder for this codec: opus"), ("r-corrupt", "corrupt audio: bad frame")] {
+            conn.execute(
+                "INSERT INTO recordings (id, user_id, name, content_type, size, sha256, created_at, waveform,
+                                         analysis_error)
+                 VALUES (?1, ?2, ?1, 'audio/ogg', 1, 'x', 0, 'failed', ?3)",
+                params![id, user.id, error],
+            )
+            .expect("row");
+        }
+        // As an earlier build without the opus feature left it.
+        conn.execute("INSERT INTO settings (key, value) VALUES ('decoders', 'none-such')", []).expect("setting");
+        assert_eq!(retry_undecodable(&conn, 1).expect("retry"), 1, "only the one that lacked a decoder");
+        let state: String =
+            conn.query_row("SELECT waveform FROM recordings WHERE id = 'r-codec'", [], |r| r.get(0)).expect("state");
+        assert_eq!(state, "pending");
+        // The same build again: nothing more.
+        conn.execute("UPDATE recordings SET waveform = 'failed' WHERE id = 'r-codec'", []).expect("fail again");
+        assert_eq!(retry_undecodable(&conn, 2).expect("retry"), 0);
+    }
+}

@@ -182,6 +182,7 @@ fn serve(config: recorder::Config) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return cli::finish(Err(Failure { message: format!("cannot start the runtime: {e}"), code: 1 })),
     };
+    let storage = state.storage.clone();
     let launched = runtime.block_on(async {
         let launched = recorder::rocket(state).launch().await;
         // WebDAV stops with the server: its requests get the same grace time to finish.
@@ -194,6 +195,13 @@ fn serve(config: recorder::Config) -> ExitCode {
     });
     // Tasks that outlived the graceful shutdown (a stuck client) are not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    // Their temp files go with them (the next start would empty tmp/ too): nothing else writes
+    // there while this server holds the data directory.
+    match storage.empty_tmp() {
+        Ok(0) => {}
+        Ok(n) => log::info!("removed {n} unfinished uploads from tmp/"),
+        Err(e) => log::warn!("cannot empty tmp/: {e}"),
+    }
     match launched {
         Ok(_) => {
             log::info!("stopped");
