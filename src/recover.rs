@@ -46,6 +46,24 @@ pub struct Report {
     pub left: usize,
 }
 
+impl Report {
+    fn count_recovered(
+        &mut self,
+        on: &mut dyn FnMut(Event<'_>),
+        id: &Uuid,
+        place: &str,
+        (name, owner): (String, String),
+    ) {
+        self.recovered += 1;
+        on(Event::Recovered { id, name: &name, owner: &owner, place });
+    }
+
+    fn count_left(&mut self, on: &mut dyn FnMut(Event<'_>), id: &Uuid, place: &str, why: &str) {
+        self.left += 1;
+        on(Event::Left { id, place, why });
+    }
+}
+
 /// Recovers what can be recovered. Blocking.
 pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, ApiError> {
     let mut conn = db.conn()?;
@@ -67,10 +85,6 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
         report.found += 1;
         let place = file.path.strip_prefix(&root).unwrap_or(&file.path).display().to_string();
         let text = file.id.hyphenated().to_string();
-        let left = |report: &mut Report, on: &mut dyn FnMut(Event<'_>), why: &str| {
-            report.left += 1;
-            on(Event::Left { id: &file.id, place: &place, why });
-        };
         // The recording is there and its file missing: this is its file (a database put back
         // after the sweep moved it).
         if let Some(size) = row_size(&conn, &text, Backend::Local)? {
@@ -80,19 +94,19 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
                 report.returned += 1;
                 on(Event::Recovered { id: &file.id, name: "its recording", owner: "", place: &place });
             } else {
-                left(&mut report, on, "a recording with this id exists already");
+                report.count_left(on, &file.id, &place, "a recording with this id exists already");
             }
             continue;
         }
         if row_exists(&conn, &text)? {
-            left(&mut report, on, "a recording with this id exists in the other store");
+            report.count_left(on, &file.id, &place, "a recording with this id exists in the other store");
             continue;
         }
         let keep = Keep::read_from(&file.path);
         let new = match describe(&conn, &file.path, &file.id, keep.as_ref(), owner.as_ref(), file.size)? {
             Ok(new) => new,
             Err(why) => {
-                left(&mut report, on, &why);
+                report.count_left(on, &file.id, &place, &why);
                 continue;
             }
         };
@@ -100,18 +114,15 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
         crate::inflight::note(&conn, &file.id, Backend::Local, crate::inflight::Kind::Recovered, now)?;
         if let Err(e) = crate::lostfound::take(&root, &file) {
             crate::inflight::clear(&conn, &file.id, Backend::Local)?;
-            left(&mut report, on, &format!("cannot move it: {e}"));
+            report.count_left(on, &file.id, &place, &format!("cannot move it: {e}"));
             continue;
         }
         match insert(&mut conn, new)? {
-            Ok((name, owner)) => {
-                report.recovered += 1;
-                on(Event::Recovered { id: &file.id, name: &name, owner: &owner, place: &place });
-            }
+            Ok(done) => report.count_recovered(on, &file.id, &place, done),
             Err(why) => {
                 crate::lostfound::put_back(&root, &file.id).map_err(|e| ApiError::internal("lost+found", e))?;
                 crate::inflight::clear(&conn, &file.id, Backend::Local)?;
-                left(&mut report, on, &why);
+                report.count_left(on, &file.id, &place, &why);
             }
         }
     }
@@ -129,8 +140,7 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
             report.found += 1;
             let place = crate::blobs::pending_path(backend, &object.id);
             if row_exists(&conn, &object.id.hyphenated().to_string())? {
-                report.left += 1;
-                on(Event::Left { id: &object.id, place: &place, why: "a copy of a recording in the other store" });
+                report.count_left(on, &object.id, &place, "a copy of a recording in the other store");
                 continue;
             }
             let keep = store.kept(&object.id).map_err(|e| e.api("reading what an object keeps"))?;
@@ -140,20 +150,13 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
             let new = match described {
                 Ok(new) => NewRecording { store: backend, ..new },
                 Err(why) => {
-                    report.left += 1;
-                    on(Event::Left { id: &object.id, place: &place, why: &why });
+                    report.count_left(on, &object.id, &place, &why);
                     continue;
                 }
             };
             match insert(&mut conn, new)? {
-                Ok((name, owner)) => {
-                    report.recovered += 1;
-                    on(Event::Recovered { id: &object.id, name: &name, owner: &owner, place: &place });
-                }
-                Err(why) => {
-                    report.left += 1;
-                    on(Event::Left { id: &object.id, place: &place, why: &why });
-                }
+                Ok(done) => report.count_recovered(on, &object.id, &place, done),
+                Err(why) => report.count_left(on, &object.id, &place, &why),
             }
         }
     }
