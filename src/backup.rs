@@ -231,7 +231,7 @@ fn refuse_shrinking(new: &Connection, previous: &Path, dest: &Path) -> Result<()
 
 /// The absolute path `path` names once created: its nearest existing ancestor resolved, the rest
 /// appended.
-fn resolve(path: &Path) -> PathBuf {
+pub(crate) fn resolve(path: &Path) -> PathBuf {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     for ancestor in absolute.ancestors() {
         if let Ok(real) = fs::canonicalize(ancestor) {

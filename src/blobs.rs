@@ -157,21 +157,18 @@ impl Keep {
     }
 
     /// Writes it on a local file. A file system without extended attributes (FAT, exFAT) keeps
-    /// nothing: recovering such a file needs `--owner`, and the log says so once.
-    pub fn write_on(&self, path: &Path) -> io::Result<()> {
-        let Some(json) = self.to_json() else { return Ok(()) };
-        match xattr::set(path, XATTR, &json) {
-            Err(e) if e.raw_os_error() == Some(95) => {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    log::warn!(
-                        "the data directory's file system keeps no extended attributes: a recording's owner and \
-                         name cannot be read back from its file alone (recorder check --recover needs --owner)"
-                    );
-                });
-                Ok(())
-            }
-            other => other,
+    /// nothing: recovering such a file needs `--owner`, and the log says so once. It never fails
+    /// the write of the recording itself.
+    pub fn write_on(&self, path: &Path) {
+        let Some(json) = self.to_json() else { return };
+        if let Err(e) = xattr::set(path, XATTR, &json) {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                log::warn!(
+                    "cannot keep a recording's owner and name in an extended attribute of its file ({e}): \
+                     without the database, `recorder check --recover` will need --owner"
+                );
+            });
         }
     }
 
@@ -325,7 +322,7 @@ impl Store for LocalStore {
         // On the inode before the rename: the directory's fsync below commits both in one
         // journal transaction (ext4 and XFS log metadata in order).
         if let Some(keep) = keep {
-            keep.write_on(source).map_err(BlobError::Disk)?;
+            keep.write_on(source);
         }
         match place {
             Place::Move => fs::rename(source, &target).map_err(BlobError::Disk)?,
@@ -352,7 +349,7 @@ impl Store for LocalStore {
                 return Err(io::Error::other(format!("read {copied} bytes where {size} were expected")));
             }
             if let Some(keep) = keep {
-                keep.write_on(&tmp)?;
+                keep.write_on(&tmp);
             }
             out.sync_all()?;
             fs::rename(&tmp, &target)?;

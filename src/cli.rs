@@ -370,9 +370,18 @@ pub fn storage_adopt(config: &Config) -> Result<(), Failure> {
 pub fn restore(config: &Config, snapshot: &Path) -> Result<(), Failure> {
     let started = Instant::now();
     let mut ticker = Ticker::new();
-    let restored = crate::snapshots::restore(snapshot, &config.data_dir, &mut |done, total| {
-        ticker.tick(|| format!("restored {done} of {total} recordings"))
-    })
+    let mut on = |done, total| ticker.tick(|| format!("restored {done} of {total} recordings"));
+    let restored = match snapshot.to_str().and_then(|s| s.strip_prefix("s3:")) {
+        Some(name) => {
+            let Some(s3) = &config.s3 else {
+                return Err(Failure::usage("restoring from the object store needs [storage.s3] configured"));
+            };
+            let store = crate::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
+            store.probe().map_err(Failure::work)?;
+            crate::snapshots::restore_from_store(&store, name, &config.data_dir, &mut on)
+        }
+        None => crate::snapshots::restore(snapshot, &config.data_dir, &mut on),
+    }
     .map_err(|e| Failure { message: e.message, code: if e.usage { 2 } else { 1 } })?;
     ticker.clear();
     println!(

@@ -70,7 +70,8 @@ enum Command {
         force: bool,
     },
     /// Restore a snapshot (or a backup directory) into the empty data directory given by
-    /// --data-dir, verifying every file's SHA-256.
+    /// --data-dir, verifying every file's SHA-256. `s3:NAME` restores the database a snapshot
+    /// left in the object store ([storage.s3] as when it was taken); the audio stays there.
     Restore {
         #[arg(value_name = "SNAPSHOT")]
         snapshot: PathBuf,

@@ -65,6 +65,13 @@ pub fn take(
     now_ms: i64,
     on: &mut dyn FnMut(crate::backup::Event<'_>),
 ) -> Result<Snapshot, BackupError> {
+    let data_dir = fs::canonicalize(source.root()).map_err(ctx(source.root().display()))?;
+    if crate::backup::resolve(dir).starts_with(&data_dir) {
+        return Err(BackupError {
+            message: format!("backup.dir {} is inside the data directory {}", dir.display(), data_dir.display()),
+            usage: true,
+        });
+    }
     fs::create_dir_all(dir).map_err(ctx(format!("cannot create {}", dir.display())))?;
     // A run that was interrupted left its partial snapshot: only links and copies, removed.
     for entry in fs::read_dir(dir).map_err(ctx(dir.display()))? {
@@ -104,7 +111,7 @@ pub fn take(
         removed.push(oldest);
     }
     let uploaded = match source.s3() {
-        Some(s3) => Some(upload_database(s3, &target, &name, keep)?),
+        Some(s3) => Some(upload_database(source, s3, &name, keep)?),
         None => None,
     };
     Ok(Snapshot { path: target, report, linked, removed, kept: all.len(), uploaded })
@@ -129,11 +136,16 @@ fn link_recordings(from: &Path, to: &Path) -> Result<u64, BackupError> {
     Ok(linked)
 }
 
-/// Uploads the snapshot's database to the object store and keeps the newest `keep` there.
-fn upload_database(s3: &crate::s3::S3Store, snapshot: &Path, name: &str, keep: u32) -> Result<String, BackupError> {
+/// Uploads a copy of the server's database (its rows still naming the object store, unlike the
+/// snapshot's own, which names its local copies) to the object store, and keeps the newest
+/// `keep` there. `recorder restore s3:<name>` brings it back.
+fn upload_database(source: &Storage, s3: &crate::s3::S3Store, name: &str, keep: u32) -> Result<String, BackupError> {
     let key = format!("{STORE_DIR}/{name}.db");
-    s3.put_named_file(&key, &snapshot.join("recorder.db"))
-        .map_err(ctx(format!("cannot upload the database to {}", s3.place())))?;
+    let copy = source.tmp_dir().join(format!("upload-{}.db", Uuid::now_v7()));
+    crate::backup::copy_database(&source.db_path(), &copy)?;
+    let uploaded = s3.put_named_file(&key, &copy);
+    let _ = fs::remove_file(&copy);
+    uploaded.map_err(ctx(format!("cannot upload the database to {}", s3.place())))?;
     let mut names = s3.list_named(STORE_DIR).map_err(ctx(format!("cannot list {STORE_DIR} in {}", s3.place())))?;
     names.retain(|n| n.starts_with(PREFIX) && n.ends_with(".db"));
     while names.len() > keep as usize {
@@ -170,6 +182,83 @@ pub fn restore(snapshot: &Path, target: &Path, on: &mut dyn FnMut(u64, u64)) -> 
         && let Ok(entries) = fs::read_dir(target)
     {
         // Only what this restore wrote is there: the directory was empty.
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        }
+    }
+    result
+}
+
+/// Restores a snapshot's database from the object store (`s3:<name>`: the object
+/// `<prefix>/.recorder-backups/<name>.db`) into the empty directory `target`, reading every
+/// recording's object back and checking its size and SHA-256. For when the machine's disk and
+/// its snapshots are lost and the audio is in the store. Blocking.
+pub fn restore_from_store(
+    s3: &crate::s3::S3Store,
+    name: &str,
+    target: &Path,
+    on: &mut dyn FnMut(u64, u64),
+) -> Result<Restored, BackupError> {
+    let usage = |message: String| BackupError { message, usage: true };
+    if target.exists() && fs::read_dir(target).map_err(ctx(target.display()))?.next().is_some() {
+        return Err(usage(format!(
+            "{} is not empty: restore into an empty or new data directory, then point storage.data_dir at it",
+            target.display()
+        )));
+    }
+    let name = name.strip_suffix(".db").unwrap_or(name);
+    let key = format!("{STORE_DIR}/{name}.db");
+    let bytes = s3.get_named(&key).map_err(ctx(format!("cannot read {key} from {}", s3.place())))?;
+    let Some(bytes) = bytes else {
+        let names = s3.list_named(STORE_DIR).unwrap_or_default().join(", ");
+        return Err(usage(format!("{} has no {key}; it has: {names}", s3.place())));
+    };
+    let result = (|| {
+        let storage = Storage::open(target).map_err(ctx(format!("cannot use {}", target.display())))?;
+        let copy = storage.tmp_dir().join("recorder.db.partial");
+        fs::write(&copy, &bytes).map_err(ctx(copy.display()))?;
+        let conn = Connection::open(&copy).map_err(ctx(copy.display()))?;
+        let rows: Vec<(String, i64, String, String)> = {
+            let mut stmt = conn
+                .prepare("SELECT id, size, sha256, store FROM recordings ORDER BY id")
+                .map_err(ctx("reading it"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(|rows| rows.collect::<Result<_, _>>())
+                .map_err(ctx("reading it"));
+            rows?
+        };
+        let total = rows.len() as u64;
+        let mut restored = Restored::default();
+        for (id, size, sha256, store) in rows {
+            if store != "s3" {
+                return Err(fail(format!(
+                    "recording {id} was in the lost data directory, not in the store: restore a local snapshot instead"
+                )));
+            }
+            let uuid = Uuid::parse_str(&id).map_err(ctx(format!("a recording with the malformed id {id:?}")))?;
+            let read = s3
+                .reader(&uuid)
+                .map_err(crate::blobs::BlobError::into_io)
+                .and_then(|mut reader| copy_hashed(&mut reader, &mut io::sink()));
+            let (bytes, hash) = read.map_err(ctx(format!("recording {id}: cannot read it from {}", s3.place())))?;
+            if bytes != size.max(0) as u64 || hash != sha256 {
+                return Err(fail(format!(
+                    "recording {id}: its object is {bytes} bytes with SHA-256 {hash}; the database says {size} bytes with {sha256}"
+                )));
+            }
+            restored.recordings += 1;
+            restored.bytes += bytes;
+            on(restored.recordings, total);
+        }
+        drop(conn);
+        crate::backup::publish(&copy, &storage.db_path())?;
+        Ok(restored)
+    })();
+    if result.is_err()
+        && let Ok(entries) = fs::read_dir(target)
+    {
         for entry in entries.flatten() {
             let path = entry.path();
             let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };

@@ -330,7 +330,13 @@ fn snapshots(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
-    let server = Server::start();
+    // With the object store, a prefix of the test's own: the server restored from the store
+    // below uses it too.
+    let server = Server::start_with(|c| {
+        if let Some(s3) = c.s3.as_mut() {
+            s3.prefix = crate::s3::fresh_prefix("drill");
+        }
+    });
     let token = server.signup("dora");
     let backups = tempfile::tempdir().expect("tempdir");
     let mut env = server.store_env();
@@ -376,6 +382,7 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
 
     let expected = served(&server, &token);
     assert_eq!(expected.len(), 6);
+    let prefix = server.s3.as_ref().map(|bucket| bucket.prefix.clone());
     drop(server);
     let restored_server = Server::start_with(|c| {
         c.data_dir = target.clone();
@@ -387,6 +394,20 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
     let differ: Vec<_> = expected.iter().filter(|(id, v)| back.get(*id) != Some(v)).collect();
     assert!(differ.is_empty() && back.len() == expected.len(), "not restored as they were: {differ:?} vs {back:?}");
     drop(restored_server);
+
+    // The disk and its snapshots lost, the audio in the object store: the database it keeps
+    // comes back, every object read and checked, and the store is this installation's still.
+    if let Some(prefix) = prefix {
+        let config = crate::s3::shared().config(&prefix);
+        let name = newest.file_name().map(|n| n.to_string_lossy().to_string()).expect("name");
+        let from_store = restored.path().join("from-store");
+        let env = crate::s3::env_vars(&config, "s3");
+        let (code, out, err) = command_with(&from_store, &env, &["restore", &format!("s3:{name}")]);
+        assert_eq!(code, 0, "{out}{err}");
+        let server = s3_server(&from_store, &config);
+        let token = login(&server, "dora");
+        assert_eq!(served(&server, &token), expected, "restored from the object store alone");
+    }
 
     // A damaged snapshot is caught: a file replaced in one snapshot only.
     let oldest = kept.first().expect("a snapshot");
