@@ -162,18 +162,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Wall time always granted, for opening and probing.
-    const BASE_TIME: Duration = Duration::from_secs(2);
-    /// Extra wall time per MiB of file. The file's size is the one length a hostile header cannot
-    /// inflate; one second per 64 KiB is generous even for 8 kbit/s speech decoded without
-    /// optimisations, yet stops a small file that decodes to days of silence.
-    const TIME_PER_MIB: Duration = Duration::from_secs(16);
-
     /// The limits for a file of `bytes` bytes.
     pub fn for_size(bytes: u64) -> Limits {
-        let mib = bytes as f64 / (1024.0 * 1024.0);
         Limits {
-            time_budget: Self::BASE_TIME + Self::TIME_PER_MIB.mul_f64(mib),
+            time_budget: crate::audio::time_budget(bytes),
             max_frames_per_packet: 1 << 17,
             max_channels: 32,
             max_sample_rate: 768_000,

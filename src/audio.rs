@@ -114,6 +114,19 @@ pub struct Detected {
     pub duration_ms: Option<i64>,
 }
 
+/// Wall time always granted to a pass over a file, for opening and probing.
+const BASE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// Extra time per MiB of file. The file's size is the one length a hostile header cannot
+/// inflate; one second per 64 KiB is generous even for 8 kbit/s speech decoded without
+/// optimisations, yet stops a small file that decodes to days of silence.
+const TIME_PER_MIB: std::time::Duration = std::time::Duration::from_secs(16);
+
+/// How long one pass over a file of `bytes` bytes may take: a decode (see
+/// `analysis::Limits`), or the packet walk that finds a duration the header does not give.
+pub fn time_budget(bytes: u64) -> std::time::Duration {
+    BASE_TIME + TIME_PER_MIB.mul_f64(bytes as f64 / (1024.0 * 1024.0))
+}
+
 /// Decides what a finished upload is; `None` when it is not audio we recognise. Blocking.
 pub fn detect(path: &Path) -> std::io::Result<Option<Detected>> {
     let mut file = File::open(path)?;
@@ -204,7 +217,7 @@ fn probe_duration_inner(path: &Path, ext: &str) -> Option<i64> {
     let mut any = false;
     // A reader that lies about its sample tables can hand out empty packets for a very long
     // time; the walk gets the time a decode of the same file would.
-    let budget = crate::analysis::Limits::for_size(std::fs::metadata(path).ok()?.len()).time_budget;
+    let budget = time_budget(std::fs::metadata(path).ok()?.len());
     let deadline = std::time::Instant::now() + budget;
     loop {
         if std::time::Instant::now() > deadline {

@@ -69,8 +69,8 @@ impl Browser {
             let why = "Chromium and chromedriver were not found. Install them with \
                        `sudo apt-get install chromium chromium-driver` (Debian/Ubuntu), or point \
                        RECORDER_CHROMIUM and RECORDER_CHROMEDRIVER at them";
-            if std::env::var("RECORDER_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-                panic!("{test}: RECORDER_REQUIRE_BROWSER=1 but {why}");
+            if crate::common::required("RECORDER_REQUIRE_BROWSER") {
+                panic!("{test}: RECORDER_REQUIRE_BROWSER is set but {why}");
             }
             // Straight to the terminal, past the test harness's capture: a skip must be seen.
             let _ = writeln!(std::io::stderr(), "\n*** SKIPPED browser test {test}: {why}. ***\n");

@@ -489,6 +489,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether the environment flag `name` (a `RECORDER_REQUIRE_*`) says a tool must be there: the
+/// usual true values (`1`, `true`, `yes`, `on`) say yes, unset or a false value (`0`, `false`,
+/// `no`, `off`, empty) no; anything else is a mistake that fails the test rather than skip it.
+pub fn required(name: &str) -> bool {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => false,
+        Err(e) => panic!("{name}: {e}"),
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "" | "0" | "false" | "no" | "off" => false,
+            other => panic!("{name}={other:?}: expected 1, true, yes or on (or 0, false, no, off)"),
+        },
+    }
+}
+
 /// Waits (bounded) for a condition that another thread or task brings about.
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..200 {

@@ -33,8 +33,8 @@ impl Tmpfs {
                     Err(e) => e.to_string(),
                 };
                 let why = format!("cannot mount a tmpfs ({why}); run the tests as root to include it");
-                if std::env::var("RECORDER_REQUIRE_TMPFS").is_ok_and(|v| v == "1") {
-                    panic!("{test}: RECORDER_REQUIRE_TMPFS=1 but {why}");
+                if crate::common::required("RECORDER_REQUIRE_TMPFS") {
+                    panic!("{test}: RECORDER_REQUIRE_TMPFS is set but {why}");
                 }
                 let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why}. ***\n");
                 None

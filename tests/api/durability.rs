@@ -72,8 +72,8 @@ fn strace(test: &str) -> Option<PathBuf> {
             }
         }
     };
-    if std::env::var("RECORDER_REQUIRE_STRACE").is_ok_and(|v| v == "1") {
-        panic!("{test}: RECORDER_REQUIRE_STRACE=1 but {why}");
+    if crate::common::required("RECORDER_REQUIRE_STRACE") {
+        panic!("{test}: RECORDER_REQUIRE_STRACE is set but {why}");
     }
     // Straight to the terminal, past the test harness's capture: a skip must be seen.
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED strace test {test}: {why}. ***\n");

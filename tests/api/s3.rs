@@ -49,7 +49,7 @@ pub fn available(test: &str) -> bool {
     if weed_bin().is_some() {
         return true;
     }
-    if std::env::var("RECORDER_REQUIRE_S3").is_ok_and(|v| v == "1") {
+    if crate::common::required("RECORDER_REQUIRE_S3") {
         panic!("{test}: RECORDER_REQUIRE_S3=1 but {INSTALL}");
     }
     // Straight to the terminal, past the test harness's capture: a skip must be seen.

@@ -274,8 +274,8 @@ pub(crate) fn real_model(test: &str) -> Option<(PathBuf, PathBuf)> {
     match why {
         None => Some((model?, librivox?)),
         Some(why) => {
-            if std::env::var("RECORDER_REQUIRE_TRANSCRIPTION").is_ok_and(|v| v == "1") {
-                panic!("{test}: RECORDER_REQUIRE_TRANSCRIPTION=1 but {why}");
+            if crate::common::required("RECORDER_REQUIRE_TRANSCRIPTION") {
+                panic!("{test}: RECORDER_REQUIRE_TRANSCRIPTION is set but {why}");
             }
             let _ = writeln!(std::io::stderr(), "\n*** SKIPPED transcription test {test}: {why}. ***\n");
             None

@@ -411,8 +411,8 @@ impl TusClient {
                 "tus-js-client is not installed in tests/tus/node_modules: run `npm ci --prefix tests/tus`"
             }
         };
-        if std::env::var("RECORDER_REQUIRE_TUS_CLIENT").is_ok_and(|v| v == "1") {
-            panic!("{test}: RECORDER_REQUIRE_TUS_CLIENT=1 but {why}");
+        if crate::common::required("RECORDER_REQUIRE_TUS_CLIENT") {
+            panic!("{test}: RECORDER_REQUIRE_TUS_CLIENT is set but {why}");
         }
         // Straight to the terminal, past the test harness's capture: a skip must be seen.
         let _ = writeln!(std::io::stderr(), "\n*** SKIPPED tus client test {test}: {why}. ***\n");

@@ -856,8 +856,8 @@ impl Rclone {
         }
         let why = "rclone was not found: install it with `apt-get install rclone` (Debian/Ubuntu), \
                    or point RECORDER_RCLONE at it";
-        if std::env::var("RECORDER_REQUIRE_RCLONE").is_ok_and(|v| v == "1") {
-            panic!("{test}: RECORDER_REQUIRE_RCLONE=1 but {why}");
+        if crate::common::required("RECORDER_REQUIRE_RCLONE") {
+            panic!("{test}: RECORDER_REQUIRE_RCLONE is set but {why}");
         }
         // Straight to the terminal, past the test harness's capture: a skip must be seen.
         let _ = writeln!(std::io::stderr(), "\n*** SKIPPED rclone test {test}: {why}. ***\n");
