@@ -50,7 +50,7 @@ pub fn available(test: &str) -> bool {
         return true;
     }
     if crate::common::required("RECORDER_REQUIRE_S3") {
-        panic!("{test}: RECORDER_REQUIRE_S3=1 but {INSTALL}");
+        panic!("{test}: RECORDER_REQUIRE_S3 is set but {INSTALL}");
     }
     // Straight to the terminal, past the test harness's capture: a skip must be seen.
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED S3 test {test}: {INSTALL}. ***\n");
