@@ -383,7 +383,10 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
             Ok(Some(result)) => finish(&mut conn, &record, result, settings.transcribe, now),
             // The recording is gone: so is its job (if the delete did not take it already).
             Ok(None) => {
-                conn.execute("DELETE FROM jobs WHERE id = ?1", [record.id])?;
+                conn.execute(
+                    "DELETE FROM jobs WHERE id = ?1 AND recording_id = ?2",
+                    params![record.id, record.recording_id],
+                )?;
                 Ok(())
             }
             Err(reason) => {
@@ -510,17 +513,23 @@ fn finish(
             }
         }
     }
-    tx.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+    tx.execute("DELETE FROM jobs WHERE id = ?1 AND recording_id = ?2", params![job.id, job.recording_id])?;
     tx.commit()?;
     Ok(())
 }
 
+/// Records a job's failure on it and its recording. A job whose row is gone (its recording was
+/// deleted while it ran) records nothing: its id may be another job's by now, as SQLite reuses
+/// the highest rowid once it is deleted, so a job row is always named with its recording.
 pub(crate) fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> Result<(), ApiError> {
     let tx = conn.transaction()?;
-    tx.execute(
-        "UPDATE jobs SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1",
-        params![job.id, reason, now],
+    let changed = tx.execute(
+        "UPDATE jobs SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND recording_id = ?4",
+        params![job.id, reason, now, job.recording_id],
     )?;
+    if changed == 0 {
+        return Ok(());
+    }
     if job.kind == ANALYSIS {
         tx.execute(
             "UPDATE recordings SET waveform = 'failed', analysis_error = ?2 WHERE id = ?1",

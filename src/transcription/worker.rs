@@ -137,13 +137,17 @@ impl Worker {
                 Ok(None) if stopped => {
                     // Not an attempt: it runs again from the start at the next start.
                     conn.execute(
-                        "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0) WHERE id = ?1",
-                        [record.id],
+                        "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0)
+                         WHERE id = ?1 AND recording_id = ?2",
+                        rusqlite::params![record.id, record.recording_id],
                     )?;
                     Ok(())
                 }
                 Ok(None) => {
-                    conn.execute("DELETE FROM jobs WHERE id = ?1", [record.id])?;
+                    conn.execute(
+                        "DELETE FROM jobs WHERE id = ?1 AND recording_id = ?2",
+                        rusqlite::params![record.id, record.recording_id],
+                    )?;
                     Ok(())
                 }
                 Err(reason) => jobs::fail(&mut conn, &record, &reason, now),
@@ -226,7 +230,7 @@ fn finish(conn: &mut Connection, job: &Job, transcript: &super::Transcript, now:
     if exists.is_some() {
         super::save_machine(&tx, &job.recording_id, transcript, now)?;
     }
-    tx.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+    tx.execute("DELETE FROM jobs WHERE id = ?1 AND recording_id = ?2", rusqlite::params![job.id, job.recording_id])?;
     tx.commit()?;
     Ok(())
 }
