@@ -133,6 +133,27 @@ fn login_failures_are_alike_and_throttled() {
 }
 
 #[test]
+fn twenty_failures_from_one_address_hold_back_every_name_from_it_and_no_other_address() {
+    let s = Server::start_with(|c| c.client_ip_header = Some("X-Real-IP".into()));
+    s.signup("dana");
+    let login = |ip: &str, name: &str, pw: &str| {
+        send_json(s.req("POST", "/api/v1/auth/login").set("X-Real-IP", ip), &creds(name, pw))
+    };
+    // One failure for each of 20 names: none reaches its own limit of 5, the address reaches 20.
+    for i in 0..20 {
+        login("192.0.2.7", &format!("guess{i}"), "wrong-password").assert_error(401, "invalid_credentials");
+    }
+    let held = login("192.0.2.7", "dana", "password123");
+    held.assert_error(429, "too_many_requests");
+    let wait: u64 = held.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!(wait > 0 && wait <= 900, "{wait}");
+    // Another address signs in as ever; the held one again once the window has passed.
+    assert_eq!(login("192.0.2.8", "dana", "password123").status, 200);
+    s.clock.advance(15 * 60 * 1000 + 1000);
+    assert_eq!(login("192.0.2.7", "dana", "password123").status, 200);
+}
+
+#[test]
 fn password_change_revokes_other_sessions_only() {
     let s = Server::start();
     let current = s.signup("dave");
