@@ -476,32 +476,32 @@ fn a_newer_request_takes_over_from_a_hanging_patch() {
 fn racing_patches_and_retried_completions_make_exactly_one_recording() {
     let s = Server::start();
     let token = s.signup("rita");
-    let bytes = wav(3_000_000, 10);
+    // Past the 16 MiB at which a long PATCH commits its offset.
+    let bytes = wav(20_000_000, 10);
     let path = create(&s, &token, Some(bytes.len()), "");
 
-    // Two PATCHes of the whole body at once: never both written; the loser learns the offset,
-    // from its answer or, when it was stopped while still sending (a takeover answers the older
-    // request with what it kept and stops reading it), from the HEAD a client then sends.
-    let answers: Vec<Option<Resp>> = std::thread::scope(|scope| {
-        let racers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let req = tus(&s, "PATCH", &path, &token)
-                        .set("Content-Type", "application/offset+octet-stream")
-                        .set("Upload-Offset", "0");
-                    match req.send_bytes(&bytes) {
-                        Ok(r) | Err(ureq::Error::Status(_, r)) => Some(crate::common::to_resp(r)),
-                        Err(ureq::Error::Transport(_)) => None,
-                    }
-                })
-            })
-            .collect();
-        racers.into_iter().map(|r| r.join().expect("racer")).collect()
-    });
-    assert!(answers.iter().any(Option::is_some), "at least one racer is answered");
-    for r in answers.iter().flatten() {
-        assert!(matches!(r.status, 204 | 409), "{} {}", r.status, r.text());
-    }
+    // Two PATCHes of the whole body from offset 0, the second while the first is still sending:
+    // never both written. As documented, the later one stops the earlier, which keeps what it
+    // received, and gets 409 with the offset the earlier one reached.
+    let mut earlier = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let head_lines = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n\
+         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    );
+    earlier.write_all(head_lines.as_bytes()).expect("head");
+    let sent = 17 << 20;
+    earlier.write_all(&bytes[..sent]).expect("17 MiB of the body");
+    let progress = || json_of(&s, &token, &path)["offset"].as_u64().unwrap_or(0);
+    eventually("the earlier PATCH has committed its first 16 MiB", || progress() > 0);
+    let seen = progress();
+    // The later one's first bytes are enough to learn where it stands.
+    let later = patch(&s, &token, &path, 0, &bytes[..4096]);
+    assert_eq!(later.status, 409, "{}", later.text());
+    let reached = offset(&later);
+    assert!(reached >= seen && reached <= sent as u64, "{seen} ≤ {reached} ≤ {sent}");
+    drop(earlier);
+    assert_eq!(offset(&head(&s, &token, &path)), reached, "what the earlier one reached is kept");
     let at = offset(&head(&s, &token, &path)) as usize;
     if at < bytes.len() {
         let r = patch(&s, &token, &path, at, &bytes[at..]);
