@@ -357,7 +357,8 @@ fn paginated_walk_sees_each_existing_recording_once_under_churn() {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         let mut page_no = 0;
-        std::thread::scope(|scope| {
+        let churned = std::thread::scope(|scope| {
+            let mut churn = Vec::new();
             loop {
                 let path = match &cursor {
                     Some(c) => format!("/api/v1/recordings?limit=37&order={order}&cursor={c}"),
@@ -366,12 +367,13 @@ fn paginated_walk_sees_each_existing_recording_once_under_churn() {
                 let page = send(s.auth("GET", &path, &token), None).json();
                 // Churn between pages: new uploads and deletes of the extra ones.
                 let (s, token, opus, extra) = (&s, &token, &opus, &extra);
-                scope.spawn(move || {
-                    s.upload(token, "churn.opus", opus);
-                    if let Some(id) = extra.get(page_no) {
-                        send(s.auth("DELETE", &format!("/api/v1/recordings/{id}"), token), None);
-                    }
-                });
+                churn.push(scope.spawn(move || {
+                    let uploaded = s.upload(token, "churn.opus", opus).status;
+                    let deleted = extra
+                        .get(page_no)
+                        .map(|id| send(s.auth("DELETE", &format!("/api/v1/recordings/{id}"), token), None).status);
+                    (uploaded, deleted)
+                }));
                 page_no += 1;
                 for r in page["recordings"].as_array().expect("recordings") {
                     seen.push(r["id"].as_str().expect("id").to_string());
@@ -381,7 +383,13 @@ fn paginated_walk_sees_each_existing_recording_once_under_churn() {
                     None => break,
                 }
             }
+            churn.into_iter().map(|h| h.join().expect("churn")).collect::<Vec<_>>()
         });
+        // The churn really happened while the pages were walked: an upload per page, and a
+        // delete of an extra recording per page while there were any.
+        assert!(churned.len() >= 7, "{order}: {churned:?}");
+        assert!(churned.iter().all(|(uploaded, _)| *uploaded == 201), "{order}: {churned:?}");
+        assert!(churned.iter().filter_map(|(_, deleted)| *deleted).all(|status| status == 204), "{order}: {churned:?}");
         let seen_existing: Vec<&String> = seen.iter().filter(|id| existing.contains(*id)).collect();
         assert_eq!(seen_existing.len(), 250, "{order}: each pre-existing recording exactly once");
         assert_eq!(seen_existing.iter().collect::<HashSet<_>>().len(), 250);
