@@ -331,8 +331,8 @@ fn main() {
     let server = Server::start(&setup);
     let mut bench = Bench { plan, setup, server, work: work.path().to_path_buf() };
     report.note(
-        "the server runs with MIMALLOC_PURGE_DELAY=0, as its systemd unit sets it (the allocator returns \
-         freed memory at once instead of after a second)",
+        "the server runs with a clean environment: the binary sets the allocator's purge delay to 0 itself \
+         (freed memory goes back to the system at once)",
     );
     let first_start = bench.server.ready_after;
     let idle = bench.server.memory();

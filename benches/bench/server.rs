@@ -189,9 +189,9 @@ impl Server {
             .arg("--data-dir")
             .arg(&setup.data_dir)
             .args(["--address", "127.0.0.1", "--port", "0"])
+            // A clean environment, as a plain `cargo run --release` would have one: the binary sets
+            // the allocator's purge delay itself.
             .env_clear()
-            // As the systemd unit runs it: the allocator returns freed memory at once.
-            .env("MIMALLOC_PURGE_DELAY", "0")
             // Settings to compare (`RECORDER_SERVER_BLOCKING_THREADS=8 cargo bench`) reach the server;
             // whether analysis and transcription run is the benchmark's to set, phase by phase, and
             // its own variables (`RECORDER_BENCH_*`) are not the server's.

@@ -395,7 +395,6 @@ fn run_ours(inputs: &Inputs, reading: &Reading, compute: &str, work: &Path) -> R
         .arg("transcribe")
         .arg(&reading.path)
         .env_clear()
-        .env("MIMALLOC_PURGE_DELAY", "0")
         .env("RECORDER_TRANSCRIPTION_MODEL", &inputs.model)
         .env("RECORDER_TRANSCRIPTION_COMPUTE", compute)
         .env("RECORDER_TRANSCRIPTION_THREADS", "1")
