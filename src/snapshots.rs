@@ -155,6 +155,30 @@ fn upload_database(source: &Storage, s3: &crate::s3::S3Store, name: &str, keep: 
     Ok(key)
 }
 
+/// A restore goes into an empty or new directory only.
+fn require_empty(target: &Path) -> Result<(), BackupError> {
+    if target.exists() && fs::read_dir(target).map_err(ctx(target.display()))?.next().is_some() {
+        return Err(BackupError {
+            message: format!(
+                "{} is not empty: restore into an empty or new data directory, then point storage.data_dir at it",
+                target.display()
+            ),
+            usage: true,
+        });
+    }
+    Ok(())
+}
+
+/// Removes what a failed restore wrote: the directory was empty before it.
+fn empty_again(target: &Path) {
+    if let Ok(entries) = fs::read_dir(target) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        }
+    }
+}
+
 /// What a restore did.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -171,21 +195,10 @@ pub fn restore(snapshot: &Path, target: &Path, on: &mut dyn FnMut(u64, u64)) -> 
     if !db.is_file() {
         return Err(usage(format!("{} is not a snapshot: it has no recorder.db", snapshot.display())));
     }
-    if target.exists() && fs::read_dir(target).map_err(ctx(target.display()))?.next().is_some() {
-        return Err(usage(format!(
-            "{} is not empty: restore into an empty or new data directory, then point storage.data_dir at it",
-            target.display()
-        )));
-    }
+    require_empty(target)?;
     let result = restore_into(snapshot, &db, target, on);
-    if result.is_err()
-        && let Ok(entries) = fs::read_dir(target)
-    {
-        // Only what this restore wrote is there: the directory was empty.
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-        }
+    if result.is_err() {
+        empty_again(target);
     }
     result
 }
@@ -201,12 +214,7 @@ pub fn restore_from_store(
     on: &mut dyn FnMut(u64, u64),
 ) -> Result<Restored, BackupError> {
     let usage = |message: String| BackupError { message, usage: true };
-    if target.exists() && fs::read_dir(target).map_err(ctx(target.display()))?.next().is_some() {
-        return Err(usage(format!(
-            "{} is not empty: restore into an empty or new data directory, then point storage.data_dir at it",
-            target.display()
-        )));
-    }
+    require_empty(target)?;
     let name = name.strip_suffix(".db").unwrap_or(name);
     let key = format!("{STORE_DIR}/{name}.db");
     let bytes = s3.get_named(&key).map_err(ctx(format!("cannot read {key} from {}", s3.place())))?;
@@ -256,13 +264,8 @@ pub fn restore_from_store(
         crate::backup::publish(&copy, &storage.db_path())?;
         Ok(restored)
     })();
-    if result.is_err()
-        && let Ok(entries) = fs::read_dir(target)
-    {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-        }
+    if result.is_err() {
+        empty_again(target);
     }
     result
 }
