@@ -28,6 +28,7 @@ pub mod migrate;
 pub mod ranges;
 pub mod recordings;
 pub mod recover;
+pub mod removal;
 pub mod routes;
 pub mod s3;
 pub mod shares;

@@ -182,7 +182,7 @@ async fn remove(state: &State<AppState>, auth: OldAuth, record_id: &str) -> Old 
     let lookup = (user_id.clone(), id.clone());
     let found = state.db.run(move |conn| rec::get(conn, &lookup.0, &lookup.1)).await;
     let deleted = match found {
-        Ok(Some(r)) if r.deleted_at.is_none() => super::recordings::delete_recording(state, user_id, id, false).await,
+        Ok(Some(r)) if r.deleted_at.is_none() => crate::removal::delete_recording(state, user_id, id, false).await,
         Ok(_) => return Old(Status::BadRequest, json!({"result": "fail"})),
         Err(e) => return fail(&e),
     };

@@ -3,10 +3,9 @@
 use super::{JsonBody, QueryOnce, Reply, etag_matches, flag, parse_limit};
 use crate::auth::AuthUser;
 use crate::clock::{http_date, parse_http_date};
-use crate::db::blocking;
 use crate::error::ApiError;
 use crate::ingest::{self, UploadHeaders};
-use crate::recordings::{self as rec, ListQuery, Order, Purge, Recording};
+use crate::recordings::{self as rec, ListQuery, Order, Recording};
 use crate::state::AppState;
 use rocket::data::Data;
 use rocket::http::{Header, Status};
@@ -130,49 +129,11 @@ async fn delete_one(
     permanent: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
-    if delete_recording(state, auth.user.id.clone(), id, flag(permanent)).await? {
+    if crate::removal::delete_recording(state, auth.user.id.clone(), id, flag(permanent)).await? {
         Ok(Reply::no_content())
     } else {
         Err(rec::not_found())
     }
-}
-
-/// Moves a recording to the trash, or deletes it now when asked or when there is no trash.
-/// False when the user has no such recording.
-pub async fn delete_recording(
-    state: &AppState,
-    user_id: String,
-    id: String,
-    permanent: bool,
-) -> Result<bool, ApiError> {
-    if permanent || state.config.retention_days == 0 {
-        return Ok(purge(state, user_id, Purge::One(id)).await? > 0);
-    }
-    let now = state.clock.now_ms();
-    let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
-    let who = user_id.clone();
-    let trashed = state.db.run_durably(move |conn| rec::trash(conn, &who, &id, now, retention_ms)).await?;
-    if trashed {
-        state.changes.user(&user_id);
-    }
-    Ok(trashed)
-}
-
-/// Deletes now: rows and queued unlinks in one transaction, then the files. Returns how many.
-pub async fn purge(state: &AppState, user_id: String, which: Purge) -> Result<usize, ApiError> {
-    let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
-    let who = user_id.clone();
-    let purged = blocking(move || {
-        let mut conn = db.conn()?;
-        let paths = rec::queue_purge(&mut conn, &who, which, now)?;
-        rec::finish_unlinks(&conn, &storage, &paths)?;
-        Ok(paths.len())
-    })
-    .await?;
-    if purged > 0 {
-        state.changes.user(&user_id);
-    }
-    Ok(purged)
 }
 
 /// Conditional and range request headers.

@@ -1,10 +1,10 @@
 //! `/api/v1/trash`: list, restore, delete one, empty.
 
-use super::recordings::purge;
 use super::{QueryOnce, Reply, parse_limit};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::recordings::{self as rec, Purge};
+use crate::removal::purge;
 use crate::state::AppState;
 use rocket::http::Status;
 use rocket::{State, delete, get, post, routes};

@@ -26,7 +26,7 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::ingest::{self, Draft, Place, Stored};
 use crate::recordings::{self as rec, Folder, Purge, Recording};
-use crate::routes::recordings::{delete_recording, purge};
+use crate::removal::{delete_recording, purge};
 use crate::state::AppState;
 use crate::storage::{self, StreamError, Upload};
 use bytes::{Buf, Bytes, BytesMut};
