@@ -345,16 +345,20 @@ fn recordings_from_before_analysis_are_analysed_after_an_upgrade_newest_first() 
 
     let server = serve(home.path(), &data);
     crate::common::eventually("analysed again after the upgrade", || ready(&server));
-    let analysed: Vec<String> = server
-        .log
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .filter_map(|line| line.split("analysed ").nth(1).and_then(|rest| rest.split_whitespace().next()))
-        .map(str::to_string)
-        .collect();
+    let analysed = || -> Vec<String> {
+        server
+            .log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|line| line.split("analysed ").nth(1).and_then(|rest| rest.split_whitespace().next()))
+            .map(str::to_string)
+            .collect()
+    };
+    // The server's log is read from its stderr as it comes: the last line may trail the commit.
+    crate::common::eventually("each analysis is logged", || analysed().len() >= ids.len());
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
-    assert_eq!(analysed, newest_first, "analysed newest first");
+    assert_eq!(analysed(), newest_first, "analysed newest first");
     let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &auth), None).json();
     for r in list["recordings"].as_array().expect("recordings") {
         assert!((r["duration_ms"].as_i64().expect("decoded duration") - 4179).abs() <= 150, "{r}");

@@ -215,32 +215,6 @@ fn an_archive_holds_every_recording_under_its_name_with_duplicates_suffixed() {
     send(s.req("GET", &format!("/api/v1/recordings/archive?ids={}", ids[0])), None).assert_error(401, "unauthorized");
 }
 
-/// A mono 16-bit WAV of `bytes` bytes of noise (`seed` makes each one different).
-fn big_wav(bytes: usize, seed: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(44 + bytes);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + bytes as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&48_000u32.to_le_bytes());
-    out.extend_from_slice(&96_000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(bytes as u32).to_le_bytes());
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    while out.len() < 44 + bytes {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(44 + bytes);
-    out
-}
-
 /// Files larger than every buffer on the way come through whole (the memory this takes is the
 /// benchmark's business, not a test's); a file that goes missing while the archive is written
 /// cuts it short, without the ZIP's end record.
@@ -248,7 +222,7 @@ fn big_wav(bytes: usize, seed: u32) -> Vec<u8> {
 fn an_archive_of_files_larger_than_its_buffers_streams_whole_and_a_cut_one_has_no_end() {
     let s = Server::start_with(|c| c.analysis_enabled = false);
     let token = s.signup("fritz");
-    let wavs: Vec<Vec<u8>> = (0..3).map(|i| big_wav(20 << 20, i + 1)).collect();
+    let wavs: Vec<Vec<u8>> = (0..3u64).map(|i| crate::common::noise_wav(44 + (20 << 20), i + 1)).collect();
     let ids: Vec<String> =
         wavs.iter().enumerate().map(|(i, w)| s.upload_id(&token, &format!("big {i}.wav"), w)).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();

@@ -6,7 +6,6 @@ use crate::common::{Server, fixture, send, send_json, urlencode};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,10 +30,6 @@ fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// One browser at a time: two Chromiums on two cores make every wait a race, and chromedriver
@@ -77,7 +72,7 @@ impl Browser {
             return None;
         };
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let port = free_port();
+        let port = crate::common::free_port();
         let mut driver = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -462,13 +457,6 @@ pub(crate) fn sign_up_at(b: &Browser, base: &str, username: &str) {
     b.wait_for("[data-test=app]");
 }
 
-pub(crate) fn login_token(server: &Server, username: &str) -> String {
-    let r =
-        send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": username, "password": "password123"}));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
-}
-
 pub(crate) fn list(server: &Server, token: &str, path: &str) -> Vec<Value> {
     let r = send(server.auth("GET", path, token), None);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -495,7 +483,7 @@ fn a_user_uploads_plays_renames_deletes_undoes_and_restores_in_the_browser() {
         "return document.querySelectorAll('li[data-test=recording]').length === 2;",
         vec![],
     );
-    let token = login_token(&server, "alice");
+    let token = server.login("alice");
     let stored = list(&server, &token, "/api/v1/recordings");
     assert_eq!(stored.len(), 2);
     for r in &stored {
@@ -580,7 +568,7 @@ fn names_are_text_never_html() {
     let Some(b) = Browser::start("names are text") else { return };
     let server = Server::start();
     sign_up(&b, &server, "mallory");
-    let token = login_token(&server, "mallory");
+    let token = server.login("mallory");
     let name = "<img src=x onerror=alert(1)>";
     let r = send(
         server
@@ -638,7 +626,7 @@ fn recording_in_the_browser_uploads_with_its_start_time() {
         "return document.querySelectorAll('li[data-test=recording]').length === 1;",
         vec![],
     );
-    let token = login_token(&server, "singer");
+    let token = server.login("singer");
     let stored = list(&server, &token, "/api/v1/recordings");
     assert_eq!(stored.len(), 1);
     let r = &stored[0];
@@ -674,7 +662,7 @@ fn refusals_trash_and_account_work_from_the_page() {
     let Some(b) = Browser::start("refusals, trash and account") else { return };
     let server = Server::start();
     sign_up(&b, &server, "uma");
-    let token = login_token(&server, "uma");
+    let token = server.login("uma");
 
     // The server's refusal is shown with its message, and nothing is stored.
     b.send_keys("input[data-test=file-input]", &fixture_path("not-audio/text-named.mp3"));

@@ -5,7 +5,7 @@
 //! until it is revoked. Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the other
 //! browser tests.
 
-use crate::browser::{Browser, WAIT, assert_accessible, item, list, login_token, sign_up};
+use crate::browser::{Browser, WAIT, assert_accessible, item, list, sign_up};
 use crate::common::{Server, fixture, send, send_json};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -166,7 +166,7 @@ fn app_tokens_are_made_shown_once_with_a_qr_code_and_revoked_from_the_account_pa
     assert_eq!(me_status(&server, &token), 401, "revoked");
 
     // A lost laptop's browser session is signed out from here.
-    let laptop = login_token(&server, "tess");
+    let laptop = server.login("tess");
     open_account(&b, &server);
     let other = wait_token_item(&b, "Browser session");
     b.click(&format!("{other} [data-test=token-revoke]"));
@@ -175,7 +175,7 @@ fn app_tokens_are_made_shown_once_with_a_qr_code_and_revoked_from_the_account_pa
     assert_eq!(me_status(&server, &laptop), 401, "the other session is signed out");
 
     // A password change keeps apps signed in, unless asked to sign them out too.
-    let session = login_token(&server, "tess");
+    let session = server.login("tess");
     let script = api_token(&server, &session, "Backup script")["token"].as_str().expect("token").to_string();
     let change = |from: &str, to: &str, revoke_apps: bool| {
         open_account(&b, &server);
@@ -212,7 +212,7 @@ fn changes_made_elsewhere_show_in_the_open_list_at_once() {
     let Some(b) = Browser::start("live updates") else { return };
     let server = Server::start_with(|c| c.analysis_enabled = false);
     sign_up(&b, &server, "lou");
-    let session = login_token(&server, "lou");
+    let session = server.login("lou");
     let phone = api_token(&server, &session, "Phone")["token"].as_str().expect("token").to_string();
     wait_list(&b);
     wait_live(&b);
@@ -297,7 +297,7 @@ fn several_recordings_are_downloaded_trashed_restored_and_deleted_at_once() {
     let Some(b) = Browser::start("bulk actions") else { return };
     let server = Server::start_with(|c| c.analysis_enabled = false);
     sign_up(&b, &server, "bea");
-    let token = login_token(&server, "bea");
+    let token = server.login("bea");
     let wav = fixture("speech.wav");
     let ids: Vec<String> = ["Alpha.wav", "Bravo.wav", "Charlie.wav", "Delta.wav"]
         .iter()
@@ -459,7 +459,7 @@ fn a_share_link_plays_for_a_signed_out_visitor_until_it_is_revoked() {
     let Some(b) = Browser::start("share links") else { return };
     let server = Server::start();
     sign_up(&b, &server, "sol");
-    let token = login_token(&server, "sol");
+    let token = server.login("sol");
     let id = server.upload_id(&token, "Garden walk.m4a", &fixture("speech.m4a"));
     b.goto(&server.base);
     b.wait_for(&item(&id));
@@ -572,7 +572,7 @@ fn audit_in(scheme: &str) {
     let Some(b) = Browser::start_with(&format!("devices accessibility, {scheme}"), args) else { return };
     let server = Server::start();
     sign_up(&b, &server, "ada");
-    let token = login_token(&server, "ada");
+    let token = server.login("ada");
     api_token(&server, &token, "Kitchen tablet");
     let wav = fixture("speech.wav");
     let ids: Vec<String> = ["Standup notes.wav", "Kitchen idea.wav", "Interview, part 2.wav"]

@@ -3,9 +3,9 @@
 //! the browser streams to the server, so a tab that dies mid-recording loses nothing the server
 //! acknowledged. Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the other browser tests.
 
-use crate::browser::{Browser, WAIT, assert_accessible, item, list, login_token, sign_up, sign_up_at};
+use crate::browser::{Browser, WAIT, assert_accessible, item, list, sign_up, sign_up_at};
+use crate::common::noise_wav;
 use crate::common::{Seen, Server, send, sha256_hex};
-use crate::uploads::wav;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -37,7 +37,7 @@ fn tus_patches(server: &Server) -> Vec<Seen> {
 /// A WAV file of `len` bytes in a temp dir; returns the dir (kept alive by the caller) and path.
 fn wav_file(name: &str, len: usize, seed: u64) -> (tempfile::TempDir, String, Vec<u8>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bytes = wav(len, seed);
+    let bytes = noise_wav(len, seed);
     let path = dir.path().join(name);
     std::fs::write(&path, &bytes).expect("write the WAV");
     (dir, path.display().to_string(), bytes)
@@ -135,7 +135,7 @@ fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
     let server = Server::start();
     let proxy = Proxy::start(server.base.trim_start_matches("http://").parse().expect("the server's address"));
     sign_up_at(&b, &proxy.base(), "rita");
-    let token = login_token(&server, "rita");
+    let token = server.login("rita");
     let (dir, path, bytes) = wav_file("Long interview.wav", 12 * MIB as usize, 0x5eed);
 
     // A large file that is not audio is refused at its first bytes, with the server's words.
@@ -228,11 +228,11 @@ fn a_reload_mid_upload_lists_it_and_choosing_the_file_again_resumes_it() {
     let Some(b) = Browser::start("resumable upload over a reload") else { return };
     let server = Server::start();
     sign_up(&b, &server, "reza");
-    let token = login_token(&server, "reza");
+    let token = server.login("reza");
     let (_dir, path, bytes) = wav_file("Lecture.wav", 20 * MIB as usize, 0xfeed);
 
     // Another upload that stopped (from a phone, say) is listed too, and can be discarded.
-    let other = wav(6 * MIB as usize, 3);
+    let other = noise_wav(6 * MIB as usize, 3);
     let created = send(
         server
             .auth("POST", "/api/v1/uploads", &token)
@@ -319,7 +319,7 @@ fn a_take_streams_while_recording_and_survives_its_tab_dying() {
     let Some(b) = Browser::start("a take survives its tab") else { return };
     let server = Server::start();
     sign_up(&b, &server, "tess");
-    let token = login_token(&server, "tess");
+    let token = server.login("tess");
     let before = time::OffsetDateTime::now_utc();
     b.click("button[data-test=record]");
     b.wait_for("[data-test=record-timer]");

@@ -5,7 +5,7 @@
 //! corrects them (`PUT …/transcript`). Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like
 //! the other browser tests.
 
-use crate::browser::{Browser, assert_accessible, item, login_token, sign_up};
+use crate::browser::{Browser, assert_accessible, item, sign_up};
 use crate::common::{Server, send, send_json};
 use serde_json::{Value, json};
 
@@ -117,7 +117,7 @@ fn the_transcript_panel_follows_playback_seeks_edits_and_search_jumps_to_the_wor
     sign_up(&b, &server, "tess");
     // The list loads after the uploads (an open list would show them as they come).
     b.goto("about:blank");
-    let token = login_token(&server, "tess");
+    let token = server.login("tess");
     let id = server.upload_id(&token, "Team meeting.wav", &tone_wav(10));
     let other = server.upload_id(&token, "Voice memo.wav", &tone_wav(10));
     assert_eq!(get_recording(&server, &token, &id)["transcript"], "off", "no model on this server");
@@ -353,7 +353,7 @@ fn a_transcript_written_by_hand_pending_and_failed_states_in_the_panel() {
     let server = Server::start();
     sign_up(&b, &server, "hugo");
     b.goto("about:blank");
-    let token = login_token(&server, "hugo");
+    let token = server.login("hugo");
     let handmade = server.upload_id(&token, "Lecture.wav", &tone_wav(10));
     let pending = server.upload_id(&token, "Interview.wav", &tone_wav(10));
     let failed = server.upload_id(&token, "Street noise.wav", &tone_wav(10));
@@ -467,7 +467,7 @@ fn a_spoken_memo_is_found_in_the_ui_by_its_words_once_transcribed() {
     let Some(b) = Browser::start("spoken memo search") else { return };
     let server = crate::transcripts::with_model(&model);
     sign_up(&b, &server, "sam");
-    let token = login_token(&server, "sam");
+    let token = server.login("sam");
     let (path, _) = &crate::transcripts::librivox(&dir)[0];
     let uploaded = std::time::Instant::now();
     let id = server.upload_id(&token, "Tuesday memo.wav", &std::fs::read(path).expect("wav"));

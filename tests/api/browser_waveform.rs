@@ -5,7 +5,7 @@
 //! browser tests.
 
 use crate::analysis::settled;
-use crate::browser::{Browser, Pointer, WAIT, assert_accessible, fixture_path, item, login_token, sign_up};
+use crate::browser::{Browser, Pointer, WAIT, assert_accessible, fixture_path, item, sign_up};
 use crate::common::{Server, fixture};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -200,7 +200,7 @@ fn the_player_draws_the_waveform_and_seeks_on_it_by_mouse_touch_and_keys() {
     sign_up(&b, &server, "wren");
     // The list loads after the uploads (an open list would show them as they come).
     b.goto("about:blank");
-    let token = login_token(&server, "wren");
+    let token = server.login("wren");
     let long = server.upload_id(&token, "Loud then quiet.wav", &loud_then_quiet_wav(60));
     let speech = server.upload_id(&token, "speech.wav", &fixture("speech.wav"));
     analysed(&server, &token, &long, "ready");
@@ -352,7 +352,7 @@ fn a_long_list_fetches_the_waveforms_of_the_rows_on_screen_only() {
     sign_up(&b, &server, "lars");
     // The list loads after the uploads (an open list would show them as they come).
     b.goto("about:blank");
-    let token = login_token(&server, "lars");
+    let token = server.login("lars");
     let wav = fixture("speech.wav");
     let ids: Vec<String> = (0..40).map(|i| server.upload_id(&token, &format!("Memo {i}.wav"), &wav)).collect();
     for id in &ids {
@@ -411,7 +411,7 @@ fn an_upload_shows_analysing_until_its_waveform_is_ready_without_a_reload() {
     assert_eq!(states.as_array().and_then(|s| s.last()), Some(&json!("ready")), "{states}");
     let id = b.js("return document.querySelector('li[data-test=recording]').dataset.id;", vec![]);
     let id = id.as_str().expect("id");
-    let token = login_token(&server, "ivy");
+    let token = server.login("ivy");
     let recording = analysed(&server, &token, id, "ready");
     assert!(recording["duration_ms"].as_i64().is_some_and(|d| (d - 4179).abs() < 150), "{recording}");
     assert_eq!(b.text(&format!("{} [data-test=duration]", item(id))), "0:04");
@@ -426,7 +426,7 @@ fn with_analysis_off_a_calm_placeholder_shows_and_the_bar_still_seeks() {
     let Some(b) = Browser::start("waveform pending") else { return };
     let server = Server::start_with(|c| c.analysis_enabled = false);
     sign_up(&b, &server, "otto");
-    let token = login_token(&server, "otto");
+    let token = server.login("otto");
     let id = server.upload_id(&token, "memo.wav", &fixture("speech.wav"));
     let loaded = Instant::now();
     b.goto(&server.base);
@@ -485,7 +485,7 @@ fn a_recording_without_a_waveform_plays_and_seeks_on_a_plain_bar() {
     let Some(b) = Browser::start("waveform failed") else { return };
     let server = Server::start();
     sign_up(&b, &server, "fern");
-    let token = login_token(&server, "fern");
+    let token = server.login("fern");
     // Cut before its first frame: neither the server nor a browser can decode it.
     let truncated = server.upload_id(&token, "truncated.mp3", &fixture("truncated.mp3"));
     // An MP4 whose chunk-offset table claims 2^32-1 entries: the server refuses to analyse it
@@ -545,7 +545,7 @@ fn look_in(scheme: &str) {
     let Some(b) = Browser::start_with(&format!("waveform look, {scheme}"), args) else { return };
     let server = Server::start();
     sign_up(&b, &server, "lux");
-    let token = login_token(&server, "lux");
+    let token = server.login("lux");
     let speech = server.upload_id(&token, "Kitchen idea.wav", &fixture("speech.wav"));
     let long = server.upload_id(&token, "Standup notes.wav", &loud_then_quiet_wav(60));
     analysed(&server, &token, &speech, "ready");

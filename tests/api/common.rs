@@ -186,6 +186,16 @@ impl Server {
         r.json()["token"].as_str().expect("token").to_string()
     }
 
+    /// Signs in (password `password123`, as `signup` sets it) and returns the session token.
+    pub fn login(&self, username: &str) -> String {
+        let r = send_json(
+            self.req("POST", "/api/v1/auth/login"),
+            &serde_json::json!({"username": username, "password": "password123"}),
+        );
+        assert_eq!(r.status, 200, "login {username}: {}", r.text());
+        r.json()["token"].as_str().expect("token").to_string()
+    }
+
     /// Uploads bytes as a raw body; returns the response.
     pub fn upload(&self, token: &str, name: &str, bytes: &[u8]) -> Resp {
         let path = format!("/api/v1/recordings?name={}", urlencode(name));
@@ -502,6 +512,39 @@ pub fn required(name: &str) -> bool {
             other => panic!("{name}={other:?}: expected 1, true, yes or on (or 0, false, no, off)"),
         },
     }
+}
+
+/// A valid 16-bit mono WAV of exactly `total` bytes with pseudo-random samples.
+pub fn noise_wav(total: usize, seed: u64) -> Vec<u8> {
+    assert!(total > 44);
+    let data = (total - 44) as u32;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&32_000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    let mut x = seed | 1;
+    while out.len() < total {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push((x >> 24) as u8);
+    }
+    out
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("addr").port()
 }
 
 /// Waits (bounded) for a condition that another thread or task brings about.

@@ -13,11 +13,11 @@
 //! answer came before its body was written.
 
 use crate::cli::{serve, signup};
+use crate::common::noise_wav;
 use crate::common::{
     ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, send,
     send_json, sha256_hex, tone_wav, urlencode,
 };
-use crate::uploads::wav;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -400,9 +400,9 @@ struct XmlCase {
 fn deep_doctype_and_oversized_xml_bodies_are_refused_and_the_server_lives_on() {
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
     let u = DavUser::new(&s, "xena");
-    s.upload_id(&u.session, "a.wav", &wav(3_000, 1));
-    s.upload_id(&u.session, "b.wav", &wav(3_100, 2));
-    let old = s.upload_id(&u.session, "old.wav", &wav(3_200, 3));
+    s.upload_id(&u.session, "a.wav", &noise_wav(3_000, 1));
+    s.upload_id(&u.session, "b.wav", &noise_wav(3_100, 2));
+    let old = s.upload_id(&u.session, "old.wav", &noise_wav(3_200, 3));
     to_trash(&s, &u.session, &old);
     let before = snapshot(&s, &u.session);
     assert_eq!(before.len(), 3);
@@ -587,7 +587,7 @@ fn move_copy_and_delete_never_empty_a_folder_whatever_the_spelling() {
     let host = dav_host(&s);
     let mut bytes_of: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut upload = |name: &str, seed: u64| {
-        let bytes = wav(3_000 + 10 * seed as usize, seed);
+        let bytes = noise_wav(3_000 + 10 * seed as usize, seed);
         let id = s.upload_id(&u.session, name, &bytes);
         bytes_of.insert(id.clone(), bytes);
         id
@@ -838,7 +838,7 @@ fn revoking_an_app_token_ends_its_event_streams() {
     let mut phone = Events::open(&s, "Authorization", &format!("Bearer {app}"));
     let mut browser = Events::open(&s, "Authorization", &format!("Bearer {session}"));
 
-    s.upload_id(&session, "before-revocation.wav", &wav(4_000, 1));
+    s.upload_id(&session, "before-revocation.wav", &noise_wav(4_000, 1));
     let ten = Duration::from_secs(10);
     assert!(phone.wait_for(ten, is_change_event), "no change event on the app token's stream: {}", phone.delivered());
     assert!(phone.wait_for(ten, |l| l.contains("before-revocation.wav")), "{}", phone.delivered());
@@ -853,7 +853,7 @@ fn revoking_an_app_token_ends_its_event_streams() {
     );
     eprintln!("the revoked token's stream ended {:?} after revocation ({:?})", revoked.elapsed(), phone.end);
 
-    s.upload_id(&session, "after-revocation.wav", &wav(4_100, 2));
+    s.upload_id(&session, "after-revocation.wav", &noise_wav(4_100, 2));
     assert!(
         browser.wait_for(ten, |l| l.contains("after-revocation.wav")),
         "the session's own stream goes on: {}",
@@ -876,7 +876,7 @@ fn logging_out_ends_the_event_streams_of_that_browser_session() {
     let mut tab = Events::open(&s, "Cookie", &cookie);
     let mut phone = Events::open(&s, "Authorization", &format!("Bearer {other}"));
 
-    s.upload_id(&other, "before-logout.wav", &wav(4_000, 3));
+    s.upload_id(&other, "before-logout.wav", &noise_wav(4_000, 3));
     let ten = Duration::from_secs(10);
     assert!(tab.wait_for(ten, is_change_event), "no change event on the cookie's stream: {}", tab.delivered());
     assert!(tab.wait_for(ten, |l| l.contains("before-logout.wav")), "{}", tab.delivered());
@@ -889,7 +889,7 @@ fn logging_out_ends_the_event_streams_of_that_browser_session() {
         tab.delivered()
     );
 
-    s.upload_id(&other, "after-logout.wav", &wav(4_100, 4));
+    s.upload_id(&other, "after-logout.wav", &noise_wav(4_100, 4));
     assert!(phone.wait_for(ten, |l| l.contains("after-logout.wav")), "another session's stream goes on");
     assert!(!tab.delivered().contains("after-logout.wav"), "{}", tab.delivered());
     expect_error(
@@ -940,7 +940,7 @@ fn wrong_current_passwords_are_throttled_like_logins() {
 fn wrong_passwords_to_delete_the_account_are_throttled() {
     let s = Server::start();
     let token = s.signup("dana");
-    s.upload_id(&token, "keep.wav", &wav(4_000, 5));
+    s.upload_id(&token, "keep.wav", &noise_wav(4_000, 5));
     let delete = |password: &str| send_json(s.auth("DELETE", "/api/v1/me", &token), &json!({ "password": password }));
     for attempt in 1..=10 {
         let r = delete("not my password");
@@ -1076,7 +1076,7 @@ fn patch_claiming(s: &Server, token: &str, path: &str, offset: &str, content_len
 fn tus_lengths_and_offsets_at_the_edge_of_u64_are_refused_without_crashing() {
     let s = Server::start_with(|c| c.analysis_enabled = false);
     let token = s.signup("ulla");
-    let bytes = wav(100, 5);
+    let bytes = noise_wav(100, 5);
     let created =
         send(s.auth("POST", "/api/v1/uploads", &token).set("Tus-Resumable", "1.0.0").set("Upload-Length", "100"), None);
     assert_eq!(created.status, 201, "{}", created.text());
@@ -1156,7 +1156,7 @@ fn a_tus_upload_of_length_0_is_created_and_is_no_recording() {
 fn thousands_of_ranges_are_answered_with_at_most_the_file() {
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
     let u = DavUser::new(&s, "rhea");
-    let bytes = wav(20_000, 9);
+    let bytes = noise_wav(20_000, 9);
     let size = bytes.len() as u64;
     let id = s.upload_id(&u.session, "ranges.wav", &bytes);
     let many = format!("bytes={}", vec!["0-"; 2_000].join(","));
@@ -1222,12 +1222,12 @@ fn names_with_bidi_controls_or_zero_width_characters_are_refused() {
     let token = s.signup("bidi");
     let bad = ["memo\u{202E}vaw.exe", "a\u{200B}b.wav", "x\u{2066}y.wav"];
     for (i, name) in bad.iter().enumerate() {
-        let r = s.upload(&token, name, &wav(4_000, 20 + i as u64));
+        let r = s.upload(&token, name, &noise_wav(4_000, 20 + i as u64));
         expect_error(&r, 400, "invalid_name", &format!("upload named {name:?}"));
     }
     assert!(all_pages(&s, &token, "/api/v1/recordings").is_empty(), "nothing stored");
 
-    let id = s.upload_id(&token, "plain.wav", &wav(4_000, 30));
+    let id = s.upload_id(&token, "plain.wav", &noise_wav(4_000, 30));
     let rename =
         |name: &str| send_json(s.auth("PATCH", &format!("/api/v1/recordings/{id}"), &token), &json!({ "name": name }));
     for name in bad {
@@ -1238,7 +1238,7 @@ fn names_with_bidi_controls_or_zero_width_characters_are_refused() {
     assert_eq!(list[0]["name"], "plain.wav", "the name is unchanged");
 
     let emoji = "👩\u{200D}💻 notes.wav";
-    let r = s.upload(&token, emoji, &wav(4_000, 31));
+    let r = s.upload(&token, emoji, &noise_wav(4_000, 31));
     assert_eq!(r.status, 201, "an emoji ZWJ sequence: {}", r.text());
     assert_eq!(r.json()["name"], emoji);
     let renamed = "👩\u{200D}💻 renamed.wav";
@@ -1495,7 +1495,7 @@ fn fuzz_body(rng: &mut StdRng, method: &str) -> (Option<Vec<u8>>, String) {
         }
         5 | 6 => {
             let len = rng.gen_range(1_000..16_000);
-            (Some(wav(len, rng.r#gen::<u64>())), format!("a WAV of {len} bytes"))
+            (Some(noise_wav(len, rng.r#gen::<u64>())), format!("a WAV of {len} bytes"))
         }
         _ => (Some(Vec::new()), "empty".to_string()),
     }
@@ -1590,12 +1590,13 @@ fn keep_library(s: &Server, u: &DavUser, now: &Snapshot, fresh: &mut u64) -> boo
     let mut changed = false;
     for _ in live..2 {
         *fresh += 1;
-        s.upload_id(&u.session, &format!("fresh-{fresh}.wav"), &wav(2_000 + *fresh as usize, 1_000 + *fresh));
+        s.upload_id(&u.session, &format!("fresh-{fresh}.wav"), &noise_wav(2_000 + *fresh as usize, 1_000 + *fresh));
         changed = true;
     }
     if now.values().all(|r| !r.in_trash) {
         *fresh += 1;
-        let id = s.upload_id(&u.session, &format!("fresh-{fresh}.wav"), &wav(2_000 + *fresh as usize, 1_000 + *fresh));
+        let id =
+            s.upload_id(&u.session, &format!("fresh-{fresh}.wav"), &noise_wav(2_000 + *fresh as usize, 1_000 + *fresh));
         to_trash(s, &u.session, &id);
         changed = true;
     }
@@ -1671,10 +1672,10 @@ fn webdav_fuzz_never_crashes_or_changes_more_than_one_file() {
 
     let mut fresh = 0u64;
     for i in 1..=3u64 {
-        s.upload_id(&u.session, &format!("live{i}.wav"), &wav(3_000 + i as usize, i));
+        s.upload_id(&u.session, &format!("live{i}.wav"), &noise_wav(3_000 + i as usize, i));
     }
     for i in 1..=2u64 {
-        let id = s.upload_id(&u.session, &format!("old{i}.wav"), &wav(4_000 + i as usize, 10 + i));
+        let id = s.upload_id(&u.session, &format!("old{i}.wav"), &noise_wav(4_000 + i as usize, 10 + i));
         to_trash(&s, &u.session, &id);
     }
 

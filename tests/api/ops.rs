@@ -35,13 +35,6 @@ fn command_on(server: &Server, args: &[&str]) -> (i32, String, String) {
     command_with(&server.data(), &server.store_env(), args)
 }
 
-fn login(server: &Server, username: &str) -> String {
-    let r =
-        send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": username, "password": "password123"}));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
-}
-
 fn set_age(path: &Path, age: Duration) {
     let file = std::fs::File::options().write(true).open(path).expect("open");
     file.set_modified(SystemTime::now() - age).expect("set mtime");
@@ -205,7 +198,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
     assert_eq!(source_ids.len(), 25);
     let backed_up = {
         let restored = Server::start_with(|c| c.data_dir = dest.clone());
-        let token = login(&restored, "alice");
+        let token = restored.login("alice");
         let listed = all_pages(&restored, &token, "/api/v1/recordings");
         assert!(listed.len() >= FIXTURES.len(), "the recordings from before the backup are there: {}", listed.len());
         for r in &listed {
@@ -367,7 +360,7 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     assert!(err.contains("refusing to replace the backup"), "{err}");
     assert_eq!(walk_files(&dest.join("recordings")), files, "the good backup is untouched");
     let restored = Server::start_with(|c| c.data_dir = dest.clone());
-    assert_eq!(all_pages(&restored, &login(&restored, "alice"), "/api/v1/recordings").len(), FIXTURES.len());
+    assert_eq!(all_pages(&restored, &restored.login("alice"), "/api/v1/recordings").len(), FIXTURES.len());
 
     // While a server serves the backup directory, a backup into it is refused.
     let (code, out, err) = command_on(&server, &["backup", &dest_arg]);

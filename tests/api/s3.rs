@@ -14,6 +14,7 @@
 //! recordings in the shared instance too.
 
 use crate::cli::{Running, recorder, run, signup};
+use crate::common::noise_wav;
 use crate::common::{Server, eventually, fixture, send, sha256_hex};
 use recorder::blobs::Backend;
 use recorder::config::S3Config;
@@ -482,10 +483,6 @@ fn serve_s3(home: &Path, data: &Path, config: &S3Config) -> Running {
 }
 
 /// A WAV header and `total - 44` bytes of noise: accepted as audio, and incompressible.
-fn noise_wav(total: usize, seed: u64) -> Vec<u8> {
-    crate::uploads::wav(total, seed)
-}
-
 /// The audio of a recording as the server plays it back.
 fn audio(server: &Server, token: &str, id: &str) -> crate::common::Resp {
     send(server.auth("GET", &format!("/api/v1/recordings/{id}/audio"), token), None)

@@ -28,13 +28,6 @@ fn command_with(data: &Path, env: &[(String, String)], args: &[&str]) -> (i32, S
     run(cmd, "")
 }
 
-fn login(server: &Server, username: &str) -> String {
-    let r =
-        send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": username, "password": "password123"}));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
-}
-
 /// A metric's value from `GET /metrics` (metrics must be on), if the server exports it.
 fn metric(server: &Server, name: &str) -> Option<f64> {
     let r = send(server.req("GET", "/metrics"), None);
@@ -111,7 +104,7 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
     copy_database(&data, &saved);
     {
         let server = start();
-        let token = login(&server, "alice");
+        let token = server.login("alice");
         for (i, name) in FIXTURES[3..].iter().enumerate() {
             let bytes = fixture(name);
             let id = server.upload_id(&token, &format!("new {i} {name}"), &bytes);
@@ -131,7 +124,7 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
             let stored = server.stored_bytes(id).or_else(|| std::fs::read(data.join("lost+found").join(id)).ok());
             assert_eq!(stored.as_deref().map(sha256_hex), Some(sha256_hex(bytes)), "the bytes of {id} are kept");
         }
-        let token = login(&server, "alice");
+        let token = server.login("alice");
         assert_eq!(served(&server, &token).len(), 3);
     }
     if !test_store_is_s3() {
@@ -153,7 +146,7 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
     assert!(lost_and_found(&data).is_empty(), "recovered files leave lost+found");
 
     let server = start();
-    let token = login(&server, "alice");
+    let token = server.login("alice");
     let listed = served(&server, &token);
     // Every recording is back, byte-identical, with the name it was uploaded with.
     let expected: BTreeMap<String, (String, String)> =
@@ -389,7 +382,7 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
         c.backend = Backend::Local;
         c.s3 = None;
     });
-    let token = login(&restored_server, "dora");
+    let token = restored_server.login("dora");
     let back = served(&restored_server, &token);
     let differ: Vec<_> = expected.iter().filter(|(id, v)| back.get(*id) != Some(v)).collect();
     assert!(differ.is_empty() && back.len() == expected.len(), "not restored as they were: {differ:?} vs {back:?}");
@@ -405,7 +398,7 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
         let (code, out, err) = command_with(&from_store, &env, &["restore", &format!("s3:{name}")]);
         assert_eq!(code, 0, "{out}{err}");
         let server = s3_server(&from_store, &config);
-        let token = login(&server, "dora");
+        let token = server.login("dora");
         assert_eq!(served(&server, &token), expected, "restored from the object store alone");
     }
 
@@ -474,7 +467,7 @@ fn two_installations(weed: &crate::s3::Weed, prefix: &str) {
 
     // The first installation restarted: its own marker, so it starts and still has everything.
     let again = s3_server(&home.path().join("a"), &config);
-    let token = login(&again, "erin");
+    let token = again.login("erin");
     assert_eq!(served(&again, &token), uploaded);
 }
 
@@ -512,7 +505,7 @@ fn an_unmarked_store_with_recordings_is_adopted_only_by_the_installation_whose_r
     assert!(bucket.get(&id).is_some(), "the refusal removes nothing");
     // Its own installation adopts it: its rows name the objects.
     let again = s3_server(&data, &config);
-    let token = login(&again, "finn");
+    let token = again.login("finn");
     assert_eq!(served(&again, &token).len(), 1);
     assert!(bucket.list_all().iter().any(|(name, _)| name == ".recorder-store"), "marked now");
 }

@@ -1,6 +1,7 @@
 //! Resumable uploads: tus 1.0.0 and the IETF draft over real HTTP, their bad input, and their
 //! faults (hang-ups, takeovers, races, retries, expiry, `kill -9`).
 
+use crate::common::noise_wav;
 use crate::common::{Resp, Server, eventually, send, sha256_hex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -8,33 +9,6 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// A valid 16-bit mono WAV of exactly `total` bytes with pseudo-random samples.
-pub fn wav(total: usize, seed: u64) -> Vec<u8> {
-    assert!(total > 44);
-    let data = (total - 44) as u32;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&16_000u32.to_le_bytes());
-    out.extend_from_slice(&32_000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data.to_le_bytes());
-    let mut x = seed | 1;
-    while out.len() < total {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.push((x >> 24) as u8);
-    }
-    out
-}
 
 fn b64(text: &str) -> String {
     STANDARD.encode(text)
@@ -125,7 +99,7 @@ fn tus_options_announce_version_extensions_limits_and_checksums() {
 fn tus_upload_in_pieces_becomes_one_recording_with_the_right_bytes() {
     let s = Server::start();
     let token = s.signup("tina");
-    let bytes = wav(700_000, 1);
+    let bytes = noise_wav(700_000, 1);
     let meta = format!("filename {},filetype {}", b64("interview.wav"), b64("text/plain"));
     let path = create(&s, &token, Some(bytes.len()), &meta);
 
@@ -176,7 +150,7 @@ fn tus_upload_in_pieces_becomes_one_recording_with_the_right_bytes() {
 fn creation_with_upload_and_deferred_length_complete_too() {
     let s = Server::start();
     let token = s.signup("cora");
-    let bytes = wav(50_000, 2);
+    let bytes = noise_wav(50_000, 2);
 
     // creation-with-upload: the whole file in the POST.
     let req = tus(&s, "POST", "/api/v1/uploads", &token)
@@ -211,7 +185,7 @@ fn wrong_offsets_lengths_versions_and_owners_are_refused() {
     let s = Server::start_with(|c| c.max_upload_size = 1 << 20);
     let token = s.signup("olga");
     let other = s.signup("otto");
-    let bytes = wav(100_000, 3);
+    let bytes = noise_wav(100_000, 3);
     let path = create(&s, &token, Some(bytes.len()), "");
     assert_eq!(offset(&patch(&s, &token, &path, 0, &bytes[..10_000])), 10_000);
 
@@ -270,7 +244,7 @@ fn wrong_offsets_lengths_versions_and_owners_are_refused() {
     send(tus(&s, "POST", "/api/v1/uploads", &token), None).assert_error(400, "bad_request");
     // Deferred length growing past the limit while streaming.
     let deferred = create(&s, &token, None, "");
-    patch(&s, &token, &deferred, 0, &wav((1 << 20) + 10, 4)).assert_error(413, "payload_too_large");
+    patch(&s, &token, &deferred, 0, &noise_wav((1 << 20) + 10, 4)).assert_error(413, "payload_too_large");
     assert_eq!(offset(&head(&s, &token, &deferred)), 0);
 }
 
@@ -287,7 +261,7 @@ fn upload_length_over_the_free_space_is_507_at_creation() {
 fn checksums_verify_each_request_and_a_mismatch_drops_its_bytes() {
     let s = Server::start();
     let token = s.signup("carl");
-    let bytes = wav(90_000, 5);
+    let bytes = noise_wav(90_000, 5);
     let path = create(&s, &token, Some(bytes.len()), "");
     let with_checksum = |offset: usize, part: &[u8], checksum: String| {
         let req = tus(&s, "PATCH", &path, &token)
@@ -333,7 +307,7 @@ fn a_non_audio_upload_is_refused_at_its_first_bytes_and_leaves_nothing() {
 fn termination_removes_the_bytes_and_expiry_makes_an_upload_404() {
     let s = Server::start();
     let token = s.signup("tess");
-    let bytes = wav(20_000, 6);
+    let bytes = noise_wav(20_000, 6);
     let path = create(&s, &token, Some(bytes.len()), "");
     patch(&s, &token, &path, 0, &bytes[..5_000]);
     let r = send(tus(&s, "DELETE", &path, &token), None);
@@ -367,7 +341,7 @@ fn termination_removes_the_bytes_and_expiry_makes_an_upload_404() {
 fn keep_partial_uploads_become_recordings_when_they_expire() {
     let s = Server::start();
     let token = s.signup("kate");
-    let bytes = wav(400_000, 7);
+    let bytes = noise_wav(400_000, 7);
     let meta = format!("filename {},keep_partial", b64("lecture.wav"));
     let kept = create(&s, &token, None, &meta);
     patch(&s, &token, &kept, 0, &bytes[..150_000]);
@@ -425,7 +399,7 @@ fn file_len(s: &Server, path: &str) -> u64 {
 fn a_client_that_hangs_up_mid_patch_keeps_and_counts_what_arrived() {
     let s = Server::start();
     let token = s.signup("hank");
-    let bytes = wav(2_000_000, 8);
+    let bytes = noise_wav(2_000_000, 8);
     let path = create(&s, &token, Some(bytes.len()), "");
     let stream = open_patch(&s, &token, &path, 0, bytes.len(), &bytes[..700_000]);
     eventually("the server wrote what arrived", || file_len(&s, &path) >= 600_000);
@@ -443,7 +417,7 @@ fn a_client_that_hangs_up_mid_patch_keeps_and_counts_what_arrived() {
 fn a_newer_request_takes_over_from_a_hanging_patch() {
     let s = Server::start();
     let token = s.signup("tom");
-    let bytes = wav(1_000_000, 9);
+    let bytes = noise_wav(1_000_000, 9);
     let path = create(&s, &token, Some(bytes.len()), "");
     // A PATCH that sent part of its body, then hangs (the phone changed networks).
     let mut hanging = open_patch(&s, &token, &path, 0, bytes.len(), &bytes[..400_000]);
@@ -477,7 +451,7 @@ fn racing_patches_and_retried_completions_make_exactly_one_recording() {
     let s = Server::start();
     let token = s.signup("rita");
     // Past the 16 MiB at which a long PATCH commits its offset.
-    let bytes = wav(20_000_000, 10);
+    let bytes = noise_wav(20_000_000, 10);
     let path = create(&s, &token, Some(bytes.len()), "");
 
     // Two PATCHes of the whole body from offset 0, the second while the first is still sending:
@@ -513,7 +487,7 @@ fn racing_patches_and_retried_completions_make_exactly_one_recording() {
     assert_eq!(file_len(&s, &path), 0);
 
     // A completing request retried three times, in turn and at once: one recording each time.
-    let small = wav(40_000, 11);
+    let small = noise_wav(40_000, 11);
     let path = create(&s, &token, Some(small.len()), "");
     patch(&s, &token, &path, 0, &small[..10_000]);
     let first = patch(&s, &token, &path, 10_000, &small[10_000..]);
@@ -546,7 +520,7 @@ fn draft(s: &Server, method: &str, path: &str, token: &str, v: &str) -> ureq::Re
 fn ietf_draft_uploads_in_one_request_or_many() {
     let s = Server::start();
     let token = s.signup("iris");
-    let bytes = wav(120_000, 12);
+    let bytes = noise_wav(120_000, 12);
 
     let r = send(s.req("OPTIONS", "/api/v1/recordings"), None);
     assert!(r.header("Upload-Limit").is_some_and(|l| l.contains("max-size=1073741824")), "{:?}", r.headers);
@@ -653,7 +627,7 @@ fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
     let token = signup(&server, "kira");
     let auth = format!("Bearer {token}");
     let tus = |r: ureq::Request| r.set("Authorization", &auth).set("Tus-Resumable", "1.0.0");
-    let bytes = wav(48 << 20, 13);
+    let bytes = noise_wav(48 << 20, 13);
 
     let r = send(tus(server.req("POST", "/api/v1/uploads")).set("Upload-Length", &bytes.len().to_string()), None);
     let path = r.header("Location").expect("location").to_string();
@@ -709,7 +683,7 @@ fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
 fn deleting_the_account_removes_its_uploads_and_empty_uploads_never_complete() {
     let s = Server::start();
     let token = s.signup("dora");
-    let bytes = wav(30_000, 14);
+    let bytes = noise_wav(30_000, 14);
     let path = create(&s, &token, Some(bytes.len()), "");
     patch(&s, &token, &path, 0, &bytes[..10_000]);
     create(&s, &token, None, "");
@@ -739,7 +713,7 @@ fn deleting_the_account_removes_its_uploads_and_empty_uploads_never_complete() {
 fn ietf_draft_retries_empty_completions_and_broken_creations_leave_no_litter() {
     let s = Server::start();
     let token = s.signup("rhea");
-    let bytes = wav(60_000, 15);
+    let bytes = noise_wav(60_000, 15);
 
     // A creation retried with the same Idempotency-Key answers the first recording.
     let create = || {

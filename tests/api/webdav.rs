@@ -8,11 +8,11 @@
 //! says loudly that it skipped, and fails instead when `RECORDER_REQUIRE_RCLONE=1` (as in CI).
 
 use crate::cli::{Running, recorder, signup};
+use crate::common::noise_wav;
 use crate::common::{
     ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, send,
     send_json, sha256_hex,
 };
-use crate::uploads::wav;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -331,7 +331,7 @@ fn webdav_is_off_unless_enabled() {
 fn options_and_propfind_at_depth_0_1_and_infinity() {
     let s = Server::start_dav();
     let u = DavUser::new(&s, "alice");
-    let memo = wav(4_000, 1);
+    let memo = noise_wav(4_000, 1);
     s.upload_id(&u.session, "memo.wav", &memo);
 
     let r = send(u.dav(&s, "OPTIONS", "/"), None);
@@ -424,7 +424,7 @@ fn a_long_listing_names_every_recording_once_in_name_order() {
             let (s, u) = (&s, &u);
             scope.spawn(move || {
                 for i in (t..N).step_by(4) {
-                    s.upload_id(&u.session, &format!("take-{i:04}.wav"), &wav(1_000 + i % 7, i as u64 + 1));
+                    s.upload_id(&u.session, &format!("take-{i:04}.wav"), &noise_wav(1_000 + i % 7, i as u64 + 1));
                 }
             });
         }
@@ -462,13 +462,13 @@ fn a_long_listing_names_every_recording_once_in_name_order() {
 fn duplicate_names_get_the_id_suffix_and_each_opens_its_own_recording() {
     let s = Server::start_dav();
     let u = DavUser::new(&s, "dora");
-    let bodies: Vec<Vec<u8>> = (0..3).map(|i| wav(2_000 + i, 10 + i as u64)).collect();
+    let bodies: Vec<Vec<u8>> = (0..3).map(|i| noise_wav(2_000 + i, 10 + i as u64)).collect();
     let ids: Vec<String> = bodies.iter().map(|b| s.upload_id(&u.session, "dup.wav", b)).collect();
-    let bare: Vec<Vec<u8>> = (0..2).map(|i| wav(3_000 + i, 20 + i as u64)).collect();
+    let bare: Vec<Vec<u8>> = (0..2).map(|i| noise_wav(3_000 + i, 20 + i as u64)).collect();
     let bare_ids: Vec<String> = bare.iter().map(|b| s.upload_id(&u.session, "memo", b)).collect();
-    let trash_named = wav(2_500, 30);
+    let trash_named = noise_wav(2_500, 30);
     let trash_id = s.upload_id(&u.session, "Trash", &trash_named);
-    let slashed = wav(2_600, 31);
+    let slashed = noise_wav(2_600, 31);
     s.upload_id(&u.session, "a/b.wav", &slashed);
 
     let shown = names(&files(&s, &u, "/"));
@@ -505,7 +505,7 @@ fn duplicate_names_get_the_id_suffix_and_each_opens_its_own_recording() {
 fn get_and_head_answer_ranges_with_the_stored_type_and_safe_headers() {
     let s = Server::start_dav();
     let u = DavUser::new(&s, "gina");
-    let bytes = wav(10_000, 3);
+    let bytes = noise_wav(10_000, 3);
     s.upload_id(&u.session, "clip.wav", &bytes);
     // An M4A named .mp3: served as what it is, listed as what its name says.
     let m4a = fixture("speech.m4a");
@@ -578,7 +578,7 @@ fn put_stores_through_the_upload_path_and_never_replaces_audio() {
     assert_eq!(recordings(&s, &u.session).len(), 1);
 
     // Other bytes under a name that exists: the phone's " (2)" suffix, never a replacement.
-    let takes: Vec<Vec<u8>> = (0..3).map(|i| wav(5_000 + i, 40 + i as u64)).collect();
+    let takes: Vec<Vec<u8>> = (0..3).map(|i| noise_wav(5_000 + i, 40 + i as u64)).collect();
     for take in &takes {
         let r = put(&s, &u, "/memo.wav", take);
         assert_eq!(r.status, 201, "{}", r.text());
@@ -593,7 +593,7 @@ fn put_stores_through_the_upload_path_and_never_replaces_audio() {
     assert_eq!(r.status, 204, "the same bytes under the suffixed name: {}", r.text());
 
     // A name without an extension.
-    let voice: Vec<Vec<u8>> = (0..2).map(|i| wav(6_000 + i, 50 + i as u64)).collect();
+    let voice: Vec<Vec<u8>> = (0..2).map(|i| noise_wav(6_000 + i, 50 + i as u64)).collect();
     for v in &voice {
         assert_eq!(put(&s, &u, &dav_path("voice note"), v).status, 201);
     }
@@ -624,22 +624,22 @@ fn put_refuses_what_is_not_audio_or_too_large_and_leaves_nothing() {
     }
     // Refused from Content-Length, before the body: a client that waits for `100 Continue`
     // hears 413 and never sends it.
-    let (status, head) = put_expecting_continue(&s, &u, "/big.wav", &wav(250_000, 7));
+    let (status, head) = put_expecting_continue(&s, &u, "/big.wav", &noise_wav(250_000, 7));
     assert_eq!(status, 413, "{head}");
     assert!(recordings(&s, &u.session).is_empty());
     assert!(s.files().is_empty(), "no temp file and no stored file: {:?}", s.files());
     assert_eq!(names(&files(&s, &u, "/")), Vec::<String>::new());
     // Still taking audio.
-    assert_eq!(put(&s, &u, "/ok.wav", &wav(50_000, 8)).status, 201);
+    assert_eq!(put(&s, &u, "/ok.wav", &noise_wav(50_000, 8)).status, 201);
 }
 
 #[test]
 fn move_renames_trashes_restores_and_an_overwritten_destination_goes_to_the_trash() {
     let s = Server::start_dav();
     let u = DavUser::new(&s, "mona");
-    let a = s.upload_id(&u.session, "a.wav", &wav(2_000, 1));
-    let y = s.upload_id(&u.session, "y.wav", &wav(2_100, 2));
-    let z = s.upload_id(&u.session, "z.wav", &wav(2_200, 3));
+    let a = s.upload_id(&u.session, "a.wav", &noise_wav(2_000, 1));
+    let y = s.upload_id(&u.session, "y.wav", &noise_wav(2_100, 2));
+    let z = s.upload_id(&u.session, "z.wav", &noise_wav(2_200, 3));
     let name_of =
         |id: &str| by_id(&recordings(&s, &u.session), id).map(|r| r["name"].as_str().unwrap_or("").to_string());
 
@@ -685,8 +685,8 @@ fn move_renames_trashes_restores_and_an_overwritten_destination_goes_to_the_tras
 fn delete_trashes_delete_in_the_trash_is_final_and_folders_are_fixed() {
     let s = Server::start_dav();
     let u = DavUser::new(&s, "dina");
-    let d = s.upload_id(&u.session, "d.wav", &wav(2_000, 4));
-    s.upload_id(&u.session, "keep.wav", &wav(2_100, 5));
+    let d = s.upload_id(&u.session, "d.wav", &noise_wav(2_000, 4));
+    s.upload_id(&u.session, "keep.wav", &noise_wav(2_100, 5));
 
     let r = send(u.dav(&s, "DELETE", "/d.wav"), None);
     assert_eq!(r.status, 204, "{}", r.text());
@@ -718,7 +718,7 @@ fn a_lock_keeps_out_writes_without_its_token_until_unlocked() {
     let s = Server::start_dav();
     let u = DavUser::new(&s, "lola");
     let other = DavUser::new(&s, "lars");
-    s.upload_id(&u.session, "locked.wav", &wav(2_000, 6));
+    s.upload_id(&u.session, "locked.wav", &noise_wav(2_000, 6));
 
     let r = send(
         u.dav(&s, "LOCK", "/locked.wav")
@@ -734,21 +734,21 @@ fn a_lock_keeps_out_writes_without_its_token_until_unlocked() {
     let in_body = first(&body, "locktoken").and_then(|t| first(t, "href")).map(|h| h.trim().to_string());
     assert_eq!(in_body.as_deref(), Some(&token[1..token.len() - 1]), "{body}");
 
-    let r = put(&s, &u, "/locked.wav", &wav(2_001, 7));
+    let r = put(&s, &u, "/locked.wav", &noise_wav(2_001, 7));
     assert_eq!(r.status, 423, "PUT without the token: {}", r.text());
     let r = send(u.dav(&s, "DELETE", "/locked.wav"), None);
     assert_eq!(r.status, 423, "DELETE without the token: {}", r.text());
     assert_eq!(recordings(&s, &u.session).len(), 1);
     // Locks are per user: another user's folder is not locked.
-    assert_eq!(put(&s, &other, "/locked.wav", &wav(2_001, 7)).status, 201);
+    assert_eq!(put(&s, &other, "/locked.wav", &noise_wav(2_001, 7)).status, 201);
 
-    let r = send(u.dav(&s, "PUT", "/locked.wav").set("If", &format!("({token})")), Some(&wav(2_002, 8)));
+    let r = send(u.dav(&s, "PUT", "/locked.wav").set("If", &format!("({token})")), Some(&noise_wav(2_002, 8)));
     assert_eq!(r.status, 201, "PUT with the token: {}", r.text());
     assert_eq!(recordings(&s, &u.session).len(), 2);
 
     let r = send(u.dav(&s, "UNLOCK", "/locked.wav").set("Lock-Token", &token), None);
     assert_eq!(r.status, 204, "UNLOCK: {}", r.text());
-    let r = put(&s, &u, "/locked.wav", &wav(2_003, 9));
+    let r = put(&s, &u, "/locked.wav", &noise_wav(2_003, 9));
     assert_eq!(r.status, 201, "PUT after UNLOCK: {}", r.text());
     assert_eq!(recordings(&s, &u.session).len(), 3);
 }
@@ -801,9 +801,9 @@ fn one_user_never_sees_another_users_recordings() {
     let s = Server::start_dav();
     let alice = DavUser::new(&s, "alice");
     let bob = DavUser::new(&s, "bob");
-    let secret = wav(3_000, 9);
+    let secret = noise_wav(3_000, 9);
     let id = s.upload_id(&alice.session, "secret.wav", &secret);
-    s.upload_id(&bob.session, "mine.wav", &wav(3_100, 10));
+    s.upload_id(&bob.session, "mine.wav", &noise_wav(3_100, 10));
 
     assert_eq!(get(&s, &bob, "secret.wav").status, 404);
     assert_eq!(send(bob.dav(&s, "HEAD", "/secret.wav"), None).status, 404);
@@ -1046,12 +1046,6 @@ fn rclone_copies_lists_downloads_renames_and_deletes_through_webdav() {
 // ---------------------------------------------------------------------------------------------
 // The real binary.
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("addr").port()
-}
-
 /// The binary on `data` with WebDAV on `dav_port`; `base` is its API address (a `listening on`
 /// line for the WebDAV port, if the server logs one, is not taken for it).
 fn serve_dav(home: &Path, data: &Path, dav_port: u16) -> Running {
@@ -1114,14 +1108,14 @@ fn stored_files(data: &Path) -> usize {
 fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
-    let port = free_port();
+    let port = crate::common::free_port();
     let server = serve_dav(home.path(), &data, port);
     let session = signup(&server, "kira");
     let token = app_token_of(&server, &session);
 
     // A 64 MiB PUT, sent slowly, and cut by `kill -9` once the server is writing it.
     let total = 64 << 20;
-    let body = wav(total, 77);
+    let body = noise_wav(total, 77);
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the WebDAV port");
     write!(
         stream,
@@ -1144,7 +1138,7 @@ fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
     drop(stream);
     assert!(dir_len(&tmp) > 0, "the crash left a partial upload to clean");
 
-    let port = free_port();
+    let port = crate::common::free_port();
     let server = serve_dav(home.path(), &data, port);
     assert_eq!(dir_len(&tmp), 0, "startup empties tmp/");
     let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {session}")), None);
@@ -1163,7 +1157,7 @@ fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
 #[test]
 fn each_webdav_request_is_logged_once_without_credentials() {
     let home = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+    let port = crate::common::free_port();
     let server = serve_dav(home.path(), &home.path().join("data"), port);
     let session = signup(&server, "lou");
     let token = app_token_of(&server, &session);
