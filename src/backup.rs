@@ -113,7 +113,7 @@ pub fn run(source: &Storage, dest: &Path, force: bool, on: &mut dyn FnMut(Event<
         let Some(last) = rows.last() else { break };
         after = last.id.clone();
         for row in rows {
-            match copy_file(source, &target, &row)? {
+            match copy_file(source, &target, &row, &conn)? {
                 Outcome::Present => report.present_files += 1,
                 Outcome::Copied { bytes, hash_ok } => {
                     report.copied_files += 1;
@@ -293,7 +293,7 @@ enum Outcome {
     Gone,
 }
 
-fn copy_file(source: &Storage, target: &Storage, row: &Row) -> Result<Outcome, BackupError> {
+fn copy_file(source: &Storage, target: &Storage, row: &Row, copied_db: &Connection) -> Result<Outcome, BackupError> {
     let Ok(id) = Uuid::parse_str(&row.id) else {
         log::warn!("recording row with a malformed id {:?} left out", row.id);
         return Ok(Outcome::Gone);
@@ -318,8 +318,9 @@ fn copy_file(source: &Storage, target: &Storage, row: &Row) -> Result<Outcome, B
     });
     match result {
         Ok((bytes, hash)) => {
-            // The backup's files keep what the server's keep, for a recovery from them alone.
-            let keep = source.store(row.store).ok().and_then(|store| store.kept(&id).ok().flatten());
+            // The backup's files keep their owner and name, as the copied row says, for a
+            // recovery from them alone (no request to the store for it).
+            let keep = crate::recordings::keep_of(copied_db, &row.id).map_err(|e| fail(e.message.to_string()))?;
             target
                 .local()
                 .put_file(&partial, &id, Place::Move, keep.as_ref())

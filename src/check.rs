@@ -22,7 +22,6 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::storage::Storage;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashSet;
 use std::io;
 use uuid::Uuid;
 
@@ -332,10 +331,6 @@ fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, ApiError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn row_exists(conn: &Connection, id: &str) -> Result<bool, ApiError> {
-    Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id])?)
-}
-
 fn check_row(
     conn: &Connection,
     storage: &Storage,
@@ -365,7 +360,7 @@ fn check_row(
                         format!("the row says sha256 {}, the file hashes to {hash}", row.sha256),
                     )),
                     // Deleted by the server while it was being read.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && !row_exists(conn, &row.id)? => None,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && !crate::recordings::exists(conn, &row.id)? => None,
                     Err(e) => Some((Kind::Unreadable, format!("the file cannot be read: {e}"))),
                 }
             } else {
@@ -414,7 +409,6 @@ fn check_files(
     report: &mut Report,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), ApiError> {
-    let pending: HashSet<String> = crate::recordings::pending_unlinks(conn)?.into_iter().collect();
     let mut orphans = Vec::new();
     let stores: Vec<&dyn Store> =
         std::iter::once(storage.local() as &dyn Store).chain(storage.s3().map(|s3| s3 as &dyn Store)).collect();
@@ -423,20 +417,16 @@ fn check_files(
         let objects = store.list().map_err(|e| ApiError::internal(&format!("listing {}", store.describe()), e))?;
         report.files += objects.len() as u64;
         for batch in objects.chunks(BATCH as usize) {
-            for Object { id, size, .. } in batch {
-                let path = pending_path(backend, id);
-                let id = id.hyphenated().to_string();
-                if crate::recordings::in_store(conn, &id, backend)?
-                    || pending.contains(&path)
-                    || crate::inflight::is_noted(conn, &id, backend)?
+            for Object { id: uuid, size, .. } in batch {
+                // Asked now, not at the listing: a delete or an upload may have finished since.
+                if !crate::maintenance::unreferenced(conn, uuid, backend)?
+                    || !matches!(store.size_of(uuid), Ok(Some(_)))
                 {
                     continue;
                 }
-                // Looked at again: a delete or an upload may have finished since the listing.
-                if !still_orphan(conn, store, &id, &path)? {
-                    continue;
-                }
-                let copy = row_exists(conn, &id)?;
+                let path = pending_path(backend, uuid);
+                let id = uuid.hyphenated().to_string();
+                let copy = crate::recordings::exists(conn, &id)?;
                 let problem = Problem {
                     kind: Kind::Orphan,
                     id,
@@ -474,14 +464,6 @@ fn check_files(
         on(Event::Repaired { id: &path, result: &result });
     }
     Ok(())
-}
-
-fn still_orphan(conn: &Connection, store: &dyn Store, id: &str, path: &str) -> Result<bool, ApiError> {
-    let pending = conn.prepare_cached("SELECT 1 FROM pending_unlinks WHERE path = ?1")?.exists([path])?;
-    let Ok(uuid) = Uuid::parse_str(id) else { return Ok(false) };
-    Ok(!pending
-        && !crate::recordings::in_store(conn, id, store.backend())?
-        && matches!(store.size_of(&uuid), Ok(Some(_))))
 }
 
 fn to_lost_found(conn: &Connection, storage: &Storage, id: &str) -> Result<&'static str, String> {

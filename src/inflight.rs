@@ -15,7 +15,6 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::storage::Storage;
 use rusqlite::{Connection, params};
-use std::path::Path;
 use uuid::Uuid;
 
 /// What a note is for.
@@ -100,7 +99,7 @@ pub fn settle(db: &Db, storage: &Storage, fresh: bool) -> Result<Settled, ApiErr
     let own = std::process::id();
     let mut settled = Settled::default();
     for note in notes {
-        if (note.pid == own && !fresh) || (note.pid != own && running(note.pid)) {
+        if (note.pid == own && !fresh) || (note.pid != own && crate::process::running(note.pid)) {
             continue;
         }
         let Ok(uuid) = Uuid::parse_str(&note.id) else { continue };
@@ -135,14 +134,4 @@ pub fn settle(db: &Db, storage: &Storage, fresh: bool) -> Result<Settled, ApiErr
         clear(&conn, &uuid, note.store)?;
     }
     Ok(settled)
-}
-
-/// Whether a process is running (a zombie is not).
-pub fn running(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) else {
-        return false;
-    };
-    // The state follows the command name in parentheses, which may itself hold spaces.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, None | Some("Z") | Some("X"))
 }

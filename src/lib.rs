@@ -25,6 +25,7 @@ pub mod maintenance;
 pub mod marker;
 pub mod metrics;
 pub mod migrate;
+pub mod process;
 pub mod ranges;
 pub mod recordings;
 pub mod recover;

@@ -159,16 +159,6 @@ pub fn not_found() -> ApiError {
     ApiError::not_found("no recording with that id")
 }
 
-/// Inserts a recording. `Ok(Err(existing))` when the idempotency key was already used.
-pub fn insert(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, ApiError> {
-    // An acknowledged upload must survive power loss, not just a crash: this one commit is
-    // flushed through the WAL at once (the pool's default is synchronous=NORMAL).
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    let inserted = insert_in(conn, new);
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    inserted
-}
-
 /// Inserts a recording inside the caller's transaction (no durability change of its own).
 pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, ApiError> {
     let inserted = conn.execute(
@@ -831,6 +821,11 @@ pub fn in_store(conn: &Connection, id: &str, backend: crate::blobs::Backend) -> 
     Ok(conn
         .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")?
         .exists(params![id, backend.as_str()])?)
+}
+
+/// Whether any row, in either store, has this id.
+pub fn exists(conn: &Connection, id: &str) -> Result<bool, ApiError> {
+    Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id])?)
 }
 
 /// What a recording's bytes keep for recovery, from its row (a copy made by a migration or a

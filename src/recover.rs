@@ -98,7 +98,7 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
             }
             continue;
         }
-        if row_exists(&conn, &text)? {
+        if crate::recordings::exists(&conn, &text)? {
             report.count_left(on, &file.id, &place, "a recording with this id exists in the other store");
             continue;
         }
@@ -139,7 +139,7 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
             }
             report.found += 1;
             let place = crate::blobs::pending_path(backend, &object.id);
-            if row_exists(&conn, &object.id.hyphenated().to_string())? {
+            if crate::recordings::exists(&conn, &object.id.hyphenated().to_string())? {
                 report.count_left(on, &object.id, &place, "a copy of a recording in the other store");
                 continue;
             }
@@ -165,10 +165,6 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
 
 fn user_by_name(conn: &Connection, username: &str) -> Result<Option<crate::users::User>, ApiError> {
     Ok(crate::users::find_with_hash(conn, username)?.map(|(user, _)| user))
-}
-
-fn row_exists(conn: &Connection, id: &str) -> Result<bool, ApiError> {
-    Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id])?)
 }
 
 fn row_size(conn: &Connection, id: &str, store: Backend) -> Result<Option<u64>, ApiError> {

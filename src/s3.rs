@@ -616,7 +616,7 @@ impl S3Store {
             let pid = name.split('-').next().unwrap_or_default();
             // Still running (a migration beside this server): its uploads are its own.
             let pid: u32 = pid.parse().unwrap_or(0);
-            if pid == std::process::id() || crate::inflight::running(pid) {
+            if pid == std::process::id() || crate::process::running(pid) {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(BlobError::Disk)?;

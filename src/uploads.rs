@@ -219,10 +219,7 @@ fn load(conn: &Connection, user_id: &str, id: &str, now: i64) -> Result<Option<U
 
 /// Moves the durable offset (and the length, once known) forward. False when the upload is gone
 /// or complete.
-fn save_progress(conn: &Connection, upload: &Upload, durable: bool) -> Result<bool, ApiError> {
-    if durable {
-        conn.pragma_update(None, "synchronous", "FULL")?;
-    }
+fn save_progress(conn: &Connection, upload: &Upload) -> Result<bool, ApiError> {
     let updated = conn.execute(
         "UPDATE uploads SET received = ?1, length = ?2, updated_at = ?3, expires_at = ?4
          WHERE id = ?5 AND recording_id IS NULL",
@@ -233,16 +230,19 @@ fn save_progress(conn: &Connection, upload: &Upload, durable: bool) -> Result<bo
             upload.expires_at,
             upload.id
         ],
-    );
-    if durable {
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-    }
-    Ok(updated? == 1)
+    )?;
+    Ok(updated == 1)
 }
 
+/// Saves an upload's progress; `durable`: flushed through the WAL before it returns (an offset
+/// about to be acknowledged).
 async fn save(state: &AppState, upload: &Upload, durable: bool) -> Result<bool, ApiError> {
     let row = upload.clone();
-    state.db.run(move |conn| save_progress(conn, &row, durable)).await
+    if durable {
+        state.db.run_durably(move |conn| save_progress(conn, &row)).await
+    } else {
+        state.db.run(move |conn| save_progress(conn, &row)).await
+    }
 }
 
 fn delete_row(conn: &Connection, id: &str) -> Result<(), ApiError> {
