@@ -46,7 +46,7 @@ pub struct Entry {
 /// The entries for these recordings, in order: each named by its recording, with characters
 /// that file systems refuse replaced, and names taken already suffixed ` (2)`, ` (3)`…
 /// before the extension.
-pub fn entries(recordings: &[Recording]) -> Result<Vec<Entry>, crate::error::ApiError> {
+pub fn entries(recordings: &[Recording]) -> Result<Vec<Entry>, crate::error::Error> {
     let mut taken = HashSet::new();
     let mut out = Vec::with_capacity(recordings.len());
     for recording in recordings {

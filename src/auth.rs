@@ -2,16 +2,12 @@
 //! is stored), the `AuthUser` request guard (Bearer or cookie, with the cross-origin check for
 //! cookies) and the login throttle.
 
-use crate::error::{ApiError, GuardError};
-use crate::state::AppState;
-use crate::users::{self, User};
+use crate::error::Error;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use rocket::http::{Cookie, CookieJar, Method, SameSite, Status};
-use rocket::request::{FromRequest, Outcome, Request};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -27,14 +23,14 @@ fn argon2() -> Argon2<'static> {
 }
 
 /// Hashes a password (blocking: call from a blocking thread).
-pub fn hash_password_blocking(password: &str) -> Result<String, ApiError> {
+pub fn hash_password_blocking(password: &str) -> Result<String, Error> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| ApiError::internal("salt", e))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::internal("salt", e))?;
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| ApiError::internal("password hash", e))
+        .map_err(|e| Error::internal("password hash", e))
 }
 
 /// Checks a password against a stored hash (blocking). With no stored hash it verifies against
@@ -94,7 +90,7 @@ impl Passwords {
         Passwords { jobs: tx }
     }
 
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             // A caller that gave up (the client hung up) costs no hash.
@@ -102,15 +98,15 @@ impl Passwords {
                 let _ = tx.send(f());
             }
         });
-        self.jobs.send(job).map_err(|e| ApiError::internal("password hashing", e))?;
-        rx.await.map_err(|e| ApiError::internal("password hashing", e))
+        self.jobs.send(job).map_err(|e| Error::internal("password hashing", e))?;
+        rx.await.map_err(|e| Error::internal("password hashing", e))
     }
 
-    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: String) -> Result<String, Error> {
         self.run(move || hash_password_blocking(&password)).await?
     }
 
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, Error> {
         self.run(move || verify_password_blocking(&password, stored.as_deref())).await
     }
 }
@@ -173,134 +169,6 @@ pub(crate) fn plausible_token(token: &str) -> bool {
     token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Sets the session cookie on a response.
-pub fn set_session_cookie(req_secure: bool, jar: &CookieJar<'_>, token: &str, session_days: u32) {
-    let cookie = Cookie::build((COOKIE, token.to_string()))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .secure(req_secure)
-        .max_age(rocket::time::Duration::days(i64::from(session_days)));
-    jar.add(cookie);
-}
-
-/// Removes the session cookie.
-pub fn clear_session_cookie(req_secure: bool, jar: &CookieJar<'_>) {
-    let cookie = Cookie::build(COOKIE).http_only(true).same_site(SameSite::Strict).path("/").secure(req_secure);
-    jar.remove(cookie);
-}
-
-/// Whether cookies set for this request must be `Secure`.
-pub fn wants_secure_cookie(req: &Request<'_>, state: &AppState) -> bool {
-    state.config.secure_cookies
-        || req.headers().get_one("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
-}
-
-/// A signed-in user, from a Bearer token or the session cookie.
-#[derive(Debug, Clone)]
-pub struct AuthUser {
-    pub user: User,
-    /// Hash of the token this request used (logout revokes it; a password change keeps it).
-    pub token_hash: Vec<u8>,
-    /// The id of the credential (session or app token) this request used.
-    pub token_id: String,
-}
-
-/// Where a request's token came from.
-enum Credential {
-    Bearer(String),
-    Cookie(String),
-}
-
-fn credential(req: &Request<'_>) -> Option<Credential> {
-    if let Some(value) = req.headers().get_one("Authorization") {
-        let mut parts = value.split_whitespace();
-        let scheme = parts.next().unwrap_or("");
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return Some(Credential::Bearer(parts.next().unwrap_or("").to_string()));
-        }
-    }
-    req.cookies().get(COOKIE).map(|c| Credential::Cookie(c.value().to_string()))
-}
-
-/// A cookie-authenticated state change must come from this server's own pages: the `Origin`
-/// must be this server's origin, scheme included. The forwarded headers say where the browser
-/// was only when a proxy is configured (`server.client_ip_header`); otherwise anyone could send
-/// them.
-fn same_origin(req: &Request<'_>, state: &AppState) -> bool {
-    if req.headers().get_one("Sec-Fetch-Site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
-        return false;
-    }
-    let Some(origin) = req.headers().get_one("Origin") else {
-        // No Origin (an older browser, or not a browser): SameSite=Strict keeps the cookie
-        // off cross-site requests.
-        return true;
-    };
-    let Some((scheme, authority)) = origin.trim().split_once("://") else {
-        return false; // "null" and other opaque origins
-    };
-    let proxied = state.config.client_ip_header.is_some();
-    let forwarded = |name: &str| if proxied { req.headers().get_one(name) } else { None };
-    let own_scheme = match forwarded("X-Forwarded-Proto") {
-        Some(proto) => proto.trim(),
-        None if state.config.secure_cookies => "https",
-        None => "http",
-    };
-    let Some(own_host) = forwarded("X-Forwarded-Host").or_else(|| req.headers().get_one("Host")) else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case(own_scheme) && own_host.trim().eq_ignore_ascii_case(authority.trim_end_matches('/'))
-}
-
-pub(crate) fn guard_fail<T>(req: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
-    let status = error.status;
-    req.local_cache(|| GuardError(Some(error.clone())));
-    Outcome::Error((status, error))
-}
-
-/// The live session a token belongs to, if any (and notes the user for the request log).
-pub async fn session(req: &Request<'_>, state: &AppState, token: &str) -> Result<Option<AuthUser>, ApiError> {
-    if !plausible_token(token) {
-        return Ok(None);
-    }
-    let hash = token_hash(token);
-    let now = state.clock.now_ms();
-    let lookup = hash.clone();
-    let user = state.db.run(move |conn| users::session_user(conn, &lookup, now)).await?;
-    Ok(user.map(|(user, token_id)| {
-        req.local_cache(|| crate::RequestUser(Some(user.id.clone())));
-        AuthUser { user, token_hash: hash, token_id }
-    }))
-}
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for AuthUser {
-    type Error = ApiError;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        let Some(state) = req.rocket().state::<AppState>() else {
-            return guard_fail(req, ApiError::internal("state", "application state missing"));
-        };
-        let (token, via_cookie) = match credential(req) {
-            Some(Credential::Bearer(t)) => (t, false),
-            Some(Credential::Cookie(t)) => (t, true),
-            None => return guard_fail(req, ApiError::unauthorized()),
-        };
-        let state_changing = matches!(req.method(), Method::Post | Method::Put | Method::Patch | Method::Delete);
-        if via_cookie && state_changing && !same_origin(req, state) {
-            return guard_fail(
-                req,
-                ApiError::forbidden("cookie-authenticated changes must come from this server's own pages"),
-            );
-        }
-        match session(req, state, &token).await {
-            Ok(Some(auth)) => Outcome::Success(auth),
-            Ok(None) => guard_fail(req, ApiError::unauthorized()),
-            Err(e) => guard_fail(req, e),
-        }
-    }
-}
-
 /// Failed logins per username and per client address within a sliding window.
 pub struct LoginThrottle {
     state: Mutex<ThrottleState>,
@@ -352,14 +220,10 @@ impl LoginThrottle {
 
     /// `Ok` when this attempt (a login, a WebDAV sign-in, a current-password check) may go
     /// ahead, else 429 `too_many_requests` with `Retry-After`.
-    pub fn admit(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Result<(), ApiError> {
-        self.check(username, ip, now).map_err(|seconds| {
-            ApiError::new(
-                Status::TooManyRequests,
-                "too_many_requests",
-                "too many failed sign-ins or password checks; try again later",
-            )
-            .with_header("Retry-After", seconds.to_string())
+    pub fn admit(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Result<(), Error> {
+        self.check(username, ip, now).map_err(|seconds| Error::TooMany {
+            message: "too many failed sign-ins or password checks; try again later".into(),
+            retry_after: Some(seconds.max(0) as u64),
         })
     }
 

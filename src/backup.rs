@@ -320,7 +320,7 @@ fn copy_file(source: &Storage, target: &Storage, row: &Row, copied_db: &Connecti
         Ok((bytes, hash)) => {
             // The backup's files keep their owner and name, as the copied row says, for a
             // recovery from them alone (no request to the store for it).
-            let keep = crate::recordings::keep_of(copied_db, &row.id).map_err(|e| fail(e.message.to_string()))?;
+            let keep = crate::recordings::keep_of(copied_db, &row.id).map_err(|e| fail(e.to_string()))?;
             target
                 .local()
                 .put_file(&partial, &id, Place::Move, keep.as_ref())

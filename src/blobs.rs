@@ -7,7 +7,7 @@
 //! bytes are found by its id alone (no names or user data in paths or keys), and deleting is
 //! idempotent (already gone is fine).
 
-use crate::error::ApiError;
+use crate::error::Error;
 use futures_util::future::BoxFuture;
 use std::fs;
 use std::io::{self, Read};
@@ -71,14 +71,14 @@ pub enum BlobError {
 impl BlobError {
     /// The answer for a request: 404 for missing bytes, 503 `unavailable` for an object store
     /// that failed, 500 for a disk error. Details go to the log.
-    pub fn api(self, context: &str) -> ApiError {
+    pub fn api(self, context: &str) -> Error {
         match self {
             BlobError::NotFound => {
                 log::error!("{context}: the recording's bytes are missing; `recorder check` reports it");
-                ApiError::not_found("the file of this recording is missing from the server")
+                Error::not_found("the file of this recording is missing from the server")
             }
             BlobError::Disk(e) => crate::storage::disk_error(e),
-            BlobError::Unavailable(why) => ApiError::unavailable(context, why),
+            BlobError::Unavailable(why) => Error::unavailable(context, why),
         }
     }
 

@@ -53,11 +53,10 @@ impl Notifier {
     }
 }
 
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::recordings::{self as rec, Recording};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rocket::http::Status;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -97,12 +96,12 @@ pub fn cursor(user_id: &str, seq: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{seq}.{}", account_tag(user_id)))
 }
 
-fn bad_cursor() -> ApiError {
-    ApiError::bad_request("`since` is not a cursor of this account's changes feed")
+fn bad_cursor() -> Error {
+    Error::invalid("`since` is not a cursor of this account's changes feed")
 }
 
 /// The position a cursor names; 400 for a malformed cursor or one from another account.
-pub fn decode_cursor(user_id: &str, text: &str) -> Result<u64, ApiError> {
+pub fn decode_cursor(user_id: &str, text: &str) -> Result<u64, Error> {
     let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad_cursor())?;
     let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
     let (seq, tag) = text.split_once('.').ok_or_else(bad_cursor)?;
@@ -113,23 +112,22 @@ pub fn decode_cursor(user_id: &str, text: &str) -> Result<u64, ApiError> {
 }
 
 /// The user's latest position (0 before any change).
-pub fn latest(conn: &Connection, user_id: &str) -> Result<u64, ApiError> {
+pub fn latest(conn: &Connection, user_id: &str) -> Result<u64, Error> {
     let seq: Option<i64> =
         conn.query_row("SELECT seq FROM feeds WHERE user_id = ?1", [user_id], |r| r.get(0)).optional()?;
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
-pub fn gone() -> ApiError {
-    ApiError::new(
-        Status::Gone,
-        "gone",
-        "this cursor is older than the kept history of changes: list the recordings again, then follow the feed from a new cursor",
+pub fn gone() -> Error {
+    Error::Gone(
+        "this cursor is older than the kept history of changes: list the recordings again, then follow the feed from a new cursor"
+            .into(),
     )
 }
 
 /// The changes after position `since`, oldest first, at most `limit`. 410 when some of them were
 /// pruned; 400 for a position the feed never reached.
-pub fn page(conn: &Connection, user_id: &str, since: u64, limit: u32) -> Result<Page, ApiError> {
+pub fn page(conn: &Connection, user_id: &str, since: u64, limit: u32) -> Result<Page, Error> {
     let latest = latest(conn, user_id)?;
     if since > latest {
         return Err(bad_cursor());
@@ -159,6 +157,6 @@ pub fn page(conn: &Connection, user_id: &str, since: u64, limit: u32) -> Result<
 
 /// Removes changes older than `before` (milliseconds); the feed keeps at least as long as the
 /// trash. Blocking.
-pub fn prune(conn: &Connection, before: i64) -> Result<usize, ApiError> {
+pub fn prune(conn: &Connection, before: i64) -> Result<usize, Error> {
     Ok(conn.execute("DELETE FROM changes WHERE at < ?1", [before])?)
 }

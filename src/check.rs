@@ -19,7 +19,7 @@
 
 use crate::blobs::{Backend, BlobError, Object, Store, pending_path};
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::storage::Storage;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::io;
@@ -175,7 +175,7 @@ struct Row {
 }
 
 /// Checks every row and every file. Blocking.
-pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, ApiError> {
+pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, Error> {
     let mut conn = db.conn()?;
     let mut report = Report::default();
     let total_rows: i64 = conn.query_row("SELECT count(*) FROM recordings", [], |r| r.get(0))?;
@@ -219,8 +219,8 @@ pub fn run(db: &Db, storage: &Storage, options: Options, on: &mut dyn FnMut(Even
 }
 
 /// Notes every file in lost+found.
-fn check_lost_found(storage: &Storage, report: &mut Report, on: &mut dyn FnMut(Event<'_>)) -> Result<(), ApiError> {
-    let found = crate::lostfound::list(storage.root()).map_err(|e| ApiError::internal("listing lost+found", e))?;
+fn check_lost_found(storage: &Storage, report: &mut Report, on: &mut dyn FnMut(Event<'_>)) -> Result<(), Error> {
+    let found = crate::lostfound::list(storage.root()).map_err(|e| Error::internal("listing lost+found", e))?;
     for file in found {
         let path = file.path.strip_prefix(storage.root()).unwrap_or(&file.path).display().to_string();
         let problem = Problem {
@@ -243,7 +243,7 @@ fn check_lost_found(storage: &Storage, report: &mut Report, on: &mut dyn FnMut(E
 /// Notes recordings whose analysis failed, with the reason. Nothing is wrong with their bytes,
 /// so `--repair` leaves them alone (a build that can decode them analyses them again when it
 /// starts: see [`crate::jobs::retry_undecodable`]).
-fn check_analysis(conn: &Connection, report: &mut Report, on: &mut dyn FnMut(Event<'_>)) -> Result<(), ApiError> {
+fn check_analysis(conn: &Connection, report: &mut Report, on: &mut dyn FnMut(Event<'_>)) -> Result<(), Error> {
     for (id, user_id, reason) in crate::jobs::failed_analyses(conn)? {
         let path = Uuid::parse_str(&id).map(|u| Storage::relative_path(&u)).unwrap_or_default();
         let username: Option<String> =
@@ -269,7 +269,7 @@ fn check_usage(
     options: Options,
     report: &mut Report,
     on: &mut dyn FnMut(Event<'_>),
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let users: Vec<(String, String)> = {
         let mut stmt = conn.prepare("SELECT id, username FROM users ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -305,7 +305,7 @@ fn check_usage(
         if options.repair {
             let result = crate::recordings::recount_usage(conn, &user_id)
                 .map(|_| "counters recounted from the rows")
-                .map_err(|e| e.message.to_string());
+                .map_err(|e| e.to_string());
             report.repaired(Kind::UsageMismatch, &result);
             on(Event::Repaired { id: &user_id, result: &result });
         }
@@ -313,7 +313,7 @@ fn check_usage(
     Ok(())
 }
 
-fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, ApiError> {
+fn rows_after(conn: &Connection, after: &str) -> Result<Vec<Row>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, size, sha256, deleted_at IS NOT NULL, problem, store FROM recordings WHERE id > ?1
          ORDER BY id LIMIT ?2",
@@ -337,7 +337,7 @@ fn check_row(
     row: &Row,
     options: Options,
     hashed_bytes: &mut u64,
-) -> Result<Option<Problem>, ApiError> {
+) -> Result<Option<Problem>, Error> {
     let Ok(uuid) = Uuid::parse_str(&row.id) else {
         log::warn!("recording row with a malformed id {:?} skipped", row.id);
         return Ok(None);
@@ -408,13 +408,13 @@ fn check_files(
     options: Options,
     report: &mut Report,
     on: &mut dyn FnMut(Event<'_>),
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut orphans = Vec::new();
     let stores: Vec<&dyn Store> =
         std::iter::once(storage.local() as &dyn Store).chain(storage.s3().map(|s3| s3 as &dyn Store)).collect();
     for store in stores {
         let backend = store.backend();
-        let objects = store.list().map_err(|e| ApiError::internal(&format!("listing {}", store.describe()), e))?;
+        let objects = store.list().map_err(|e| Error::internal(&format!("listing {}", store.describe()), e))?;
         report.files += objects.len() as u64;
         for batch in objects.chunks(BATCH as usize) {
             for Object { id: uuid, size, .. } in batch {
@@ -472,7 +472,7 @@ fn to_lost_found(conn: &Connection, storage: &Storage, id: &str) -> Result<&'sta
     match crate::maintenance::unreferenced(conn, &uuid, Backend::Local) {
         Ok(true) => {}
         Ok(false) => return Err("a recording refers to it now; left alone".into()),
-        Err(e) => return Err(e.message.to_string()),
+        Err(e) => return Err(e.to_string()),
     }
     crate::lostfound::put(storage.root(), &uuid).map_err(|e| format!("cannot move it: {e}"))?;
     Ok("moved to lost+found")
@@ -489,7 +489,7 @@ pub fn describe(problem: &Problem) -> String {
 }
 
 /// A recording owner's username, for the report.
-fn owner(conn: &Connection, id: &str) -> Result<Option<String>, ApiError> {
+fn owner(conn: &Connection, id: &str) -> Result<Option<String>, Error> {
     Ok(conn
         .query_row("SELECT u.username FROM recordings r JOIN users u ON u.id = r.user_id WHERE r.id = ?1", [id], |r| {
             r.get(0)

@@ -4,7 +4,7 @@
 use crate::clock::{rfc3339, system_now_ms};
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::recordings;
 use crate::storage::Storage;
 use crate::users;
@@ -29,9 +29,9 @@ impl Failure {
     }
 }
 
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Failure {
-        Failure::work(e.message.to_string())
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::work(e.to_string())
     }
 }
 
@@ -84,12 +84,12 @@ fn read_password(from_stdin: bool, confirm: bool) -> Result<String, Failure> {
         }
         first
     };
-    users::check_password(&password).map_err(|e| Failure::usage(e.message.to_string()))?;
+    users::check_password(&password).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(password)
 }
 
 fn find(db: &Db, name: &str) -> Result<users::User, Failure> {
-    let username = users::normalize_username(name).map_err(|e| Failure::usage(e.message.to_string()))?;
+    let username = users::normalize_username(name).map_err(|e| Failure::usage(e.to_string()))?;
     let conn = db.conn()?;
     users::find_with_hash(&conn, &username)?
         .map(|(u, _)| u)
@@ -98,7 +98,7 @@ fn find(db: &Db, name: &str) -> Result<users::User, Failure> {
 
 /// `recorder user add NAME`
 pub fn user_add(config: &Config, name: &str, password_stdin: bool) -> Result<(), Failure> {
-    let username = users::normalize_username(name).map_err(|e| Failure::usage(e.message.to_string()))?;
+    let username = users::normalize_username(name).map_err(|e| Failure::usage(e.to_string()))?;
     let (db, _) = open(config)?;
     if users::exists(&*db.conn()?, &username)? {
         return Err(Failure::work(format!("user {username} already exists")));
@@ -106,7 +106,7 @@ pub fn user_add(config: &Config, name: &str, password_stdin: bool) -> Result<(),
     let password = read_password(password_stdin, true)?;
     let hash = crate::auth::hash_password_blocking(&password)?;
     let user = users::create(&*db.conn()?, &username, &hash, system_now_ms())
-        .map_err(|e| Failure::work(format!("cannot add {username}: {}", e.message)))?;
+        .map_err(|e| Failure::work(format!("cannot add {username}: {}", e)))?;
     println!("added user {} ({})", user.username, user.id);
     Ok(())
 }
@@ -333,7 +333,7 @@ fn recover_lost(db: &Db, storage: &Storage, owner: Option<&str>) -> Result<(), F
         Event::Left { id, place, why } => println!("{:<14} {id}  {place}: {why}", "not recovered"),
     })
     .map_err(|e| {
-        if e.status.code == 400 { Failure::usage(e.message.to_string()) } else { Failure::work(e.message.to_string()) }
+        if matches!(e, Error::Invalid { .. }) { Failure::usage(e.to_string()) } else { Failure::work(e.to_string()) }
     })?;
     println!(
         "recovered {} of {} lost files and objects{}{}",

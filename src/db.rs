@@ -1,7 +1,7 @@
 //! The SQLite pool: per-connection PRAGMAs, forward-only migrations tracked in
 //! `PRAGMA user_version`, and `Db::run`, which keeps every query off the async runtime's threads.
 
-use crate::error::ApiError;
+use crate::error::Error;
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, Connection, functions::FunctionFlags};
 use std::path::Path;
@@ -115,24 +115,24 @@ impl Db {
     }
 
     /// A connection for synchronous callers (the command line, blocking tasks).
-    pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, ApiError> {
-        self.pool.get().map_err(|e| ApiError::unavailable("database connection", e))
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, Error> {
+        self.pool.get().map_err(|e| Error::unavailable("database connection", e))
     }
 
     /// [`Db::run`] with every commit fsynced through the WAL before it returns (see
     /// [`durably`]): for changes the server acknowledges.
-    pub async fn run_durably<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub async fn run_durably<T, F>(&self, f: F) -> Result<T, Error>
     where
-        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
         self.run(move |conn| durably(conn, f)).await
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub async fn run<T, F>(&self, f: F) -> Result<T, Error>
     where
-        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.clone();
@@ -148,10 +148,7 @@ impl Db {
 /// before it returns; the pool's connections otherwise run `NORMAL` (a commit survives a crash
 /// of the process, not a power cut). Used for every change the server acknowledges, and for the
 /// commits that delete rows before their files are unlinked.
-pub fn durably<T>(
-    conn: &mut Connection,
-    work: impl FnOnce(&mut Connection) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
+pub fn durably<T>(conn: &mut Connection, work: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     let result = work(conn);
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -159,12 +156,12 @@ pub fn durably<T>(
 }
 
 /// Runs blocking work (file system, hashing) on the blocking thread pool.
-pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+pub async fn blocking<T, F>(f: F) -> Result<T, Error>
 where
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("blocking task", e))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal("blocking task", e))?
 }
 
 fn migrate(conn: &mut Connection, shown: &str) -> Result<(), OpenError> {

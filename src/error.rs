@@ -1,207 +1,144 @@
-//! The one error type at the HTTP edge: a status, a stable machine code and a human message,
-//! always answered as `{"error": {"code", "message"}}`. Internal causes go to the log, never to
-//! the client. The JSON catchers give Rocket's own failures the same shape.
+//! The domain's one error type: what went wrong, in words a person can be shown, with a stable
+//! machine code, and nothing of HTTP. Each face maps it: `http::error` to a status and the JSON
+//! shape, WebDAV to its own answers, the command line to an exit code. Internal causes are
+//! logged where they happen and never carried to a client.
 
-use rocket::http::{ContentType, Header, Method, Status};
-use rocket::response::{self, Responder, Response};
-use rocket::{Request, catch};
 use std::borrow::Cow;
 use std::fmt::Display;
-use std::io::Cursor;
 
-/// An error answered to the client.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: Status,
-    pub code: &'static str,
-    pub message: Cow<'static, str>,
-    headers: Vec<(&'static str, String)>,
+/// A message for a person.
+pub type Msg = Cow<'static, str>;
+
+/// Why a domain operation did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The input breaks a rule; `code` names the rule (`bad_request`, `invalid_name`, …).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: Msg },
+    /// No credentials, or unknown or expired ones.
+    #[error("sign in first: the token is missing, unknown or expired")]
+    Unauthenticated,
+    /// A username and password that do not match.
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// Known credentials that may not do this.
+    #[error("{0}")]
+    Forbidden(Msg),
+    /// Nothing of that id that this user may see.
+    #[error("{0}")]
+    NotFound(Msg),
+    /// The state the request expected is not the state there is (`code`: `conflict`,
+    /// `username_taken`, …).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: Msg },
+    /// A resumable upload is at another offset than the request said: continue from `offset`.
+    /// `complete` when the upload has all its bytes.
+    #[error("Upload-Offset does not match the upload's offset, {offset}: continue from there")]
+    OffsetMismatch { offset: u64, complete: bool },
+    /// What the request refers to is no longer kept.
+    #[error("{0}")]
+    Gone(Msg),
+    /// Past a size limit.
+    #[error("{0}")]
+    TooLarge(Msg),
+    /// Bytes that are not a recording this server can read.
+    #[error("{0}")]
+    NotAudio(Msg),
+    /// Too many attempts or too much at once; `retry_after` seconds, when known.
+    #[error("{message}")]
+    TooMany { message: Msg, retry_after: Option<u64> },
+    /// A checksum the client sent does not match the bytes.
+    #[error("Upload-Checksum does not match the request's bytes; they were dropped, send them again")]
+    ChecksumMismatch,
+    /// The disk (or the store) has no room.
+    #[error("{0}")]
+    InsufficientStorage(Msg),
+    /// The database or storage cannot be used now.
+    #[error("the server's storage is unavailable; try again later")]
+    Unavailable,
+    /// A bug or an I/O failure; its cause is in the log.
+    #[error("internal error; the server log has the details")]
+    Internal,
 }
 
-impl ApiError {
-    pub fn new(status: Status, code: &'static str, message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError { status, code, message: message.into(), headers: Vec::new() }
+/// A domain result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A broken rule with the general code `bad_request`.
+    pub fn invalid(message: impl Into<Msg>) -> Error {
+        Error::Invalid { code: "bad_request", message: message.into() }
     }
 
-    /// Adds a response header (Retry-After, Content-Range, …).
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
-        self.headers.push((name, value.into()));
-        self
+    /// A broken rule with a code of its own.
+    pub fn rule(code: &'static str, message: impl Into<Msg>) -> Error {
+        Error::Invalid { code, message: message.into() }
     }
 
-    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::BadRequest, "bad_request", message)
+    pub fn not_found(message: impl Into<Msg>) -> Error {
+        Error::NotFound(message.into())
     }
 
-    pub fn not_found(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::NotFound, "not_found", message)
+    pub fn forbidden(message: impl Into<Msg>) -> Error {
+        Error::Forbidden(message.into())
     }
 
-    pub fn unauthorized() -> ApiError {
-        ApiError::new(Status::Unauthorized, "unauthorized", "sign in first: the token is missing, unknown or expired")
-            .with_header("WWW-Authenticate", "Bearer")
+    pub fn too_large(message: impl Into<Msg>) -> Error {
+        Error::TooLarge(message.into())
     }
 
-    pub fn invalid_credentials() -> ApiError {
-        ApiError::new(Status::Unauthorized, "invalid_credentials", "wrong username or password")
+    pub fn not_audio(message: impl Into<Msg>) -> Error {
+        Error::NotAudio(message.into())
     }
 
-    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::Forbidden, "forbidden", message)
-    }
-
-    /// A bug or an I/O failure: logged with its cause, answered as a bare 500.
-    pub fn internal(context: &str, cause: impl Display) -> ApiError {
+    /// A bug or an I/O failure: logged with its context and cause.
+    pub fn internal(context: &str, cause: impl Display) -> Error {
         log::error!("{context}: {cause}");
-        ApiError::new(Status::InternalServerError, "internal", "internal error; the server log has the details")
+        Error::Internal
     }
 
-    /// The database or storage cannot be used.
-    pub fn unavailable(context: &str, cause: impl Display) -> ApiError {
+    /// The database or storage cannot be used: logged with its context and cause.
+    pub fn unavailable(context: &str, cause: impl Display) -> Error {
         log::error!("{context}: {cause}");
-        ApiError::new(Status::ServiceUnavailable, "unavailable", "the server's storage is unavailable; try again later")
+        Error::Unavailable
     }
 
-    pub fn payload_too_large(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::PayloadTooLarge, "payload_too_large", message)
-    }
-
-    pub fn unsupported_media_type(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::UnsupportedMediaType, "unsupported_media_type", message)
-    }
-
-    /// Whether a response header is already set.
-    pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-    }
-
-    /// The extra response headers.
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> String {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}}).to_string()
+    /// The stable machine code a client can act on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
+            Error::Unauthenticated => "unauthorized",
+            Error::BadCredentials => "invalid_credentials",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::OffsetMismatch { .. } => "conflict",
+            Error::Gone(_) => "gone",
+            Error::TooLarge(_) => "payload_too_large",
+            Error::NotAudio(_) => "unsupported_media_type",
+            Error::TooMany { .. } => "too_many_requests",
+            Error::ChecksumMismatch => "checksum_mismatch",
+            Error::InsufficientStorage(_) => "insufficient_storage",
+            Error::Unavailable => "unavailable",
+            Error::Internal => "internal",
+        }
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> ApiError {
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
         match e {
             rusqlite::Error::SqliteFailure(ref f, _)
                 if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
             {
-                ApiError::unavailable("database busy", e)
+                Error::unavailable("database busy", e)
             }
             // A full disk is the server's state, not a bug: every write through the database
             // (a rename, a signup, a trash) answers as an upload on a full disk does.
             rusqlite::Error::SqliteFailure(ref f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
                 log::warn!("database write refused, the disk is full: {e}");
-                ApiError::new(Status::InsufficientStorage, "insufficient_storage", "the server's disk is full")
+                Error::InsufficientStorage("the server's disk is full".into())
             }
-            _ => ApiError::internal("database", e),
+            _ => Error::internal("database", e),
         }
-    }
-}
-
-impl<'r> Responder<'r, 'static> for ApiError {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        let body = self.body();
-        let mut response = Response::build();
-        response
-            .status(self.status)
-            .header(ContentType::JSON)
-            .raw_header("Cache-Control", "no-store")
-            .sized_body(body.len(), Cursor::new(body));
-        for (name, value) in self.headers {
-            response.header(Header::new(name, value));
-        }
-        Ok(response.finalize())
-    }
-}
-
-/// The exact error a request guard failed with, kept for the catcher (Rocket passes on only the
-/// status).
-#[derive(Default)]
-pub struct GuardError(pub Option<ApiError>);
-
-/// The code and message for a status Rocket produced by itself.
-fn for_status(status: Status) -> ApiError {
-    match status.code {
-        400 | 422 => ApiError::bad_request("the request is malformed"),
-        401 => ApiError::unauthorized(),
-        403 => ApiError::forbidden("this request is not allowed from another site"),
-        404 => ApiError::not_found("no such resource"),
-        405 => ApiError::new(status, "method_not_allowed", "this path does not take that method"),
-        413 => ApiError::payload_too_large("the request body is too large"),
-        415 => ApiError::unsupported_media_type("unsupported content type"),
-        503 => ApiError::new(status, "unavailable", "the server's storage is unavailable; try again later"),
-        code if code >= 500 => ApiError::new(Status::InternalServerError, "internal", "internal error"),
-        _ => ApiError::new(status, "error", status.reason_lossy().to_string()),
-    }
-}
-
-/// Every error Rocket raises itself (no route, a guard refusing, a bad body) as JSON. A path
-/// that some route serves with another method answers 405 with `Allow`.
-#[catch(default)]
-pub fn json_catcher(status: Status, req: &Request<'_>) -> ApiError {
-    if let Some(error) = &req.local_cache(|| GuardError(None)).0
-        && error.status == status
-    {
-        return error.clone();
-    }
-    if status == Status::NotFound {
-        let allowed = methods_for_path(req);
-        if !allowed.is_empty() && !allowed.contains(&req.method()) {
-            let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
-            return for_status(Status::MethodNotAllowed).with_header("Allow", allow);
-        }
-    }
-    for_status(status)
-}
-
-/// The methods of all mounted routes whose path pattern matches the request's path.
-fn methods_for_path(req: &Request<'_>) -> Vec<Method> {
-    let path: Vec<&str> = req.uri().path().segments().collect();
-    let mut methods: Vec<Method> = req
-        .rocket()
-        .routes()
-        // Catch-all routes (the web UI's client-side paths) say nothing about which methods a path takes.
-        .filter(|route| !route.uri.path().contains("..>") && pattern_matches(route.uri.path(), &path))
-        .map(|route| route.method)
-        .collect();
-    if methods.contains(&Method::Get) {
-        methods.push(Method::Head);
-    }
-    methods.sort_by_key(|m| m.as_str());
-    methods.dedup();
-    methods
-}
-
-fn pattern_matches(pattern: &str, path: &[&str]) -> bool {
-    let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    for (i, segment) in pattern.iter().enumerate() {
-        match path.get(i) {
-            None => return false,
-            Some(actual) => {
-                if !(segment.starts_with('<') && segment.ends_with('>')) && segment != actual {
-                    return false;
-                }
-            }
-        }
-    }
-    pattern.len() == path.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pattern_matches;
-
-    #[test]
-    fn route_patterns_match_paths() {
-        assert!(pattern_matches("/api/v1/recordings/<id>", &["api", "v1", "recordings", "x"]));
-        assert!(!pattern_matches("/api/v1/recordings/<id>", &["api", "v1", "recordings"]));
-        assert!(!pattern_matches("/api/v1/me", &["api", "v1", "you"]));
     }
 }

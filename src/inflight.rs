@@ -12,7 +12,7 @@
 
 use crate::blobs::Backend;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::storage::Storage;
 use rusqlite::{Connection, params};
 use uuid::Uuid;
@@ -37,7 +37,7 @@ impl Kind {
 }
 
 /// Notes bytes about to be written as recording `id` in `store`. Commit it before writing.
-pub fn note(conn: &Connection, id: &Uuid, store: Backend, kind: Kind, now_ms: i64) -> Result<(), ApiError> {
+pub fn note(conn: &Connection, id: &Uuid, store: Backend, kind: Kind, now_ms: i64) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO in_flight (id, store, kind, pid, noted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -46,14 +46,14 @@ pub fn note(conn: &Connection, id: &Uuid, store: Backend, kind: Kind, now_ms: i6
 }
 
 /// Clears a note: in the transaction that inserts the recording, or once its bytes are gone.
-pub fn clear(conn: &Connection, id: &Uuid, store: Backend) -> Result<(), ApiError> {
+pub fn clear(conn: &Connection, id: &Uuid, store: Backend) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM in_flight WHERE id = ?1 AND store = ?2")?
         .execute(params![id.hyphenated().to_string(), store.as_str()])?;
     Ok(())
 }
 
 /// Whether bytes are noted as in flight (another process may be storing them right now).
-pub fn is_noted(conn: &Connection, id: &str, store: Backend) -> Result<bool, ApiError> {
+pub fn is_noted(conn: &Connection, id: &str, store: Backend) -> Result<bool, Error> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM in_flight WHERE id = ?1 AND store = ?2")?
         .exists(params![id, store.as_str()])?)
@@ -79,7 +79,7 @@ struct Note {
 
 /// Settles the notes of processes that have stopped; with `fresh` (a process that has noted
 /// nothing yet) also those under its own pid, left by an earlier boot. Blocking.
-pub fn settle(db: &Db, storage: &Storage, fresh: bool) -> Result<Settled, ApiError> {
+pub fn settle(db: &Db, storage: &Storage, fresh: bool) -> Result<Settled, Error> {
     let conn = db.conn()?;
     let notes: Vec<Note> = {
         let mut stmt = conn.prepare("SELECT id, store, kind, pid FROM in_flight ORDER BY noted_at")?;

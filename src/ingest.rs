@@ -6,14 +6,13 @@
 //! is stored by the same [`record`] when its last byte arrives. Nothing else creates recordings.
 
 use crate::audio::{self, Sniff};
+use crate::body::{Body, discard};
 use crate::clock::{name_stamp, parse_rfc3339};
 use crate::db::blocking;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::recordings::{self as rec, NewRecording, Recording};
 use crate::state::AppState;
 use crate::storage::{self, Storage, StreamError, Upload, sync_dir};
-use rocket::data::{Data, ToByteUnit};
-use rocket::http::Status;
 use rusqlite::{Connection, OptionalExtension as _, Transaction};
 use std::path::Path;
 use tokio_util::io::ReaderStream;
@@ -61,8 +60,8 @@ pub enum Stored {
     Declined,
 }
 
-pub fn not_audio() -> ApiError {
-    ApiError::unsupported_media_type(
+pub fn not_audio() -> Error {
+    Error::not_audio(
         "that is not a recognised audio file (wav, mp3, m4a/mp4/3gp, aac, ogg/opus, webm, flac, amr, caf, aiff)",
     )
 }
@@ -72,23 +71,22 @@ pub fn head_is_plausible(head: &[u8]) -> bool {
     !matches!(audio::sniff(head, false), Sniff::NotAudio)
 }
 
-pub fn parse_recorded_at(text: &str) -> Result<i64, ApiError> {
-    parse_rfc3339(text).ok_or_else(|| ApiError::bad_request("`recorded_at` must be an RFC 3339 timestamp"))
+pub fn parse_recorded_at(text: &str) -> Result<i64, Error> {
+    parse_rfc3339(text).ok_or_else(|| Error::invalid("`recorded_at` must be an RFC 3339 timestamp"))
 }
 
-pub fn too_large(max: u64) -> ApiError {
-    ApiError::payload_too_large(format!("uploads are at most {max} bytes"))
+pub fn too_large(max: u64) -> Error {
+    Error::too_large(format!("uploads are at most {max} bytes"))
 }
 
-pub fn empty_body() -> ApiError {
-    ApiError::new(Status::BadRequest, "empty_body", "the upload has no bytes")
+pub fn empty_body() -> Error {
+    Error::rule("empty_body", "the upload has no bytes")
 }
 
 /// Bytes an upload may still take without leaving less than `storage.min_free_space`.
-pub async fn space_budget(state: &AppState) -> Result<u64, ApiError> {
+pub async fn space_budget(state: &AppState) -> Result<u64, Error> {
     let storage = state.storage.clone();
-    let available =
-        blocking(move || storage.available_space().map_err(|e| ApiError::internal("free space", e))).await?;
+    let available = blocking(move || storage.available_space().map_err(|e| Error::internal("free space", e))).await?;
     Ok(available.saturating_sub(state.config.min_free_space))
 }
 
@@ -105,17 +103,17 @@ pub fn record(
     sha256: String,
     place: Place,
     draft: &Draft,
-    also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, ApiError>,
-) -> Result<Stored, ApiError> {
+    also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, Error>,
+) -> Result<Stored, Error> {
     let store = storage.current();
     let backend = store.backend();
     let detected =
-        audio::detect(file).map_err(|e| ApiError::internal("reading upload", e)).and_then(|d| d.ok_or_else(not_audio));
+        audio::detect(file).map_err(|e| Error::internal("reading upload", e)).and_then(|d| d.ok_or_else(not_audio));
     let detected = match detected {
         Ok(detected) => detected,
         Err(e) => {
             if let Some(id) = draft.streamed {
-                forget(conn, store, &id, &format!("an upload refused as {}", e.code));
+                forget(conn, store, &id, &format!("an upload refused as {}", e.code()));
             }
             return Err(e);
         }
@@ -172,7 +170,7 @@ fn forget(conn: &Connection, store: &dyn crate::blobs::Store, id: &Uuid, what: &
     match store.delete(id) {
         Ok(()) => {
             if let Err(e) = crate::inflight::clear(conn, id, store.backend()) {
-                log::warn!("cannot clear the in-flight note of {id}: {}", e.message);
+                log::warn!("cannot clear the in-flight note of {id}: {}", e);
             }
         }
         Err(e) => {
@@ -188,7 +186,7 @@ pub fn keep_for(
     name: Option<&str>,
     recorded_at: Option<i64>,
     now: i64,
-) -> Result<Option<crate::blobs::Keep>, ApiError> {
+) -> Result<Option<crate::blobs::Keep>, Error> {
     let owner: Option<String> = conn
         .prepare_cached("SELECT username FROM users WHERE id = ?1")?
         .query_row([user_id], |r| r.get(0))
@@ -209,7 +207,7 @@ pub async fn start_upload(
     user_id: &str,
     name: Option<&str>,
     recorded_at: Option<i64>,
-) -> Result<Upload, ApiError> {
+) -> Result<Upload, Error> {
     let stream_as = if state.storage.streams() {
         let id = Uuid::now_v7();
         let (db, user, name, now) =
@@ -233,8 +231,8 @@ pub(crate) fn insert_durably(
     conn: &mut Connection,
     mut new: NewRecording,
     file_name: bool,
-    also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, ApiError>,
-) -> Result<Stored, ApiError> {
+    also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, Error>,
+) -> Result<Stored, Error> {
     crate::db::durably(conn, |conn| {
         // The write lock from the start: a name chosen here is still free at the insert.
         let tx = rec::write_transaction(conn)?;
@@ -279,8 +277,8 @@ pub async fn one_shot(
     headers: &UploadHeaders,
     name: Option<String>,
     recorded_at: Option<String>,
-    data: Data<'_>,
-) -> Result<(Status, Recording), ApiError> {
+    data: impl Body,
+) -> Result<Received, Error> {
     let config = &state.config;
     let checked = check_params(state, user_id, headers, name, recorded_at).await;
     let (mut name, mut recorded_at) = match checked {
@@ -288,11 +286,11 @@ pub async fn one_shot(
         // Answered without storing the body: read (a bounded amount of) what the client is
         // sending first, so a small upload sees this answer instead of a connection reset.
         Ok(Err(existing)) => {
-            discard_body(data).await;
-            return Ok((Status::Ok, existing));
+            discard(data).await;
+            return Ok(Received { recording: existing, created: false });
         }
         Err(e) => {
-            discard_body(data).await;
+            discard(data).await;
             return Err(e);
         }
     };
@@ -312,7 +310,7 @@ pub async fn one_shot(
     let streamed = if is_multipart {
         read_multipart(&mut upload, data, &content_type, limit).await
     } else {
-        let mut body = data.open((limit + 1).bytes());
+        let mut body = data.open(limit + 1);
         upload.read_all(&mut body, limit).await.map(|()| BodyMeta::default())
     };
     let meta = streamed.map_err(|e| stream_error(e, max, budget, upload.size()))?;
@@ -354,31 +352,32 @@ pub async fn one_shot(
             state.jobs.wake();
             state.changes.user(user_id);
             state.metrics.uploaded(recording.size.max(0) as u64);
-            Ok((Status::Created, recording))
+            Ok(Received { recording, created: true })
         }
         // Lost a race with the same Idempotency-Key: the first one stays.
-        Stored::Existing(existing) => Ok((Status::Ok, existing)),
-        Stored::Declined => Err(ApiError::internal("one-shot upload", "declined without a check")),
+        Stored::Existing(existing) => Ok(Received { recording: existing, created: false }),
+        Stored::Declined => Err(Error::internal("one-shot upload", "declined without a check")),
     }
 }
 
-/// Reads and drops at most 1 MiB of a body that will not be stored, before an early answer.
-pub async fn discard_body(data: Data<'_>) {
-    let _ = data.open(1.mebibytes()).stream_to(tokio::io::sink()).await;
+/// What a one-shot upload stored: a new recording, or the one an earlier retry created.
+pub struct Received {
+    pub recording: Recording,
+    pub created: bool,
 }
 
 /// The recording an earlier upload with this idempotency key created, if any (the key is checked).
-pub async fn earlier_upload(state: &AppState, user_id: &str, key: &str) -> Result<Option<Recording>, ApiError> {
+pub async fn earlier_upload(state: &AppState, user_id: &str, key: &str) -> Result<Option<Recording>, Error> {
     check_idempotency_key(key)?;
     let (user, key) = (user_id.to_string(), key.to_string());
     state.db.run(move |conn| rec::by_idempotency_key(conn, &user, &key)).await
 }
 
-fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
+fn check_idempotency_key(key: &str) -> Result<(), Error> {
     if (1..=128).contains(&key.len()) && key.bytes().all(|b| (0x20..0x7F).contains(&b)) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("Idempotency-Key must be 1 to 128 printable ASCII characters"))
+        Err(Error::invalid("Idempotency-Key must be 1 to 128 printable ASCII characters"))
     }
 }
 
@@ -389,7 +388,7 @@ async fn check_params(
     headers: &UploadHeaders,
     name: Option<String>,
     recorded_at: Option<String>,
-) -> Result<Result<(Option<String>, Option<i64>), Recording>, ApiError> {
+) -> Result<Result<(Option<String>, Option<i64>), Recording>, Error> {
     let name = name.map(|n| rec::normalize_name(&n)).transpose()?;
     let recorded_at = recorded_at.map(|t| parse_recorded_at(&t)).transpose()?;
     if let Some(key) = &headers.idempotency_key {
@@ -411,17 +410,17 @@ struct BodyMeta {
 }
 
 /// The answer for a stream that ended early.
-pub fn stream_error(e: StreamError, max: u64, budget: u64, size: u64) -> ApiError {
+pub fn stream_error(e: StreamError, max: u64, budget: u64, size: u64) -> Error {
     match e {
         StreamError::TooLarge if size > budget && budget < max => storage::insufficient_storage(),
         StreamError::TooLarge => too_large(max),
         StreamError::NotAudio => not_audio(),
         StreamError::Client(e) => {
             log::info!("upload abandoned: {e}");
-            ApiError::bad_request("the upload ended before its body was complete")
+            Error::invalid("the upload ended before its body was complete")
         }
         StreamError::Disk(e) => e,
-        StreamError::Malformed(why) => ApiError::bad_request(why),
+        StreamError::Malformed(why) => Error::invalid(why),
     }
 }
 
@@ -447,7 +446,7 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<R> {
 
 async fn read_multipart(
     upload: &mut Upload,
-    data: Data<'_>,
+    data: impl Body,
     content_type: &str,
     limit: u64,
 ) -> Result<BodyMeta, StreamError> {
@@ -457,7 +456,7 @@ async fn read_multipart(
     // is too large, not malformed.
     let cap = limit + (1 << 20);
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let body = Counted { inner: data.open(cap.bytes()), read: read.clone() };
+    let body = Counted { inner: data.open(cap), read: read.clone() };
     let mut multipart = multer::Multipart::new(ReaderStream::with_capacity(body, 64 * 1024), boundary);
     let mut meta = BodyMeta::default();
     let mut got_file = false;

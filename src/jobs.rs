@@ -13,7 +13,7 @@
 
 use crate::analysis::{self, Limits};
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::storage::Storage;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -42,7 +42,7 @@ const MIN_BUDGET: Duration = Duration::from_secs(1);
 const ASSUMED_BYTES_PER_SECOND: u64 = 8_000;
 
 /// Queues a job for a recording (or queues a failed one again).
-pub fn enqueue(conn: &Connection, kind: &str, recording_id: &str, now: i64) -> Result<(), ApiError> {
+pub fn enqueue(conn: &Connection, kind: &str, recording_id: &str, now: i64) -> Result<(), Error> {
     conn.execute(
         "INSERT INTO jobs (kind, recording_id, state, attempts, created_at, updated_at)
          VALUES (?1, ?2, 'queued', 0, ?3, ?3)
@@ -74,7 +74,7 @@ pub struct Counts {
     pub failed: u64,
 }
 
-pub fn counts(conn: &Connection) -> Result<Counts, ApiError> {
+pub fn counts(conn: &Connection) -> Result<Counts, Error> {
     let mut counts = Counts::default();
     let mut stmt = conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
@@ -92,7 +92,7 @@ pub fn counts(conn: &Connection) -> Result<Counts, ApiError> {
 }
 
 /// At startup: jobs a crash interrupted are queued again, or failed after `MAX_ATTEMPTS`.
-pub fn recover(conn: &Connection, now: i64) -> Result<(), ApiError> {
+pub fn recover(conn: &Connection, now: i64) -> Result<(), Error> {
     let failed = conn.execute(
         "UPDATE jobs SET state = 'failed', updated_at = ?2,
                 error = 'interrupted ' || attempts || ' times (the server stopped while it ran)'
@@ -132,7 +132,7 @@ pub(crate) struct Job {
 }
 
 /// Takes the next job of a kind, newest recording first.
-pub(crate) fn claim(conn: &mut Connection, now: i64, kind: &str) -> Result<Option<Job>, ApiError> {
+pub(crate) fn claim(conn: &mut Connection, now: i64, kind: &str) -> Result<Option<Job>, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let job = tx
         .query_row(
@@ -154,7 +154,7 @@ pub(crate) fn claim(conn: &mut Connection, now: i64, kind: &str) -> Result<Optio
 
 /// Queues analysis for a batch of recordings stored before analysis existed, newest first.
 /// Returns how many were queued; 0 when there are none left.
-pub fn backfill(conn: &mut Connection, now: i64) -> Result<usize, ApiError> {
+pub fn backfill(conn: &mut Connection, now: i64) -> Result<usize, Error> {
     backfill_kind(conn, now, ANALYSIS, BACKFILL_KEY, |waveform, _| waveform.is_none())
 }
 
@@ -168,7 +168,7 @@ pub(crate) fn backfill_kind(
     kind: &str,
     key: &str,
     needs: fn(Option<&str>, Option<&str>) -> bool,
-) -> Result<usize, ApiError> {
+) -> Result<usize, Error> {
     loop {
         let before: Option<String> =
             conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?;
@@ -325,12 +325,12 @@ impl Queue {
                     Ok(0) => self.idle(),
                     Ok(n) => log::info!("queued {n} earlier recordings for analysis"),
                     Err(e) => {
-                        log::error!("analysis backfill: {}", e.message);
+                        log::error!("analysis backfill: {}", e);
                         self.idle();
                     }
                 },
                 Err(e) => {
-                    log::error!("job queue: {}", e.message);
+                    log::error!("job queue: {}", e);
                     self.idle();
                 }
             }
@@ -346,16 +346,16 @@ pub(crate) struct Writes(pub(crate) Option<tokio::runtime::Handle>);
 impl Writes {
     pub(crate) fn run<T: Send + 'static>(
         &self,
-        write: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
+        write: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         match &self.0 {
             // Asked for from a runtime worker, not from this idle thread: a thread the blocking
             // pool starts takes its creator's scheduling policy, and would serve requests at
             // idle priority ever after.
             Some(handle) => handle
                 .block_on(handle.spawn(async move { tokio::task::spawn_blocking(write).await }))
-                .map_err(|e| ApiError::internal("job queue write", e))
-                .and_then(|joined| joined.unwrap_or_else(|e| Err(ApiError::internal("job queue write", e)))),
+                .map_err(|e| Error::internal("job queue write", e))
+                .and_then(|joined| joined.unwrap_or_else(|e| Err(Error::internal("job queue write", e)))),
             None => write(),
         }
     }
@@ -404,7 +404,7 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
         }
     });
     if let Err(e) = recorded {
-        log::error!("job {} ({} of {}): recording its outcome: {}", job.id, job.kind, job.recording_id, e.message);
+        log::error!("job {} ({} of {}): recording its outcome: {}", job.id, job.kind, job.recording_id, e);
     }
     match &outcome {
         Ok(Some(_)) => log::info!("analysed {} in {} ms", job.recording_id, started.elapsed().as_millis()),
@@ -426,9 +426,9 @@ pub(crate) fn size_and_duration(
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
-            .map_err(ApiError::from)
+            .map_err(Error::from)
         })
-        .map_err(|e| e.message.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The decoded facts of a recording. `Ok(None)`: the recording is gone (deleted meanwhile).
@@ -463,9 +463,9 @@ pub(crate) fn missing_bytes(db: &Db, recording_id: &str) -> Result<(), String> {
         .and_then(|conn| {
             conn.query_row("SELECT 1 FROM recordings WHERE id = ?1", [recording_id], |_| Ok(()))
                 .optional()
-                .map_err(ApiError::from)
+                .map_err(Error::from)
         })
-        .map_err(|e| e.message.to_string())?;
+        .map_err(|e| e.to_string())?;
     match still_there {
         Some(()) => Err("the recording's file is missing".to_string()),
         None => Ok(()),
@@ -489,7 +489,7 @@ fn finish(
     decoded: &analysis::Decoded,
     transcribe: bool,
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let tx = conn.transaction()?;
     let updated = tx.execute(
         "UPDATE recordings SET duration_ms = ?2, waveform = 'ready', analysis_error = NULL WHERE id = ?1",
@@ -521,7 +521,7 @@ fn finish(
 /// Records a job's failure on it and its recording. A job whose row is gone (its recording was
 /// deleted while it ran) records nothing: its id may be another job's by now, as SQLite reuses
 /// the highest rowid once it is deleted, so a job row is always named with its recording.
-pub(crate) fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> Result<(), ApiError> {
+pub(crate) fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> Result<(), Error> {
     let tx = conn.transaction()?;
     let changed = tx.execute(
         "UPDATE jobs SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND recording_id = ?4",
@@ -546,7 +546,7 @@ pub(crate) fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> 
 }
 
 /// A recording's waveform, when ready: (bucket_ms, peaks).
-pub fn waveform(conn: &Connection, recording_id: &str) -> Result<Option<(u32, Vec<u8>)>, ApiError> {
+pub fn waveform(conn: &Connection, recording_id: &str) -> Result<Option<(u32, Vec<u8>)>, Error> {
     Ok(conn
         .query_row("SELECT bucket_ms, peaks FROM waveforms WHERE recording_id = ?1", [recording_id], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -560,7 +560,7 @@ const EXTRA_CODECS: &str = if cfg!(feature = "opus") { "opus" } else { "" };
 
 /// When this build decodes codecs the last one did not (a build with the `opus` feature), the
 /// analyses that failed for want of a decoder are queued again, once. Returns how many.
-pub fn retry_undecodable(conn: &Connection, now: i64) -> Result<usize, ApiError> {
+pub fn retry_undecodable(conn: &Connection, now: i64) -> Result<usize, Error> {
     let last: Option<String> =
         conn.query_row("SELECT value FROM settings WHERE key = 'decoders'", [], |r| r.get(0)).optional()?;
     if last.as_deref() == Some(EXTRA_CODECS) {
@@ -583,7 +583,7 @@ pub fn retry_undecodable(conn: &Connection, now: i64) -> Result<usize, ApiError>
     Ok(ids.len())
 }
 
-pub fn failed_analyses(conn: &Connection) -> Result<Vec<(String, String, String)>, ApiError> {
+pub fn failed_analyses(conn: &Connection) -> Result<Vec<(String, String, String)>, Error> {
     let mut stmt = conn.prepare(
         "SELECT r.id, r.user_id, coalesce(r.analysis_error, '') FROM recordings r
          WHERE r.waveform = 'failed' ORDER BY r.id",

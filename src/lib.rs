@@ -1,14 +1,20 @@
-//! recorder: a self-hosted home for voice recordings. `rocket()` assembles the server; the
-//! binary in `main.rs` parses the command line and launches it.
+//! recorder: a self-hosted home for voice recordings.
+//!
+//! This file is the composition root: [`Server::open`] builds the core ([`AppState`]), finishes
+//! what a crash interrupted and binds the second listener; [`rocket`] puts the HTTP face over
+//! the core and, at liftoff, starts the background work and the WebDAV face. The binary in
+//! `main.rs` parses the command line and launches it.
 
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod answer;
 pub mod archive;
 pub mod audio;
 pub mod auth;
 pub mod backup;
 pub mod blobs;
+pub mod body;
 pub mod changes;
 pub mod check;
 pub mod cli;
@@ -16,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod inflight;
 pub mod ingest;
 pub mod jobs;
@@ -30,7 +37,6 @@ pub mod ranges;
 pub mod recordings;
 pub mod recover;
 pub mod removal;
-pub mod routes;
 pub mod s3;
 pub mod shares;
 pub mod snapshots;
@@ -41,135 +47,75 @@ pub mod uploads;
 pub mod users;
 pub mod webdav;
 
-use rocket::config::{Ident, LogLevel, Shutdown};
 use rocket::fairing::AdHoc;
-use rocket::{Build, Rocket, catchers};
-use std::time::Instant;
+use rocket::{Build, Rocket};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 pub use clock::Clock;
 pub use config::Config;
-pub use state::AppState;
+pub use state::{AppState, StartError};
 
-/// The signed-in user of a request, for the request log.
-#[derive(Default)]
-pub struct RequestUser(pub Option<String>);
+/// The server, opened and not yet launched: the core, and WebDAV's port bound when it is on.
+pub struct Server {
+    pub state: AppState,
+    webdav: Option<Arc<webdav::Listener>>,
+}
 
-struct RequestStart(Instant);
+impl Server {
+    /// Opens the core, finishes what a crash interrupted (queued deletes, `tmp/`, uploads cut
+    /// back to their durable offsets), checks a configured model loads, and binds WebDAV's
+    /// port, so each of these stops startup with one clear line. The slower sweeps run in the
+    /// background after launch.
+    pub fn open(config: Config, clock: Clock) -> Result<Server, StartError> {
+        let state = AppState::open(config, clock)?;
+        let recovery = |e: error::Error| StartError::Recovery(e.to_string());
+        maintenance::recover(&state.db, &state.storage).map_err(recovery)?;
+        let config = &state.config;
+        // A configured model must load now: a clear error at startup, not a failure per job.
+        transcription::check_model(config).map_err(StartError::Model)?;
+        {
+            let mut conn = state.db.conn().map_err(recovery)?;
+            // Transcription runs after analysis: with analysis off it is off too.
+            let marked = if config.transcription_model.is_some() && config.analysis_enabled {
+                transcription::turned_on(&conn)
+            } else {
+                transcription::turned_off(&mut conn)
+            };
+            marked.map_err(recovery)?;
+        }
+        let webdav = if config.webdav_enabled {
+            let addr = SocketAddr::new(config.address, config.webdav_port);
+            Some(Arc::new(webdav::Listener::bind(addr).map_err(|source| StartError::WebDav { addr, source })?))
+        } else {
+            None
+        };
+        Ok(Server { state, webdav })
+    }
 
-/// Assembles the server from opened state: one place for routes, catchers and fairings.
-pub fn rocket(state: AppState) -> Rocket<Build> {
-    let c = &state.config;
-    let rocket_config = rocket::Config {
-        address: c.address,
-        port: c.port,
-        ip_header: c.client_ip_header.clone().map(Into::into),
-        log_level: LogLevel::Off,
-        cli_colors: false,
-        ident: Ident::try_new("recorder").unwrap_or_default(),
-        temp_dir: state.storage.tmp_dir().into(),
-        shutdown: Shutdown { ctrlc: true, grace: c.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
-        ..rocket::Config::release_default()
-    };
-    let compat = if c.compat_enabled { routes::compat::routes() } else { Vec::new() };
-    rocket::custom(rocket_config)
-        .mount("/", rocket::routes![routes::server::healthz, routes::server::metrics])
-        .mount("/", compat)
-        .mount("/api/v1", routes::api())
-        .mount("/", routes::shares::public_routes())
-        .mount("/", routes::ui::routes())
-        .register("/", catchers![error::json_catcher])
-        .attach(AdHoc::on_request("request start", |req, _| {
+    /// Where WebDAV is served, when it is on.
+    pub fn webdav_addr(&self) -> Option<SocketAddr> {
+        self.webdav.as_ref().map(|l| l.addr())
+    }
+
+    /// The WebDAV listener, to wait for its requests after a shutdown.
+    pub fn webdav(&self) -> Option<Arc<webdav::Listener>> {
+        self.webdav.clone()
+    }
+}
+
+/// The HTTP face over an opened server; at liftoff the background work and WebDAV start, and
+/// at shutdown the job workers stop.
+pub fn rocket(server: Server) -> Rocket<Build> {
+    let Server { state, webdav } = server;
+    let background = state.clone();
+    let webdav = Mutex::new(webdav);
+    http::rocket(state)
+        .attach(AdHoc::on_liftoff("background work", move |rocket| {
             Box::pin(async move {
-                req.local_cache(|| RequestStart(Instant::now()));
-            })
-        }))
-        .attach(AdHoc::on_response("headers and log", |req, res| {
-            Box::pin(async move {
-                res.set_raw_header("X-Content-Type-Options", "nosniff");
-                // tus: every answer to a tus request says which version it speaks.
-                if req.headers().contains("Tus-Resumable") && req.uri().path().starts_with("/api/v1/uploads") {
-                    res.set_raw_header("Tus-Resumable", routes::uploads::TUS_VERSION);
-                }
-                res.set_raw_header("Referrer-Policy", "same-origin");
-                res.set_raw_header("X-Frame-Options", "DENY");
-                if !res.headers().contains("Content-Security-Policy") {
-                    res.set_raw_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
-                }
-                let started = req.local_cache(|| RequestStart(Instant::now())).0;
-                if let Some(state) = req.rocket().state::<AppState>() {
-                    let route = req.route().map(|r| r.uri.path());
-                    state.metrics.request(req.method().as_str(), route, res.status().code, started.elapsed());
-                }
-                let user = req.local_cache(RequestUser::default).0.as_deref().unwrap_or("-");
-                let bytes = res.headers().get_one("Content-Length").unwrap_or("-");
-                // The path only: queries may carry names, and nothing secret is ever logged.
-                log::info!(
-                    target: "recorder::http",
-                    "{} {} {} {}B {}ms user={}",
-                    req.method(),
-                    logger::loggable_path(req.uri().path().as_str()),
-                    res.status().code,
-                    bytes,
-                    started.elapsed().as_millis(),
-                    user
-                );
-            })
-        }))
-        .attach(AdHoc::on_liftoff("maintenance", |rocket| {
-            Box::pin(async move {
-                let config = rocket.config();
-                logger::announce(config.address, config.port);
-                if let Some(state) = rocket.state::<AppState>() {
-                    let (db, storage, uploads, clock, started) = (
-                        state.db.clone(),
-                        state.storage.clone(),
-                        state.uploads.clone(),
-                        state.clock.clone(),
-                        state.started_ms,
-                    );
-                    if state.config.analysis_enabled {
-                        let settings = jobs::Settings {
-                            seconds_per_hour: state.config.analysis_seconds_per_hour,
-                            transcribe: state.config.transcription_model.is_some(),
-                        };
-                        let changes = state.changes.clone();
-                        if let Err(e) = state.jobs.start(db.clone(), storage.clone(), settings, clock.clone(), changes)
-                        {
-                            log::error!("cannot start the background job worker: {e}");
-                        }
-                    }
-                    // The feed keeps at least as long as the trash, and a day more.
-                    let days = i64::from(state.config.retention_days.max(1)) + 1;
-                    let background = maintenance::Background {
-                        uploads,
-                        changes: state.changes.clone(),
-                        clock,
-                        started_ms: started,
-                        changes_keep_ms: days * 86_400_000,
-                        lost_files: state.metrics.lost_files.clone(),
-                    };
-                    // An analysed recording is queued for transcription: its worker hears of it.
-                    state.jobs.feeds(state.transcripts.clone());
-                    #[cfg(feature = "transcription")]
-                    if state.config.analysis_enabled
-                        && let Some(settings) = transcription::Settings::from_config(&state.config)
-                    {
-                        let (db, storage, clock, changes) =
-                            (db.clone(), storage.clone(), state.clock.clone(), state.changes.clone());
-                        if let Err(e) = transcription::worker::start(
-                            state.transcripts.clone(),
-                            db,
-                            storage,
-                            settings,
-                            clock,
-                            changes,
-                        ) {
-                            log::error!("cannot start the transcription worker: {e}");
-                        }
-                    }
-                    tokio::spawn(maintenance::run(db, storage, background, rocket.shutdown()));
-                    webdav::start(state, rocket.shutdown());
-                }
+                logger::announce(rocket.config().address, rocket.config().port);
+                let listener = webdav.lock().unwrap_or_else(|p| p.into_inner()).take();
+                start_background(&background, listener.as_deref(), rocket.shutdown());
             })
         }))
         .attach(AdHoc::on_shutdown("background jobs", |rocket| {
@@ -180,5 +126,54 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
                 }
             })
         }))
-        .manage(state)
+}
+
+/// Starts what runs beside the requests: the job workers, the maintenance loop and WebDAV.
+fn start_background(
+    state: &AppState,
+    webdav: Option<&webdav::Listener>,
+    shutdown: impl std::future::Future<Output = ()> + Clone + Send + 'static,
+) {
+    let (db, storage, clock) = (state.db.clone(), state.storage.clone(), state.clock.clone());
+    if state.config.analysis_enabled {
+        let settings = jobs::Settings {
+            seconds_per_hour: state.config.analysis_seconds_per_hour,
+            transcribe: state.config.transcription_model.is_some(),
+        };
+        if let Err(e) = state.jobs.start(db.clone(), storage.clone(), settings, clock.clone(), state.changes.clone()) {
+            log::error!("cannot start the background job worker: {e}");
+        }
+    }
+    // An analysed recording is queued for transcription: its worker hears of it.
+    state.jobs.feeds(state.transcripts.clone());
+    #[cfg(feature = "transcription")]
+    if state.config.analysis_enabled
+        && let Some(settings) = transcription::Settings::from_config(&state.config)
+    {
+        let started = transcription::worker::start(
+            state.transcripts.clone(),
+            db.clone(),
+            storage.clone(),
+            settings,
+            clock.clone(),
+            state.changes.clone(),
+        );
+        if let Err(e) = started {
+            log::error!("cannot start the transcription worker: {e}");
+        }
+    }
+    // The feed keeps at least as long as the trash, and a day more.
+    let days = i64::from(state.config.retention_days.max(1)) + 1;
+    let background = maintenance::Background {
+        uploads: state.uploads.clone(),
+        changes: state.changes.clone(),
+        clock,
+        started_ms: state.started_ms,
+        changes_keep_ms: days * 86_400_000,
+        lost_files: state.metrics.lost_files.clone(),
+    };
+    tokio::spawn(maintenance::run(db, storage, background, shutdown.clone()));
+    if let Some(listener) = webdav {
+        webdav::start(listener, state, shutdown);
+    }
 }

@@ -1,9 +1,9 @@
 //! The `recorder` command: parse the command line, load the configuration, run a command.
 
 use clap::{Parser, Subcommand};
+use recorder::Clock;
 use recorder::cli::{self, Failure};
 use recorder::config::{self, Overrides, ProcessEnv};
-use recorder::{AppState, Clock};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -180,10 +180,10 @@ fn serve(config: recorder::Config) -> ExitCode {
     if config.social_login {
         log::warn!("compat.social_login is on: anyone who can reach this server can sign in as any social id");
     }
-    let state = match AppState::open(config, Clock::default()) {
-        Ok(state) => state,
+    let server = match recorder::Server::open(config, Clock::default()) {
+        Ok(server) => server,
         // A model that cannot be used is bad configuration.
-        Err(e @ recorder::state::StartError::Model(_)) => {
+        Err(e @ recorder::StartError::Model(_)) => {
             return cli::finish(Err(Failure { message: e.to_string(), code: 2 }));
         }
         Err(e) => return cli::finish(Err(Failure { message: e.to_string(), code: 1 })),
@@ -191,8 +191,8 @@ fn serve(config: recorder::Config) -> ExitCode {
     // The runtime is sized by the config (Rocket's own would allow 512 blocking threads, each
     // with its own stack and allocator arena: too many for a 512 MB board).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(state.config.workers)
-        .max_blocking_threads(state.config.blocking_threads)
+        .worker_threads(server.state.config.workers)
+        .max_blocking_threads(server.state.config.blocking_threads)
         .thread_name("recorder-worker")
         .on_thread_start(recorder::auth::normal_priority)
         .enable_all()
@@ -201,14 +201,15 @@ fn serve(config: recorder::Config) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return cli::finish(Err(Failure { message: format!("cannot start the runtime: {e}"), code: 1 })),
     };
-    let storage = state.storage.clone();
+    let storage = server.state.storage.clone();
+    let webdav = server.webdav();
     let launched = runtime.block_on(async {
-        let launched = recorder::rocket(state).launch().await;
+        let launched = recorder::rocket(server).launch().await;
         // WebDAV stops with the server: its requests get the same grace time to finish.
-        if let Ok(rocket) = &launched
-            && let Some(state) = rocket.state::<recorder::AppState>()
+        if launched.is_ok()
+            && let Some(listener) = &webdav
         {
-            recorder::webdav::stopped(state).await;
+            recorder::webdav::stopped(listener).await;
         }
         launched
     });

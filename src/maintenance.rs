@@ -3,7 +3,7 @@
 
 use crate::blobs::{Backend, Store};
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::recordings;
 use crate::storage::Storage;
 use crate::users;
@@ -12,7 +12,7 @@ use crate::users;
 const PURGE_BATCH: u32 = 500;
 
 /// At startup, before the first request: finish pending unlinks, empty `tmp/`.
-pub fn recover(db: &Db, storage: &Storage) -> Result<(), ApiError> {
+pub fn recover(db: &Db, storage: &Storage) -> Result<(), Error> {
     let conn = db.conn()?;
     let pending = recordings::pending_unlinks(&conn)?;
     if !pending.is_empty() {
@@ -34,7 +34,7 @@ pub fn recover(db: &Db, storage: &Storage) -> Result<(), ApiError> {
     if retried > 0 {
         log::info!("{retried} recordings this build can decode and an earlier one could not are analysed again");
     }
-    let removed = storage.empty_tmp().map_err(|e| ApiError::internal("emptying tmp/", e))?;
+    let removed = storage.empty_tmp().map_err(|e| Error::internal("emptying tmp/", e))?;
     if removed > 0 {
         log::info!("removed {removed} unfinished uploads from tmp/");
     }
@@ -51,7 +51,7 @@ pub struct Swept {
 
 /// Removes trashed recordings whose `purge_at` is at or before `now`, expired sessions and
 /// expired resumable uploads (keeping those that asked to be kept). Blocking.
-pub fn sweep(db: &Db, storage: &Storage, uploads: &crate::uploads::Registry, now: i64) -> Result<Swept, ApiError> {
+pub fn sweep(db: &Db, storage: &Storage, uploads: &crate::uploads::Registry, now: i64) -> Result<Swept, Error> {
     let mut conn = db.conn()?;
     let mut swept = Swept::default();
     // Deletes that failed earlier (an object store that was down) are tried again; deleting
@@ -98,7 +98,7 @@ impl Unknown {
 /// knows. On disk it is moved to `lost+found/`; in the object store it is left where it is. Both
 /// are counted for `recorder check`, which reports them, and `check --recover`, which turns them
 /// back into recordings. Blocking.
-pub fn sweep_unknown(db: &Db, storage: &Storage, before_ms: i64) -> Result<Unknown, ApiError> {
+pub fn sweep_unknown(db: &Db, storage: &Storage, before_ms: i64) -> Result<Unknown, Error> {
     let conn = db.conn()?;
     let mut unknown = Unknown::default();
     let stores: Vec<&dyn Store> =
@@ -163,12 +163,12 @@ pub fn sweep_unknown(db: &Db, storage: &Storage, before_ms: i64) -> Result<Unkno
         }
     }
     unknown.lost_found =
-        crate::lostfound::list(storage.root()).map_err(|e| ApiError::internal("listing lost+found", e))?.len();
+        crate::lostfound::list(storage.root()).map_err(|e| Error::internal("listing lost+found", e))?.len();
     Ok(unknown)
 }
 
 /// No row in this store, no in-flight note, no pending delete: bytes this database does not know.
-pub fn unreferenced(conn: &rusqlite::Connection, id: &uuid::Uuid, backend: Backend) -> Result<bool, ApiError> {
+pub fn unreferenced(conn: &rusqlite::Connection, id: &uuid::Uuid, backend: Backend) -> Result<bool, Error> {
     let text = id.hyphenated().to_string();
     let pending = crate::blobs::pending_path(backend, id);
     Ok(!recordings::in_store(conn, &text, backend)?
@@ -197,7 +197,7 @@ pub struct Background {
     pub lost_files: prometheus_client::metrics::gauge::Gauge,
 }
 
-pub async fn run(db: Db, storage: Storage, background: Background, shutdown: rocket::Shutdown) {
+pub async fn run(db: Db, storage: Storage, background: Background, shutdown: impl Future<Output = ()>) {
     let Background { uploads, changes, clock, started_ms, changes_keep_ms, lost_files } = background;
     let (db2, storage2) = (db.clone(), storage.clone());
     match tokio::task::spawn_blocking(move || sweep_unknown(&db2, &storage2, started_ms)).await {
@@ -211,7 +211,7 @@ pub async fn run(db: Db, storage: Storage, background: Background, shutdown: roc
             }
             lost_files.set(i64::try_from(unknown.lost()).unwrap_or(i64::MAX));
         }
-        Ok(Err(e)) => log::error!("the startup sweep failed: {}", e.message),
+        Ok(Err(e)) => log::error!("the startup sweep failed: {}", e),
         Err(e) => log::error!("the startup sweep failed: {e}"),
     }
     let mut shutdown = std::pin::pin!(shutdown);
@@ -220,11 +220,11 @@ pub async fn run(db: Db, storage: Storage, background: Background, shutdown: roc
         let swept = tokio::task::spawn_blocking(move || {
             // Notes of other processes (a migration, a recovery) that have stopped since.
             if let Err(e) = crate::inflight::settle(&db, &storage, false) {
-                log::error!("settling interrupted writes failed: {}", e.message);
+                log::error!("settling interrupted writes failed: {}", e);
             }
             let swept = sweep(&db, &storage, &uploads, now);
             if let Err(e) = db.conn().and_then(|conn| crate::changes::prune(&conn, now - changes_keep_ms)) {
-                log::error!("pruning the changes feed failed: {}", e.message);
+                log::error!("pruning the changes feed failed: {}", e);
             }
             swept
         });
@@ -244,7 +244,7 @@ pub async fn run(db: Db, storage: Storage, background: Background, shutdown: roc
                     );
                 }
             }
-            Ok(Err(e)) => log::error!("trash sweep failed: {}", e.message),
+            Ok(Err(e)) => log::error!("trash sweep failed: {}", e),
             Err(e) => log::error!("trash sweep failed: {e}"),
         }
         tokio::select! {

@@ -6,7 +6,7 @@
 
 use crate::blobs::Store as _;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::s3::S3Store;
 use rusqlite::Connection;
 
@@ -14,7 +14,7 @@ use rusqlite::Connection;
 pub const MARKER: &str = ".recorder-store";
 
 /// This installation's id.
-pub fn installation_id(conn: &Connection) -> Result<String, ApiError> {
+pub fn installation_id(conn: &Connection) -> Result<String, Error> {
     Ok(conn.query_row("SELECT value FROM settings WHERE key = 'installation_id'", [], |r| r.get(0))?)
 }
 
@@ -56,8 +56,8 @@ pub enum Claim {
 /// Checks that the store is this installation's, marking it on first use. The error is the one
 /// line startup prints.
 pub fn claim(store: &S3Store, db: &Db) -> Result<Claim, String> {
-    let conn = db.conn().map_err(|e| e.message.to_string())?;
-    let ours = installation_id(&conn).map_err(|e| e.message.to_string())?;
+    let conn = db.conn().map_err(|e| e.to_string())?;
+    let ours = installation_id(&conn).map_err(|e| e.to_string())?;
     match read(store)? {
         Some(id) if id == ours => return Ok(Claim::Ours),
         Some(other) => {
@@ -80,7 +80,7 @@ pub fn claim(store: &S3Store, db: &Db) -> Result<Claim, String> {
     let mut named = false;
     for object in objects.iter().take(1000) {
         if crate::recordings::in_store(&conn, &object.id.hyphenated().to_string(), crate::blobs::Backend::S3)
-            .map_err(|e| e.message.to_string())?
+            .map_err(|e| e.to_string())?
         {
             named = true;
             break;

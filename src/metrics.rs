@@ -2,7 +2,7 @@
 //! updated as requests finish; the stored totals and the free disk space are read when scraped.
 
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -175,7 +175,7 @@ impl Metrics {
         data_dir: PathBuf,
         finished: (u64, u64),
         event_streams: usize,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         self.event_streams.set(i64::try_from(event_streams).unwrap_or(i64::MAX));
         let (totals, free, (resident, threads), jobs) = db
             .run(move |conn| {
@@ -187,7 +187,7 @@ impl Metrics {
                     [],
                     |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?]),
                 )?;
-                let free = fs4::available_space(&data_dir).map_err(|e| ApiError::internal("free disk space", e))?;
+                let free = fs4::available_space(&data_dir).map_err(|e| Error::internal("free disk space", e))?;
                 Ok((totals, free, process_status(), crate::jobs::counts(conn)?))
             })
             .await?;
@@ -214,7 +214,7 @@ impl Metrics {
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .map_err(|e| ApiError::internal("encoding metrics", e))?;
+            .map_err(|e| Error::internal("encoding metrics", e))?;
         Ok(text)
     }
 }

@@ -15,7 +15,7 @@
 
 use crate::blobs::{Backend, BlobError, Store, pending_path};
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::storage::{Storage, copy_hashed};
 use rusqlite::{Connection, params};
 use std::io::{self, Read};
@@ -54,7 +54,7 @@ struct Row {
 }
 
 /// Moves every recording to `to`. Blocking.
-pub fn run(db: &Db, storage: &Storage, to: Backend, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, ApiError> {
+pub fn run(db: &Db, storage: &Storage, to: Backend, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, Error> {
     let target = storage.store(to).map_err(|e| e.api("migrating"))?;
     let mut conn = db.conn()?;
     let mut report = Report::default();
@@ -98,7 +98,7 @@ pub fn run(db: &Db, storage: &Storage, to: Backend, on: &mut dyn FnMut(Event<'_>
     Ok(report)
 }
 
-fn rows_after(conn: &Connection, to: Backend, after: &str) -> Result<Vec<Row>, ApiError> {
+fn rows_after(conn: &Connection, to: Backend, after: &str) -> Result<Vec<Row>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, size, sha256, store FROM recordings WHERE store <> ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     )?;
@@ -142,10 +142,9 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
     let mut hashing = Hashing { inner: &mut *reader, hasher: sha2::Sha256::new(), bytes: 0 };
     // The copy is noted before it is written: an interrupted run's copy is deleted at the next
     // start, and a copy no note names is never taken for litter.
-    let keep = crate::recordings::keep_of(conn, &row.id).map_err(|e| e.message.to_string())?;
+    let keep = crate::recordings::keep_of(conn, &row.id).map_err(|e| e.to_string())?;
     let now = crate::clock::system_now_ms();
-    crate::inflight::note(conn, &id, target.backend(), crate::inflight::Kind::New, now)
-        .map_err(|e| e.message.to_string())?;
+    crate::inflight::note(conn, &id, target.backend(), crate::inflight::Kind::New, now).map_err(|e| e.to_string())?;
     let copied = target.put_reader(&mut hashing, size, &id, keep.as_ref());
     let read_hash = crate::storage::hex(&hashing.hasher.finalize());
     if let Err(e) = copied {
@@ -178,7 +177,7 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
         }
         Err(e) => return Err(format!("cannot read the copy back from {}: {e}", target.describe())),
     }
-    let switched = switch(conn, &row.id, row.store, target.backend()).map_err(|e| e.message.to_string())?;
+    let switched = switch(conn, &row.id, row.store, target.backend()).map_err(|e| e.to_string())?;
     let Some(pending) = switched else {
         // Deleted (or moved by another run) while it was copied: the copy is nobody's.
         if !in_store(conn, &row.id, target.backend())? {
@@ -186,7 +185,7 @@ fn move_one(conn: &mut Connection, storage: &Storage, target: &dyn Store, row: &
         }
         return Ok(false);
     };
-    crate::recordings::finish_unlinks(conn, storage, &[pending]).map_err(|e| e.message.to_string())?;
+    crate::recordings::finish_unlinks(conn, storage, &[pending]).map_err(|e| e.to_string())?;
     Ok(true)
 }
 
@@ -196,7 +195,7 @@ fn drop_copy(conn: &Connection, target: &dyn Store, id: &Uuid) {
     match target.delete(id) {
         Ok(()) => {
             if let Err(e) = crate::inflight::clear(conn, id, target.backend()) {
-                log::warn!("cannot clear the in-flight note of {id}: {}", e.message);
+                log::warn!("cannot clear the in-flight note of {id}: {}", e);
             }
         }
         Err(e) => log::warn!("cannot remove the copy of {id} from {}: {e}", target.describe()),
@@ -205,14 +204,14 @@ fn drop_copy(conn: &Connection, target: &dyn Store, id: &Uuid) {
 
 /// [`crate::recordings::in_store`], its error as this module reports them.
 fn in_store(conn: &Connection, id: &str, store: Backend) -> Result<bool, String> {
-    crate::recordings::in_store(conn, id, store).map_err(|e| e.message.to_string())
+    crate::recordings::in_store(conn, id, store).map_err(|e| e.to_string())
 }
 
 /// Points the row at the new store and queues the source for deletion, in one transaction
 /// flushed through the WAL before the source is touched. `None` when the row is no longer in
 /// the source store.
-fn switch(conn: &mut Connection, id: &str, from: Backend, to: Backend) -> Result<Option<String>, ApiError> {
-    let uuid = Uuid::parse_str(id).map_err(|e| ApiError::internal("migrating", e))?;
+fn switch(conn: &mut Connection, id: &str, from: Backend, to: Backend) -> Result<Option<String>, Error> {
+    let uuid = Uuid::parse_str(id).map_err(|e| Error::internal("migrating", e))?;
     crate::db::durably(conn, |conn| {
         let tx = crate::recordings::write_transaction(conn)?;
         let changed = tx.execute(

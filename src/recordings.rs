@@ -6,11 +6,10 @@
 //! queue entry removed last. Startup finishes whatever a crash interrupted.
 
 use crate::clock::rfc3339;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::storage::Storage;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rocket::http::Status;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 use uuid::Uuid;
@@ -120,11 +119,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
 }
 
 /// Trims and checks a recording name: non-empty, at most 255 bytes, no control characters.
-pub fn normalize_name(input: &str) -> Result<String, ApiError> {
+pub fn normalize_name(input: &str) -> Result<String, Error> {
     let name = input.trim();
     if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || deceptive(c)) {
-        return Err(ApiError::new(
-            Status::BadRequest,
+        return Err(Error::rule(
             "invalid_name",
             "names are 1 to 255 bytes after trimming, without control characters, bidirectional \
              controls or invisible characters",
@@ -151,16 +149,16 @@ pub fn deceptive(c: char) -> bool {
 }
 
 /// Parses a recording id from a path; anything else is simply not found.
-pub fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+pub fn parse_id(id: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(id).map_err(|_| not_found())
 }
 
-pub fn not_found() -> ApiError {
-    ApiError::not_found("no recording with that id")
+pub fn not_found() -> Error {
+    Error::not_found("no recording with that id")
 }
 
 /// Inserts a recording inside the caller's transaction (no durability change of its own).
-pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, ApiError> {
+pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recording, Recording>, Error> {
     let inserted = conn.execute(
         "INSERT INTO recordings (id, user_id, name, content_type, size, sha256, duration_ms, recorded_at,
                                  created_at, idempotency_key, waveform, store)
@@ -182,13 +180,13 @@ pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recordi
     match inserted {
         Ok(_) => {
             let id = new.id.hyphenated().to_string();
-            get(conn, &new.user_id, &id)?.map(Ok).ok_or_else(|| ApiError::internal("insert", "row vanished"))
+            get(conn, &new.user_id, &id)?.map(Ok).ok_or_else(|| Error::internal("insert", "row vanished"))
         }
         Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
             let key = new.idempotency_key.as_deref().unwrap_or_default();
             match by_idempotency_key(conn, &new.user_id, key)? {
                 Some(existing) => Ok(Err(existing)),
-                None => Err(ApiError::internal("insert recording", "constraint violation")),
+                None => Err(Error::internal("insert recording", "constraint violation")),
             }
         }
         Err(e) => Err(e.into()),
@@ -196,13 +194,13 @@ pub fn insert_in(conn: &Connection, new: &NewRecording) -> Result<Result<Recordi
 }
 
 /// The recording a user created with an idempotency key.
-pub fn by_idempotency_key(conn: &Connection, user_id: &str, key: &str) -> Result<Option<Recording>, ApiError> {
+pub fn by_idempotency_key(conn: &Connection, user_id: &str, key: &str) -> Result<Option<Recording>, Error> {
     let sql = format!("SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND idempotency_key = ?2");
     Ok(conn.query_row(&sql, params![user_id, key], from_row).optional()?)
 }
 
 /// One of the user's recordings (in the trash or not).
-pub fn get(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Recording>, ApiError> {
+pub fn get(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Recording>, Error> {
     let sql = format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1 AND user_id = ?2");
     Ok(conn.query_row(&sql, params![id, user_id], from_row).optional()?)
 }
@@ -227,12 +225,12 @@ fn encode_cursor(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
 
-fn bad_cursor() -> ApiError {
-    ApiError::bad_request("`cursor` is not a cursor this server gave out")
+fn bad_cursor() -> Error {
+    Error::invalid("`cursor` is not a cursor this server gave out")
 }
 
 /// Decodes a list cursor (an id).
-pub fn decode_list_cursor(cursor: &str) -> Result<String, ApiError> {
+pub fn decode_list_cursor(cursor: &str) -> Result<String, Error> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())?;
     let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
     Uuid::parse_str(&text).map_err(|_| bad_cursor())?;
@@ -240,7 +238,7 @@ pub fn decode_list_cursor(cursor: &str) -> Result<String, ApiError> {
 }
 
 /// Decodes a trash cursor (deletion time and id).
-pub fn decode_trash_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+pub fn decode_trash_cursor(cursor: &str) -> Result<(i64, String), Error> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())?;
     let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
     let (at, id) = text.split_once(':').ok_or_else(bad_cursor)?;
@@ -271,7 +269,7 @@ const TRASH_AFTER: &str = "WHERE user_id = ?1 AND deleted_at IS NOT NULL AND (de
                            ORDER BY deleted_at DESC, id DESC LIMIT ?2";
 
 /// `EXPLAIN QUERY PLAN` of every list and trash statement: (statement, plan details).
-pub fn explain_list_queries(conn: &Connection) -> Result<Vec<(String, String)>, ApiError> {
+pub fn explain_list_queries(conn: &Connection) -> Result<Vec<(String, String)>, Error> {
     let mut statements = Vec::new();
     for (cmp, dir) in [("<", "DESC"), (">", "ASC")] {
         for after in [false, true] {
@@ -295,7 +293,7 @@ pub fn explain_list_queries(conn: &Connection) -> Result<Vec<(String, String)>, 
 /// A page of the user's recordings outside the trash, by keyset on the time-ordered id. With
 /// `q`, the recordings whose name holds it or whose transcript has its words, each with what
 /// matched.
-pub fn list(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, ApiError> {
+pub fn list(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
     match &query.q {
         Some(q) => search(conn, user_id, query, q),
         None => list_by_id(conn, user_id, query),
@@ -303,7 +301,7 @@ pub fn list(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page,
 }
 
 /// A live recording by its rowid (a transcript search hit).
-fn by_rowid(conn: &Connection, user_id: &str, rowid: i64) -> Result<Option<Recording>, ApiError> {
+fn by_rowid(conn: &Connection, user_id: &str, rowid: i64) -> Result<Option<Recording>, Error> {
     let sql = format!("SELECT {COLUMNS} FROM recordings WHERE rowid = ?1 AND user_id = ?2 AND deleted_at IS NULL");
     Ok(conn.prepare_cached(&sql)?.query_row(params![rowid, user_id], from_row).optional()?)
 }
@@ -311,7 +309,7 @@ fn by_rowid(conn: &Connection, user_id: &str, rowid: i64) -> Result<Option<Recor
 /// Name matches (a substring, as always) merged with transcript matches (words, through the
 /// full-text index), in the list's order. Each side fetches one page past the cursor; the page is
 /// the first `limit` of both.
-fn search(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Result<Page, ApiError> {
+fn search(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Result<Page, Error> {
     let limit = query.limit as usize;
     let newest = query.order == Order::Newest;
     let (names, mut more) = name_matches(conn, user_id, query, q)?;
@@ -366,12 +364,7 @@ fn search(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Resul
 /// Recordings whose name holds `q`, in the list's order after its cursor: through the trigram
 /// index (`name_fts`) for 3 characters or more, else by the list's own name filter (a short `q`
 /// matches so many names that the scan stops early). Returns up to `limit` and whether more match.
-fn name_matches(
-    conn: &Connection,
-    user_id: &str,
-    query: &ListQuery,
-    q: &str,
-) -> Result<(Vec<Recording>, bool), ApiError> {
+fn name_matches(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Result<(Vec<Recording>, bool), Error> {
     let limit = query.limit as usize;
     // The trigram index needs 3 characters; control characters are left to the plain filter.
     if q.chars().count() < 3 || q.chars().any(char::is_control) {
@@ -416,7 +409,7 @@ fn name_matches(
     }
 }
 
-fn list_by_id(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, ApiError> {
+fn list_by_id(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
     let (cmp, dir) = match query.order {
         Order::Newest => ("<", "DESC"),
         Order::Oldest => (">", "ASC"),
@@ -443,12 +436,7 @@ fn list_by_id(conn: &Connection, user_id: &str, query: &ListQuery) -> Result<Pag
 }
 
 /// A page of the user's trash, most recently deleted first.
-pub fn list_trash(
-    conn: &Connection,
-    user_id: &str,
-    limit: u32,
-    after: Option<(i64, String)>,
-) -> Result<Page, ApiError> {
+pub fn list_trash(conn: &Connection, user_id: &str, limit: u32, after: Option<(i64, String)>) -> Result<Page, Error> {
     let mut stmt = match &after {
         None => conn.prepare_cached(&format!("SELECT {COLUMNS} FROM recordings {TRASH_FIRST}"))?,
         Some(_) => conn.prepare_cached(&format!("SELECT {COLUMNS} FROM recordings {TRASH_AFTER}"))?,
@@ -494,7 +482,7 @@ pub fn by_name_page(
     folder: Folder,
     after: Option<(&str, &str)>,
     limit: u32,
-) -> Result<Vec<Recording>, ApiError> {
+) -> Result<Vec<Recording>, Error> {
     let term = folder.term();
     let rows = match after {
         None => {
@@ -516,7 +504,7 @@ pub fn by_name_page(
 }
 
 /// A folder's recordings with exactly this name, oldest first.
-pub fn named(conn: &Connection, user_id: &str, folder: Folder, name: &str) -> Result<Vec<Recording>, ApiError> {
+pub fn named(conn: &Connection, user_id: &str, folder: Folder, name: &str) -> Result<Vec<Recording>, Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM recordings WHERE user_id = ?1 AND {} AND name = ?2 ORDER BY id LIMIT 10000",
         folder.term()
@@ -527,14 +515,14 @@ pub fn named(conn: &Connection, user_id: &str, folder: Folder, name: &str) -> Re
 }
 
 /// The user's live recordings with exactly this name, oldest first.
-pub fn live_by_name(conn: &Connection, user_id: &str, name: &str) -> Result<Vec<Recording>, ApiError> {
+pub fn live_by_name(conn: &Connection, user_id: &str, name: &str) -> Result<Vec<Recording>, Error> {
     named(conn, user_id, Folder::Live, name)
 }
 
 /// `name` if no live recording has it, else the first free "stem (n).ext" (as phones name a
 /// second file of the same name), n from 2. Each try is one lookup in the name index.
-pub fn free_name(conn: &Connection, user_id: &str, name: &str) -> Result<String, ApiError> {
-    let taken = |candidate: &str| -> Result<bool, ApiError> {
+pub fn free_name(conn: &Connection, user_id: &str, name: &str) -> Result<String, Error> {
+    let taken = |candidate: &str| -> Result<bool, Error> {
         let sql = "SELECT EXISTS (SELECT 1 FROM recordings WHERE user_id = ?1 AND deleted_at IS NULL AND name = ?2)";
         Ok(conn.query_row(sql, params![user_id, candidate], |r| r.get(0))?)
     };
@@ -561,7 +549,7 @@ pub fn split_extension(name: &str) -> (&str, &str) {
 }
 
 /// Renames a recording.
-pub fn rename(conn: &Connection, user_id: &str, id: &str, name: &str) -> Result<Option<Recording>, ApiError> {
+pub fn rename(conn: &Connection, user_id: &str, id: &str, name: &str) -> Result<Option<Recording>, Error> {
     let changed =
         conn.execute("UPDATE recordings SET name = ?1 WHERE id = ?2 AND user_id = ?3", params![name, id, user_id])?;
     if changed == 0 { Ok(None) } else { get(conn, user_id, id) }
@@ -569,7 +557,7 @@ pub fn rename(conn: &Connection, user_id: &str, id: &str, name: &str) -> Result<
 
 /// Moves a recording to the trash; false when the user has no such recording. A recording
 /// already in the trash stays as it is.
-pub fn trash(conn: &Connection, user_id: &str, id: &str, now: i64, retention_ms: i64) -> Result<bool, ApiError> {
+pub fn trash(conn: &Connection, user_id: &str, id: &str, now: i64, retention_ms: i64) -> Result<bool, Error> {
     let changed = conn.execute(
         "UPDATE recordings SET deleted_at = ?1, purge_at = ?2 WHERE id = ?3 AND user_id = ?4 AND deleted_at IS NULL",
         params![now, now + retention_ms, id, user_id],
@@ -578,7 +566,7 @@ pub fn trash(conn: &Connection, user_id: &str, id: &str, now: i64, retention_ms:
 }
 
 /// Takes a recording out of the trash.
-pub fn restore(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Recording>, ApiError> {
+pub fn restore(conn: &Connection, user_id: &str, id: &str) -> Result<Option<Recording>, Error> {
     let changed = conn.execute(
         "UPDATE recordings SET deleted_at = NULL, purge_at = NULL
          WHERE id = ?1 AND user_id = ?2 AND deleted_at IS NOT NULL",
@@ -603,7 +591,7 @@ pub fn trash_many(
     ids: &[String],
     now: i64,
     retention_ms: i64,
-) -> Result<Vec<bool>, ApiError> {
+) -> Result<Vec<bool>, Error> {
     let tx = write_transaction(conn)?;
     let done = ids.iter().map(|id| trash(&tx, user_id, id, now, retention_ms)).collect::<Result<_, _>>()?;
     tx.commit()?;
@@ -612,16 +600,16 @@ pub fn trash_many(
 
 /// Takes several of the user's recordings out of the trash in one transaction: for every id,
 /// whether it was in the user's trash.
-pub fn restore_many(conn: &mut Connection, user_id: &str, ids: &[String]) -> Result<Vec<bool>, ApiError> {
+pub fn restore_many(conn: &mut Connection, user_id: &str, ids: &[String]) -> Result<Vec<bool>, Error> {
     let tx = write_transaction(conn)?;
-    let done = ids.iter().map(|id| Ok(restore(&tx, user_id, id)?.is_some())).collect::<Result<_, ApiError>>()?;
+    let done = ids.iter().map(|id| Ok(restore(&tx, user_id, id)?.is_some())).collect::<Result<_, Error>>()?;
     tx.commit()?;
     Ok(done)
 }
 
 /// Several of the user's recordings outside the trash, in the order asked; `None` when any id
 /// is not one of them (unknown, someone else's or in the trash).
-pub fn live_many(conn: &Connection, user_id: &str, ids: &[String]) -> Result<Option<Vec<Recording>>, ApiError> {
+pub fn live_many(conn: &Connection, user_id: &str, ids: &[String]) -> Result<Option<Vec<Recording>>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM recordings WHERE id = ?1 AND user_id = ?2 AND deleted_at IS NULL"
     ))?;
@@ -646,7 +634,7 @@ pub struct Usage {
 
 /// The user's totals, from the counters the `recordings` triggers keep (one indexed row,
 /// whatever the number of recordings).
-pub fn usage(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
+pub fn usage(conn: &Connection, user_id: &str) -> Result<Usage, Error> {
     let mut stmt =
         conn.prepare_cached("SELECT recordings, bytes, trash_recordings, trash_bytes FROM usage WHERE user_id = ?1")?;
     let usage = stmt
@@ -659,7 +647,7 @@ pub fn usage(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
 
 /// The user's totals summed from the rows themselves (a scan of their recordings): what the
 /// counters must equal.
-pub fn usage_from_rows(conn: &Connection, user_id: &str) -> Result<Usage, ApiError> {
+pub fn usage_from_rows(conn: &Connection, user_id: &str) -> Result<Usage, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT deleted_at IS NULL, count(*), coalesce(sum(size), 0) FROM recordings WHERE user_id = ?1
          GROUP BY deleted_at IS NULL",
@@ -677,7 +665,7 @@ pub fn usage_from_rows(conn: &Connection, user_id: &str) -> Result<Usage, ApiErr
 
 /// Sets the user's counters to the sums of their rows, in one transaction (safe beside a
 /// running server: the triggers' increments wait for it).
-pub fn recount_usage(conn: &mut Connection, user_id: &str) -> Result<Usage, ApiError> {
+pub fn recount_usage(conn: &mut Connection, user_id: &str) -> Result<Usage, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let usage = usage_from_rows(&tx, user_id)?;
     tx.execute(
@@ -700,7 +688,7 @@ pub enum Purge {
     Trash,
 }
 
-fn queue(tx: &Transaction<'_>, ids: &[String], now: i64) -> Result<Vec<String>, ApiError> {
+fn queue(tx: &Transaction<'_>, ids: &[String], now: i64) -> Result<Vec<String>, Error> {
     let mut paths = Vec::with_capacity(ids.len());
     let mut delete = tx.prepare_cached("DELETE FROM recordings WHERE id = ?1")?;
     let mut pending = tx.prepare_cached("INSERT OR IGNORE INTO pending_unlinks (path, created_at) VALUES (?1, ?2)")?;
@@ -716,18 +704,18 @@ fn queue(tx: &Transaction<'_>, ids: &[String], now: i64) -> Result<Vec<String>, 
     Ok(paths)
 }
 
-fn ids(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>, ApiError> {
+fn ids(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>, Error> {
     let mut stmt = tx.prepare(sql)?;
     let rows = stmt.query_map(params, |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Deletes the rows a purge takes and queues their files; commit, then `finish_unlinks`.
-pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, ApiError> {
+pub fn queue_purge(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, Error> {
     crate::db::durably(conn, |conn| queue_purge_in(conn, user_id, which, now))
 }
 
-fn queue_purge_in(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, ApiError> {
+fn queue_purge_in(conn: &mut Connection, user_id: &str, which: Purge, now: i64) -> Result<Vec<String>, Error> {
     let tx = write_transaction(conn)?;
     let ids = match which {
         Purge::One(id) => ids(&tx, "SELECT id FROM recordings WHERE id = ?1 AND user_id = ?2", params![id, user_id])?,
@@ -751,7 +739,7 @@ pub fn queue_purge_many(
     user_id: &str,
     ids: &[String],
     now: i64,
-) -> Result<(Vec<bool>, Vec<String>), ApiError> {
+) -> Result<(Vec<bool>, Vec<String>), Error> {
     crate::db::durably(conn, |conn| queue_purge_many_in(conn, user_id, ids, now))
 }
 
@@ -760,7 +748,7 @@ fn queue_purge_many_in(
     user_id: &str,
     ids: &[String],
     now: i64,
-) -> Result<(Vec<bool>, Vec<String>), ApiError> {
+) -> Result<(Vec<bool>, Vec<String>), Error> {
     let tx = write_transaction(conn)?;
     let mut owned = Vec::with_capacity(ids.len());
     {
@@ -776,13 +764,13 @@ fn queue_purge_many_in(
 }
 
 /// Queues every file of a user inside the caller's transaction (account deletion).
-pub fn queue_unlinks_for_user(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<Vec<String>, ApiError> {
+pub fn queue_unlinks_for_user(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<Vec<String>, Error> {
     let ids = ids(tx, "SELECT id FROM recordings WHERE user_id = ?1", [user_id])?;
     queue(tx, &ids, now)
 }
 
 /// Deletes up to `batch` trashed recordings whose time is up; commit, then `finish_unlinks`.
-pub fn queue_expired(conn: &mut Connection, now: i64, batch: u32) -> Result<Vec<String>, ApiError> {
+pub fn queue_expired(conn: &mut Connection, now: i64, batch: u32) -> Result<Vec<String>, Error> {
     crate::db::durably(conn, |conn| {
         let tx = write_transaction(conn)?;
         let ids = ids(&tx, "SELECT id FROM recordings WHERE purge_at <= ?1 LIMIT ?2", params![now, batch])?;
@@ -793,14 +781,14 @@ pub fn queue_expired(conn: &mut Connection, now: i64, batch: u32) -> Result<Vec<
 }
 
 /// Every path still queued (after a crash).
-pub fn pending_unlinks(conn: &Connection) -> Result<Vec<String>, ApiError> {
+pub fn pending_unlinks(conn: &Connection) -> Result<Vec<String>, Error> {
     let mut stmt = conn.prepare("SELECT path FROM pending_unlinks")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Unlinks queued files and then forgets them; a failed unlink stays queued for the next try.
-pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) -> Result<usize, ApiError> {
+pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) -> Result<usize, Error> {
     let mut done = 0;
     let mut forget = conn.prepare_cached("DELETE FROM pending_unlinks WHERE path = ?1")?;
     for path in paths {
@@ -817,20 +805,20 @@ pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) ->
 
 /// Whether a recording's row names this store (a copy in the other one is what an interrupted
 /// migration leaves).
-pub fn in_store(conn: &Connection, id: &str, backend: crate::blobs::Backend) -> Result<bool, ApiError> {
+pub fn in_store(conn: &Connection, id: &str, backend: crate::blobs::Backend) -> Result<bool, Error> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")?
         .exists(params![id, backend.as_str()])?)
 }
 
 /// Whether any row, in either store, has this id.
-pub fn exists(conn: &Connection, id: &str) -> Result<bool, ApiError> {
+pub fn exists(conn: &Connection, id: &str) -> Result<bool, Error> {
     Ok(conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?.exists([id])?)
 }
 
 /// What a recording's bytes keep for recovery, from its row (a copy made by a migration or a
 /// backup keeps its current name).
-pub fn keep_of(conn: &Connection, id: &str) -> Result<Option<crate::blobs::Keep>, ApiError> {
+pub fn keep_of(conn: &Connection, id: &str) -> Result<Option<crate::blobs::Keep>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT u.username, r.user_id, r.name, r.recorded_at, r.created_at
@@ -849,7 +837,7 @@ pub fn keep_of(conn: &Connection, id: &str) -> Result<Option<crate::blobs::Keep>
 }
 
 /// Which of these ids have rows (for the orphan sweep).
-pub fn existing_ids(conn: &Connection, ids: &[String]) -> Result<std::collections::HashSet<String>, ApiError> {
+pub fn existing_ids(conn: &Connection, ids: &[String]) -> Result<std::collections::HashSet<String>, Error> {
     let mut found = std::collections::HashSet::new();
     let mut stmt = conn.prepare_cached("SELECT 1 FROM recordings WHERE id = ?1")?;
     for id in ids {

@@ -11,7 +11,7 @@
 
 use crate::blobs::{Backend, Keep, Store};
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::ingest::Stored;
 use crate::recordings::NewRecording;
 use crate::storage::Storage;
@@ -65,13 +65,13 @@ impl Report {
 }
 
 /// Recovers what can be recovered. Blocking.
-pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, ApiError> {
+pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(Event<'_>)) -> Result<Report, Error> {
     let mut conn = db.conn()?;
     let owner = match owner {
         Some(name) => {
             let name = crate::users::normalize_username(name)?;
             let user = user_by_name(&conn, &name)?
-                .ok_or_else(|| ApiError::bad_request(format!("no user named {name}: create it first")))?;
+                .ok_or_else(|| Error::invalid(format!("no user named {name}: create it first")))?;
             Some(user)
         }
         None => None,
@@ -80,7 +80,7 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
     let root = storage.root().to_path_buf();
 
     // lost+found first: its files leave it for their place among the recordings.
-    let found = crate::lostfound::list(&root).map_err(|e| ApiError::internal("listing lost+found", e))?;
+    let found = crate::lostfound::list(&root).map_err(|e| Error::internal("listing lost+found", e))?;
     for file in found {
         report.found += 1;
         let place = file.path.strip_prefix(&root).unwrap_or(&file.path).display().to_string();
@@ -90,7 +90,7 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
         if let Some(size) = row_size(&conn, &text, Backend::Local)? {
             let home = root.join(Storage::relative_path(&file.id));
             if !home.exists() && size == file.size {
-                crate::lostfound::take(&root, &file).map_err(|e| ApiError::internal("returning a file", e))?;
+                crate::lostfound::take(&root, &file).map_err(|e| Error::internal("returning a file", e))?;
                 report.returned += 1;
                 on(Event::Recovered { id: &file.id, name: "its recording", owner: "", place: &place });
             } else {
@@ -120,7 +120,7 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
         match insert(&mut conn, new)? {
             Ok(done) => report.count_recovered(on, &file.id, &place, done),
             Err(why) => {
-                crate::lostfound::put_back(&root, &file.id).map_err(|e| ApiError::internal("lost+found", e))?;
+                crate::lostfound::put_back(&root, &file.id).map_err(|e| Error::internal("lost+found", e))?;
                 crate::inflight::clear(&conn, &file.id, Backend::Local)?;
                 report.count_left(on, &file.id, &place, &why);
             }
@@ -163,11 +163,11 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
     Ok(report)
 }
 
-fn user_by_name(conn: &Connection, username: &str) -> Result<Option<crate::users::User>, ApiError> {
+fn user_by_name(conn: &Connection, username: &str) -> Result<Option<crate::users::User>, Error> {
     Ok(crate::users::find_with_hash(conn, username)?.map(|(user, _)| user))
 }
 
-fn row_size(conn: &Connection, id: &str, store: Backend) -> Result<Option<u64>, ApiError> {
+fn row_size(conn: &Connection, id: &str, store: Backend) -> Result<Option<u64>, Error> {
     Ok(conn
         .prepare_cached("SELECT size FROM recordings WHERE id = ?1 AND store = ?2")?
         .query_row([id, store.as_str()], |r| r.get::<_, i64>(0))
@@ -184,7 +184,7 @@ fn describe(
     keep: Option<&Keep>,
     owner: Option<&crate::users::User>,
     size: u64,
-) -> Result<Result<NewRecording, String>, ApiError> {
+) -> Result<Result<NewRecording, String>, Error> {
     let detected = match crate::audio::detect(path) {
         Ok(Some(detected)) => detected,
         Ok(None) => return Ok(Err("not recognisable audio".into())),
@@ -238,7 +238,7 @@ fn describe(
 
 /// Inserts the recording (its analysis queued, its in-flight note cleared): `(name, owner)`, or
 /// why not.
-fn insert(conn: &mut Connection, new: NewRecording) -> Result<Result<(String, String), String>, ApiError> {
+fn insert(conn: &mut Connection, new: NewRecording) -> Result<Result<(String, String), String>, Error> {
     let owner: String = conn
         .query_row("SELECT username FROM users WHERE id = ?1", [&new.user_id], |r| r.get(0))
         .optional()?

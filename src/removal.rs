@@ -1,20 +1,16 @@
 //! The one way a recording goes out, whichever face asks (HTTP, WebDAV, the original app's API):
 //! to the trash, or deleted now (its row and the queued delete of its bytes in one fsynced
-//! transaction, then the bytes). Each tells the user's live streams.
+//! transaction, then the bytes); and the way an account goes, with all it holds. Each tells the
+//! user's live streams.
 
 use crate::db::blocking;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::recordings::{self as rec, Purge};
 use crate::state::AppState;
 
 /// Moves a recording to the trash, or deletes it now when asked or when there is no trash.
 /// False when the user has no such recording.
-pub async fn delete_recording(
-    state: &AppState,
-    user_id: String,
-    id: String,
-    permanent: bool,
-) -> Result<bool, ApiError> {
+pub async fn delete_recording(state: &AppState, user_id: String, id: String, permanent: bool) -> Result<bool, Error> {
     if permanent || state.config.retention_days == 0 {
         return Ok(purge(state, user_id, Purge::One(id)).await? > 0);
     }
@@ -29,7 +25,7 @@ pub async fn delete_recording(
 }
 
 /// Deletes now: rows and queued unlinks in one transaction, then the files. Returns how many.
-pub async fn purge(state: &AppState, user_id: String, which: Purge) -> Result<usize, ApiError> {
+pub async fn purge(state: &AppState, user_id: String, which: Purge) -> Result<usize, Error> {
     let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
     let who = user_id.clone();
     let purged = blocking(move || {
@@ -43,4 +39,17 @@ pub async fn purge(state: &AppState, user_id: String, which: Purge) -> Result<us
         state.changes.user(&user_id);
     }
     Ok(purged)
+}
+
+/// Deletes an account, its sessions, rows and files.
+pub async fn delete_account(state: &AppState, user_id: String) -> Result<usize, Error> {
+    let notify = user_id.clone();
+    let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
+    blocking(move || {
+        let mut conn = db.conn()?;
+        let paths = crate::users::delete(&mut conn, &user_id, now)?;
+        rec::finish_unlinks(&conn, &storage, &paths)
+    })
+    .await
+    .inspect(|_| state.changes.credentials(&notify))
 }

@@ -9,7 +9,7 @@
 //! same one lookup before the answer.
 
 use crate::clock::rfc3339;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::recordings::{self as rec, Recording};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -89,7 +89,7 @@ pub fn create(
     download: bool,
     expires_in_days: Option<i64>,
     now: i64,
-) -> Result<Option<NewShare>, ApiError> {
+) -> Result<Option<NewShare>, Error> {
     // Reads the recording, then writes: the write lock first (see `write_transaction`).
     let tx = rec::write_transaction(conn)?;
     match rec::get(&tx, user_id, recording_id)? {
@@ -116,7 +116,7 @@ pub fn create(
 }
 
 /// The user's live links, newest first, with their recordings' names.
-pub fn list(conn: &Connection, user_id: &str, now: i64) -> Result<Vec<ShareInfo>, ApiError> {
+pub fn list(conn: &Connection, user_id: &str, now: i64) -> Result<Vec<ShareInfo>, Error> {
     // The recording's name and whether it is in the trash come from its row: a read-only join on
     // its primary key, so a renamed recording shows its new name.
     let mut stmt = conn.prepare_cached(
@@ -142,7 +142,7 @@ pub fn list(conn: &Connection, user_id: &str, now: i64) -> Result<Vec<ShareInfo>
 
 /// Revokes one of the user's links (at once; again is a no-op). False when the user has no such
 /// link.
-pub fn revoke(conn: &Connection, user_id: &str, id: &str, now: i64) -> Result<bool, ApiError> {
+pub fn revoke(conn: &Connection, user_id: &str, id: &str, now: i64) -> Result<bool, Error> {
     conn.execute(
         "UPDATE shares SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL",
         params![now, id, user_id],
@@ -154,7 +154,7 @@ pub fn revoke(conn: &Connection, user_id: &str, id: &str, now: i64) -> Result<bo
 
 /// The live link a token opens, with its recording; `None` for a malformed, unknown, revoked or
 /// expired token, or a recording in the trash.
-pub fn find(conn: &Connection, token: &str, now: i64) -> Result<Option<Shared>, ApiError> {
+pub fn find(conn: &Connection, token: &str, now: i64) -> Result<Option<Shared>, Error> {
     if !plausible_token(token) {
         return Ok(None);
     }
@@ -187,7 +187,7 @@ pub fn find(conn: &Connection, token: &str, now: i64) -> Result<Option<Shared>, 
 }
 
 /// Counts one page load of a link.
-pub fn count_open(conn: &Connection, share_id: &str) -> Result<(), ApiError> {
+pub fn count_open(conn: &Connection, share_id: &str) -> Result<(), Error> {
     conn.prepare_cached("UPDATE shares SET opens = opens + 1 WHERE id = ?1")?.execute([share_id])?;
     Ok(())
 }

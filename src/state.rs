@@ -4,7 +4,6 @@ use crate::auth::{LoginThrottle, Passwords};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Db, OpenError};
-use crate::maintenance;
 use crate::storage::Storage;
 use std::sync::Arc;
 
@@ -31,7 +30,7 @@ pub struct Shared {
     pub throttle: LoginThrottle,
     pub metrics: crate::metrics::Metrics,
     /// Resumable uploads' turns (one request per upload at a time).
-    pub uploads: crate::uploads::Registry,
+    pub uploads: crate::uploads::registry::Registry,
     /// The background job queue (analysis), woken when a recording is stored.
     pub jobs: crate::jobs::Queue,
     /// The transcription queue's worker (when a model is configured).
@@ -40,8 +39,6 @@ pub struct Shared {
     pub changes: crate::changes::Notifier,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
-    /// The WebDAV port, bound at startup when `webdav.enabled` (served from liftoff on).
-    pub webdav: Option<crate::webdav::Listener>,
     /// Held while serving: a second server or a backup into this directory is refused.
     _lock: std::fs::File,
 }
@@ -79,7 +76,7 @@ pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::s3::S3Store
             .and_then(
                 |conn| Ok(conn.query_row("SELECT count(*) FROM recordings WHERE store = 's3'", [], |r| r.get(0))?),
             )
-            .map_err(|e| StartError::Recovery(e.message.to_string()))?;
+            .map_err(|e| StartError::Recovery(e.to_string()))?;
         if in_s3 > 0 {
             return Err(StartError::Store(format!(
                 "{in_s3} recordings are in an S3 store, and [storage.s3] is not configured: set storage.s3.endpoint \
@@ -109,8 +106,8 @@ pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::s3::S3Store
 }
 
 impl AppState {
-    /// Opens the data directory and database, and finishes what a crash interrupted (pending
-    /// unlinks, `tmp/`); the slower orphan sweep runs in the background after launch.
+    /// Opens the data directory (locked for this process), the database and the object store.
+    /// What a crash interrupted is finished by the composition root (`recorder::Server::open`).
     pub fn open(config: Config, clock: Clock) -> Result<AppState, StartError> {
         let shown = || config.data_dir.display().to_string();
         let storage = Storage::open(&config.data_dir)
@@ -124,26 +121,7 @@ impl AppState {
         let size = crate::db::PoolSize { connections: config.db_connections, cache_bytes: config.db_cache };
         let db = Db::open_sized(&storage.db_path(), size)?;
         let storage = storage.with_s3(open_s3(&config, &db)?, config.backend);
-        maintenance::recover(&db, &storage).map_err(|e| StartError::Recovery(e.message.to_string()))?;
-        // A configured model must load now: a clear error at startup, not a failure per job.
-        crate::transcription::check_model(&config).map_err(StartError::Model)?;
-        {
-            let mut conn = db.conn().map_err(|e| StartError::Recovery(e.message.to_string()))?;
-            // Transcription runs after analysis: with analysis off it is off too.
-            let marked = if config.transcription_model.is_some() && config.analysis_enabled {
-                crate::transcription::turned_on(&conn)
-            } else {
-                crate::transcription::turned_off(&mut conn)
-            };
-            marked.map_err(|e| StartError::Recovery(e.message.to_string()))?;
-        }
         let started_ms = clock.now_ms();
-        let webdav = if config.webdav_enabled {
-            let addr = std::net::SocketAddr::new(config.address, config.webdav_port);
-            Some(crate::webdav::Listener::bind(addr).map_err(|source| StartError::WebDav { addr, source })?)
-        } else {
-            None
-        };
         Ok(AppState(Arc::new(Shared {
             config,
             db,
@@ -157,13 +135,7 @@ impl AppState {
             transcripts: crate::jobs::Queue::default(),
             changes: crate::changes::Notifier::default(),
             started_ms,
-            webdav,
             _lock: lock,
         })))
-    }
-
-    /// Where WebDAV is served, when it is on.
-    pub fn webdav_addr(&self) -> Option<std::net::SocketAddr> {
-        self.webdav.as_ref().map(crate::webdav::Listener::addr)
     }
 }

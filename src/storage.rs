@@ -7,10 +7,9 @@
 //! before their row exists.
 
 use crate::blobs::{Backend, BlobError, LocalStore, Store};
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::s3::S3Store;
 use bytes::{Bytes, BytesMut};
-use rocket::http::Status;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -265,7 +264,7 @@ pub enum StreamError {
     /// Reading the request body failed (the client hung up, a malformed body).
     Client(io::Error),
     /// Writing the file failed.
-    Disk(ApiError),
+    Disk(Error),
     /// The first bytes are not what the caller accepts.
     NotAudio,
     /// The body is readable but not a valid form of the upload (multipart without a file part…).
@@ -355,7 +354,7 @@ pub struct Finished {
 impl Finished {
     /// Waits for the object store to have the whole upload, when it streamed there: the
     /// recording id its object is keyed by (for [`crate::ingest::Draft::streamed`]).
-    pub async fn object(&mut self) -> Result<Option<Uuid>, ApiError> {
+    pub async fn object(&mut self) -> Result<Option<Uuid>, Error> {
         let Some(tee) = self.tee.take() else { return Ok(None) };
         let id = tee.id;
         tee.finish(self.size).await.map_err(|e| e.api("storing an upload"))?;
@@ -385,11 +384,11 @@ impl Upload {
         storage: &Storage,
         accept_head: fn(&[u8]) -> bool,
         stream_as: Option<(Uuid, Option<crate::blobs::Keep>)>,
-    ) -> Result<Upload, ApiError> {
+    ) -> Result<Upload, Error> {
         let path = storage.tmp_dir().join(format!("{}.part", Uuid::now_v7()));
         let open_path = path.clone();
         let file = crate::db::blocking(move || {
-            File::create_new(&open_path).map_err(|e| ApiError::internal(&format!("create {}", open_path.display()), e))
+            File::create_new(&open_path).map_err(|e| Error::internal(&format!("create {}", open_path.display()), e))
         })
         .await?;
         let temp = TempFile { path: Some(path) };
@@ -482,20 +481,20 @@ impl Upload {
     }
 
     /// The sink, once the chunk before is written.
-    async fn settle(&mut self) -> Result<Box<Sink>, ApiError> {
+    async fn settle(&mut self) -> Result<Box<Sink>, Error> {
         match std::mem::replace(&mut self.writer, Writer::Failed) {
             Writer::Ready(sink) => Ok(sink),
             Writer::Writing(job) => {
-                let (sink, written) = job.await.map_err(|e| ApiError::internal("upload writer", e))?;
+                let (sink, written) = job.await.map_err(|e| Error::internal("upload writer", e))?;
                 written.map_err(disk_error)?;
                 Ok(sink)
             }
-            Writer::Failed => Err(ApiError::internal("upload", "the file was lost after an earlier error")),
+            Writer::Failed => Err(Error::internal("upload", "the file was lost after an earlier error")),
         }
     }
 
     /// Hands a chunk to the blocking pool, after the one before it is written.
-    async fn send(&mut self, chunk: Bytes) -> Result<(), ApiError> {
+    async fn send(&mut self, chunk: Bytes) -> Result<(), Error> {
         let mut sink = self.settle().await?;
         if let Some(tee) = &self.tee
             && let Err(e) = tee.send(chunk.clone()).await
@@ -518,8 +517,8 @@ impl Upload {
         Ok(())
     }
 
-    async fn job_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.jobs.clone().acquire_owned().await.map_err(|e| ApiError::internal("upload jobs", e))
+    async fn job_permit(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.jobs.clone().acquire_owned().await.map_err(|e| Error::internal("upload jobs", e))
     }
 
     /// Appends bytes (from a multipart field).
@@ -544,7 +543,7 @@ impl Upload {
     }
 
     /// Writes what is buffered and fsyncs: every byte counted in `size()` is then durable.
-    pub async fn sync(&mut self) -> Result<(), ApiError> {
+    pub async fn sync(&mut self) -> Result<(), Error> {
         if !self.buf.is_empty() {
             let chunk = self.buf.split().freeze();
             self.send(chunk).await?;
@@ -562,7 +561,7 @@ impl Upload {
     }
 
     /// Syncs and hands back the file and the hashes (an appended request).
-    pub async fn close(mut self) -> Result<Appended, ApiError> {
+    pub async fn close(mut self) -> Result<Appended, Error> {
         self.sync().await?;
         let Sink { file, hasher, check } = *self.settle().await?;
         Ok(Appended { file, size: self.size, hasher, check })
@@ -570,7 +569,7 @@ impl Upload {
 
     /// Writes what is left, fsyncs the file and returns its hash. An upload dropped before this
     /// (a refusal, the client hanging up) is never synced: its temp file is just removed.
-    pub async fn finish(mut self) -> Result<Finished, ApiError> {
+    pub async fn finish(mut self) -> Result<Finished, Error> {
         if self.tee.is_some() {
             // The object store keeps it durable; the temp file is only read back here.
             if !self.buf.is_empty() {
@@ -587,21 +586,17 @@ impl Upload {
 }
 
 /// A write failure: a full disk is the client's 507, anything else is ours.
-pub fn disk_error(e: io::Error) -> ApiError {
+pub fn disk_error(e: io::Error) -> Error {
     if e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull {
         log::warn!("upload refused: disk full");
         insufficient_storage()
     } else {
-        ApiError::internal("writing upload", e)
+        Error::internal("writing upload", e)
     }
 }
 
-pub fn insufficient_storage() -> ApiError {
-    ApiError::new(
-        Status::InsufficientStorage,
-        "insufficient_storage",
-        "the server does not have enough free disk space for this upload",
-    )
+pub fn insufficient_storage() -> Error {
+    Error::InsufficientStorage("the server does not have enough free disk space for this upload".into())
 }
 
 /// The hex SHA-256 of a file, read in 256 KiB chunks. Blocking.

@@ -2,8 +2,7 @@
 //! browser session (from a login, expiring) or an app token (named, until revoked).
 
 use crate::clock::rfc3339;
-use crate::error::ApiError;
-use rocket::http::Status;
+use crate::error::Error;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -16,7 +15,7 @@ pub struct User {
 }
 
 /// Lower-cases and checks a username: 3 to 32 of `a-z 0-9 _ . -`, starting with a letter or digit.
-pub fn normalize_username(input: &str) -> Result<String, ApiError> {
+pub fn normalize_username(input: &str) -> Result<String, Error> {
     let name = input.to_ascii_lowercase();
     let ok_len = (3..=32).contains(&name.len());
     let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
@@ -24,8 +23,7 @@ pub fn normalize_username(input: &str) -> Result<String, ApiError> {
     if ok_len && ok_chars && ok_first {
         Ok(name)
     } else {
-        Err(ApiError::new(
-            Status::BadRequest,
+        Err(Error::rule(
             "invalid_username",
             "usernames are 3 to 32 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit",
         ))
@@ -33,25 +31,25 @@ pub fn normalize_username(input: &str) -> Result<String, ApiError> {
 }
 
 /// Checks a password's length: 8 to 1024 bytes.
-pub fn check_password(password: &str) -> Result<(), ApiError> {
+pub fn check_password(password: &str) -> Result<(), Error> {
     if (8..=1024).contains(&password.len()) {
         Ok(())
     } else {
-        Err(ApiError::new(Status::BadRequest, "weak_password", "passwords are 8 to 1024 bytes long"))
+        Err(Error::rule("weak_password", "passwords are 8 to 1024 bytes long"))
     }
 }
 
-pub fn username_taken() -> ApiError {
-    ApiError::new(Status::Conflict, "username_taken", "that username is taken")
+pub fn username_taken() -> Error {
+    Error::Conflict { code: "username_taken", message: "that username is taken".into() }
 }
 
 /// Whether a username is in use (a cheap check before spending a hash on a signup).
-pub fn exists(conn: &Connection, username: &str) -> Result<bool, ApiError> {
+pub fn exists(conn: &Connection, username: &str) -> Result<bool, Error> {
     Ok(conn.query_row("SELECT 1 FROM users WHERE username = ?1", [username], |_| Ok(())).optional()?.is_some())
 }
 
 /// Creates a user; the UNIQUE constraint settles concurrent signups of one name.
-pub fn create(conn: &Connection, username: &str, password_hash: &str, now: i64) -> Result<User, ApiError> {
+pub fn create(conn: &Connection, username: &str, password_hash: &str, now: i64) -> Result<User, Error> {
     let id = uuid::Uuid::now_v7().to_string();
     let inserted = conn.execute(
         "INSERT INTO users (id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -71,7 +69,7 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 /// A user and their password hash, by (already normalised) username.
-pub fn find_with_hash(conn: &Connection, username: &str) -> Result<Option<(User, String)>, ApiError> {
+pub fn find_with_hash(conn: &Connection, username: &str) -> Result<Option<(User, String)>, Error> {
     Ok(conn
         .query_row("SELECT id, username, created_at, password_hash FROM users WHERE username = ?1", [username], |row| {
             Ok((user_from_row(row)?, row.get(3)?))
@@ -80,12 +78,12 @@ pub fn find_with_hash(conn: &Connection, username: &str) -> Result<Option<(User,
 }
 
 /// A user's password hash, by id.
-pub fn password_hash(conn: &Connection, user_id: &str) -> Result<Option<String>, ApiError> {
+pub fn password_hash(conn: &Connection, user_id: &str) -> Result<Option<String>, Error> {
     Ok(conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [user_id], |r| r.get(0)).optional()?)
 }
 
 /// All users, oldest first, with their recording counts and bytes.
-pub fn list(conn: &Connection) -> Result<Vec<(User, i64, i64)>, ApiError> {
+pub fn list(conn: &Connection) -> Result<Vec<(User, i64, i64)>, Error> {
     let mut stmt = conn.prepare(
         "SELECT u.id, u.username, u.created_at,
                 (SELECT count(*) FROM recordings r WHERE r.user_id = u.id),
@@ -103,7 +101,7 @@ pub fn create_session(
     token_hash: &[u8],
     now: i64,
     expires_at: i64,
-) -> Result<String, ApiError> {
+) -> Result<String, Error> {
     let id = uuid::Uuid::now_v7().hyphenated().to_string();
     conn.execute(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, id, kind)
@@ -133,7 +131,7 @@ pub fn create_app_token(
     token_hash: &[u8],
     name: &str,
     now: i64,
-) -> Result<String, ApiError> {
+) -> Result<String, Error> {
     let id = uuid::Uuid::now_v7().hyphenated().to_string();
     conn.execute(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, id, kind, name)
@@ -144,12 +142,12 @@ pub fn create_app_token(
 }
 
 /// Checks an app token's name: 1 to 100 characters after trimming, no control characters.
-pub fn normalize_token_name(name: &str) -> Result<String, ApiError> {
+pub fn normalize_token_name(name: &str) -> Result<String, Error> {
     // Control characters are refused anywhere, before trimming (a tab or newline at an end too).
     let has_control = name.chars().any(|c| c.is_control() || crate::recordings::deceptive(c));
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || has_control {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "a token's name is 1 to 100 characters without control characters, bidirectional controls or invisible characters",
         ));
     }
@@ -157,12 +155,7 @@ pub fn normalize_token_name(name: &str) -> Result<String, ApiError> {
 }
 
 /// The user's live credentials, newest first; `current` marks the one with `current_hash`.
-pub fn list_tokens(
-    conn: &Connection,
-    user_id: &str,
-    current_hash: &[u8],
-    now: i64,
-) -> Result<Vec<TokenInfo>, ApiError> {
+pub fn list_tokens(conn: &Connection, user_id: &str, current_hash: &[u8], now: i64) -> Result<Vec<TokenInfo>, Error> {
     let mut stmt = conn.prepare(
         "SELECT id, name, kind, created_at, last_used_at, token_hash = ?3 FROM sessions
          WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at DESC, id DESC",
@@ -181,7 +174,7 @@ pub fn list_tokens(
 }
 
 /// Revokes one of the user's credentials by id; false when the user has no such one.
-pub fn revoke_token(conn: &Connection, user_id: &str, id: &str) -> Result<bool, ApiError> {
+pub fn revoke_token(conn: &Connection, user_id: &str, id: &str) -> Result<bool, Error> {
     Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1 AND id = ?2", params![user_id, id])? == 1)
 }
 
@@ -190,12 +183,12 @@ pub fn revoke_token(conn: &Connection, user_id: &str, id: &str) -> Result<bool, 
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
 /// The user a live (unexpired) credential belongs to, and the credential's id; notes its use.
-pub fn session_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<(User, String)>, ApiError> {
+pub fn session_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<(User, String)>, Error> {
     credential_user(conn, token_hash, now, false)
 }
 
 /// The user an app token belongs to (a browser session's token is not one), and the token's id.
-pub fn app_token_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<(User, String)>, ApiError> {
+pub fn app_token_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<(User, String)>, Error> {
     credential_user(conn, token_hash, now, true)
 }
 
@@ -204,7 +197,7 @@ fn credential_user(
     token_hash: &[u8],
     now: i64,
     apps_only: bool,
-) -> Result<Option<(User, String)>, ApiError> {
+) -> Result<Option<(User, String)>, Error> {
     let found = conn
         .query_row(
             "SELECT u.id, u.username, u.created_at, s.id, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id
@@ -227,7 +220,7 @@ fn credential_user(
 
 /// Whether a credential is still live (not revoked, not expired). Read-only: an open event
 /// stream asks this again and again.
-pub fn credential_live(conn: &Connection, token_hash: &[u8], now: i64) -> Result<bool, ApiError> {
+pub fn credential_live(conn: &Connection, token_hash: &[u8], now: i64) -> Result<bool, Error> {
     let found = conn
         .query_row("SELECT 1 FROM sessions WHERE token_hash = ?1 AND expires_at > ?2", params![token_hash, now], |_| {
             Ok(())
@@ -237,7 +230,7 @@ pub fn credential_live(conn: &Connection, token_hash: &[u8], now: i64) -> Result
 }
 
 /// Revokes one session.
-pub fn revoke_session(conn: &Connection, token_hash: &[u8]) -> Result<(), ApiError> {
+pub fn revoke_session(conn: &Connection, token_hash: &[u8]) -> Result<(), Error> {
     conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
     Ok(())
 }
@@ -250,7 +243,7 @@ pub fn set_password(
     hash: &str,
     keep: Option<&[u8]>,
     revoke_apps: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let tx = conn.transaction()?;
     tx.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![hash, user_id])?;
     tx.execute(
@@ -262,13 +255,13 @@ pub fn set_password(
 }
 
 /// Removes sessions past their expiry.
-pub fn purge_expired_sessions(conn: &Connection, now: i64) -> Result<usize, ApiError> {
+pub fn purge_expired_sessions(conn: &Connection, now: i64) -> Result<usize, Error> {
     Ok(conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?)
 }
 
 /// Deletes a user, their sessions and recording rows in one transaction, recording the files to
 /// unlink in `pending_unlinks`; returns those paths for the caller to unlink.
-pub fn delete(conn: &mut Connection, user_id: &str, now: i64) -> Result<Vec<String>, ApiError> {
+pub fn delete(conn: &mut Connection, user_id: &str, now: i64) -> Result<Vec<String>, Error> {
     // Flushed through the WAL before the files are unlinked.
     crate::db::durably(conn, |conn| {
         // Reads, then writes: the write lock first, so a concurrent writer is waited for, not a 503.

@@ -21,7 +21,7 @@ pub mod whisper;
 pub mod worker;
 
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::Error;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -153,7 +153,7 @@ fn parse_segments(json: &str) -> Vec<Segment> {
 }
 
 /// A recording's transcript, if it has one.
-pub fn get(conn: &Connection, recording_id: &str) -> Result<Option<Stored>, ApiError> {
+pub fn get(conn: &Connection, recording_id: &str) -> Result<Option<Stored>, Error> {
     let row = conn
         .query_row(
             "SELECT language, model, segments, edited, updated_at FROM transcripts WHERE recording_id = ?1",
@@ -183,7 +183,7 @@ pub fn get(conn: &Connection, recording_id: &str) -> Result<Option<Stored>, ApiE
 }
 
 /// Why a recording's transcription failed, if it did.
-pub fn error(conn: &Connection, recording_id: &str) -> Result<Option<String>, ApiError> {
+pub fn error(conn: &Connection, recording_id: &str) -> Result<Option<String>, Error> {
     Ok(conn
         .query_row("SELECT transcript_error FROM recordings WHERE id = ?1", [recording_id], |r| r.get(0))
         .optional()?
@@ -192,13 +192,8 @@ pub fn error(conn: &Connection, recording_id: &str) -> Result<Option<String>, Ap
 
 /// Stores what the model wrote (the user's corrections, if any, stay the served version) and
 /// marks the transcript ready, inside the caller's transaction.
-pub fn save_machine(
-    tx: &Transaction<'_>,
-    recording_id: &str,
-    transcript: &Transcript,
-    now: i64,
-) -> Result<(), ApiError> {
-    let json = serde_json::to_string(&transcript.segments).map_err(|e| ApiError::internal("transcript", e))?;
+pub fn save_machine(tx: &Transaction<'_>, recording_id: &str, transcript: &Transcript, now: i64) -> Result<(), Error> {
+    let json = serde_json::to_string(&transcript.segments).map_err(|e| Error::internal("transcript", e))?;
     tx.execute(
         "INSERT INTO transcripts (recording_id, language, model, segments, edited, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5)
@@ -217,22 +212,22 @@ pub fn save_machine(
 }
 
 /// Checks a user's segments: times in order, texts of bounded length.
-pub fn check_segments(segments: &[Segment]) -> Result<(), ApiError> {
+pub fn check_segments(segments: &[Segment]) -> Result<(), Error> {
     if segments.len() > MAX_SEGMENTS {
-        return Err(ApiError::bad_request(format!("a transcript has at most {MAX_SEGMENTS} segments")));
+        return Err(Error::invalid(format!("a transcript has at most {MAX_SEGMENTS} segments")));
     }
     let mut previous_start = 0;
     for (i, s) in segments.iter().enumerate() {
         if s.start_ms < 0 || s.end_ms < s.start_ms {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "segment {i}: start_ms must be 0 or more and end_ms at least start_ms"
             )));
         }
         if s.start_ms < previous_start {
-            return Err(ApiError::bad_request(format!("segment {i}: segments must be in order of start_ms")));
+            return Err(Error::invalid(format!("segment {i}: segments must be in order of start_ms")));
         }
         if s.text.chars().count() > MAX_SEGMENT_CHARS || s.text.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "segment {i}: text is at most {MAX_SEGMENT_CHARS} characters, without control characters"
             )));
         }
@@ -249,9 +244,9 @@ pub fn save_edit(
     recording_id: &str,
     segments: &[Segment],
     now: i64,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     check_segments(segments)?;
-    let json = serde_json::to_string(segments).map_err(|e| ApiError::internal("transcript", e))?;
+    let json = serde_json::to_string(segments).map_err(|e| Error::internal("transcript", e))?;
     let tx = crate::recordings::write_transaction(conn)?;
     let mine: Option<i64> = tx
         .query_row(
@@ -282,7 +277,7 @@ fn owner_token(user_id: &str) -> String {
 }
 
 /// Replaces a recording's rows in the full-text index with `segments`.
-fn reindex(tx: &Transaction<'_>, recording_id: &str, segments: &[Segment]) -> Result<(), ApiError> {
+fn reindex(tx: &Transaction<'_>, recording_id: &str, segments: &[Segment]) -> Result<(), Error> {
     let (rowid, user_id): (i64, String) =
         tx.query_row("SELECT rowid, user_id FROM recordings WHERE id = ?1", [recording_id], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -336,7 +331,7 @@ pub fn search(
     before: Option<i64>,
     want: usize,
     newest_first: bool,
-) -> Result<Vec<Hit>, ApiError> {
+) -> Result<Vec<Hit>, Error> {
     let sql = if newest_first {
         "SELECT rowid, start_ms, snippet(transcript_fts, 1, '', '', '…', 12) FROM transcript_fts
          WHERE transcript_fts MATCH ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3"
@@ -384,7 +379,7 @@ pub fn search(
 }
 
 /// The rowid of one of the user's recordings (the search cursor's position).
-pub fn rowid_of(conn: &Connection, user_id: &str, recording_id: &str) -> Result<Option<i64>, ApiError> {
+pub fn rowid_of(conn: &Connection, user_id: &str, recording_id: &str) -> Result<Option<i64>, Error> {
     Ok(conn
         .query_row("SELECT rowid FROM recordings WHERE id = ?1 AND user_id = ?2", params![recording_id, user_id], |r| {
             r.get(0)
@@ -399,7 +394,7 @@ pub fn retry(
     user_id: &str,
     recording_id: &str,
     now: i64,
-) -> Result<Option<crate::recordings::Recording>, ApiError> {
+) -> Result<Option<crate::recordings::Recording>, Error> {
     let tx = crate::recordings::write_transaction(conn)?;
     let mine: Option<i64> = tx
         .query_row(
@@ -420,7 +415,7 @@ pub fn retry(
 /// At startup with transcription off: what waited for a model does not any more (its
 /// transcript is "off" again, its job gone), so turning it on later starts afresh. Only done
 /// when the last start had it on, so an ordinary start does no work.
-pub fn turned_off(conn: &mut Connection) -> Result<(), ApiError> {
+pub fn turned_off(conn: &mut Connection) -> Result<(), Error> {
     let was_on: Option<String> =
         conn.query_row("SELECT value FROM settings WHERE key = 'transcription_on'", [], |r| r.get(0)).optional()?;
     if was_on.is_none() {
@@ -435,7 +430,7 @@ pub fn turned_off(conn: &mut Connection) -> Result<(), ApiError> {
 }
 
 /// At startup with transcription on: remembered, for `turned_off`.
-pub fn turned_on(conn: &Connection) -> Result<(), ApiError> {
+pub fn turned_on(conn: &Connection) -> Result<(), Error> {
     conn.execute(
         "INSERT INTO settings (key, value) VALUES ('transcription_on', '1') ON CONFLICT (key) DO NOTHING",
         [],

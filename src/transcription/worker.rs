@@ -14,7 +14,7 @@ use super::whisper::Model;
 use super::{JOB, Settings};
 use crate::analysis::Limits;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::jobs::{self, Job, Queue, Writes};
 use crate::storage::Storage;
 use rusqlite::{Connection, OptionalExtension};
@@ -88,13 +88,13 @@ impl Worker {
                         }
                         Ok(n) => log::info!("queued {n} earlier recordings for transcription"),
                         Err(e) => {
-                            log::error!("transcription backfill: {}", e.message);
+                            log::error!("transcription backfill: {}", e);
                             self.queue.idle();
                         }
                     }
                 }
                 Err(e) => {
-                    log::error!("transcription queue: {}", e.message);
+                    log::error!("transcription queue: {}", e);
                     self.queue.idle();
                 }
             }
@@ -154,7 +154,7 @@ impl Worker {
             }
         });
         if let Err(e) = recorded {
-            log::error!("transcription of {}: recording its outcome: {}", job.recording_id, e.message);
+            log::error!("transcription of {}: recording its outcome: {}", job.recording_id, e);
         }
         match &outcome {
             Ok(Outcome::Done(t)) => log::info!(
@@ -223,7 +223,7 @@ impl Worker {
     }
 }
 
-fn finish(conn: &mut Connection, job: &Job, transcript: &super::Transcript, now: i64) -> Result<(), ApiError> {
+fn finish(conn: &mut Connection, job: &Job, transcript: &super::Transcript, now: i64) -> Result<(), Error> {
     let tx = crate::recordings::write_transaction(conn)?;
     let exists: Option<i64> =
         tx.query_row("SELECT 1 FROM recordings WHERE id = ?1", [&job.recording_id], |r| r.get(0)).optional()?;
@@ -237,7 +237,7 @@ fn finish(conn: &mut Connection, job: &Job, transcript: &super::Transcript, now:
 
 /// Queues transcription for a batch of analysed recordings that have none (stored before the
 /// model was configured), newest first; 0 when none are left.
-fn backfill(conn: &mut Connection, now: i64) -> Result<usize, ApiError> {
+fn backfill(conn: &mut Connection, now: i64) -> Result<usize, Error> {
     jobs::backfill_kind(conn, now, JOB, BACKFILL_KEY, |waveform, transcript| {
         waveform == Some("ready") && transcript.is_none()
     })

@@ -9,7 +9,8 @@
 //!   normaliser, so no spelling of `/` or `/Trash/` gets past.
 
 use super::{AnyBody, Folder, Spot, spot};
-use crate::error::ApiError;
+use crate::answer::Answer;
+use crate::error::Error;
 use dav_server::davpath::DavPath;
 use http::{HeaderValue, header};
 use hyper::body::Incoming;
@@ -26,22 +27,22 @@ const XML_BODY_TIME: Duration = Duration::from_secs(30);
 
 /// A non-PUT request's body, read whole within the size and time bounds and checked for depth
 /// before any parser sees it.
-pub(super) async fn bounded_body(body: Incoming) -> Result<AnyBody, ApiError> {
+pub(super) async fn bounded_body(body: Incoming) -> Result<AnyBody, Error> {
     use http_body_util::{BodyExt, Full, Limited};
     let read = tokio::time::timeout(XML_BODY_TIME, Limited::new(body, MAX_XML_BODY).collect()).await;
     let bytes = match read {
-        Err(_) => return Err(ApiError::bad_request("the request body did not arrive in time")),
+        Err(_) => return Err(Error::invalid("the request body did not arrive in time")),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::payload_too_large(format!(
+            return Err(Error::too_large(format!(
                 "WebDAV request bodies other than a PUT's are at most {} KiB",
                 MAX_XML_BODY / 1024
             )));
         }
-        Ok(Err(_)) => return Err(ApiError::bad_request("the request body broke off")),
+        Ok(Err(_)) => return Err(Error::invalid("the request body broke off")),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     if let Err(refusal) = super::xml::check(&bytes, MAX_XML_DEPTH) {
-        return Err(ApiError::bad_request(refusal.message(MAX_XML_DEPTH)));
+        return Err(Error::invalid(refusal.message(MAX_XML_DEPTH)));
     }
     Ok(Full::new(bytes).map_err(|never| match never {}).boxed_unsync())
 }
@@ -63,12 +64,12 @@ fn target(path: &str) -> Spot {
 
 /// Refuses, before the library is called, what could change more than one file: COPY (never
 /// supported), DELETE or MOVE of a folder, MOVE onto a folder, and MOVE to another server.
-pub(super) fn scope(parts: &http::request::Parts) -> Result<Scope, ApiError> {
+pub(super) fn scope(parts: &http::request::Parts) -> Result<Scope, Answer> {
     let method = parts.method.as_str();
     // PATCH is the library's partial update of a file: recordings are never rewritten.
     if method == "PATCH" {
-        return Err(ApiError::new(
-            rocket::http::Status::MethodNotAllowed,
+        return Err(Answer::new(
+            405,
             "method_not_allowed",
             "recordings are never rewritten in part; PUT a new file instead",
         ));
@@ -76,7 +77,7 @@ pub(super) fn scope(parts: &http::request::Parts) -> Result<Scope, ApiError> {
     // The folders are fixed: there is nothing to lock in them, and the library's lock table
     // panics when a lock on `/` is released.
     if method == "LOCK" && matches!(target(parts.uri.path()), Spot::Root | Spot::TrashFolder) {
-        return Err(ApiError::forbidden("the folders cannot be locked; lock a file instead"));
+        return Err(forbidden("the folders cannot be locked; lock a file instead"));
     }
     if method != "DELETE" && method != "MOVE" && method != "COPY" {
         return Ok(Scope::default());
@@ -87,11 +88,11 @@ pub(super) fn scope(parts: &http::request::Parts) -> Result<Scope, ApiError> {
         _ => None,
     };
     if method == "COPY" {
-        return Err(ApiError::forbidden("recordings cannot be copied on the server; download and upload instead"));
+        return Err(forbidden("recordings cannot be copied on the server; download and upload instead"));
     }
     let source = match target(parts.uri.path()) {
         Spot::Root | Spot::TrashFolder => {
-            return Err(ApiError::forbidden("the folders themselves cannot be deleted or moved"));
+            return Err(forbidden("the folders themselves cannot be deleted or moved"));
         }
         // The library answers it (404, or 400 for a path it cannot read): nothing to remove.
         Spot::Nowhere => return Ok(Scope::default()),
@@ -104,26 +105,32 @@ pub(super) fn scope(parts: &http::request::Parts) -> Result<Scope, ApiError> {
     let Some(destination) = destination else { return Ok(Scope { removable: None, moving: true }) };
     match destination {
         Spot::File(folder, name) => Ok(Scope { removable: Some((folder, name)), moving: true }),
-        Spot::Root | Spot::TrashFolder => Err(ApiError::forbidden("a recording cannot be moved onto a folder")),
+        Spot::Root | Spot::TrashFolder => Err(forbidden("a recording cannot be moved onto a folder")),
         Spot::Nowhere => Ok(Scope { removable: None, moving: true }),
     }
 }
 
 /// Where a `Destination` header points on this server; 502 for another server (RFC 4918 9.9.4).
-fn destination(value: &HeaderValue, headers: &http::HeaderMap) -> Result<Spot, ApiError> {
-    let text = value.to_str().map_err(|_| ApiError::bad_request("the Destination header is not a URL"))?;
+fn destination(value: &HeaderValue, headers: &http::HeaderMap) -> Result<Spot, Answer> {
+    let text = value.to_str().map_err(|_| Answer::from(&Error::invalid("the Destination header is not a URL")))?;
     if text.starts_with('/') {
         return Ok(target(text));
     }
-    let url = url::Url::parse(text).map_err(|_| ApiError::bad_request("the Destination header is not a URL"))?;
+    let url =
+        url::Url::parse(text).map_err(|_| Answer::from(&Error::invalid("the Destination header is not a URL")))?;
     if !matches!(url.scheme(), "http" | "https") || !same_authority(&url, headers) {
-        return Err(ApiError::new(
-            rocket::http::Status::BadGateway,
+        return Err(Answer::new(
+            502,
             "bad_gateway",
             "the destination is on another server; recordings move within this one only",
         ));
     }
     Ok(target(url.path()))
+}
+
+/// A refusal of this face's own rules, answered as the domain's `forbidden`.
+fn forbidden(message: &'static str) -> Answer {
+    Answer::from(&Error::forbidden(message))
 }
 
 /// Whether `url` names the host and port the request was sent to (its `Host` header).
@@ -274,13 +281,13 @@ mod tests {
     #[test]
     fn moves_to_another_server_are_refused_and_copies_always() {
         let other = parts("MOVE", "/a.wav", Some("http://elsewhere.example/b.wav")).expect("parts");
-        assert_eq!(scope(&other).map_err(|e| e.status.code).err(), Some(502));
+        assert_eq!(scope(&other).map_err(|e| e.status).err(), Some(502));
         let port = parts("MOVE", "/a.wav", Some("http://127.0.0.1:9999/b.wav")).expect("parts");
-        assert_eq!(scope(&port).map_err(|e| e.status.code).err(), Some(502));
+        assert_eq!(scope(&port).map_err(|e| e.status).err(), Some(502));
         let own = parts("MOVE", "/a.wav", Some("http://127.0.0.1:8081/b%20c.wav")).expect("parts");
         let allowed = scope(&own).map(|s| s.removable);
         assert_eq!(allowed.ok().flatten(), Some((Folder::Live, "b c.wav".to_string())));
         let copy = parts("COPY", "/a.wav", Some("/b.wav")).expect("parts");
-        assert_eq!(scope(&copy).map_err(|e| e.status.code).err(), Some(403));
+        assert_eq!(scope(&copy).map_err(|e| e.status).err(), Some(403));
     }
 }

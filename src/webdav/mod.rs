@@ -22,8 +22,9 @@
 mod guard;
 mod xml;
 
+use crate::answer::Answer;
 use crate::auth;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::ingest::{self, Draft, Place, Stored};
 use crate::recordings::{self as rec, Folder, Purge, Recording};
 use crate::removal::{delete_recording, purge};
@@ -89,8 +90,7 @@ impl Listener {
 }
 
 /// Starts serving WebDAV (once), until `shutdown`.
-pub fn start(state: &AppState, shutdown: rocket::Shutdown) {
-    let Some(listener) = state.webdav.as_ref() else { return };
+pub fn start(listener: &Listener, state: &AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
     let Some(socket) = lock(&listener.socket).take() else { return };
     let tcp = match tokio::net::TcpListener::from_std(socket) {
         Ok(tcp) => tcp,
@@ -107,8 +107,8 @@ pub fn start(state: &AppState, shutdown: rocket::Shutdown) {
 }
 
 /// Waits for the WebDAV listener's requests to finish after a shutdown (at most the grace time).
-pub async fn stopped(state: &AppState) {
-    let Some(task) = state.webdav.as_ref().and_then(|l| lock(&l.task).take()) else { return };
+pub async fn stopped(listener: &Listener) {
+    let Some(task) = lock(&listener.task).take() else { return };
     let _ = task.await;
 }
 
@@ -129,7 +129,7 @@ impl Dav {
     }
 }
 
-async fn serve(tcp: tokio::net::TcpListener, state: AppState, shutdown: rocket::Shutdown) {
+async fn serve(tcp: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let grace = Duration::from_secs(u64::from(state.config.shutdown_grace_secs));
     let dav = Arc::new(Dav { state, locks: Mutex::new(HashMap::new()) });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -251,7 +251,7 @@ async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: St
     // or COPY onto it, and walks a folder it is asked to DELETE.
     let scope = match scope(&parts) {
         Ok(scope) => scope,
-        Err(refusal) => return error_response(&refusal),
+        Err(refusal) => return answer_response(&refusal),
     };
     // One range policy on every face: a single range is served, anything else is the whole
     // file once (the library would answer every range of a list, each a copy of the file).
@@ -294,7 +294,7 @@ async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: St
             // (as a restart drops them) so the next request starts from a sound table.
             lock(&dav.locks).remove(&user_id);
             log::error!("WebDAV: {method} panicked; answered 500 and dropped the user's locks");
-            return error_response(&ApiError::internal("webdav", "the request handler panicked"));
+            return error_response(&Error::internal("webdav", "the request handler panicked"));
         }
     };
     if let Some(refusal) = lock(&caller.0.refusal).take() {
@@ -332,12 +332,16 @@ async fn answer(dav: &Dav, req: Request<Incoming>, user_id: String, username: St
     res
 }
 
-fn error_response(error: &ApiError) -> Response<Body> {
-    let mut res = Response::new(Body::from(error.body()));
-    *res.status_mut() = StatusCode::from_u16(error.status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+fn error_response(error: &Error) -> Response<Body> {
+    answer_response(&Answer::from(error))
+}
+
+fn answer_response(answer: &Answer) -> Response<Body> {
+    let mut res = Response::new(Body::from(answer.body()));
+    *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = res.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for (name, value) in error.headers() {
+    for (name, value) in &answer.headers {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(*name, value);
         }
@@ -372,7 +376,7 @@ async fn authenticate(
     ip: Option<IpAddr>,
 ) -> Result<(String, String), Response<Body>> {
     let unauthorized = || {
-        let mut res = error_response(&ApiError::unauthorized());
+        let mut res = error_response(&Error::Unauthenticated);
         res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
         res
     };
@@ -417,7 +421,7 @@ struct CallerInner {
     /// What the request may remove.
     scope: Scope,
     /// Our own answer instead of the library's (415 for a file that is not audio, 413, 507…).
-    refusal: Mutex<Option<ApiError>>,
+    refusal: Mutex<Option<Error>>,
     /// The recording's stored type, for a GET's Content-Type (the library guesses by name).
     content_type: Mutex<Option<String>>,
     /// What a PUT stored.
@@ -435,7 +439,7 @@ enum PutOutcome {
 
 impl Caller {
     /// Keeps `error` as the answer and gives the library an error to stop with.
-    fn refuse(&self, error: ApiError, stop: FsError) -> FsError {
+    fn refuse(&self, error: Error, stop: FsError) -> FsError {
         *lock(&self.0.refusal) = Some(error);
         stop
     }
@@ -507,7 +511,7 @@ fn resolve(
     user_id: &str,
     folder: Folder,
     shown: &str,
-) -> Result<Option<Recording>, ApiError> {
+) -> Result<Option<Recording>, Error> {
     for name in stored_names(shown) {
         if reserved(folder, &name) {
             continue;
@@ -601,8 +605,8 @@ impl DavDirEntry for Entry {
 }
 
 /// A database or disk failure: logged here, a plain 500 to the client.
-fn failure(e: ApiError) -> FsError {
-    log::error!("WebDAV: {}", e.message);
+fn failure(e: Error) -> FsError {
+    log::error!("WebDAV: {}", e);
     FsError::GeneralFailure
 }
 
@@ -635,7 +639,7 @@ impl RecordingsFs {
         options: &OpenOptions,
     ) -> FsResult<PutFile> {
         if folder == Folder::Trash {
-            return Err(caller.refuse(ApiError::forbidden("nothing can be put in the trash"), FsError::Forbidden));
+            return Err(caller.refuse(Error::forbidden("nothing can be put in the trash"), FsError::Forbidden));
         }
         let name = rec::normalize_name(name).map_err(|e| caller.refuse(e, FsError::Forbidden))?;
         let config = &self.state.config;
@@ -746,7 +750,7 @@ impl RecordingsFs {
                 Ok(())
             }
             (Folder::Trash, Folder::Trash) => {
-                Err(caller.refuse(ApiError::forbidden("recordings in the trash cannot be renamed"), FsError::Forbidden))
+                Err(caller.refuse(Error::forbidden("recordings in the trash cannot be renamed"), FsError::Forbidden))
             }
         }
     }
@@ -760,7 +764,7 @@ impl RecordingsFs {
         let scope = &caller.0.scope;
         if scope.removable.as_ref().is_none_or(|(f, n)| *f != folder || *n != name) {
             log::warn!("WebDAV: refused to remove {name:?}, which the request does not name");
-            let refusal = ApiError::forbidden("a request removes at most the one file it names");
+            let refusal = Error::forbidden("a request removes at most the one file it names");
             return Err(caller.refuse(refusal, FsError::Forbidden));
         }
         let user_id = caller.0.user_id.clone();
@@ -878,7 +882,7 @@ impl GuardedFileSystem<Caller> for RecordingsFs {
     }
 
     fn create_dir<'a>(&'a self, _path: &'a DavPath, caller: &'a Caller) -> FsFuture<'a, ()> {
-        let refusal = ApiError::forbidden("there are no folders to make: recordings live in one folder");
+        let refusal = Error::forbidden("there are no folders to make: recordings live in one folder");
         let error = caller.refuse(refusal, FsError::Forbidden);
         Box::pin(std::future::ready(Err(error)))
     }
@@ -896,7 +900,7 @@ impl GuardedFileSystem<Caller> for RecordingsFs {
     }
 
     fn copy<'a>(&'a self, _from: &'a DavPath, _to: &'a DavPath, caller: &'a Caller) -> FsFuture<'a, ()> {
-        let refusal = ApiError::forbidden("recordings cannot be copied on the server; download and upload instead");
+        let refusal = Error::forbidden("recordings cannot be copied on the server; download and upload instead");
         let error = caller.refuse(refusal, FsError::Forbidden);
         Box::pin(std::future::ready(Err(error)))
     }
@@ -1074,7 +1078,7 @@ impl PutFile {
         })
         .await
         .map_err(|e| {
-            let stop = if e.status.code == 415 { FsError::Forbidden } else { FsError::GeneralFailure };
+            let stop = if matches!(e, Error::NotAudio(_)) { FsError::Forbidden } else { FsError::GeneralFailure };
             self.caller.refuse(e, stop)
         })?;
         let outcome = match stored {
@@ -1129,7 +1133,7 @@ impl DavFile for PutFile {
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
         // Only a PUT of a whole file: a ranged PUT (Content-Range) is refused.
         let at_start = matches!(pos, SeekFrom::Start(0));
-        let error = ApiError::bad_request("partial PUTs are not supported: send the whole file");
+        let error = Error::invalid("partial PUTs are not supported: send the whole file");
         let result = if at_start { Ok(0) } else { Err(self.caller.refuse(error, FsError::NotImplemented)) };
         Box::pin(std::future::ready(result))
     }

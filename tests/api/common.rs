@@ -6,7 +6,7 @@
 //! SeaweedFS instance (see `s3.rs`), each under a key prefix of its own; the helpers that look at
 //! stored recordings (`files`, `stored_ids`, `stored_bytes`, `remove_stored`) see the bucket then.
 
-use recorder::{AppState, Clock, Config};
+use recorder::{Clock, Config};
 use rocket::fairing::AdHoc;
 use serde_json::Value;
 use std::io::Read;
@@ -107,13 +107,13 @@ impl Server {
         let s3 = config.s3.as_ref().map(crate::s3::Bucket::of);
         let store = (config.s3.clone(), config.backend);
         let jobs_run = config.analysis_enabled;
-        let state = AppState::open(config, clock.clone()).expect("open state");
+        let server = recorder::Server::open(config, clock.clone()).expect("open the server");
         // Bound by `open`, served from liftoff on.
-        let dav = state.webdav_addr().map(|addr| format!("http://{addr}"));
+        let dav = server.webdav_addr().map(|addr| format!("http://{addr}"));
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let rocket = recorder::rocket(state)
+        let rocket = recorder::rocket(server)
             .attach(AdHoc::on_liftoff("test port", move |r| {
                 Box::pin(async move {
                     let _ = tx.send((r.config().port, r.shutdown()));

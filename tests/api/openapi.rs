@@ -1,7 +1,7 @@
 //! The OpenAPI document: served by the binary, and in step with the routes actually mounted.
 
 use crate::common::{Server, send};
-use recorder::{AppState, Clock, Config};
+use recorder::{Clock, Config};
 use std::collections::BTreeSet;
 
 /// `/api/v1/recordings/<id>/audio?<download>` → `/api/v1/recordings/{id}/audio`
@@ -19,8 +19,9 @@ fn openapi_path(rocket_path: &str) -> String {
 #[test]
 fn every_mounted_route_is_documented_and_every_documented_route_is_mounted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = AppState::open(Config::with_data_dir(dir.path().join("data")), Clock::default()).expect("state");
-    let rocket = recorder::rocket(state);
+    let server =
+        recorder::Server::open(Config::with_data_dir(dir.path().join("data")), Clock::default()).expect("server");
+    let rocket = recorder::rocket(server);
     let mounted: BTreeSet<(String, String)> = rocket
         .routes()
         // The UI's files are pages, not API.

@@ -1,9 +1,10 @@
 //! `/api/v1/tokens`: app tokens for phones and scripts, and the browser sessions beside them.
 
 use super::{JsonBody, Reply};
-use crate::auth::{self, AuthUser};
+use crate::auth;
 use crate::clock::rfc3339;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::guards::{self, AuthUser};
 use crate::state::AppState;
 use crate::users;
 use rocket::http::Status;
@@ -37,7 +38,7 @@ impl<'r> rocket::request::FromRequest<'r> for ServerUrl {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r rocket::Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
-        let secure = req.rocket().state::<AppState>().is_some_and(|s| auth::wants_secure_cookie(req, s));
+        let secure = req.rocket().state::<AppState>().is_some_and(|s| guards::wants_secure_cookie(req, s));
         let host = req.headers().get_one("Host").unwrap_or("localhost");
         let scheme = if secure { "https" } else { "http" };
         rocket::request::Outcome::Success(ServerUrl(format!("{scheme}://{host}")))

@@ -5,7 +5,7 @@
 //! styles and media from this origin only (plus `blob:` media for recordings made in the
 //! browser), nothing inline, no framing.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};

@@ -2,9 +2,10 @@
 //! Server-Sent Events).
 
 use super::{QueryOnce, Reply};
-use crate::auth::AuthUser;
 use crate::changes::{self, Wake};
-use crate::error::ApiError;
+use crate::error::Error;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
 use crate::state::AppState;
 use crate::users;
 use rocket::http::Status;
@@ -107,12 +108,12 @@ async fn events(
                             break;
                         }
                     }
-                    Err(e) if e.code == "gone" => {
-                        yield Event::data(e.message.to_string()).event("gone");
+                    Err(e @ Error::Gone(_)) => {
+                        yield Event::data(e.to_string()).event("gone");
                         break 'stream;
                     }
                     Err(e) => {
-                        log::warn!("event stream: {}", e.message);
+                        log::warn!("event stream: {}", e);
                         break 'stream;
                     }
                 }
@@ -146,7 +147,7 @@ async fn still_live(db: &crate::db::Db, clock: &crate::Clock, token_hash: &[u8])
     match db.run(move |conn| users::credential_live(conn, &hash, now)).await {
         Ok(live) => live,
         Err(e) => {
-            log::warn!("event stream: {}", e.message);
+            log::warn!("event stream: {}", e);
             false
         }
     }

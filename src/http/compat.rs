@@ -1,10 +1,12 @@
 //! The original recorder app's API (a Chalice service on API Gateway), served beside `/api/v1`
 //! on the same data, with that service's answers and error bodies.
 
-use crate::auth::{self, AuthUser};
+use crate::auth;
 use crate::clock::date_only;
 use crate::config::Signups;
-use crate::error::ApiError;
+use crate::error::Error;
+use crate::http::error::ApiError;
+use crate::http::guards::{self, AuthUser};
 use crate::ingest::{self, UploadHeaders};
 use crate::recordings::{self as rec, ListQuery, Order};
 use crate::state::AppState;
@@ -36,7 +38,8 @@ fn error(status: Status, message: &str) -> Old {
     Old(status, json!({ "error": message }))
 }
 
-fn fail(e: &ApiError) -> Old {
+fn fail(e: impl Into<ApiError>) -> Old {
+    let e = e.into();
     Old(e.status, json!({"result": "fail", "error": e.message}))
 }
 
@@ -64,10 +67,10 @@ async fn authenticate(req: &Request<'_>) -> Result<AuthUser, Old> {
         return Err(not_authorized());
     }
     let claimed_user = if first.eq_ignore_ascii_case("bearer") { None } else { Some(first.to_ascii_lowercase()) };
-    match auth::session(req, state, token).await {
+    match guards::session(req, state, token).await {
         Ok(Some(auth)) if claimed_user.as_ref().is_none_or(|u| *u == auth.user.username) => Ok(auth),
         Ok(_) => Err(not_authorized()),
-        Err(e) => Err(fail(&e)),
+        Err(e) => Err(fail(e)),
     }
 }
 
@@ -101,12 +104,12 @@ async fn social_login(
             match state.db.run(move |conn| users::create(conn, &name, &hash, now)).await {
                 Ok(user) => user,
                 // A concurrent first login created it.
-                Err(e) if e.code == "username_taken" => {
+                Err(Error::Conflict { code: "username_taken", .. }) => {
                     let lookup = username.clone();
                     let found = state.db.run(move |conn| users::find_with_hash(conn, &lookup)).await?;
                     found.map(|(u, _)| u).ok_or_else(|| ApiError::internal("social login", "user vanished"))?
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     };
@@ -128,7 +131,7 @@ async fn upload(
     };
     match ingest::one_shot(state, &auth.user.id, &headers, Some(file_name), None, data).await {
         Ok(_) => Old(Status::Ok, json!({"result": "success"})),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 
@@ -164,7 +167,7 @@ async fn list(state: &State<AppState>, auth: OldAuth) -> Old {
                 .collect();
             Old(Status::Ok, json!({ "records": records }))
         }
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 
@@ -184,12 +187,12 @@ async fn remove(state: &State<AppState>, auth: OldAuth, record_id: &str) -> Old 
     let deleted = match found {
         Ok(Some(r)) if r.deleted_at.is_none() => crate::removal::delete_recording(state, user_id, id, false).await,
         Ok(_) => return Old(Status::BadRequest, json!({"result": "fail"})),
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     match deleted {
         Ok(true) => Old(Status::Ok, json!({"result": "success"})),
         Ok(false) => Old(Status::BadRequest, json!({"result": "fail"})),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 

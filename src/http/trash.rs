@@ -1,8 +1,8 @@
 //! `/api/v1/trash`: list, restore, delete one, empty.
 
 use super::{QueryOnce, Reply, parse_limit};
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
 use crate::recordings::{self as rec, Purge};
 use crate::removal::purge;
 use crate::state::AppState;
@@ -37,7 +37,7 @@ async fn restore(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Re
 async fn delete_one(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let purged = purge(state, auth.user.id.clone(), Purge::OneInTrash(id)).await?;
-    if purged > 0 { Ok(Reply::no_content()) } else { Err(rec::not_found()) }
+    if purged > 0 { Ok(Reply::no_content()) } else { Err(rec::not_found().into()) }
 }
 
 #[delete("/trash")]

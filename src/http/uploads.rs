@@ -5,9 +5,10 @@
 //! A request carrying `Tus-Resumable` is tus; any other request on an upload is the draft's.
 
 use super::{Reply, flag};
-use crate::auth::AuthUser;
 use crate::clock::http_date;
-use crate::error::ApiError;
+use crate::error::Error;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
 use crate::ingest;
 use crate::recordings as rec;
 use crate::state::AppState;
@@ -82,7 +83,7 @@ impl<'r> FromRequest<'r> for UploadRequest {
                 format!("this server speaks tus {TUS_VERSION}"),
             )
             .with_header("Tus-Version", TUS_VERSION);
-            return crate::auth::guard_fail(req, error);
+            return crate::http::guards::guard_fail(req, error);
         }
         Outcome::Success(parsed)
     }
@@ -290,7 +291,7 @@ async fn tus_create(
         };
         uploads::append(state, &auth.user.id, &upload.id, append, Some(data))
             .await
-            .map_err(|e| with_location(e, &upload))?
+            .map_err(|e| with_location(e.into(), &upload))?
     } else {
         Progress { upload: upload.clone(), recording: None, completed_now: false }
     };
@@ -360,10 +361,10 @@ async fn append(
         Protocol::Tus => Ok(tus_reply(Status::NoContent, &result?)),
         Protocol::Draft(version) => match result {
             Ok(progress) => draft_reply(state, version, &progress, false),
-            Err(e) if e.status == Status::Conflict && e.code == "conflict" && !e.has_header("Upload-Complete") => {
-                Err(e.with_header("Upload-Complete", "?0"))
+            Err(e @ Error::OffsetMismatch { complete: false, .. }) => {
+                Err(ApiError::from(e).with_header("Upload-Complete", "?0"))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
     }
 }
@@ -389,13 +390,13 @@ pub async fn draft_create(
     };
     let last = headers.complete()?;
     if last && headers.content_length == Some(0) {
-        return Err(ingest::empty_body());
+        return Err(ingest::empty_body().into());
     }
     // A retry of a creation that completed, whose answer was lost: the recording it made.
     if let Some(key) = &headers.idempotency_key
         && let Some(existing) = ingest::earlier_upload(state, user_id, key).await?
     {
-        ingest::discard_body(data).await;
+        crate::body::discard(data).await;
         return Ok(Reply::json(Status::Ok, &existing)?
             .header("Location", format!("/api/v1/recordings/{}", existing.id))
             .header("Recording-Id", existing.id.clone())
@@ -420,11 +421,11 @@ pub async fn draft_create(
             // learned where the upload is: keep it only if it asked to keep partial uploads.
             if !keep_partial
                 && let Err(cancel) = uploads::cancel(state, user_id, &upload.id).await
-                && cancel.status != Status::NotFound
+                && !matches!(cancel, Error::NotFound(_))
             {
-                log::warn!("cannot remove upload {} after its creation failed: {}", upload.id, cancel.message);
+                log::warn!("cannot remove upload {} after its creation failed: {}", upload.id, cancel);
             }
-            Err(with_location(e, &upload))
+            Err(with_location(e.into(), &upload))
         }
     }
 }

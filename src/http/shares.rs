@@ -8,8 +8,8 @@
 
 use super::recordings::{RangeHeaders, serve_audio, serve_waveform};
 use super::{JsonBody, QueryOnce, Reply, flag};
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
 use crate::recordings as rec;
 use crate::shares::{self, MAX_EXPIRY_DAYS, Shared};
 use crate::state::AppState;
@@ -194,6 +194,7 @@ async fn open(state: &AppState, token: &str, count: bool) -> Result<Option<Share
             Ok(shared)
         })
         .await
+        .map_err(ApiError::from)
 }
 
 fn dead_link() -> ApiError {

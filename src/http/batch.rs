@@ -3,9 +3,9 @@
 
 use super::{JsonBody, QueryOnce, Reply};
 use crate::archive::{self, ArchiveBody};
-use crate::auth::AuthUser;
 use crate::db::blocking;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
 use crate::recordings as rec;
 use crate::state::AppState;
 use rocket::http::{ContentType, Status};

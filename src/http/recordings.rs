@@ -1,9 +1,9 @@
 //! `/api/v1/recordings`: streamed upload, list, get, rename, audio with Range, delete.
 
 use super::{JsonBody, QueryOnce, Reply, etag_matches, flag, parse_limit};
-use crate::auth::AuthUser;
 use crate::clock::{http_date, parse_http_date};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
 use crate::ingest::{self, UploadHeaders};
 use crate::recordings::{self as rec, ListQuery, Order, Recording};
 use crate::state::AppState;
@@ -59,8 +59,8 @@ async fn upload(
         )
         .await;
     }
-    let (status, recording) = ingest::one_shot(state, &auth.user.id, &headers, name, recorded_at, data).await?;
-    created(&recording, status)
+    let received = ingest::one_shot(state, &auth.user.id, &headers, name, recorded_at, data).await?;
+    created(&received.recording, if received.created { Status::Created } else { Status::Ok })
 }
 
 #[get("/recordings?<limit>&<cursor>&<order>&<q>")]
@@ -91,7 +91,7 @@ async fn list(
 pub(crate) async fn find(state: &AppState, auth: &AuthUser, id: &str) -> Result<Recording, ApiError> {
     let id = rec::parse_id(id)?.hyphenated().to_string();
     let user_id = auth.user.id.clone();
-    state.db.run(move |conn| rec::get(conn, &user_id, &id)).await?.ok_or_else(rec::not_found)
+    Ok(state.db.run(move |conn| rec::get(conn, &user_id, &id)).await?.ok_or_else(rec::not_found)?)
 }
 
 #[get("/recordings/<id>", rank = 2)]
@@ -132,7 +132,7 @@ async fn delete_one(
     if crate::removal::delete_recording(state, auth.user.id.clone(), id, flag(permanent)).await? {
         Ok(Reply::no_content())
     } else {
-        Err(rec::not_found())
+        Err(rec::not_found().into())
     }
 }
 

@@ -2,8 +2,8 @@
 
 use super::recordings::find;
 use super::{QueryOnce, Reply};
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
 use crate::recordings as rec;
 use crate::state::AppState;
 use crate::transcription::{self, Segment};
@@ -132,7 +132,7 @@ async fn put_transcript(
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let recording = find(state, &auth, id).await?;
     if recording.deleted_at.is_some() {
-        return Err(rec::not_found());
+        return Err(rec::not_found().into());
     }
     let (user_id, rid, now) = (auth.user.id.clone(), recording.id.clone(), state.clock.now_ms());
     let saved = state

@@ -1,7 +1,8 @@
 //! `GET /healthz`, `GET /metrics`, `GET /api/v1/server` and `GET /api/v1/openapi.json`.
 
 use super::Reply;
-use crate::error::ApiError;
+use crate::error::Error;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use rocket::http::{ContentType, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -22,7 +23,7 @@ pub async fn healthz(state: &State<AppState>) -> Result<Reply, ApiError> {
         crate::db::blocking(move || {
             std::fs::write(&tmp, b"ok")
                 .and_then(|()| std::fs::remove_file(&tmp))
-                .map_err(|e| ApiError::unavailable("data directory not writable", e))
+                .map_err(|e| Error::unavailable("data directory not writable", e))
         }),
         crate::db::blocking(move || {
             use crate::blobs::Store as _;
@@ -35,7 +36,7 @@ pub async fn healthz(state: &State<AppState>) -> Result<Reply, ApiError> {
     );
     match (db_ok, disk_ok, store_ok) {
         (Ok(_), Ok(()), Ok(())) => Reply::json(Status::Ok, &json!({"status": "ok", "version": VERSION})),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(ApiError::unavailable("health check", e.message)),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(Error::unavailable("health check", e).into()),
     }
 }
 
@@ -50,11 +51,11 @@ impl<'r> FromRequest<'r> for MetricsReader {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
         let Some(state) = req.rocket().state::<AppState>() else {
-            return crate::auth::guard_fail(req, ApiError::internal("metrics", "no state"));
+            return crate::http::guards::guard_fail(req, ApiError::internal("metrics", "no state"));
         };
         let config = &state.config;
         if !config.metrics_enabled {
-            return crate::auth::guard_fail(req, ApiError::not_found("no such route"));
+            return crate::http::guards::guard_fail(req, ApiError::not_found("no such route"));
         }
         let local = req.client_ip().is_some_and(|ip| ip.is_loopback());
         let bearer = req.headers().get_one("Authorization").and_then(|h| h.strip_prefix("Bearer "));
@@ -69,7 +70,7 @@ impl<'r> FromRequest<'r> for MetricsReader {
         if local || token_ok {
             Outcome::Success(MetricsReader)
         } else {
-            crate::auth::guard_fail(req, ApiError::unauthorized())
+            crate::http::guards::guard_fail(req, ApiError::unauthorized())
         }
     }
 }

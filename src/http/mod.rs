@@ -4,6 +4,8 @@ pub mod accounts;
 pub mod batch;
 pub mod changes;
 pub mod compat;
+pub mod error;
+pub mod guards;
 pub mod recordings;
 pub mod server;
 pub mod shares;
@@ -13,7 +15,7 @@ pub mod trash;
 pub mod ui;
 pub mod uploads;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -117,8 +119,10 @@ impl<'r> FromRequest<'r> for SecureCookies {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let secure =
-            req.rocket().state::<crate::state::AppState>().is_some_and(|s| crate::auth::wants_secure_cookie(req, s));
+        let secure = req
+            .rocket()
+            .state::<crate::state::AppState>()
+            .is_some_and(|s| crate::http::guards::wants_secure_cookie(req, s));
         Outcome::Success(SecureCookies(secure))
     }
 }
@@ -144,7 +148,7 @@ impl<'r> FromRequest<'r> for QueryOnce {
         for (name, _) in query.segments().filter(|(name, _)| declared.contains(name)) {
             if !seen.insert(name) {
                 let error = ApiError::bad_request(format!("the query parameter `{name}` is given more than once"));
-                return crate::auth::guard_fail(req, error);
+                return crate::http::guards::guard_fail(req, error);
             }
         }
         Outcome::Success(QueryOnce)
@@ -186,4 +190,91 @@ pub fn api() -> Vec<rocket::Route> {
 /// Whether an `If-None-Match` header names this ETag (weak forms and `*` included).
 pub(crate) fn etag_matches(header: &str, etag: &str) -> bool {
     header.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == etag)
+}
+
+/// Rocket's request body, as the domain reads bodies.
+impl<'r> crate::body::Body for rocket::Data<'r> {
+    type Reader = rocket::data::DataStream<'r>;
+
+    fn open(self, limit: u64) -> Self::Reader {
+        use rocket::data::ToByteUnit as _;
+        rocket::Data::open(self, limit.bytes())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assembly.
+
+use crate::state::AppState;
+use rocket::config::{Ident, LogLevel, Shutdown};
+use rocket::fairing::AdHoc;
+use rocket::{Build, Rocket, catchers};
+use std::time::Instant;
+
+/// The signed-in user of a request, for the request log.
+#[derive(Default)]
+pub struct RequestUser(pub Option<String>);
+
+struct RequestStart(Instant);
+
+/// The HTTP face: routes, catchers and fairings over the core.
+pub fn rocket(state: AppState) -> Rocket<Build> {
+    let c = &state.config;
+    let rocket_config = rocket::Config {
+        address: c.address,
+        port: c.port,
+        ip_header: c.client_ip_header.clone().map(Into::into),
+        log_level: LogLevel::Off,
+        cli_colors: false,
+        ident: Ident::try_new("recorder").unwrap_or_default(),
+        temp_dir: state.storage.tmp_dir().into(),
+        shutdown: Shutdown { ctrlc: true, grace: c.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
+        ..rocket::Config::release_default()
+    };
+    let compat = if c.compat_enabled { compat::routes() } else { Vec::new() };
+    rocket::custom(rocket_config)
+        .mount("/", rocket::routes![server::healthz, server::metrics])
+        .mount("/", compat)
+        .mount("/api/v1", api())
+        .mount("/", shares::public_routes())
+        .mount("/", ui::routes())
+        .register("/", catchers![error::json_catcher])
+        .attach(AdHoc::on_request("request start", |req, _| {
+            Box::pin(async move {
+                req.local_cache(|| RequestStart(Instant::now()));
+            })
+        }))
+        .attach(AdHoc::on_response("headers and log", |req, res| {
+            Box::pin(async move {
+                res.set_raw_header("X-Content-Type-Options", "nosniff");
+                // tus: every answer to a tus request says which version it speaks.
+                if req.headers().contains("Tus-Resumable") && req.uri().path().starts_with("/api/v1/uploads") {
+                    res.set_raw_header("Tus-Resumable", uploads::TUS_VERSION);
+                }
+                res.set_raw_header("Referrer-Policy", "same-origin");
+                res.set_raw_header("X-Frame-Options", "DENY");
+                if !res.headers().contains("Content-Security-Policy") {
+                    res.set_raw_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+                }
+                let started = req.local_cache(|| RequestStart(Instant::now())).0;
+                if let Some(state) = req.rocket().state::<AppState>() {
+                    let route = req.route().map(|r| r.uri.path());
+                    state.metrics.request(req.method().as_str(), route, res.status().code, started.elapsed());
+                }
+                let user = req.local_cache(RequestUser::default).0.as_deref().unwrap_or("-");
+                let bytes = res.headers().get_one("Content-Length").unwrap_or("-");
+                // The path only: queries may carry names, and nothing secret is ever logged.
+                log::info!(
+                    target: "recorder::http",
+                    "{} {} {} {}B {}ms user={}",
+                    req.method(),
+                    crate::logger::loggable_path(req.uri().path().as_str()),
+                    res.status().code,
+                    bytes,
+                    started.elapsed().as_millis(),
+                    user
+                );
+            })
+        }))
+        .manage(state)
 }

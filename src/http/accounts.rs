@@ -1,10 +1,11 @@
 //! `/api/v1/auth/*` and `/api/v1/me`: signup, login, logout, profile, password, account deletion.
 
 use super::{JsonBody, Reply, SecureCookies};
-use crate::auth::{self, AuthUser};
+use crate::auth;
 use crate::clock::rfc3339;
 use crate::config::Signups;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::guards::{self, AuthUser};
 use crate::state::AppState;
 use crate::users::{self, User};
 use crate::{recordings, users::normalize_username};
@@ -44,7 +45,7 @@ async fn start_session(
     status: Status,
 ) -> Result<Reply, ApiError> {
     let (token, expires_at) = new_session(state, &user.id).await?;
-    auth::set_session_cookie(secure, jar, &token, state.config.session_days);
+    guards::set_session_cookie(secure, jar, &token, state.config.session_days);
     Reply::json(status, &Session { user, token, expires_at: rfc3339(expires_at) })
 }
 
@@ -67,7 +68,7 @@ async fn signup(
     users::check_password(&password)?;
     let check = username.clone();
     if state.db.run(move |conn| users::exists(conn, &check)).await? {
-        return Err(users::username_taken());
+        return Err(users::username_taken().into());
     }
     let hash = state.passwords.hash(password).await?;
     let now = state.clock.now_ms();
@@ -115,7 +116,7 @@ async fn logout(
     let user_id = auth.user.id.clone();
     state.db.run(move |conn| users::revoke_session(conn, &auth.token_hash)).await?;
     state.changes.credentials(&user_id);
-    auth::clear_session_cookie(secure.0, jar);
+    guards::clear_session_cookie(secure.0, jar);
     Ok(Reply::no_content())
 }
 
@@ -195,23 +196,10 @@ async fn delete_account(
     body: Result<JsonBody<AccountDeletion>, ApiError>,
 ) -> Result<Reply, ApiError> {
     confirm_password(state, &auth, ip, body?.0.password).await?;
-    delete_user(state, auth.user.id.clone()).await?;
+    crate::removal::delete_account(state, auth.user.id.clone()).await?;
     log::info!("account deleted: {}", auth.user.username);
-    auth::clear_session_cookie(secure.0, jar);
+    guards::clear_session_cookie(secure.0, jar);
     Ok(Reply::no_content())
-}
-
-/// Deletes an account, its sessions, rows and files.
-pub async fn delete_user(state: &AppState, user_id: String) -> Result<usize, ApiError> {
-    let notify = user_id.clone();
-    let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
-    crate::db::blocking(move || {
-        let mut conn = db.conn()?;
-        let paths = users::delete(&mut conn, &user_id, now)?;
-        recordings::finish_unlinks(&conn, &storage, &paths)
-    })
-    .await
-    .inspect(|_| state.changes.credentials(&notify))
 }
 
 pub fn routes() -> Vec<rocket::Route> {
