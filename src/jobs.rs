@@ -24,6 +24,8 @@ use uuid::Uuid;
 
 /// The exact duration and the waveform of a recording.
 pub const ANALYSIS: &str = "analysis";
+/// The transcription job kind.
+pub const TRANSCRIPTION: &str = "transcription";
 
 /// A job interrupted this many times (the server crashed or was killed while it ran) is failed.
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -56,7 +58,7 @@ pub fn enqueue(conn: &Connection, kind: &str, recording_id: &str, now: i64) -> R
              WHERE id = ?1 AND waveform IS NOT 'pending'",
             [recording_id],
         )?;
-    } else if kind == crate::transcription::JOB {
+    } else if kind == TRANSCRIPTION {
         conn.execute(
             "UPDATE recordings SET transcript = 'pending', transcript_error = NULL
              WHERE id = ?1 AND transcript IS NOT 'pending'",
@@ -509,7 +511,7 @@ fn finish(
                 |r| r.get(0),
             )?;
             if !has_transcript {
-                enqueue(&tx, crate::transcription::JOB, &job.recording_id, now)?;
+                enqueue(&tx, TRANSCRIPTION, &job.recording_id, now)?;
             }
         }
     }
@@ -535,7 +537,7 @@ pub(crate) fn fail(conn: &mut Connection, job: &Job, reason: &str, now: i64) -> 
             "UPDATE recordings SET waveform = 'failed', analysis_error = ?2 WHERE id = ?1",
             params![job.recording_id, reason],
         )?;
-    } else if job.kind == crate::transcription::JOB {
+    } else if job.kind == TRANSCRIPTION {
         tx.execute(
             "UPDATE recordings SET transcript = 'failed', transcript_error = ?2 WHERE id = ?1",
             params![job.recording_id, reason],

@@ -320,16 +320,16 @@ fn search(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) -> Resul
             r
         })
         .collect();
-    if let Some(fts) = crate::transcription::fts_query(user_id, q) {
+    if let Some(fts) = crate::transcription::index::fts_query(user_id, q) {
         let after = query.after.as_deref();
         let mut before = match after {
-            Some(id) => crate::transcription::rowid_of(conn, user_id, id)?,
+            Some(id) => crate::transcription::index::rowid_of(conn, user_id, id)?,
             None => None,
         };
         let mut spoken: Vec<Recording> = Vec::new();
         loop {
             let want = limit + 1 - spoken.len();
-            let hits = crate::transcription::search(conn, &fts, before, want, newest)?;
+            let hits = crate::transcription::index::search(conn, &fts, before, want, newest)?;
             let exhausted = hits.len() < want;
             for hit in hits {
                 before = Some(hit.recording_rowid);
@@ -380,7 +380,7 @@ fn name_matches(conn: &Connection, user_id: &str, query: &ListQuery, q: &str) ->
         "SELECT rowid FROM name_fts WHERE name_fts MATCH ?1 AND owner = ?2 AND rowid > ?3 ORDER BY rowid ASC LIMIT ?4"
     };
     let mut bound = match after {
-        Some(id) => crate::transcription::rowid_of(conn, user_id, id)?,
+        Some(id) => crate::transcription::index::rowid_of(conn, user_id, id)?,
         None => None,
     }
     .unwrap_or(if newest { i64::MAX } else { 0 });

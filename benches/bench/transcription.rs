@@ -1174,10 +1174,10 @@ fn in_process(db: &Path, user_id: &str, word: &str, expected: usize, samples: us
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap_or_else(|e| panic!("opening {} read-only: {e}", db.display()));
     conn.busy_timeout(Duration::from_secs(30)).expect("setting the busy timeout");
-    let query = recorder::transcription::fts_query(user_id, word).expect("a word to search for");
+    let query = recorder::transcription::index::fts_query(user_id, word).expect("a word to search for");
     let index = || {
         let started = Instant::now();
-        let hits = recorder::transcription::search(&conn, &query, None, PAGE + 1, true).expect("searching the index");
+        let hits = recorder::transcription::index::search(&conn, &query, None, PAGE + 1, true).expect("searching the index");
         (hits.len(), started.elapsed())
     };
     // The server's own connection setup (its `fold` function for names, its cache size).

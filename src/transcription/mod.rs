@@ -9,6 +9,7 @@
 //! corrections (served instead, and kept when the model runs again); the served segments are
 //! indexed in `transcript_fts` (FTS5), one row per segment, for `q` on the list.
 
+pub mod index;
 pub mod text;
 
 #[cfg(feature = "transcription")]
@@ -22,14 +23,11 @@ pub mod worker;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::jobs::TRANSCRIPTION as JOB;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// The job kind.
-pub const JOB: &str = "transcription";
-/// FTS rowids: a recording's rowid times this, plus the segment's index.
-const ROWS_PER_RECORDING: i64 = 1 << 20;
 /// Segments one transcript may have (a corrected one too).
 pub const MAX_SEGMENTS: usize = 20_000;
 /// Characters one segment's text may have.
@@ -205,7 +203,7 @@ pub fn save_machine(tx: &Transaction<'_>, recording_id: &str, transcript: &Trans
     let edited: Option<String> =
         tx.query_row("SELECT edited FROM transcripts WHERE recording_id = ?1", [recording_id], |r| r.get(0))?;
     if edited.is_none() {
-        reindex(tx, recording_id, &transcript.segments)?;
+        index::reindex(tx, recording_id, texts(&transcript.segments))?;
     }
     tx.execute("UPDATE recordings SET transcript = 'ready', transcript_error = NULL WHERE id = ?1", [recording_id])?;
     Ok(())
@@ -264,127 +262,16 @@ pub fn save_edit(
          ON CONFLICT (recording_id) DO UPDATE SET edited = excluded.edited, updated_at = excluded.updated_at",
         params![recording_id, json, now],
     )?;
-    reindex(&tx, recording_id, segments)?;
+    index::reindex(&tx, recording_id, texts(segments))?;
     // A corrected transcript is ready, whatever the model did or will do.
     tx.execute("UPDATE recordings SET transcript = 'ready', transcript_error = NULL WHERE id = ?1", [recording_id])?;
     tx.commit()?;
     Ok(true)
 }
 
-/// The search token of a user: one word, so `owner : u…` matches that user's rows only.
-fn owner_token(user_id: &str) -> String {
-    format!("u{}", user_id.replace('-', ""))
-}
-
-/// Replaces a recording's rows in the full-text index with `segments`.
-fn reindex(tx: &Transaction<'_>, recording_id: &str, segments: &[Segment]) -> Result<(), Error> {
-    let (rowid, user_id): (i64, String) =
-        tx.query_row("SELECT rowid, user_id FROM recordings WHERE id = ?1", [recording_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let base = rowid * ROWS_PER_RECORDING;
-    tx.execute(
-        "DELETE FROM transcript_fts WHERE rowid >= ?1 AND rowid < ?2",
-        params![base, base + ROWS_PER_RECORDING],
-    )?;
-    let owner = owner_token(&user_id);
-    let mut insert =
-        tx.prepare_cached("INSERT INTO transcript_fts (rowid, owner, body, start_ms) VALUES (?1, ?2, ?3, ?4)")?;
-    for (i, segment) in segments.iter().enumerate().take(MAX_SEGMENTS) {
-        if segment.text.trim().is_empty() {
-            continue;
-        }
-        insert.execute(params![base + i as i64, owner, segment.text, segment.start_ms])?;
-    }
-    Ok(())
-}
-
-/// The FTS5 query for what a user typed: each word a prefix, all of them in one segment, only
-/// among the user's own rows. `None` when there is no word to look for.
-pub fn fts_query(user_id: &str, q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(16)
-        .map(|w| format!("\"{w}\"*"))
-        .collect();
-    if words.is_empty() {
-        return None;
-    }
-    Some(format!("owner : \"{}\" AND body : ({})", owner_token(user_id), words.join(" AND ")))
-}
-
-/// A recording whose transcript matched: its first matching segment.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    pub recording_rowid: i64,
-    pub start_ms: i64,
-    pub snippet: String,
-}
-
-/// Recordings whose transcripts match, newest (highest rowid) first, below `before` (a
-/// recording rowid), at most `want` of them: each with its earliest matching segment. Reads
-/// only the rows of the recordings it returns (and one more), however many match further on.
-pub fn search(
-    conn: &Connection,
-    query: &str,
-    before: Option<i64>,
-    want: usize,
-    newest_first: bool,
-) -> Result<Vec<Hit>, Error> {
-    let sql = if newest_first {
-        "SELECT rowid, start_ms, snippet(transcript_fts, 1, '', '', '…', 12) FROM transcript_fts
-         WHERE transcript_fts MATCH ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3"
-    } else {
-        "SELECT rowid, start_ms, snippet(transcript_fts, 1, '', '', '…', 12) FROM transcript_fts
-         WHERE transcript_fts MATCH ?1 AND rowid >= ?2 ORDER BY rowid ASC LIMIT ?3"
-    };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut bound = match (before, newest_first) {
-        (Some(r), true) => r * ROWS_PER_RECORDING,
-        (None, true) => i64::MAX,
-        (Some(r), false) => (r + 1) * ROWS_PER_RECORDING,
-        (None, false) => 0,
-    };
-    let mut hits: Vec<Hit> = Vec::new();
-    const CHUNK: i64 = 256;
-    loop {
-        let rows: Vec<(i64, i64, String)> = stmt
-            .query_map(params![query, bound, CHUNK], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        let exhausted = (rows.len() as i64) < CHUNK;
-        for (rowid, start_ms, snippet) in rows {
-            bound = if newest_first { rowid } else { rowid + 1 };
-            let recording = rowid / ROWS_PER_RECORDING;
-            match hits.last_mut() {
-                Some(last) if last.recording_rowid == recording => {
-                    // Walking down a recording's segments: the earlier one is its first hit.
-                    if newest_first {
-                        last.start_ms = start_ms;
-                        last.snippet = snippet;
-                    }
-                }
-                _ => {
-                    if hits.len() == want {
-                        return Ok(hits);
-                    }
-                    hits.push(Hit { recording_rowid: recording, start_ms, snippet });
-                }
-            }
-        }
-        if exhausted {
-            return Ok(hits);
-        }
-    }
-}
-
-/// The rowid of one of the user's recordings (the search cursor's position).
-pub fn rowid_of(conn: &Connection, user_id: &str, recording_id: &str) -> Result<Option<i64>, Error> {
-    Ok(conn
-        .query_row("SELECT rowid FROM recordings WHERE id = ?1 AND user_id = ?2", params![recording_id, user_id], |r| {
-            r.get(0)
-        })
-        .optional()?)
+/// The words of at most [`MAX_SEGMENTS`] segments and where each starts, for the index.
+fn texts(segments: &[Segment]) -> impl Iterator<Item = (&str, i64)> {
+    segments.iter().take(MAX_SEGMENTS).map(|s| (s.text.as_str(), s.start_ms))
 }
 
 /// Queues transcription again for one of the user's recordings and answers it as it now is;
@@ -504,9 +391,9 @@ mod tests {
 
     #[test]
     fn queries_are_prefix_words_of_one_user() {
-        let q = fts_query("0192-ab", "Caf\u{e9}, \"stars\" OR x*").unwrap_or_default();
+        let q = index::fts_query("0192-ab", "Caf\u{e9}, \"stars\" OR x*").unwrap_or_default();
         assert_eq!(q, "owner : \"u0192ab\" AND body : (\"Caf\u{e9}\"* AND \"stars\"* AND \"OR\"* AND \"x\"*)");
-        assert!(fts_query("u", " ,.; ").is_none());
+        assert!(index::fts_query("u", " ,.; ").is_none());
     }
 
     #[test]

@@ -10,11 +10,12 @@
 //! not stopping: a recording deleted meanwhile leaves nothing behind, and a stop puts the job
 //! back in the queue without counting it.
 
+use super::Settings;
 use super::whisper::Model;
-use super::{JOB, Settings};
 use crate::analysis::Limits;
 use crate::db::Db;
 use crate::error::Error;
+use crate::jobs::TRANSCRIPTION as JOB;
 use crate::jobs::{self, Job, Queue, Writes};
 use crate::storage::Storage;
 use rusqlite::{Connection, OptionalExtension};

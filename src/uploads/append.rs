@@ -1,7 +1,7 @@
 //! A request's bytes appended durably, and the recording stored when they are the last.
 
 use super::registry::Turn;
-use super::resource::{Progress, drop_upload, find, parse_id, recording_of, remove_file, save, settle};
+use super::resource::{Progress, drop_upload, find, parse_id, recording_of, remove_file, save};
 use super::rows::{Upload, conflict, not_found};
 use crate::body::Body;
 use crate::db::{Db, blocking};
@@ -387,4 +387,26 @@ pub(super) fn store(
         }
         Stored::Declined => Ok(None),
     }
+}
+
+/// Takes the upload's turn (stopping an older request on it) and answers where it stands; an
+/// upload whose last byte is durable but was not yet stored (a crash in between) is stored now.
+pub async fn status(state: &AppState, user_id: &str, id: &str) -> Result<Progress, Error> {
+    let id = parse_id(id)?;
+    // Whose upload it is, first: another user's request must not stop the owner's.
+    find(state, user_id, &id).await?;
+    let mut turn = state.uploads.take_turn(&id).await;
+    let upload = find(state, user_id, &id).await?;
+    settle(state, &mut turn, upload).await
+}
+
+async fn settle(state: &AppState, turn: &mut Turn, upload: Upload) -> Result<Progress, Error> {
+    if upload.is_complete() {
+        let recording = recording_of(state, &upload).await?;
+        return Ok(Progress { upload, recording, completed_now: false });
+    }
+    if upload.length == Some(upload.received) && upload.received > 0 {
+        return complete(state, turn, upload).await;
+    }
+    Ok(Progress { upload, recording: None, completed_now: false })
 }

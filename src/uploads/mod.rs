@@ -20,8 +20,8 @@ pub mod resource;
 pub mod rows;
 pub mod sweep;
 
-pub use append::{Append, append, checksum_mismatch};
+pub use append::{Append, append, checksum_mismatch, status};
 pub use registry::Registry;
-pub use resource::{NewUpload, Progress, cancel, create, describe, find, list, status};
+pub use resource::{NewUpload, Progress, cancel, create, describe, find, list};
 pub use rows::{Upload, UploadView, conflict, not_found, queue_unlinks_for_user, usage};
 pub use sweep::{Swept, recover, sweep};

@@ -1,7 +1,5 @@
 //! Creating, finding, listing and cancelling uploads.
 
-use super::append::complete;
-use super::registry::Turn;
 use super::rows::{
     COLUMNS, Upload, UploadView, delete_row, from_row, load, not_found, save_progress, too_many, usage, view,
 };
@@ -147,28 +145,6 @@ pub struct Progress {
     pub recording: Option<Recording>,
     /// This request completed it (a retry of a completion is `false`).
     pub completed_now: bool,
-}
-
-/// Takes the upload's turn (stopping an older request on it) and answers where it stands; an
-/// upload whose last byte is durable but was not yet stored (a crash in between) is stored now.
-pub async fn status(state: &AppState, user_id: &str, id: &str) -> Result<Progress, Error> {
-    let id = parse_id(id)?;
-    // Whose upload it is, first: another user's request must not stop the owner's.
-    find(state, user_id, &id).await?;
-    let mut turn = state.uploads.take_turn(&id).await;
-    let upload = find(state, user_id, &id).await?;
-    settle(state, &mut turn, upload).await
-}
-
-pub(super) async fn settle(state: &AppState, turn: &mut Turn, upload: Upload) -> Result<Progress, Error> {
-    if upload.is_complete() {
-        let recording = recording_of(state, &upload).await?;
-        return Ok(Progress { upload, recording, completed_now: false });
-    }
-    if upload.length == Some(upload.received) && upload.received > 0 {
-        return complete(state, turn, upload).await;
-    }
-    Ok(Progress { upload, recording: None, completed_now: false })
 }
 
 pub(super) async fn recording_of(state: &AppState, upload: &Upload) -> Result<Option<Recording>, Error> {
