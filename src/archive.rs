@@ -10,9 +10,9 @@
 //! record are written last, and an archive cut short has neither (strict tools refuse it;
 //! lenient ones recover the entries before the cut).
 
-use crate::blobs::BlobError;
 use crate::recordings::Recording;
 use crate::storage::Storage;
+use crate::storage::store::BlobError;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -37,7 +37,7 @@ pub struct Entry {
     pub name: String,
     /// The recording, and the store its bytes are in.
     pub id: uuid::Uuid,
-    pub store: crate::blobs::Backend,
+    pub store: crate::storage::store::Backend,
     pub size: u64,
     /// When the recording was stored, for the entry's time (UTC).
     pub created_ms: i64,

@@ -13,7 +13,7 @@
 //!
 //! Until step 4 DEST keeps the previous backup's database, whose files are all still there.
 
-use crate::blobs::{BlobError, Place, Store as _};
+use crate::storage::store::{BlobError, Place, Store as _};
 use crate::storage::{Storage, copy_hashed, sync_dir};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, params};
@@ -76,7 +76,7 @@ struct Row {
     sha256: String,
     /// Marked damaged by `check --repair`: its owner has been told.
     marked: bool,
-    store: crate::blobs::Backend,
+    store: crate::storage::store::Backend,
 }
 
 /// Backs the data directory of `source` up into `dest`. Blocking.
@@ -339,7 +339,7 @@ fn copy_file(source: &Storage, target: &Storage, row: &Row, copied_db: &Connecti
 }
 
 /// The store a recording is copied from, for messages.
-fn source_name(source: &Storage, backend: crate::blobs::Backend) -> String {
+fn source_name(source: &Storage, backend: crate::storage::store::Backend) -> String {
     source.store(backend).map(|s| s.describe()).unwrap_or_else(|e| e.to_string())
 }
 

@@ -17,10 +17,10 @@
 //!   finishing) are not orphans either;
 //! - a row without a file may have been deleted a moment ago, so the row is looked up again.
 
-use crate::blobs::{Backend, BlobError, Object, Store, pending_path};
 use crate::db::Db;
 use crate::error::Error;
 use crate::storage::Storage;
+use crate::storage::store::{Backend, BlobError, Object, Store, pending_path};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::io;
 use uuid::Uuid;

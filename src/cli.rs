@@ -352,7 +352,7 @@ pub fn storage_adopt(config: &Config) -> Result<(), Failure> {
     };
     existing_data_dir(config)?;
     let (db, _) = open(config)?;
-    let store = crate::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
+    let store = crate::storage::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
     store.probe().map_err(Failure::work)?;
     let ours = crate::marker::installation_id(&*db.conn()?)?;
     let before = crate::marker::read(&store).map_err(Failure::work)?;
@@ -376,7 +376,8 @@ pub fn restore(config: &Config, snapshot: &Path) -> Result<(), Failure> {
             let Some(s3) = &config.s3 else {
                 return Err(Failure::usage("restoring from the object store needs [storage.s3] configured"));
             };
-            let store = crate::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
+            let store =
+                crate::storage::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
             store.probe().map_err(Failure::work)?;
             crate::snapshots::restore_from_store(&store, name, &config.data_dir, &mut on)
         }
@@ -398,8 +399,8 @@ pub fn restore(config: &Config, snapshot: &Path) -> Result<(), Failure> {
 
 /// `recorder storage migrate --to s3|local`
 pub fn storage_migrate(config: &Config, to: &str) -> Result<(), Failure> {
-    use crate::blobs::Backend;
     use crate::migrate::{self, Event};
+    use crate::storage::store::Backend;
     let to = Backend::parse(to).ok_or_else(|| Failure::usage(format!("--to {to:?}: expected \"s3\" or \"local\"")))?;
     if to == Backend::S3 && config.s3.is_none() {
         return Err(Failure::usage(

@@ -3,6 +3,8 @@
 //! Every value is validated once, before anything starts; an error names the key, where the
 //! value came from and what was wrong with it.
 
+pub use crate::storage::s3::S3Config;
+use crate::storage::store::Backend;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -39,7 +41,7 @@ pub struct Config {
     pub max_upload_size: u64,
     pub min_free_space: u64,
     /// Where new recordings' audio goes (`storage.backend`).
-    pub backend: crate::blobs::Backend,
+    pub backend: Backend,
     /// The object store (`[storage.s3]`), when an endpoint and a bucket are set: used for new
     /// recordings when `backend` is S3, and for reading recordings already there either way.
     pub s3: Option<S3Config>,
@@ -117,32 +119,6 @@ impl Config {
     /// How long an incomplete upload is kept after its last byte, in milliseconds.
     pub fn upload_expire_ms(&self) -> i64 {
         i64::from(self.upload_expire_hours) * 3_600_000
-    }
-}
-
-/// `[storage.s3]`: an S3-compatible object store (Garage, SeaweedFS, MinIO, AWS).
-#[derive(Clone, PartialEq, Eq)]
-pub struct S3Config {
-    /// `http://host:port` or `https://…`.
-    pub endpoint: String,
-    pub bucket: String,
-    pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    /// Keys start with this (no leading or trailing `/`); empty: the bucket's root.
-    pub prefix: String,
-}
-
-impl fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The secret never reaches a log line.
-        f.debug_struct("S3Config")
-            .field("endpoint", &self.endpoint)
-            .field("bucket", &self.bucket)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
     }
 }
 
@@ -399,8 +375,8 @@ fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) -> Result<Con
         }
     };
     let backend = match get("storage.backend").value.trim() {
-        "local" => crate::blobs::Backend::Local,
-        "s3" if s3.is_some() => crate::blobs::Backend::S3,
+        "local" => Backend::Local,
+        "s3" if s3.is_some() => Backend::S3,
         "s3" => return Err(bad("storage.backend", "\"s3\" needs storage.s3.endpoint and storage.s3.bucket")),
         _ => return Err(bad("storage.backend", "expected \"local\" or \"s3\"")),
     };
@@ -702,7 +678,7 @@ mod tests {
             ("RECORDER_STORAGE_S3_PREFIX", "/home/recorder/"),
         ])
         .expect("valid");
-        assert_eq!(config.backend, crate::blobs::Backend::S3);
+        assert_eq!(config.backend, Backend::S3);
         let s3 = config.s3.expect("configured");
         assert_eq!(
             (s3.endpoint.as_str(), s3.region.as_str(), s3.prefix.as_str()),
@@ -729,6 +705,6 @@ mod tests {
         // Configured but not chosen: old recordings there stay readable, new ones go to disk.
         let local = with(&[("RECORDER_STORAGE_S3_ENDPOINT", "http://h:1"), ("RECORDER_STORAGE_S3_BUCKET", "b")])
             .expect("valid");
-        assert_eq!((local.backend, local.s3.is_some()), (crate::blobs::Backend::Local, true));
+        assert_eq!((local.backend, local.s3.is_some()), (Backend::Local, true));
     }
 }

@@ -10,10 +10,10 @@
 //! the process keeps it; a power cut may lose it, and then the bytes it named are kept in
 //! lost+found instead of being deleted, the safe side).
 
-use crate::blobs::Backend;
 use crate::db::Db;
 use crate::error::Error;
 use crate::storage::Storage;
+use crate::storage::store::Backend;
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 

@@ -47,7 +47,7 @@ pub struct Draft {
 /// How finished bytes become a recording's: a one-shot upload's temp file is moved (renamed
 /// into place on disk), a resumable upload's file is kept until the row is committed (hard-linked
 /// on disk), so its bytes survive a crash between the store and the row.
-pub use crate::blobs::Place;
+pub use crate::storage::store::Place;
 
 /// What [`record`] did.
 #[derive(Debug)]
@@ -166,7 +166,7 @@ pub fn record(
 
 /// Deletes the bytes this process stored under a new id that no row took, then their in-flight
 /// note (kept when the delete fails: the next start finishes it).
-fn forget(conn: &Connection, store: &dyn crate::blobs::Store, id: &Uuid, what: &str) {
+fn forget(conn: &Connection, store: &dyn crate::storage::store::Store, id: &Uuid, what: &str) {
     match store.delete(id) {
         Ok(()) => {
             if let Err(e) = crate::inflight::clear(conn, id, store.backend()) {
@@ -186,12 +186,12 @@ pub fn keep_for(
     name: Option<&str>,
     recorded_at: Option<i64>,
     now: i64,
-) -> Result<Option<crate::blobs::Keep>, Error> {
+) -> Result<Option<crate::storage::store::Keep>, Error> {
     let owner: Option<String> = conn
         .prepare_cached("SELECT username FROM users WHERE id = ?1")?
         .query_row([user_id], |r| r.get(0))
         .optional()?;
-    Ok(owner.map(|owner| crate::blobs::Keep {
+    Ok(owner.map(|owner| crate::storage::store::Keep {
         owner,
         user_id: user_id.to_string(),
         name: name.map(str::to_string),
@@ -214,7 +214,7 @@ pub async fn start_upload(
             (state.db.clone(), user_id.to_string(), name.map(str::to_string), state.clock.now_ms());
         let keep = blocking(move || {
             let conn = db.conn()?;
-            crate::inflight::note(&conn, &id, crate::blobs::Backend::S3, crate::inflight::Kind::New, now)?;
+            crate::inflight::note(&conn, &id, crate::storage::store::Backend::S3, crate::inflight::Kind::New, now)?;
             keep_for(&conn, &user, name.as_deref(), recorded_at, now)
         })
         .await?;

@@ -421,7 +421,7 @@ fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::Clock, job
 pub(crate) fn size_and_duration(
     db: &Db,
     recording_id: &str,
-) -> Result<Option<(i64, Option<i64>, crate::blobs::Backend)>, String> {
+) -> Result<Option<(i64, Option<i64>, crate::storage::store::Backend)>, String> {
     db.conn()
         .and_then(|conn| {
             conn.query_row("SELECT size, duration_ms, store FROM recordings WHERE id = ?1", [recording_id], |r| {
@@ -440,7 +440,7 @@ fn analyse(db: &Db, storage: &Storage, settings: Settings, job: &Job) -> Result<
     // The file itself on disk; a temp copy from an object store (decoders seek).
     let copy = match storage.local_copy(store, &id) {
         Ok(copy) => copy,
-        Err(crate::blobs::BlobError::NotFound) => return missing_bytes(db, &job.recording_id).map(|()| None),
+        Err(crate::storage::store::BlobError::NotFound) => return missing_bytes(db, &job.recording_id).map(|()| None),
         Err(e) => return Err(format!("cannot read the recording: {e}")),
     };
     let limits = Limits {

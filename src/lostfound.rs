@@ -4,7 +4,7 @@
 //! `recorder check` reports them and `recorder check --recover` turns them back into
 //! recordings. Each keeps its recording id as its name.
 
-use crate::blobs::LocalStore;
+use crate::storage::store::LocalStore;
 use crate::storage::sync_dir;
 use std::fs;
 use std::io;

@@ -1,11 +1,11 @@
 //! Background and startup work: finishing interrupted deletes, emptying `tmp/`, purging the
 //! trash and expired sessions, and removing files that no row refers to.
 
-use crate::blobs::{Backend, Store};
 use crate::db::Db;
 use crate::error::Error;
 use crate::recordings;
 use crate::storage::Storage;
+use crate::storage::store::{Backend, Store};
 use crate::users;
 
 /// How many trash rows one purge transaction takes.
@@ -170,7 +170,7 @@ pub fn sweep_unknown(db: &Db, storage: &Storage, before_ms: i64) -> Result<Unkno
 /// No row in this store, no in-flight note, no pending delete: bytes this database does not know.
 pub fn unreferenced(conn: &rusqlite::Connection, id: &uuid::Uuid, backend: Backend) -> Result<bool, Error> {
     let text = id.hyphenated().to_string();
-    let pending = crate::blobs::pending_path(backend, id);
+    let pending = crate::storage::store::pending_path(backend, id);
     Ok(!recordings::in_store(conn, &text, backend)?
         && !crate::inflight::is_noted(conn, &text, backend)?
         && !conn.prepare_cached("SELECT 1 FROM pending_unlinks WHERE path = ?1")?.exists([pending])?)

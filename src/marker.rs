@@ -4,10 +4,10 @@
 //! finds recordings' objects and no marker, does not start: two installations on one store
 //! would each take the other's recordings for unknown objects.
 
-use crate::blobs::Store as _;
 use crate::db::Db;
 use crate::error::Error;
-use crate::s3::S3Store;
+use crate::storage::s3::S3Store;
+use crate::storage::store::Store as _;
 use rusqlite::Connection;
 
 /// The marker's name under the prefix.
@@ -79,7 +79,7 @@ pub fn claim(store: &S3Store, db: &Db) -> Result<Claim, String> {
     // Written before markers existed: this installation's when its rows name the objects.
     let mut named = false;
     for object in objects.iter().take(1000) {
-        if crate::recordings::in_store(&conn, &object.id.hyphenated().to_string(), crate::blobs::Backend::S3)
+        if crate::recordings::in_store(&conn, &object.id.hyphenated().to_string(), crate::storage::store::Backend::S3)
             .map_err(|e| e.to_string())?
         {
             named = true;

@@ -13,9 +13,9 @@
 //! A recording deleted by the server while it was being copied is not switched, and its copy
 //! is deleted. Running it again when everything has moved does nothing.
 
-use crate::blobs::{Backend, BlobError, Store, pending_path};
 use crate::db::Db;
 use crate::error::Error;
+use crate::storage::store::{Backend, BlobError, Store, pending_path};
 use crate::storage::{Storage, copy_hashed};
 use rusqlite::{Connection, params};
 use std::io::{self, Read};

@@ -46,7 +46,7 @@ pub struct Recording {
     pub deleted_ms: Option<i64>,
     /// Which store holds the bytes; not part of the JSON.
     #[serde(skip)]
-    pub store: crate::blobs::Backend,
+    pub store: crate::storage::store::Backend,
 }
 
 /// What matched a search: the name, or words of the transcript (with the segment's text and
@@ -79,7 +79,7 @@ pub struct NewRecording {
     pub created_at: i64,
     pub idempotency_key: Option<String>,
     /// The store its bytes were put in.
-    pub store: crate::blobs::Backend,
+    pub store: crate::storage::store::Backend,
 }
 
 const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform, transcript, store";
@@ -696,7 +696,7 @@ fn queue(tx: &Transaction<'_>, ids: &[String], now: i64) -> Result<Vec<String>, 
     for id in ids {
         let Ok(uuid) = Uuid::parse_str(id) else { continue };
         let backend = store.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default();
-        let path = crate::blobs::pending_path(backend, &uuid);
+        let path = crate::storage::store::pending_path(backend, &uuid);
         pending.execute(params![path, now])?;
         delete.execute([id])?;
         paths.push(path);
@@ -805,7 +805,7 @@ pub fn finish_unlinks(conn: &Connection, storage: &Storage, paths: &[String]) ->
 
 /// Whether a recording's row names this store (a copy in the other one is what an interrupted
 /// migration leaves).
-pub fn in_store(conn: &Connection, id: &str, backend: crate::blobs::Backend) -> Result<bool, Error> {
+pub fn in_store(conn: &Connection, id: &str, backend: crate::storage::store::Backend) -> Result<bool, Error> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM recordings WHERE id = ?1 AND store = ?2")?
         .exists(params![id, backend.as_str()])?)
@@ -818,14 +818,14 @@ pub fn exists(conn: &Connection, id: &str) -> Result<bool, Error> {
 
 /// What a recording's bytes keep for recovery, from its row (a copy made by a migration or a
 /// backup keeps its current name).
-pub fn keep_of(conn: &Connection, id: &str) -> Result<Option<crate::blobs::Keep>, Error> {
+pub fn keep_of(conn: &Connection, id: &str) -> Result<Option<crate::storage::store::Keep>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT u.username, r.user_id, r.name, r.recorded_at, r.created_at
              FROM recordings r JOIN users u ON u.id = r.user_id WHERE r.id = ?1",
         )?
         .query_row([id], |r| {
-            Ok(crate::blobs::Keep {
+            Ok(crate::storage::store::Keep {
                 owner: r.get(0)?,
                 user_id: r.get(1)?,
                 name: Some(r.get(2)?),

@@ -3,18 +3,18 @@
 //! on disk that no row names, and the objects in the object store that no row names, and makes
 //! each one that holds recognisable audio a recording again, under its own id, with its analysis
 //! queued. The owner, name and times come from what the bytes kept beside them (see
-//! [`crate::blobs::Keep`]); `--owner` gives bytes that kept nothing (or all of them) an owner.
+//! [`crate::storage::store::Keep`]); `--owner` gives bytes that kept nothing (or all of them) an owner.
 //!
 //! It is idempotent (a second run finds nothing left), safe while the server is stopped, and
 //! safe to interrupt: a file leaving lost+found is noted in flight first, and one whose
 //! recording did not arrive goes back there at the next start.
 
-use crate::blobs::{Backend, Keep, Store};
 use crate::db::Db;
 use crate::error::Error;
 use crate::ingest::Stored;
 use crate::recordings::NewRecording;
 use crate::storage::Storage;
+use crate::storage::store::{Backend, Keep, Store};
 use rusqlite::{Connection, OptionalExtension as _};
 use std::path::Path;
 use uuid::Uuid;
@@ -138,7 +138,7 @@ pub fn run(db: &Db, storage: &Storage, owner: Option<&str>, on: &mut dyn FnMut(E
                 continue;
             }
             report.found += 1;
-            let place = crate::blobs::pending_path(backend, &object.id);
+            let place = crate::storage::store::pending_path(backend, &object.id);
             if crate::recordings::exists(&conn, &object.id.hyphenated().to_string())? {
                 report.count_left(on, &object.id, &place, "a copy of a recording in the other store");
                 continue;

@@ -10,7 +10,7 @@
 //! uploaded under `<prefix>/.recorder-backups/`, so losing the machine's disk loses nothing.
 
 use crate::backup::{BackupError, Report, ctx, fail};
-use crate::blobs::{Keep, Place, Store as _};
+use crate::storage::store::{Keep, Place, Store as _};
 use crate::storage::{Storage, copy_hashed, sync_dir};
 use rusqlite::Connection;
 use std::fs;
@@ -119,7 +119,7 @@ pub fn take(
 
 /// Hard-links every recording file of `from` into `to`'s `recordings/`.
 fn link_recordings(from: &Path, to: &Path) -> Result<u64, BackupError> {
-    let previous = crate::blobs::LocalStore::new(from);
+    let previous = crate::storage::store::LocalStore::new(from);
     let mut linked = 0;
     for object in previous.list().map_err(ctx(format!("listing {}", from.display())))? {
         let relative = Storage::relative_path(&object.id);
@@ -139,7 +139,12 @@ fn link_recordings(from: &Path, to: &Path) -> Result<u64, BackupError> {
 /// Uploads a copy of the server's database (its rows still naming the object store, unlike the
 /// snapshot's own, which names its local copies) to the object store, and keeps the newest
 /// `keep` there. `recorder restore s3:<name>` brings it back.
-fn upload_database(source: &Storage, s3: &crate::s3::S3Store, name: &str, keep: u32) -> Result<String, BackupError> {
+fn upload_database(
+    source: &Storage,
+    s3: &crate::storage::s3::S3Store,
+    name: &str,
+    keep: u32,
+) -> Result<String, BackupError> {
     let key = format!("{STORE_DIR}/{name}.db");
     let copy = source.tmp_dir().join(format!("upload-{}.db", Uuid::now_v7()));
     crate::backup::copy_database(&source.db_path(), &copy)?;
@@ -208,7 +213,7 @@ pub fn restore(snapshot: &Path, target: &Path, on: &mut dyn FnMut(u64, u64)) -> 
 /// recording's object back and checking its size and SHA-256. For when the machine's disk and
 /// its snapshots are lost and the audio is in the store. Blocking.
 pub fn restore_from_store(
-    s3: &crate::s3::S3Store,
+    s3: &crate::storage::s3::S3Store,
     name: &str,
     target: &Path,
     on: &mut dyn FnMut(u64, u64),
@@ -248,7 +253,7 @@ pub fn restore_from_store(
             let uuid = Uuid::parse_str(&id).map_err(ctx(format!("a recording with the malformed id {id:?}")))?;
             let read = s3
                 .reader(&uuid)
-                .map_err(crate::blobs::BlobError::into_io)
+                .map_err(crate::storage::store::BlobError::into_io)
                 .and_then(|mut reader| copy_hashed(&mut reader, &mut io::sink()));
             let (bytes, hash) = read.map_err(ctx(format!("recording {id}: cannot read it from {}", s3.place())))?;
             if bytes != size.max(0) as u64 || hash != sha256 {

@@ -64,12 +64,12 @@ pub enum StartError {
     WebDav { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
-use crate::blobs::Store as _;
+use crate::storage::store::Store as _;
 
 /// Opens the object store when `[storage.s3]` is configured and checks it answers: a store that
 /// is unreachable, refuses the keys or lacks the bucket stops startup with one line naming it.
 /// Recordings in an object store that is not configured stop it too.
-pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::s3::S3Store>>, StartError> {
+pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::storage::s3::S3Store>>, StartError> {
     let Some(s3) = &config.s3 else {
         let in_s3: i64 = db
             .conn()
@@ -85,7 +85,8 @@ pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::s3::S3Store
         }
         return Ok(None);
     };
-    let store = crate::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(StartError::Store)?;
+    let store =
+        crate::storage::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(StartError::Store)?;
     store.probe().map_err(StartError::Store)?;
     match crate::marker::claim(&store, db).map_err(StartError::Store)? {
         crate::marker::Claim::Ours => {}

@@ -1177,7 +1177,8 @@ fn in_process(db: &Path, user_id: &str, word: &str, expected: usize, samples: us
     let query = recorder::transcription::index::fts_query(user_id, word).expect("a word to search for");
     let index = || {
         let started = Instant::now();
-        let hits = recorder::transcription::index::search(&conn, &query, None, PAGE + 1, true).expect("searching the index");
+        let hits =
+            recorder::transcription::index::search(&conn, &query, None, PAGE + 1, true).expect("searching the index");
         (hits.len(), started.elapsed())
     };
     // The server's own connection setup (its `fold` function for names, its cache size).

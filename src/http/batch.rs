@@ -151,7 +151,7 @@ async fn download_archive(
             let context = format!("archiving recording {}", entry.id);
             match storage.store(entry.store).and_then(|store| store.size_of(&entry.id)) {
                 Ok(Some(_)) => {}
-                Ok(None) => return Err(crate::blobs::BlobError::NotFound.api(&context)),
+                Ok(None) => return Err(crate::storage::store::BlobError::NotFound.api(&context)),
                 Err(e) => return Err(e.api(&context)),
             }
         }

@@ -161,7 +161,7 @@ impl<'r> FromRequest<'r> for RangeHeaders {
 pub struct Audio {
     status: Status,
     headers: Vec<(&'static str, String)>,
-    body: Option<(crate::blobs::Body, u64)>,
+    body: Option<(crate::storage::store::Body, u64)>,
 }
 
 impl<'r> Responder<'r, 'static> for Audio {

@@ -26,7 +26,7 @@ pub async fn healthz(state: &State<AppState>) -> Result<Reply, ApiError> {
                 .map_err(|e| Error::unavailable("data directory not writable", e))
         }),
         crate::db::blocking(move || {
-            use crate::blobs::Store as _;
+            use crate::storage::store::Store as _;
             match storage.s3() {
                 // A key that is never used: "not found" is the healthy answer.
                 Some(s3) => s3.size_of(&uuid::Uuid::nil()).map(|_| ()).map_err(|e| e.api("object store health check")),

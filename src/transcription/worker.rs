@@ -184,7 +184,7 @@ impl Worker {
         // The file itself on disk; a temp copy from an object store (the decoder seeks).
         let copy = match self.storage.local_copy(store, &id) {
             Ok(copy) => copy,
-            Err(crate::blobs::BlobError::NotFound) => {
+            Err(crate::storage::store::BlobError::NotFound) => {
                 return jobs::missing_bytes(&self.db, &job.recording_id).map(|()| Outcome::Gone);
             }
             Err(e) => return Err(format!("cannot read the recording: {e}")),

@@ -919,12 +919,12 @@ impl GuardedFileSystem<Caller> for RecordingsFs {
 /// A recording's file, read for GET.
 struct ReadFile {
     storage: storage::Storage,
-    store: crate::blobs::Backend,
+    store: crate::storage::store::Backend,
     id: Uuid,
     size: u64,
     pos: u64,
     /// The bytes from `pos` on, once a read asked for them.
-    body: Option<crate::blobs::Body>,
+    body: Option<crate::storage::store::Body>,
     meta: Meta,
 }
 
@@ -959,7 +959,7 @@ impl DavFile for ReadFile {
                 };
                 self.body = Some(opened.map_err(|e| {
                     log::error!("WebDAV: cannot open recording {}: {e}", self.id);
-                    if matches!(e, crate::blobs::BlobError::NotFound) {
+                    if matches!(e, crate::storage::store::BlobError::NotFound) {
                         FsError::NotFound
                     } else {
                         FsError::GeneralFailure

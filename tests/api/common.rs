@@ -29,7 +29,7 @@ pub struct Server {
     /// The object store's prefix, when the server has one configured.
     pub s3: Option<crate::s3::Bucket>,
     /// The object store settings and where new recordings go.
-    store: (Option<recorder::config::S3Config>, recorder::blobs::Backend),
+    store: (Option<recorder::config::S3Config>, recorder::storage::store::Backend),
     /// Whether the background jobs run (`analysis.enabled`; transcription follows analysis).
     jobs_run: bool,
 }
@@ -90,7 +90,7 @@ impl Server {
         config.port = 0;
         config.shutdown_grace_secs = 1;
         if test_store_is_s3() {
-            config.backend = recorder::blobs::Backend::S3;
+            config.backend = recorder::storage::store::Backend::S3;
             config.s3 = Some(crate::s3::shared().config(&crate::s3::fresh_prefix("server")));
         }
         let default_dir = config.data_dir.clone();
@@ -363,7 +363,8 @@ impl Server {
         let storage = recorder::storage::Storage::open(&self.data()).expect("storage");
         let (s3, backend) = &self.store;
         let journal = self.data().join("s3-multipart");
-        let s3 = s3.as_ref().map(|c| Arc::new(recorder::s3::S3Store::open(c, &journal).expect("the object store")));
+        let s3 =
+            s3.as_ref().map(|c| Arc::new(recorder::storage::s3::S3Store::open(c, &journal).expect("the object store")));
         storage.with_s3(s3, *backend)
     }
 

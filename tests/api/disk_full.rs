@@ -64,7 +64,7 @@ fn a_full_disk_answers_507_on_every_write_and_recovers() {
     let server = Server::start_with(|c| {
         c.data_dir = data.clone();
         c.min_free_space = 0;
-        c.backend = recorder::blobs::Backend::Local;
+        c.backend = recorder::storage::store::Backend::Local;
         c.s3 = None;
     });
     let token = server.signup("alice");

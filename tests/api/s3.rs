@@ -16,8 +16,8 @@
 use crate::cli::{Running, recorder, run, signup};
 use crate::common::noise_wav;
 use crate::common::{Server, eventually, fixture, send, sha256_hex};
-use recorder::blobs::Backend;
 use recorder::config::S3Config;
+use recorder::storage::store::Backend;
 use serde_json::json;
 use std::io::Write as _;
 use std::net::TcpListener;

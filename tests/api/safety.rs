@@ -7,7 +7,7 @@
 
 use crate::cli::{Running, recorder, run, serve, signup};
 use crate::common::{Server, all_pages, eventually, fixture, send, send_json, sha256_hex, test_store_is_s3};
-use recorder::blobs::Backend;
+use recorder::storage::store::Backend;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;

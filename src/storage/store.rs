@@ -1,5 +1,5 @@
 //! Where recordings' bytes live: a [`Store`], the data directory's `recordings/` ([`LocalStore`])
-//! or an S3-compatible object store ([`crate::s3::S3Store`]). Each recording's row says which
+//! or an S3-compatible object store ([`crate::storage::s3::S3Store`]). Each recording's row says which
 //! (`recordings.store`), so recordings can move between them (`recorder storage migrate`) while
 //! the server reads them; new recordings go to the configured `storage.backend`.
 //!
@@ -77,7 +77,7 @@ impl BlobError {
                 log::error!("{context}: the recording's bytes are missing; `recorder check` reports it");
                 Error::not_found("the file of this recording is missing from the server")
             }
-            BlobError::Disk(e) => crate::storage::disk_error(e),
+            BlobError::Disk(e) => super::files::disk_error(e),
             BlobError::Unavailable(why) => Error::unavailable(context, why),
         }
     }
@@ -275,7 +275,7 @@ impl LocalStore {
         let shard = target.parent().unwrap_or(&self.root).to_path_buf();
         if !shard.is_dir() {
             fs::create_dir_all(&shard)?;
-            crate::storage::sync_dir(&self.root.join("recordings"))?;
+            super::files::sync_dir(&self.root.join("recordings"))?;
         }
         Ok((target, shard))
     }
@@ -301,7 +301,7 @@ impl LocalStore {
             let name = file.file_name().to_string_lossy().to_string();
             if let Ok(id) = Uuid::parse_str(&name) {
                 let meta = file.metadata()?;
-                out.push(Object { id, size: meta.len(), modified_ms: crate::storage::modified_ms(&meta) });
+                out.push(Object { id, size: meta.len(), modified_ms: super::files::modified_ms(&meta) });
             }
         }
         Ok(out)
@@ -336,7 +336,7 @@ impl Store for LocalStore {
                 fs::hard_link(source, &target).map_err(BlobError::Disk)?;
             }
         }
-        crate::storage::sync_dir(&shard).map_err(BlobError::Disk)
+        super::files::sync_dir(&shard).map_err(BlobError::Disk)
     }
 
     fn put_reader(&self, reader: &mut dyn Read, size: u64, id: &Uuid, keep: Option<&Keep>) -> Result<(), BlobError> {
@@ -353,7 +353,7 @@ impl Store for LocalStore {
             }
             out.sync_all()?;
             fs::rename(&tmp, &target)?;
-            crate::storage::sync_dir(&shard)
+            super::files::sync_dir(&shard)
         })();
         if written.is_err() {
             let _ = fs::remove_file(&tmp);

@@ -16,8 +16,7 @@
 //! and blocking callers (the job workers, `check`, `backup`, `migrate`) can wait for it. Reads
 //! stream through a bounded channel: memory stays a few chunks per reader whatever the size.
 
-use crate::blobs::{Backend, BlobError, Body, Keep, Object, Place, Store};
-use crate::config::S3Config;
+use crate::storage::store::{Backend, BlobError, Body, Keep, Object, Place, Store};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
@@ -37,6 +36,32 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
+
+/// `[storage.s3]`: an S3-compatible object store (Garage, SeaweedFS, MinIO, AWS).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// `http://host:port` or `https://…`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Keys start with this (no leading or trailing `/`); empty: the bucket's root.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log line.
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Multipart part size: S3 wants at least 5 MiB for every part but the last, and stores take
 /// fewer, larger parts faster (SeaweedFS took 512 MiB in 8 MiB parts at 0.58 of one PUT's rate).
@@ -489,7 +514,7 @@ async fn stream_to(
 fn attributes(keep: Option<&Keep>) -> Attributes {
     let mut attributes = Attributes::new();
     if let Some(value) = keep.and_then(Keep::to_header) {
-        attributes.insert(Attribute::Metadata(crate::blobs::S3_METADATA.into()), value.into());
+        attributes.insert(Attribute::Metadata(crate::storage::store::S3_METADATA.into()), value.into());
     }
     attributes
 }
@@ -718,7 +743,7 @@ impl Store for S3Store {
         match got {
             Ok(result) => Ok(result
                 .attributes
-                .get(&Attribute::Metadata(crate::blobs::S3_METADATA.into()))
+                .get(&Attribute::Metadata(crate::storage::store::S3_METADATA.into()))
                 .and_then(|value| Keep::from_header(value))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(unavailable(e)),

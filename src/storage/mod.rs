@@ -1,15 +1,21 @@
-//! The data directory, and the stores recordings' bytes live in ([`crate::blobs`]).
+//! The data directory, and the stores recordings' bytes live in ([`store`]).
 //!
 //! Uploads in flight are streamed into `tmp/` and hashed chunk by chunk. On disk
 //! (`recordings/<last 2 hex of id>/<id>`) the file is fsynced, renamed into place and the
 //! directory fsynced; with an object store as the backend the same chunks stream to it as they
-//! arrive ([`crate::s3`]) and the temp file only serves sniffing. Either way the bytes are durable
+//! arrive ([`s3`]) and the temp file only serves sniffing. Either way the bytes are durable
 //! before their row exists.
 
-use crate::blobs::{Backend, BlobError, LocalStore, Store};
+pub mod files;
+pub mod s3;
+pub mod store;
+
+pub use files::{disk_error, insufficient_storage, modified_ms, sync_dir};
+pub use store::{Backend, BlobError, Keep, LocalStore, Store};
+
 use crate::error::Error;
-use crate::s3::S3Store;
 use bytes::{Bytes, BytesMut};
+use s3::S3Store;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -105,7 +111,7 @@ impl Storage {
     }
 
     /// A local file with a recording's bytes for decoders that seek (see [`Store::local_copy`]).
-    pub fn local_copy(&self, backend: Backend, id: &Uuid) -> Result<crate::blobs::LocalCopy, BlobError> {
+    pub fn local_copy(&self, backend: Backend, id: &Uuid) -> Result<crate::storage::store::LocalCopy, BlobError> {
         self.store(backend)?.local_copy(id, &self.tmp_dir())
     }
 
@@ -120,7 +126,7 @@ impl Storage {
     /// Removes what a pending delete names: a recording's bytes in its store, or a file under
     /// the data directory (a resumable upload's).
     pub fn unlink_pending(&self, path: &str) -> Result<(), BlobError> {
-        match crate::blobs::parse_pending_path(path) {
+        match crate::storage::store::parse_pending_path(path) {
             Some((backend, id)) => self.store(backend)?.delete(&id),
             None => self.unlink(path).map_err(BlobError::Disk),
         }
@@ -192,15 +198,6 @@ impl Storage {
     }
 }
 
-/// A file's modification time in milliseconds since the epoch (unknown: the far future, so it
-/// never counts as old).
-pub fn modified_ms(meta: &fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(i64::MAX, |d| d.as_millis() as i64)
-}
-
 /// The name of the lock file a server or a backup holds in its data directory.
 pub const LOCK_FILE: &str = "recorder.lock";
 
@@ -214,11 +211,6 @@ pub fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
         Err(fs::TryLockError::WouldBlock) => Ok(None),
         Err(fs::TryLockError::Error(e)) => Err(e),
     }
-}
-
-/// fsync a directory, so a rename or create in it survives a crash.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Deletes a temp file when dropped, unless it was committed: whatever way an upload ends
@@ -281,7 +273,7 @@ pub struct Upload {
     temp: TempFile,
     /// The same bytes streaming to the object store as they arrive, when new recordings go
     /// there: the temp file is then only for sniffing and decoding, and is not fsynced.
-    tee: Option<crate::s3::Streaming>,
+    tee: Option<crate::storage::s3::Streaming>,
     buf: BytesMut,
     size: u64,
     head: Vec<u8>,
@@ -348,7 +340,7 @@ pub struct Finished {
     pub size: u64,
     pub sha256: String,
     /// The object it streamed to, to be completed by [`Finished::object`].
-    tee: Option<crate::s3::Streaming>,
+    tee: Option<crate::storage::s3::Streaming>,
 }
 
 impl Finished {
@@ -383,7 +375,7 @@ impl Upload {
     pub async fn start(
         storage: &Storage,
         accept_head: fn(&[u8]) -> bool,
-        stream_as: Option<(Uuid, Option<crate::blobs::Keep>)>,
+        stream_as: Option<(Uuid, Option<crate::storage::store::Keep>)>,
     ) -> Result<Upload, Error> {
         let path = storage.tmp_dir().join(format!("{}.part", Uuid::now_v7()));
         let open_path = path.clone();
@@ -585,20 +577,6 @@ impl Upload {
     }
 }
 
-/// A write failure: a full disk is the client's 507, anything else is ours.
-pub fn disk_error(e: io::Error) -> Error {
-    if e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull {
-        log::warn!("upload refused: disk full");
-        insufficient_storage()
-    } else {
-        Error::internal("writing upload", e)
-    }
-}
-
-pub fn insufficient_storage() -> Error {
-    Error::InsufficientStorage("the server does not have enough free disk space for this upload".into())
-}
-
 /// The hex SHA-256 of a file, read in 256 KiB chunks. Blocking.
 pub fn hash_file(path: &Path) -> io::Result<String> {
     copy_hashed(&mut File::open(path)?, &mut io::sink()).map(|(_, hash)| hash)
@@ -647,7 +625,10 @@ mod tests {
         assert_eq!(finished.size, data.len() as u64);
         assert_eq!(finished.sha256, hex(&Sha256::digest(&data)));
         let id = Uuid::now_v7();
-        storage.current().put_file(finished.temp.path(), &id, crate::blobs::Place::Move, None).expect("commit");
+        storage
+            .current()
+            .put_file(finished.temp.path(), &id, crate::storage::store::Place::Move, None)
+            .expect("commit");
         finished.temp.disarm();
         assert_eq!(fs::read(storage.path(&Storage::relative_path(&id))).expect("read back"), data);
         assert_eq!(fs::read_dir(storage.tmp_dir()).expect("tmp").count(), 0);
