@@ -138,8 +138,9 @@ fn start_background(
             seconds_per_hour: state.config.analysis_seconds_per_hour,
             transcribe: state.config.transcription_model.is_some(),
         };
-        if let Err(e) = state.jobs.start(db.clone(), storage.clone(), settings, clock.clone(), state.changes.clone()) {
-            log::error!("cannot start the background job worker: {e}");
+        let analysis = jobs::Analysis { db: db.clone(), storage: storage.clone(), settings, clock: clock.clone() };
+        if let Err(e) = state.jobs.start(analysis, db.clone(), clock.clone(), state.changes.clone()) {
+            log::error!("cannot start the analysis worker: {e}");
         }
     }
     // An analysed recording is queued for transcription: its worker hears of it.
@@ -148,15 +149,10 @@ fn start_background(
     if state.config.analysis_enabled
         && let Some(settings) = transcription::Settings::from_config(&state.config)
     {
-        let started = transcription::worker::start(
-            state.transcripts.clone(),
-            db.clone(),
-            storage.clone(),
-            settings,
-            clock.clone(),
-            state.changes.clone(),
-        );
-        if let Err(e) = started {
+        let queue = state.transcripts.clone();
+        let kind =
+            transcription::worker::Transcription::new(queue, db.clone(), storage.clone(), settings, clock.clone());
+        if let Err(e) = state.transcripts.start(kind, db.clone(), clock.clone(), state.changes.clone()) {
             log::error!("cannot start the transcription worker: {e}");
         }
     }

@@ -16,7 +16,7 @@ use crate::analysis::Limits;
 use crate::db::Db;
 use crate::error::Error;
 use crate::jobs::TRANSCRIPTION as JOB;
-use crate::jobs::{self, Job, Queue, Writes};
+use crate::jobs::{self, Job, JobKind, Queue, Writes};
 use crate::storage::Storage;
 use rusqlite::{Connection, OptionalExtension};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -27,33 +27,21 @@ use uuid::Uuid;
 const KEEP_MODEL: Duration = Duration::from_secs(60);
 const BACKFILL_KEY: &str = "transcription_backfill_before";
 
-/// Starts the worker thread.
-pub fn start(
+/// Transcription as a job kind over the queue's one loop (`jobs::Queue::start`).
+pub struct Transcription {
+    /// Its own queue: a job in progress stops between windows when the server stops.
     queue: Queue,
     db: Db,
     storage: Storage,
     settings: Settings,
     clock: crate::Clock,
-    changes: crate::changes::Notifier,
-) -> std::io::Result<()> {
-    let writes = Writes(tokio::runtime::Handle::try_current().ok());
-    std::thread::Builder::new().name("recorder-transcribe".into()).spawn(move || {
-        crate::auth::lower_priority("transcription");
-        let mut worker = Worker { queue, db, storage, settings, clock, changes, writes, model: None };
-        worker.work();
-    })?;
-    Ok(())
+    model: Option<(Model, Instant)>,
 }
 
-struct Worker {
-    queue: Queue,
-    db: Db,
-    storage: Storage,
-    settings: Settings,
-    clock: crate::Clock,
-    changes: crate::changes::Notifier,
-    writes: Writes,
-    model: Option<(Model, Instant)>,
+impl Transcription {
+    pub fn new(queue: Queue, db: Db, storage: Storage, settings: Settings, clock: crate::Clock) -> Transcription {
+        Transcription { queue, db, storage, settings, clock, model: None }
+    }
 }
 
 /// How a job ended.
@@ -65,43 +53,32 @@ enum Outcome {
     Stopped,
 }
 
-impl Worker {
-    fn work(&mut self) {
-        while !self.queue.stopped() {
-            let (pool, now) = (self.db.clone(), self.clock.now_ms());
-            match self.writes.run(move || jobs::claim(&mut *pool.conn()?, now, JOB)) {
-                Ok(Some(job)) => {
-                    let ok = self.run(&job);
-                    if let Some(owner) = jobs::owner(&self.db, &job.recording_id) {
-                        self.changes.user(&owner);
-                    }
-                    self.queue.count(ok);
-                }
-                Ok(None) => {
-                    let pool = self.db.clone();
-                    match self.writes.run(move || backfill(&mut *pool.conn()?, now)) {
-                        Ok(0) => {
-                            if self.model.as_ref().is_some_and(|(_, used)| used.elapsed() >= KEEP_MODEL) {
-                                self.model = None;
-                                log::info!("transcription model unloaded (idle)");
-                            }
-                            self.queue.idle();
-                        }
-                        Ok(n) => log::info!("queued {n} earlier recordings for transcription"),
-                        Err(e) => {
-                            log::error!("transcription backfill: {}", e);
-                            self.queue.idle();
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::error!("transcription queue: {}", e);
-                    self.queue.idle();
-                }
-            }
-        }
+impl JobKind for Transcription {
+    fn name(&self) -> &'static str {
+        JOB
     }
 
+    fn thread(&self) -> &'static str {
+        "recorder-transcribe"
+    }
+
+    fn run(&mut self, job: &Job, writes: &Writes) -> bool {
+        self.run_job(job, writes)
+    }
+
+    fn backfill(&self) -> fn(&mut Connection, i64) -> Result<usize, Error> {
+        backfill
+    }
+
+    fn idle(&mut self) {
+        if self.model.as_ref().is_some_and(|(_, used)| used.elapsed() >= KEEP_MODEL) {
+            self.model = None;
+            log::info!("transcription model unloaded (idle)");
+        }
+    }
+}
+
+impl Transcription {
     fn model(&mut self) -> Result<&Model, String> {
         if self.model.is_none() {
             let started = Instant::now();
@@ -119,7 +96,7 @@ impl Worker {
     }
 
     /// Runs one job and records its outcome; false when it failed.
-    fn run(&mut self, job: &Job) -> bool {
+    fn run_job(&mut self, job: &Job, writes: &Writes) -> bool {
         let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.transcribe(job)))
             .unwrap_or_else(|_| Err("transcription crashed on unexpected input".to_string()));
@@ -131,7 +108,7 @@ impl Worker {
         };
         let (pool, record) = (self.db.clone(), job.clone());
         let stopped = matches!(outcome, Ok(Outcome::Stopped));
-        let recorded = self.writes.run(move || {
+        let recorded = writes.run(move || {
             let mut conn = pool.conn()?;
             match written {
                 Ok(Some(transcript)) => finish(&mut conn, &record, &transcript, now),
@@ -151,7 +128,7 @@ impl Worker {
                     )?;
                     Ok(())
                 }
-                Err(reason) => jobs::fail(&mut conn, &record, &reason, now),
+                Err(reason) => jobs::table::fail(&mut conn, &record, &reason, now),
             }
         });
         if let Err(e) = recorded {
@@ -171,7 +148,7 @@ impl Worker {
     }
 
     fn transcribe(&mut self, job: &Job) -> Result<Outcome, String> {
-        let Some((size, duration_ms, store)) = jobs::size_and_duration(&self.db, &job.recording_id)? else {
+        let Some((size, duration_ms, store)) = jobs::analysis::size_and_duration(&self.db, &job.recording_id)? else {
             return Ok(Outcome::Gone);
         };
         if duration_ms.is_some_and(|ms| ms > self.settings.max_ms) {
@@ -185,7 +162,7 @@ impl Worker {
         let copy = match self.storage.local_copy(store, &id) {
             Ok(copy) => copy,
             Err(crate::storage::store::BlobError::NotFound) => {
-                return jobs::missing_bytes(&self.db, &job.recording_id).map(|()| Outcome::Gone);
+                return jobs::analysis::missing_bytes(&self.db, &job.recording_id).map(|()| Outcome::Gone);
             }
             Err(e) => return Err(format!("cannot read the recording: {e}")),
         };
@@ -239,7 +216,7 @@ fn finish(conn: &mut Connection, job: &Job, transcript: &super::Transcript, now:
 /// Queues transcription for a batch of analysed recordings that have none (stored before the
 /// model was configured), newest first; 0 when none are left.
 fn backfill(conn: &mut Connection, now: i64) -> Result<usize, Error> {
-    jobs::backfill_kind(conn, now, JOB, BACKFILL_KEY, |waveform, transcript| {
+    jobs::table::backfill_kind(conn, now, JOB, BACKFILL_KEY, |waveform, transcript| {
         waveform == Some("ready") && transcript.is_none()
     })
 }

@@ -1,4 +1,4 @@
-//! Resumable uploads: the upload resources tus 1.0 and the IETF draft share (`routes/uploads.rs`
+//! Resumable uploads: the upload resources tus 1.0 and the IETF draft share (`http/uploads.rs`
 //! speaks both protocols over these).
 //!
 //! An upload is a row in `uploads` and a file `uploads/<id>` in the data directory. Its durable
