@@ -8,13 +8,17 @@
 //!   and walks a folder it is asked to DELETE; paths are read here with the library's own
 //!   normaliser, so no spelling of `/` or `/Trash/` gets past.
 
-use super::{AnyBody, Folder, Spot, spot};
+use super::meta::{Spot, spot};
 use crate::answer::Answer;
 use crate::error::Error;
+use crate::recordings::Folder;
 use dav_server::davpath::DavPath;
 use http::{HeaderValue, header};
 use hyper::body::Incoming;
 use std::time::Duration;
+
+/// The body of every answer and of a bounded request: the library's, or ours.
+pub(super) type AnyBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::io::Error>;
 
 /// WebDAV bodies other than a PUT's are XML (PROPFIND, PROPPATCH, LOCK) or nothing: read whole,
 /// at most this many bytes (the library's own limit too).
@@ -144,7 +148,7 @@ fn same_authority(url: &url::Url, headers: &http::HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::TRASH;
+    use super::super::meta::TRASH;
     use super::*;
     use http::Request;
 
