@@ -1,6 +1,6 @@
 //! App tokens, the changes feed and live events (Server-Sent Events).
 
-use crate::common::{Server, eventually, fixture, send, send_json};
+use crate::support::{Server, eventually, fixture, send, send_json};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -223,7 +223,7 @@ struct Events {
 
 impl Events {
     fn open(s: &Server, token: &str, last_event_id: Option<&str>) -> Events {
-        let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+        let mut stream = s.connect();
         let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
         write!(stream, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n")
             .expect("request");

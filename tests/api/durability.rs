@@ -23,12 +23,11 @@
 //! some containers forbid it). Without them every test here says loudly that it skipped, and fails
 //! instead when `RECORDER_REQUIRE_STRACE=1` (as in CI).
 
-use crate::cli::{BIN, Running, signup};
-use crate::common::{basic, fixture, send, send_json};
-use serde_json::{Value, json};
+use crate::support::net::exchange;
+use crate::support::process::{BIN, Running, signup};
+use crate::support::{basic, bearer, fixture, on_path, poll_for, send, send_json, skip};
+use serde_json::json;
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,9 +49,7 @@ const UNLINKS: &[&str] = &["unlink", "unlinkat"];
 /// `strace`, when it is installed and may trace here; `None` after saying loudly why not (panics
 /// instead when RECORDER_REQUIRE_STRACE=1).
 fn strace(test: &str) -> Option<PathBuf> {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("strace"))
-        .find(|path| path.is_file());
+    let found = on_path(&["strace"]);
     let why = match &found {
         None => "strace was not found: install it with `apt-get install strace` (Debian/Ubuntu)".to_string(),
         Some(bin) => {
@@ -72,11 +69,7 @@ fn strace(test: &str) -> Option<PathBuf> {
             }
         }
     };
-    if crate::common::required("RECORDER_REQUIRE_STRACE") {
-        panic!("{test}: RECORDER_REQUIRE_STRACE is set but {why}");
-    }
-    // Straight to the terminal, past the test harness's capture: a skip must be seen.
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED strace test {test}: {why}. ***\n");
+    skip("RECORDER_REQUIRE_STRACE", "strace", test, &why);
     None
 }
 
@@ -119,12 +112,12 @@ impl Traced {
             cmd.env("RECORDER_WEBDAV_ENABLED", "true").env("RECORDER_WEBDAV_PORT", "0");
         }
         let running = Running::start(cmd);
-        let addr = running.base.trim_start_matches("http://").to_string();
+        let addr = running.host().to_string();
         let mut traced = Traced { running, trace, data, addr, dav: None, _home: home };
         if webdav {
             // Announced after the API's own line: wait for it.
-            let announced = wait_for("the WebDAV listener's address in the server's log", || {
-                let log = traced.running.log.lock().unwrap_or_else(|p| p.into_inner());
+            let announced = poll_for("the WebDAV listener's address in the server's log", TRACE_WAIT, || {
+                let log = traced.running.log();
                 log.iter().find_map(|line| {
                     let url = line.split("WebDAV reachable at http://").nth(1)?;
                     Some(url.split_whitespace().next()?.trim_end_matches('/').to_string())
@@ -203,18 +196,6 @@ impl Drop for Traced {
         if let Some(pid) = self.server_pid() {
             let _ = Command::new("sh").args(["-c", "kill -KILL \"$1\"", "sh", &pid.to_string()]).status();
         }
-    }
-}
-
-/// Polls `check` until it has an answer, for up to `TRACE_WAIT`.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TRACE_WAIT;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -539,83 +520,21 @@ fn check_delete(
     Ok(seen())
 }
 
-/// An HTTP answer as the client read it.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-/// One request on a connection of its own (`Connection: close`). Returns the answer and the
-/// client's port, which names the connection in the trace.
-fn exchange(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (Answer, u16) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
-    let port = stream.local_addr().expect("local address").port();
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("request head");
-    stream.write_all(body).expect("request body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("the answer, up to the server's close");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an answer head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_string(), v.trim().to_string())).collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked =
-        headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    (Answer { status, headers, body }, port)
-}
-
-/// A chunked body's bytes.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or_default().trim(), 16).unwrap_or(0);
-        if size == 0 || raw.len() < eol + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-        raw = raw.get(eol + 2 + size + 2..).unwrap_or_default();
-    }
-    out
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
 /// Uploads outside any traced window; returns the new recording's id.
 fn upload(server: &Running, token: &str, name: &str) -> String {
-    let r = send(
-        server.req("POST", &format!("/api/v1/recordings?name={name}")).set("Authorization", &bearer(token)),
-        Some(&fixture("speech.wav")),
-    );
+    let r = send(server.auth("POST", &format!("/api/v1/recordings?name={name}"), &token), Some(&fixture("speech.wav")));
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["id"].as_str().expect("id").to_string()
+}
+
+/// A traced server (without WebDAV) where `username` has signed up and uploaded a recording,
+/// outside any traced window: the server, the token and the recording's id. `None` without
+/// strace (see `strace`).
+fn traced_with_a_recording(test: &str, username: &str) -> Option<(Traced, String, String)> {
+    let traced = Traced::start(&strace(test)?, false);
+    let token = signup(&traced.running, username);
+    let id = upload(&traced.running, &token, "a.wav");
+    Some((traced, token, id))
 }
 
 /// The answer must name a stored recording whose bytes are the fixture's.
@@ -704,8 +623,7 @@ fn tus_upload_completed_by_patch_is_fsynced_linked_dir_synced_and_committed_befo
     let created = send(
         traced
             .running
-            .req("POST", "/api/v1/uploads")
-            .set("Authorization", &bearer(&token))
+            .auth("POST", "/api/v1/uploads", &token)
             .set("Tus-Resumable", "1.0.0")
             .set("Upload-Length", &wav.len().to_string()),
         None,
@@ -759,10 +677,7 @@ fn webdav_put_is_fsynced_renamed_dir_synced_and_committed_before_the_answer() {
     let Some(strace) = strace(test) else { return };
     let traced = Traced::start(&strace, true);
     let session = signup(&traced.running, "dave");
-    let app = send_json(
-        traced.running.req("POST", "/api/v1/tokens").set("Authorization", &bearer(&session)),
-        &json!({"name": "webdav"}),
-    );
+    let app = send_json(traced.running.auth("POST", "/api/v1/tokens", &session), &json!({"name": "webdav"}));
     assert_eq!(app.status, 201, "{}", app.text());
     let app = app.json()["token"].as_str().expect("token").to_string();
     let dav = traced.dav.clone().expect("the WebDAV address");
@@ -776,7 +691,7 @@ fn webdav_put_is_fsynced_renamed_dir_synced_and_committed_before_the_answer() {
         &fixture("speech.wav"),
     );
     assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
-    let list = send(traced.running.req("GET", "/api/v1/recordings").set("Authorization", &bearer(&session)), None);
+    let list = send(traced.running.auth("GET", "/api/v1/recordings", &session), None);
     let list = list.json();
     let id = list["recordings"]
         .as_array()
@@ -794,10 +709,7 @@ fn webdav_put_is_fsynced_renamed_dir_synced_and_committed_before_the_answer() {
 #[test]
 fn rename_is_committed_through_the_wal_before_the_answer() {
     let test = "rename_is_committed_through_the_wal_before_the_answer";
-    let Some(strace) = strace(test) else { return };
-    let traced = Traced::start(&strace, false);
-    let token = signup(&traced.running, "rene");
-    let id = upload(&traced.running, &token, "a.wav");
+    let Some((traced, token, id)) = traced_with_a_recording(test, "rene") else { return };
 
     let from = traced.mark();
     let (answer, port) = exchange(
@@ -817,10 +729,7 @@ fn rename_is_committed_through_the_wal_before_the_answer() {
 #[test]
 fn permanent_delete_commits_through_the_wal_before_the_unlink_and_the_answer() {
     let test = "permanent_delete_commits_through_the_wal_before_the_unlink_and_the_answer";
-    let Some(strace) = strace(test) else { return };
-    let traced = Traced::start(&strace, false);
-    let token = signup(&traced.running, "dee");
-    let id = upload(&traced.running, &token, "a.wav");
+    let Some((traced, token, id)) = traced_with_a_recording(test, "dee") else { return };
     let target = traced.recording_path(&id);
     assert!(target.is_file());
 
@@ -833,10 +742,7 @@ fn permanent_delete_commits_through_the_wal_before_the_unlink_and_the_answer() {
         b"",
     );
     assert_eq!(answer.status, 204, "{}", String::from_utf8_lossy(&answer.body));
-    let gone = send(
-        traced.running.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &bearer(&token)),
-        None,
-    );
+    let gone = send(traced.running.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None);
     assert_eq!(gone.status, 404);
     let calls = traced.calls_when(&format!("the answer and the unlink of {}", target.display()), |calls| {
         find_answer(calls, from, port).is_ok()

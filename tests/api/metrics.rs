@@ -1,7 +1,7 @@
 //! `GET /metrics`: off by default; on, Prometheus text with what the dashboards need, readable
 //! from this machine or with the token, and from nowhere else.
 
-use crate::common::{Server, fixture, send};
+use crate::support::{Server, fixture, send};
 
 /// The value of the first sample line that starts with `series` (name and labels).
 fn sample(text: &str, series: &str) -> f64 {

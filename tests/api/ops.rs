@@ -1,8 +1,8 @@
 //! Operations: `recorder check`, `recorder backup`, run against the data directory of a live
 //! server.
 
-use crate::cli::{recorder, run};
-use crate::common::{Server, all_pages, fixture, send, send_json, sha256_hex};
+use crate::support::process::{command_on, command_with};
+use crate::support::{Server, all_pages, eventually, fixture, send, send_json, settled, sha256_hex};
 use recorder::storage::Storage;
 use serde_json::{Value, json};
 use std::io::Write as _;
@@ -22,19 +22,6 @@ fn command(data: &Path, args: &[&str]) -> (i32, String, String) {
     command_with(data, &[], args)
 }
 
-/// Runs a command of the binary on a data directory with these environment variables.
-fn command_with(data: &Path, env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut cmd = recorder(home.path());
-    cmd.envs(env.iter().cloned()).args(args).arg("--data-dir").arg(data);
-    run(cmd, "")
-}
-
-/// Runs a command of the binary on a server's data directory, with its object store settings.
-fn command_on(server: &Server, args: &[&str]) -> (i32, String, String) {
-    command_with(&server.data(), &server.store_env(), args)
-}
-
 fn set_age(path: &Path, age: Duration) {
     let file = std::fs::File::options().write(true).open(path).expect("open");
     file.set_modified(SystemTime::now() - age).expect("set mtime");
@@ -50,7 +37,7 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     // The analysis reads the bytes this test alters: let it finish first, or it may fail on the
     // altered bytes and add a problem of its own.
     for id in &ids {
-        crate::analysis::settled(&server, &token, id, Duration::from_secs(30));
+        settled(&server, &token, id, Duration::from_secs(30));
     }
 
     server.remove_stored(missing);
@@ -160,7 +147,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
     let mut uploads: Vec<(std::net::TcpStream, Vec<u8>)> = (0..20)
         .map(|i| {
             let body = fixture(FIXTURES[i % FIXTURES.len()]);
-            let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+            let mut stream = server.connect();
             write!(
                 stream,
                 "POST /api/v1/recordings?name=concurrent-{i} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
@@ -172,7 +159,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
             (stream, body)
         })
         .collect();
-    crate::common::eventually("20 uploads in flight", || {
+    eventually("20 uploads in flight", || {
         std::fs::read_dir(data.join("tmp")).map(|d| d.count() == 20).unwrap_or(false)
     });
     let dest_arg = dest.to_str().expect("utf-8 path").to_string();

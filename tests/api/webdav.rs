@@ -7,23 +7,18 @@
 //! Without rclone (`apt-get install rclone`, or RECORDER_RCLONE pointing at it) the rclone test
 //! says loudly that it skipped, and fails instead when `RECORDER_REQUIRE_RCLONE=1` (as in CI).
 
-use crate::cli::{Running, recorder, signup};
-use crate::common::noise_wav;
-use crate::common::{
-    ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, send,
-    send_json, sha256_hex,
+use crate::support::process::{Running, recorder, run_for, signup};
+use crate::support::{
+    ALLPROP, DavUser, FIXTURES, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually,
+    find_program, fixture, free_port, noise_wav, send, send_json, sha256_hex, skip,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-// Every audio fixture, the type the server stores for it, and its true duration in ms.
-use crate::recordings::FIXTURES;
 
 /// Inputs that are not audio, from `tests/fixtures/not-audio`.
 const NOT_AUDIO: &[&str] = &["page.html", "image.png", "text-named.mp3"];
@@ -231,7 +226,7 @@ fn put(s: &Server, u: &DavUser, path: &str, bytes: &[u8]) -> Resp {
 /// sends the body at once may see the connection closed under it instead of a refusal that
 /// came before the body.)
 fn put_expecting_continue(s: &Server, u: &DavUser, path: &str, body: &[u8]) -> (u16, String) {
-    let addr = s.dav_url("").trim_start_matches("http://").to_string();
+    let addr = s.dav_host();
     let mut stream = TcpStream::connect(&addr).expect("connect to the WebDAV port");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     write!(
@@ -845,23 +840,13 @@ impl Rclone {
     /// rclone on PATH (or RECORDER_RCLONE); `None` after saying why (panics instead when
     /// RECORDER_REQUIRE_RCLONE=1).
     fn find(test: &str) -> Option<PathBuf> {
-        let found = match std::env::var_os("RECORDER_RCLONE") {
-            Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
-            None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-                .map(|d| d.join("rclone"))
-                .find(|p| p.is_file()),
-        };
-        if found.is_some() {
-            return found;
+        let found = find_program("RECORDER_RCLONE", &["rclone"]);
+        if found.is_none() {
+            let why = "rclone was not found: install it with `apt-get install rclone` (Debian/Ubuntu), \
+                       or point RECORDER_RCLONE at it";
+            skip("RECORDER_REQUIRE_RCLONE", "rclone", test, why);
         }
-        let why = "rclone was not found: install it with `apt-get install rclone` (Debian/Ubuntu), \
-                   or point RECORDER_RCLONE at it";
-        if crate::common::required("RECORDER_REQUIRE_RCLONE") {
-            panic!("{test}: RECORDER_REQUIRE_RCLONE is set but {why}");
-        }
-        // Straight to the terminal, past the test harness's capture: a skip must be seen.
-        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED rclone test {test}: {why}. ***\n");
-        None
+        found
     }
 
     fn new(bin: PathBuf, s: &Server, user: &DavUser) -> Rclone {
@@ -880,46 +865,20 @@ impl Rclone {
         let home = self.dir.path();
         let config = home.join("rclone.conf");
         // The config first: after `--` (see `new`) it would be taken for an argument.
-        let mut child = Command::new(&self.bin)
-            .arg("--config")
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config")
             .arg(&config)
             .args(args)
             .env_clear()
             .env("HOME", home)
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_CACHE_HOME", home.join("cache"))
-            .env("RCLONE_CONFIG", &config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
-        let read_all = |mut pipe: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut out = String::new();
-                let _ = pipe.read_to_string(&mut out);
-                out
-            })
+            .env("RCLONE_CONFIG", &config);
+        let ran = run_for(&mut cmd, RCLONE_TIMEOUT);
+        let Some(status) = ran.status else {
+            panic!("rclone {args:?} ran over {RCLONE_TIMEOUT:?}: {}", ran.stderr);
         };
-        let stdout = read_all(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = read_all(Box::new(child.stderr.take().expect("stderr")));
-        let deadline = Instant::now() + RCLONE_TIMEOUT;
-        let status = loop {
-            match child.try_wait().expect("wait for rclone") {
-                Some(status) => break status,
-                None if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("rclone {args:?} ran over {RCLONE_TIMEOUT:?}: {}", stderr.join().unwrap_or_default());
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        Ran {
-            ok: status.success(),
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        }
+        Ran { ok: status.success(), stdout: ran.stdout, stderr: ran.stderr }
     }
 
     /// An rclone command on the on-the-fly `:webdav:` remote of this server and user. Retries
@@ -1054,26 +1013,9 @@ fn serve_dav(home: &Path, data: &Path, dav_port: u16) -> Running {
         .env("RECORDER_WEBDAV_PORT", dav_port.to_string())
         .arg("--data-dir")
         .arg(data)
-        .args(["--port", "0", "--address", "127.0.0.1"]);
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let lines = log.clone();
+        .args(["--port", "0"]);
     let dav_suffix = format!(":{dav_port}");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let addr = addr.trim().to_string();
-                if !addr.ends_with(&dav_suffix) {
-                    let _ = tx.send(addr);
-                }
-            }
-            lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server announced its address");
-    let running = Running { child, base: format!("http://{addr}"), log };
+    let running = Running::start_announcing(cmd, move |addr| !addr.ends_with(&dav_suffix));
     // The WebDAV port answers (from liftoff on).
     let dav = format!("http://127.0.0.1:{dav_port}/");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1085,10 +1027,7 @@ fn serve_dav(home: &Path, data: &Path, dav_port: u16) -> Running {
 }
 
 fn app_token_of(server: &Running, session: &str) -> String {
-    let r = send_json(
-        server.req("POST", "/api/v1/tokens").set("Authorization", &format!("Bearer {session}")),
-        &json!({"name": "webdav"}),
-    );
+    let r = send_json(server.auth("POST", "/api/v1/tokens", &session), &json!({"name": "webdav"}));
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["token"].as_str().expect("token").to_string()
 }
@@ -1108,7 +1047,7 @@ fn stored_files(data: &Path) -> usize {
 fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
-    let port = crate::common::free_port();
+    let port = free_port();
     let server = serve_dav(home.path(), &data, port);
     let session = signup(&server, "kira");
     let token = app_token_of(&server, &session);
@@ -1138,10 +1077,10 @@ fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
     drop(stream);
     assert!(dir_len(&tmp) > 0, "the crash left a partial upload to clean");
 
-    let port = crate::common::free_port();
+    let port = free_port();
     let server = serve_dav(home.path(), &data, port);
     assert_eq!(dir_len(&tmp), 0, "startup empties tmp/");
-    let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {session}")), None);
+    let list = send(server.auth("GET", "/api/v1/recordings", &session), None);
     assert_eq!(list.json()["recordings"], json!([]));
     assert_eq!(stored_files(&data), 0);
     let r = send(
@@ -1157,7 +1096,7 @@ fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
 #[test]
 fn each_webdav_request_is_logged_once_without_credentials() {
     let home = tempfile::tempdir().expect("tempdir");
-    let port = crate::common::free_port();
+    let port = free_port();
     let server = serve_dav(home.path(), &home.path().join("data"), port);
     let session = signup(&server, "lou");
     let token = app_token_of(&server, &session);
@@ -1170,23 +1109,20 @@ fn each_webdav_request_is_logged_once_without_credentials() {
         )
         .status
     };
-    let before = server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("PROPFIND")).count();
+    let before = server.log().iter().filter(|l| l.contains("PROPFIND")).count();
     assert_eq!(propfind(&token), 207);
     assert_eq!(propfind(&token), 207);
     assert_eq!(propfind("wrong wrong"), 401);
-    let propfinds = || {
-        server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("PROPFIND")).count() - before
-    };
+    let propfinds = || server.log().iter().filter(|l| l.contains("PROPFIND")).count() - before;
     // One more request, of another method, after them: once its line is there, every line of
     // the three before it is too.
-    let optionses =
-        || server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("OPTIONS")).count();
+    let optionses = || server.log().iter().filter(|l| l.contains("OPTIONS")).count();
     let options_before = optionses();
     let options = send(ureq::request("OPTIONS", &format!("http://127.0.0.1:{port}/")), None);
     assert!(options.status < 500, "{}", options.status);
     eventually("the last request is logged", || optionses() > options_before || propfinds() > 3);
     assert_eq!(propfinds(), 3, "one line per request");
-    let log = server.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    let log = server.log().join("\n");
     let credentials = basic("lou", &token);
     let encoded = credentials.trim_start_matches("Basic ");
     for secret in [token.as_str(), session.as_str(), encoded, "wrong wrong", "password123"] {
