@@ -1,8 +1,10 @@
 //! Background analysis: every fixture's exact duration and waveform, lying and broken files,
 //! decoder panics, time budgets, deletes during a job, and `kill -9` in the middle of one.
 
+use crate::support::pipe::{Feed, Pipe};
 use crate::support::process::{Running, recorder, serve, signup};
 use crate::support::{Resp, Server, eventually, fixture, long_wav, send, settled, sha256_hex, wav_claiming};
+use recorder::blobs::Backend;
 use std::time::{Duration, Instant};
 
 fn waveform(s: &Server, token: &str, id: &str) -> Resp {
@@ -163,24 +165,53 @@ fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_
     assert_eq!(still_failed as usize, failed, "--repair queued nothing again");
 }
 
+/// The recordings' files are pipes the test feeds (`support::pipe`): one without end, so that its
+/// decode can stop only at its budget however fast the build decodes; one that stalls, so that
+/// its job is still running when its recording is deleted.
 #[test]
 fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothing() {
-    let s = Server::start_with(|c| c.analysis_seconds_per_hour = 1);
-    let token = s.signup("tim");
-    // Three hours at 8 kHz: a CPU-time budget of 3 s (one second per hour) is far too little in
-    // a debug build, where this takes several times that.
-    let long = long_wav(3 * 3600, 8000);
-    let id = s.upload_id(&token, "three-hours.wav", &long);
-    let recording = settled(&s, &token, &id, Duration::from_secs(120));
-    assert_eq!(recording["waveform"], "failed", "{recording}");
-    let error = analysis_error(&s, &id);
-    assert!(error.contains("longer than its budget"), "{error}");
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    // Kept in the data directory (whatever the test store), where a file can be a pipe.
+    let on_disk = |c: &mut recorder::Config| {
+        c.data_dir = data.clone();
+        c.backend = Backend::Local;
+    };
+    // Stored with analysis off, so that no job reads them before they are pipes. The newest
+    // recording's job runs first: the endless one.
+    let aac = fixture("speech.aac");
+    let (token, doomed, endless, doomed_path, endless_path) = {
+        let s = Server::start_with(|c| {
+            on_disk(c);
+            c.analysis_enabled = false;
+        });
+        let token = s.signup("tim");
+        let doomed = s.upload_id(&token, "doomed.aac", &aac);
+        let endless = s.upload_id(&token, "endless.aac", &aac);
+        let (doomed_path, endless_path) = (s.local_path(&doomed), s.local_path(&endless));
+        (token, doomed, endless, doomed_path, endless_path)
+    };
+    let endless_pipe = Pipe::replace(&endless_path, aac.clone(), Feed::Endless);
+    let doomed_pipe = Pipe::replace(&doomed_path, aac, Feed::Stalled);
+    let s = Server::start_with(|c| {
+        on_disk(c);
+        c.analysis_seconds_per_hour = 1;
+    });
 
-    // Deleted while its job runs: no error, no job, no waveform left.
-    let id = s.upload_id(&token, "doomed.wav", &long);
+    // Audio without end: the CPU-time budget (at least a second) runs out first.
+    let recording = settled(&s, &token, &endless, Duration::from_secs(120));
+    assert_eq!(recording["waveform"], "failed", "{recording}");
+    let error = analysis_error(&s, &endless);
+    assert!(error.contains("longer than its budget"), "{error}");
+    drop(endless_pipe);
+
+    // Deleted while its job runs (waiting for more of the pipe): no error, no job, no waveform
+    // left once the job ends.
+    let id = doomed;
     eventually("the job is running", || jobs(&s).iter().any(|(r, st)| *r == id && st == "running"));
     let gone = send(s.auth("DELETE", &format!("/api/v1/recordings/{id}?permanent=true"), &token), None);
     assert_eq!(gone.status, 204);
+    drop(doomed_pipe);
     let deadline = Instant::now() + Duration::from_secs(60);
     while jobs(&s).iter().any(|(r, _)| *r == id) {
         assert!(Instant::now() < deadline, "the job outlived its recording");
