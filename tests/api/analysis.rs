@@ -3,7 +3,9 @@
 
 use crate::support::pipe::{Feed, Pipe};
 use crate::support::process::{Running, recorder, serve, signup};
-use crate::support::{Resp, Server, eventually, fixture, long_wav, send, settled, sha256_hex, wav_claiming};
+use crate::support::{
+    Resp, Server, eventually, fixture, long_wav, recording_path, send, settled, sha256_hex, wav_claiming,
+};
 use recorder::blobs::Backend;
 use std::time::{Duration, Instant};
 
@@ -351,7 +353,7 @@ fn a_recording_whose_file_is_missing_fails_its_analysis_instead_of_hanging() {
     let up = send(server.auth("POST", "/api/v1/recordings?name=gone.wav", &token), Some(&fixture("speech.wav")));
     let id = up.json()["id"].as_str().expect("id").to_string();
     drop(server);
-    let file = data.join("recordings").join(&id.replace('-', "")[30..]).join(&id);
+    let file = recording_path(&data, &id);
     std::fs::remove_file(&file).expect("remove the file");
 
     let server = serve("true");

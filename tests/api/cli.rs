@@ -2,7 +2,7 @@
 //! safety under `kill -9`.
 
 use crate::support::process::{Running, recorder, run, serve, signup};
-use crate::support::{eventually, fixture, send, send_json, sha256_hex};
+use crate::support::{eventually, fixture, recording_files, send, send_json, sha256_hex};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -43,13 +43,7 @@ fn user_commands_manage_accounts_on_the_data_dir() {
     assert_eq!(login("password456").status, 200);
     assert_eq!(user(&["remove", "zed"], "").0, 0);
     assert_eq!(login("password456").status, 401);
-    assert_eq!(
-        std::fs::read_dir(data.join("recordings"))
-            .expect("dir")
-            .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
-            .count(),
-        0
-    );
+    assert_eq!(recording_files(&data).len(), 0);
     assert_eq!(user(&["remove", "zed"], "").0, 1);
 }
 
@@ -148,7 +142,7 @@ fn kill_9_mid_upload_leaves_no_row_file_or_temp_file() {
     let list = listed(home.path(), &data, &token);
     assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0, "startup empties tmp/");
     assert_eq!(list["recordings"], json!([]));
-    assert_eq!(recording_files(&data), 0);
+    assert_eq!(recording_files(&data).len(), 0);
 }
 
 #[test]
@@ -202,18 +196,10 @@ fn sigterm(server: &Running) -> std::time::Instant {
     std::time::Instant::now()
 }
 
-/// How many files `recordings/` holds, in all shards.
-fn recording_files(data: &Path) -> usize {
-    std::fs::read_dir(data.join("recordings"))
-        .expect("dir")
-        .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
-        .count()
-}
-
 /// The token's list, from a server started afresh on the data directory.
 fn listed(home: &Path, data: &Path, token: &str) -> serde_json::Value {
     let server = serve(home, data);
-    send(server.auth("GET", "/api/v1/recordings", &token), None).json()
+    send(server.auth("GET", "/api/v1/recordings", token), None).json()
 }
 
 #[test]
@@ -253,7 +239,7 @@ fn sigterm_with_an_upload_past_the_grace_period_exits_0_and_leaves_nothing() {
     assert!(left.is_empty(), "the cut-off upload's temp file is gone: {left:?}");
 
     assert_eq!(listed(home.path(), &data, &token)["recordings"], json!([]));
-    assert_eq!(recording_files(&data), 0);
+    assert_eq!(recording_files(&data).len(), 0);
 }
 
 #[test]

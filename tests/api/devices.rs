@@ -297,14 +297,7 @@ fn events_arrive_live_resume_from_last_event_id_and_vanished_clients_are_let_go(
     drop(again);
 
     // Many clients that go away without a word: the server lets go of every one.
-    let streams = |s: &Server| -> u64 {
-        let text = send(s.req("GET", "/metrics"), None).text();
-        text.lines()
-            .find(|l| l.starts_with("recorder_event_streams "))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .expect("the gauge")
-    };
+    let streams = |s: &Server| s.metric("recorder_event_streams").expect("the gauge") as u64;
     let many: Vec<Events> = (0..50).map(|_| Events::open(&s, &token, None)).collect();
     eventually("50 streams open", || streams(&s) >= 50);
     drop(many);

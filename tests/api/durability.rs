@@ -25,7 +25,7 @@
 
 use crate::support::net::exchange;
 use crate::support::process::{BIN, Running, signup};
-use crate::support::{basic, bearer, fixture, on_path, poll_for, send, send_json, skip};
+use crate::support::{basic, bearer, fixture, on_path, poll_for, recording_path, send, send_json, skip};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -134,9 +134,7 @@ impl Traced {
 
     /// The file a recording's bytes are stored in.
     fn recording_path(&self, id: &str) -> PathBuf {
-        let hex = id.replace('-', "");
-        assert_eq!(hex.len(), 32, "a recording id: {id}");
-        self.data.join("recordings").join(&hex[30..]).join(id)
+        recording_path(&self.data, id)
     }
 
     /// The trace's complete lines so far.
@@ -402,6 +400,25 @@ fn sequence(within: &[&Call], answer: &Call, data: &Path) -> String {
         .join("\n")
 }
 
+/// The fsyncs of `path` among `within` that succeeded.
+fn synced<'a>(within: &[&'a Call], path: &Path) -> Vec<&'a Call> {
+    within.iter().copied().filter(|c| c.is(SYNCS) && c.on(path) && c.succeeded()).collect()
+}
+
+/// The commit a request wrote before `by`: its last write to `recorder.db-wal` before `by` that
+/// `fits`, and then an fsync of the WAL that returned before `by` began.
+fn wal_commit<'a>(
+    within: &[&'a Call],
+    data: &Path,
+    fits: impl Fn(&Call) -> bool,
+    by: &Call,
+) -> (Option<&'a Call>, Option<&'a Call>) {
+    let wal = data.join("recorder.db-wal");
+    let last = within.iter().copied().rev().find(|c| c.is(WRITES) && c.on(&wal) && c.before(by) && fits(c));
+    let sync = last.and_then(|last| between(&synced(within, &wal), Some(last), by));
+    (last, sync)
+}
+
 /// Some call returned before `b` began after `a` returned, among `candidates`.
 fn between<'a>(candidates: &[&'a Call], a: Option<&Call>, b: &Call) -> Option<&'a Call> {
     candidates.iter().copied().find(|c| a.is_none_or(|a| a.end < c.start) && c.before(b))
@@ -438,7 +455,7 @@ fn check_new_recording(
     if writes.is_empty() {
         return fail(format!("no bytes were written to {} in this request", source.display()));
     }
-    let syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&source) && c.succeeded()).collect();
+    let syncs = synced(&within, &source);
     let Some(file_sync) = syncs.iter().copied().rev().find(|s| s.before(place)) else {
         return fail(format!("{} was not fsynced before it was moved into place", source.display()));
     };
@@ -448,22 +465,17 @@ fn check_new_recording(
 
     // The directory entry.
     let dir = target.parent().unwrap_or(data);
-    let dir_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(dir) && c.succeeded()).collect();
+    let dir_syncs = synced(&within, dir);
     let Some(dir_sync) = between(&dir_syncs, Some(place), answer) else {
         return fail(format!("{} was not fsynced between the move and the answer", dir.display()));
     };
 
     // The row.
-    let wal = data.join("recorder.db-wal");
-    let wal_writes: Vec<&Call> = within.iter().copied().filter(|c| c.is(WRITES) && c.on(&wal)).collect();
-    let Some(last) = wal_writes.iter().copied().rev().find(|w| dir_sync.end < w.start && w.before(answer)) else {
-        return fail("no commit reached recorder.db-wal between the directory's fsync and the answer".into());
-    };
-    let wal_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&wal) && c.succeeded()).collect();
-    if between(&wal_syncs, Some(last), answer).is_none() {
-        return fail("the row's commit was not fsynced through recorder.db-wal before the answer".into());
+    match wal_commit(&within, data, |w| dir_sync.end < w.start, answer) {
+        (None, _) => fail("no commit reached recorder.db-wal between the directory's fsync and the answer".into()),
+        (Some(_), None) => fail("the row's commit was not fsynced through recorder.db-wal before the answer".into()),
+        (Some(_), Some(_)) => Ok(seen()),
     }
-    Ok(seen())
 }
 
 /// What a request that only changes rows must have done before its answer: every WAL frame
@@ -472,15 +484,11 @@ fn check_commit(calls: &[Call], from: usize, port: u16, status: u16, data: &Path
     let (within, answer) = window(calls, from, port, status)?;
     let seen = || sequence(&within, answer, data);
     let fail = |why: &str| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
-    let wal = data.join("recorder.db-wal");
-    let Some(last) = within.iter().copied().rev().find(|c| c.is(WRITES) && c.on(&wal) && c.before(answer)) else {
-        return fail("no commit reached recorder.db-wal before the answer");
-    };
-    let wal_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&wal) && c.succeeded()).collect();
-    if between(&wal_syncs, Some(last), answer).is_none() {
-        return fail("the commit was not fsynced through recorder.db-wal before the answer");
+    match wal_commit(&within, data, |_| true, answer) {
+        (None, _) => fail("no commit reached recorder.db-wal before the answer"),
+        (Some(_), None) => fail("the commit was not fsynced through recorder.db-wal before the answer"),
+        (Some(_), Some(_)) => Ok(seen()),
     }
-    Ok(seen())
 }
 
 /// What a permanent delete of the recording stored at `target` must have done: the commit that
@@ -503,16 +511,15 @@ fn check_delete(
     let within: Vec<&Call> = calls.iter().filter(|c| c.start >= from && c.start <= upto).collect();
     let seen = || sequence(&within, answer, data);
     let fail = |why: &str| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
-    let wal = data.join("recorder.db-wal");
-    let Some(last) = within.iter().copied().rev().find(|c| c.is(WRITES) && c.on(&wal) && c.before(unlink)) else {
-        return fail("no commit reached recorder.db-wal before the file was unlinked");
-    };
-    let wal_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&wal) && c.succeeded()).collect();
-    let Some(sync) = between(&wal_syncs, Some(last), unlink) else {
-        return fail(
-            "the commit that deletes the row was not fsynced through recorder.db-wal before the file was \
-             unlinked (a power cut would bring the row back without its file)",
-        );
+    let sync = match wal_commit(&within, data, |_| true, unlink) {
+        (None, _) => return fail("no commit reached recorder.db-wal before the file was unlinked"),
+        (Some(_), None) => {
+            return fail(
+                "the commit that deletes the row was not fsynced through recorder.db-wal before the file was \
+                 unlinked (a power cut would bring the row back without its file)",
+            );
+        }
+        (Some(_), Some(sync)) => sync,
     };
     if !sync.before(answer) {
         return fail("the answer began before the delete's commit was durable");
@@ -522,7 +529,7 @@ fn check_delete(
 
 /// Uploads outside any traced window; returns the new recording's id.
 fn upload(server: &Running, token: &str, name: &str) -> String {
-    let r = send(server.auth("POST", &format!("/api/v1/recordings?name={name}"), &token), Some(&fixture("speech.wav")));
+    let r = send(server.auth("POST", &format!("/api/v1/recordings?name={name}"), token), Some(&fixture("speech.wav")));
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["id"].as_str().expect("id").to_string()
 }

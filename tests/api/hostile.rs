@@ -772,7 +772,7 @@ fn another_account_cannot_cut_an_upload_in_flight_short() {
 
     // Alice's PATCH: the head and the first 8 KiB, then a pause.
     let host = s.host();
-    let mut stream = TcpStream::connect(&host).expect("connect");
+    let mut stream = TcpStream::connect(host).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
     stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
     write!(
@@ -835,7 +835,7 @@ fn another_account_cannot_cut_an_upload_in_flight_short() {
 /// (a server may read some of a body it refuses before answering) while the answer is read.
 fn patch_claiming(s: &Server, token: &str, path: &str, offset: &str, content_length: &str) -> Resp {
     let host = s.host();
-    let mut stream = TcpStream::connect(&host).expect("connect");
+    let mut stream = TcpStream::connect(host).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
     stream.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
     write!(

@@ -1,5 +1,6 @@
 //! The Recordings and Trash sections of the API, with real files.
 
+use crate::support::net::write_chunked;
 use crate::support::{FIXTURES, Server, eventually, fixture, send, send_json, sha256_hex, urlencode};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -116,15 +117,7 @@ fn chunked_upload(s: &Server, token: &str, body: &[u8]) -> String {
         "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).expect("head");
-    for chunk in body.chunks(16 * 1024) {
-        if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
-            || stream.write_all(chunk).is_err()
-            || stream.write_all(b"\r\n").is_err()
-        {
-            break;
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    write_chunked(&mut stream, body, 16 * 1024);
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response
@@ -618,15 +611,7 @@ fn a_chunked_multipart_body_past_the_limit_is_413_and_leaves_nothing() {
          Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).expect("head");
-    for chunk in body.chunks(64 * 1024) {
-        if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
-            || stream.write_all(chunk).is_err()
-            || stream.write_all(b"\r\n").is_err()
-        {
-            break; // the server answered and stopped reading
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    write_chunked(&mut stream, &body, 64 * 1024);
     let response = read_one_response(&mut stream);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(response.contains("payload_too_large"), "{response}");

@@ -14,7 +14,7 @@ use crate::support::process::{Running, command_with, recorder, run, signup};
 use crate::support::seaweed::{
     ACCESS_KEY, Bucket, REGION, SECRET_KEY, Weed, available, env_vars, fresh_prefix, s3_server, shared_for,
 };
-use crate::support::{Resp, Server, eventually, fixture, free_port, noise_wav, send, sha256_hex};
+use crate::support::{Resp, Server, eventually, fixture, free_port, noise_wav, recording_files, send, sha256_hex};
 use recorder::blobs::Backend;
 use recorder::config::S3Config;
 use serde_json::json;
@@ -65,15 +65,6 @@ fn stores(server: &Server) -> Vec<(String, String)> {
     rows.collect::<Result<_, _>>().expect("rows")
 }
 
-/// Files in the data directory's `recordings/`.
-fn local_recordings(data: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for shard in std::fs::read_dir(data.join("recordings")).expect("recordings/").flatten() {
-        out.extend(std::fs::read_dir(shard.path()).expect("shard").flatten().map(|f| f.path()));
-    }
-    out
-}
-
 fn tmp_files(data: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(data.join("tmp")).expect("tmp/").flatten().map(|f| f.path()).collect()
 }
@@ -119,7 +110,7 @@ fn uploads_are_objects_under_the_prefix_and_play_back_byte_identical() {
     assert_eq!(bucket.list(), expected, "one object per recording, keyed <prefix>/<id>");
     assert_eq!(bucket.get(&small_id).map(|b| sha256_hex(&b)), Some(sha256_hex(&small)));
     assert_eq!(bucket.get(&large_id).map(|b| sha256_hex(&b)), Some(sha256_hex(&large)));
-    assert!(local_recordings(&s.data()).is_empty(), "nothing in the data directory's recordings/");
+    assert!(recording_files(&s.data()).is_empty(), "nothing in the data directory's recordings/");
     eventually("tmp/ emptied", || tmp_files(&s.data()).is_empty());
     assert!(stores(&s).iter().all(|(_, store)| store == "s3"), "{:?}", stores(&s));
 
@@ -224,7 +215,7 @@ fn the_store_stopping_mid_upload_fails_it_with_503_and_leaves_nothing() {
 
     assert_eq!(listed_ids(&s, &token), Vec::<String>::new(), "nothing listed");
     eventually("tmp/ emptied", || tmp_files(&s.data()).is_empty());
-    assert!(local_recordings(&s.data()).is_empty(), "no fallback to the local disk");
+    assert!(recording_files(&s.data()).is_empty(), "no fallback to the local disk");
     let me = send(s.auth("GET", "/api/v1/me", &token), None).json();
     assert_eq!(me["usage"]["recordings"], 0, "{me}");
 
@@ -434,7 +425,7 @@ fn kill_9_mid_upload_to_the_object_store_leaves_no_row_temp_file_or_object() {
     let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &auth(&token)), None).json();
     assert_eq!(list["recordings"], json!([]));
     assert_eq!(bucket.list(), vec![], "no object");
-    assert!(local_recordings(&data).is_empty());
+    assert!(recording_files(&data).is_empty());
 
     // Killed right after the last byte, while the server stores it: either the upload was
     // committed (row and object) or it was not (and then no object stays once the orphan sweep
@@ -485,7 +476,7 @@ fn backup_copies_every_object_into_a_data_directory_that_serves_them() {
         let file = dest.join(recorder::storage::Storage::relative_path(&uuid));
         assert_eq!(sha256_hex(&std::fs::read(&file).expect("the recording in the backup")), sha256_hex(bytes));
     }
-    assert_eq!(local_recordings(&dest).len(), recordings.len());
+    assert_eq!(recording_files(&dest).len(), recordings.len());
     assert_eq!(weed.bucket(&prefix).names().len(), recordings.len(), "the store is untouched");
 
     // The backup is a local data directory of its own: no object store configured.
@@ -538,7 +529,7 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
     recordings.push((s.upload_id(&token, "large.wav", &large), large));
     recordings.sort();
     let ids: Vec<String> = recordings.iter().map(|(id, _)| id.clone()).collect();
-    assert_eq!(local_recordings(&s.data()).len(), ids.len());
+    assert_eq!(recording_files(&s.data()).len(), ids.len());
     let migrate = |to: &str| command_with(&s.data(), &env_vars(&config, "local"), &["storage", "migrate", "--to", to]);
     let plays_back = |s: &Server| {
         for (id, bytes) in &recordings {
@@ -553,7 +544,7 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
     assert!(out.contains(&format!("moved {0} of {0} recordings", ids.len())), "{out}");
     assert!(out.contains("new recordings still go to local"), "{out}");
     plays_back(&s);
-    assert!(local_recordings(&s.data()).is_empty(), "no recording files left in the data directory");
+    assert!(recording_files(&s.data()).is_empty(), "no recording files left in the data directory");
     assert_eq!(bucket.names(), ids, "the bucket has every recording");
     for (id, bytes) in &recordings {
         assert_eq!(bucket.get(id).map(|b| sha256_hex(&b)), Some(sha256_hex(bytes)));
@@ -570,7 +561,7 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
     assert!(out.contains(&format!("moved {0} of {0} recordings", ids.len())), "{out}");
     plays_back(&s);
     assert_eq!(bucket.list(), vec![], "the bucket is empty again");
-    assert_eq!(local_recordings(&s.data()).len(), ids.len());
+    assert_eq!(recording_files(&s.data()).len(), ids.len());
     assert!(stores(&s).iter().all(|(_, store)| store == "local"));
     let (code, out, err) = migrate("local");
     assert_eq!(code, 0, "{out}{err}");
@@ -631,7 +622,7 @@ fn migrate_killed_mid_run_finishes_on_the_next_run_losing_nothing() {
     }
     assert_eq!(listed_ids(&s, &token), ids, "none lost");
     assert_eq!(bucket.names(), ids, "one object per recording, no duplicates");
-    assert!(local_recordings(&s.data()).is_empty(), "no source file left behind: {:?}", local_recordings(&s.data()));
+    assert!(recording_files(&s.data()).is_empty(), "no source file left behind: {:?}", recording_files(&s.data()));
     let (code, out, err) = command_with(&s.data(), &env_vars(&config, "local"), &["check", "--verify"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 problems") && !out.contains("left alone"), "{out}");

@@ -7,7 +7,9 @@
 
 use crate::support::process::{Running, command_on, command_with, recorder, serve, signup};
 use crate::support::seaweed::{Weed, available, env_vars, fresh_prefix, s3_server, shared, shared_for};
-use crate::support::{Server, all_pages, eventually, fixture, send, send_json, sha256_hex, test_store_is_s3};
+use crate::support::{
+    Server, all_pages, eventually, files_under, fixture, send, send_json, sha256_hex, test_store_is_s3,
+};
 use recorder::blobs::Backend;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,13 +18,6 @@ use std::path::{Path, PathBuf};
 
 const FIXTURES: [&str; 7] =
     ["speech.m4a", "speech.mp3", "speech.ogg", "speech.wav", "speech.flac", "speech.webm", "speech.aac"];
-
-/// A metric's value from `GET /metrics` (metrics must be on), if the server exports it.
-fn metric(server: &Server, name: &str) -> Option<f64> {
-    let r = send(server.req("GET", "/metrics"), None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text().lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 /// Copies the database files (the server is stopped) to `to`.
 fn copy_database(data: &Path, to: &Path) {
@@ -108,7 +103,7 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
         let server = start();
         // The startup sweep finds the 4 unknown files and keeps them (the metric is how it says
         // it has finished looking).
-        eventually("the sweep counted the lost files", || metric(&server, "recorder_lost_files") == Some(newer as f64));
+        eventually("the sweep counted the lost files", || server.metric("recorder_lost_files") == Some(newer as f64));
         for (id, (_, bytes)) in &uploaded {
             let stored = server.stored_bytes(id).or_else(|| std::fs::read(data.join("lost+found").join(id)).ok());
             assert_eq!(stored.as_deref().map(sha256_hex), Some(sha256_hex(bytes)), "the bytes of {id} are kept");
@@ -141,7 +136,7 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
     let expected: BTreeMap<String, (String, String)> =
         uploaded.iter().map(|(id, (name, bytes))| (id.clone(), (name.clone(), sha256_hex(bytes)))).collect();
     assert_eq!(listed, expected);
-    eventually("nothing is lost any more", || metric(&server, "recorder_lost_files") == Some(0.0));
+    eventually("nothing is lost any more", || server.metric("recorder_lost_files") == Some(0.0));
 }
 
 #[test]
@@ -205,22 +200,13 @@ fn unknown_files(dir: &Path, n: usize, sharded: bool) -> BTreeMap<String, String
 /// Every file under `recordings/` and `lost+found/`: id → (where, SHA-256).
 fn kept_files(data: &Path) -> BTreeMap<String, Vec<(String, String)>> {
     let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut walk = vec![data.join("recordings"), data.join("lost+found")];
-    while let Some(dir) = walk.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk.push(path);
-                continue;
-            }
-            let name = path.file_name().expect("name").to_string_lossy().to_string();
-            if uuid::Uuid::parse_str(&name).is_err() {
-                continue;
-            }
-            let bytes = std::fs::read(&path).expect("read");
-            out.entry(name).or_default().push((path.display().to_string(), sha256_hex(&bytes)));
+    for path in ["recordings", "lost+found"].iter().flat_map(|dir| files_under(&data.join(dir))) {
+        let name = path.file_name().expect("name").to_string_lossy().to_string();
+        if uuid::Uuid::parse_str(&name).is_err() {
+            continue;
         }
+        let bytes = std::fs::read(&path).expect("read");
+        out.entry(name).or_default().push((path.display().to_string(), sha256_hex(&bytes)));
     }
     out
 }

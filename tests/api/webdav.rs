@@ -10,7 +10,7 @@
 use crate::support::process::{Running, recorder, run_for, signup};
 use crate::support::{
     ALLPROP, DavUser, FIXTURES, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually,
-    find_program, fixture, free_port, noise_wav, send, send_json, sha256_hex, skip,
+    find_program, fixture, free_port, noise_wav, recording_files, send, send_json, sha256_hex, skip,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -1027,20 +1027,13 @@ fn serve_dav(home: &Path, data: &Path, dav_port: u16) -> Running {
 }
 
 fn app_token_of(server: &Running, session: &str) -> String {
-    let r = send_json(server.auth("POST", "/api/v1/tokens", &session), &json!({"name": "webdav"}));
+    let r = send_json(server.auth("POST", "/api/v1/tokens", session), &json!({"name": "webdav"}));
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["token"].as_str().expect("token").to_string()
 }
 
 fn dir_len(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
-/// How many files `recordings/` holds, in all shards.
-fn stored_files(data: &Path) -> usize {
-    std::fs::read_dir(data.join("recordings"))
-        .map(|shards| shards.flatten().map(|shard| dir_len(&shard.path())).sum())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -1082,7 +1075,7 @@ fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
     assert_eq!(dir_len(&tmp), 0, "startup empties tmp/");
     let list = send(server.auth("GET", "/api/v1/recordings", &session), None);
     assert_eq!(list.json()["recordings"], json!([]));
-    assert_eq!(stored_files(&data), 0);
+    assert_eq!(recording_files(&data).len(), 0);
     let r = send(
         ureq::request("PROPFIND", &format!("http://127.0.0.1:{port}/"))
             .set("Depth", "1")

@@ -48,6 +48,20 @@ pub fn write_request(
     stream.flush()
 }
 
+/// Writes `body` with chunked transfer encoding in chunks of `chunk` bytes, and its last chunk;
+/// stops early, without a word, once the server stops reading (it answered).
+pub fn write_chunked(stream: &mut TcpStream, body: &[u8], chunk: usize) {
+    for part in body.chunks(chunk) {
+        if stream.write_all(format!("{:x}\r\n", part.len()).as_bytes()).is_err()
+            || stream.write_all(part).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+}
+
 /// One request on a fresh connection. A server may answer (and close) before it read a body it
 /// refuses: the answer is read even when writing the body failed.
 pub fn raw(host: &str, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> io::Result<Resp> {

@@ -151,6 +151,13 @@ impl Server {
         }
     }
 
+    /// The value of a sample that `GET /metrics` shows (metrics must be on), if it shows one.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let r = send(self.req("GET", "/metrics"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        metric_sample(&r.text(), series)
+    }
+
     /// The requests answered so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -258,10 +265,9 @@ impl Server {
     /// Files under `tmp/` and `recordings/`, relative to the data directory, then the objects
     /// under the server's prefix in the object store as `s3/<name>`.
     pub fn files(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for top in ["tmp", "recordings"] {
-            walk(&self.data().join(top), &mut out);
-        }
+        let mut out: Vec<PathBuf> =
+            ["tmp", "recordings"].iter().flat_map(|top| files_under(&self.data().join(top))).collect();
+        out.sort();
         let mut files: Vec<String> =
             out.iter().map(|p| p.strip_prefix(self.data()).unwrap_or(p).display().to_string()).collect();
         if let Some(bucket) = &self.s3 {
@@ -285,8 +291,7 @@ impl Server {
 
     /// Where a recording's bytes are in the data directory, when it keeps them.
     pub fn local_path(&self, id: &str) -> PathBuf {
-        let uuid = uuid::Uuid::parse_str(id).expect("uuid");
-        self.data().join(recorder::storage::Storage::relative_path(&uuid))
+        recording_path(&self.data(), id)
     }
 
     /// A recording's stored bytes, wherever they are.
@@ -401,17 +406,40 @@ fn prefix_of(data: &Path) -> String {
     format!("dir-{:016x}", hasher.finish())
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out);
-        } else {
-            out.push(path);
+/// The value of the first sample line of Prometheus text that starts with `series` (the name,
+/// and the labels when it has them).
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Every file under `dir`, in all its subdirectories (none when it does not exist), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if path.is_dir() { dirs.push(path) } else { out.push(path) }
         }
     }
     out.sort();
+    out
+}
+
+/// The files in the `recordings/` of a data directory (which must have one), in all shards.
+pub fn recording_files(data: &Path) -> Vec<PathBuf> {
+    let dir = data.join("recordings");
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+    files_under(&dir)
+}
+
+/// Where a recording's bytes are in a data directory that keeps them.
+pub fn recording_path(data: &Path, id: &str) -> PathBuf {
+    let uuid = uuid::Uuid::parse_str(id).expect("uuid");
+    data.join(recorder::storage::Storage::relative_path(&uuid))
 }
 
 impl Drop for Server {
