@@ -5,25 +5,20 @@
 //! (`npm ci --prefix tests/tus`) the tests say loudly that they skipped, and fail instead when
 //! `RECORDER_REQUIRE_TUS_CLIENT=1` (as in CI). `RECORDER_TUS_SEED=<u64>` replays other cuts.
 
-use crate::support::process::run_for;
+use crate::support::clients::TusClient;
 use crate::support::proxy::{Cut, Place, Proxy};
-use crate::support::{Server, find_program, noise_wav_at, send, sha256_hex, skip};
+use crate::support::{Server, noise_wav_at, send, sha256_hex};
 use rand::Rng as _;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// Connections the proxy cuts before it passes everything through.
 const CUTS: usize = 12;
 /// The WAV's `data` chunk: 64 MiB of 16-bit PCM.
 const DATA_BYTES: usize = 64 << 20;
-/// How long one run of the client may take before it is killed and the test fails.
-const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 const FILENAME: &str = "long memo.wav";
 
 /// One upload at a time: two 64 MiB uploads and their clients at once on two cores would turn
@@ -146,66 +141,4 @@ fn cut_plan(rng: &mut StdRng) -> Vec<u64> {
 /// The cuts, one a line.
 fn describe(cuts: &[Cut]) -> String {
     cuts.iter().map(|c| format!("\n  {c}")).collect()
-}
-
-/// Node and the installed tus-js-client.
-struct TusClient {
-    node: PathBuf,
-    script: PathBuf,
-}
-
-impl TusClient {
-    /// Finds them, or returns `None` after saying loudly why (panics instead when required).
-    fn find(test: &str) -> Option<TusClient> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tus");
-        let node = find_program("RECORDER_NODE", &["node", "nodejs"]);
-        let installed = dir.join("node_modules/tus-js-client/package.json").is_file();
-        let why = match (&node, installed) {
-            (Some(node), true) => return Some(TusClient { node: node.clone(), script: dir.join("upload.mjs") }),
-            (None, _) => {
-                "Node.js was not found (install Node.js 18 or later, e.g. `apt-get install nodejs npm`, \
-                          or point RECORDER_NODE at it), and then run `npm ci --prefix tests/tus`"
-            }
-            (Some(_), false) => {
-                "tus-js-client is not installed in tests/tus/node_modules: run `npm ci --prefix tests/tus`"
-            }
-        };
-        skip("RECORDER_REQUIRE_TUS_CLIENT", "tus client", test, why);
-        None
-    }
-
-    /// Runs `upload.mjs` with these arguments and the token, killed after `NODE_TIMEOUT`.
-    fn run(&self, args: &[String], token: &str) -> Run {
-        let mut cmd = Command::new(&self.node);
-        cmd.arg(&self.script).args(args).env("TUS_TOKEN", token);
-        let ran = run_for(&mut cmd, NODE_TIMEOUT);
-        let Some(status) = ran.status else {
-            let (out, err) = (ran.stdout, ran.stderr);
-            panic!("the tus client ran over {NODE_TIMEOUT:?} and was killed\nstdout:\n{out}\nstderr:\n{err}");
-        };
-        Run { status, stdout: ran.stdout, stderr: ran.stderr, took: ran.took }
-    }
-}
-
-/// What one run of the client did.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl Run {
-    /// The client's last JSON line.
-    fn report(&self) -> Value {
-        let line = self.stdout.lines().rev().find(|l| l.starts_with('{'));
-        line.and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("no JSON report from the client\n{self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "node: {} after {:?}\nstdout:\n{}\nstderr:\n{}", self.status, self.took, self.stdout, self.stderr)
-    }
 }

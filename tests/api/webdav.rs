@@ -7,187 +7,22 @@
 //! Without rclone (`apt-get install rclone`, or RECORDER_RCLONE pointing at it) the rclone test
 //! says loudly that it skipped, and fails instead when `RECORDER_REQUIRE_RCLONE=1` (as in CI).
 
-use crate::support::process::{Running, recorder, run_for, signup};
+use crate::support::clients::Rclone;
+use crate::support::dav::{Entry, first, multistatus};
+use crate::support::process::{Running, recorder, signup};
 use crate::support::{
-    ALLPROP, DavUser, FIXTURES, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually,
-    find_program, fixture, free_port, noise_wav, recording_files, send, send_json, sha256_hex, skip,
+    ALLPROP, DavUser, FIXTURES, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture,
+    free_port, noise_wav, recording_files, send, send_json, sha256_hex,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Inputs that are not audio, from `tests/fixtures/not-audio`.
 const NOT_AUDIO: &[&str] = &["page.html", "image.png", "text-named.mp3"];
-
-// ---------------------------------------------------------------------------------------------
-// A minimal reader of multistatus XML: elements by local name, whatever the namespace prefix.
-
-/// The contents of each element named `local` (any prefix), in document order; "" for an empty
-/// element. Elements of one name are not nested in what a multistatus holds.
-fn elements<'a>(xml: &'a str, local: &str) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(open) = xml[at..].find('<') {
-        let start = at + open;
-        at = start + 1;
-        let rest = &xml[start + 1..];
-        let name_len = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
-        let name = &rest[..name_len];
-        if name.is_empty() || name.starts_with(['?', '!']) || name.rsplit(':').next() != Some(local) {
-            continue;
-        }
-        let Some(tag_len) = rest.find('>') else { break };
-        let content = start + 1 + tag_len + 1;
-        if rest[..tag_len].ends_with('/') {
-            out.push("");
-            at = content;
-            continue;
-        }
-        // The closing tag of this name, not of a longer one (`</D:prop` is not `</D:propstat>`).
-        let closing = format!("</{name}");
-        let mut from = content;
-        let end = loop {
-            let Some(found) = xml[from..].find(&closing) else { break None };
-            let after = from + found + closing.len();
-            if xml[after..].starts_with(|c: char| c == '>' || c.is_whitespace()) {
-                break Some((from + found, after));
-            }
-            from = after;
-        };
-        match end {
-            Some((stop, after)) => {
-                out.push(&xml[content..stop]);
-                at = after;
-            }
-            None => break,
-        }
-    }
-    out
-}
-
-fn first<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
-    elements(xml, local).into_iter().next()
-}
-
-/// XML character references and the five predefined entities.
-fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp..];
-        let Some(semi) = after.find(';') else {
-            out.push_str(after);
-            return out;
-        };
-        let entity = &after[1..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => out.push(c),
-            None => out.push_str(&after[..=semi]),
-        }
-        rest = &after[semi + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|e| panic!("an href is not UTF-8 once decoded: {text}: {e}"))
-}
-
-/// One `<response>` of a multistatus.
-#[derive(Debug, Clone)]
-struct Entry {
-    /// The href's path, percent-decoded ("/", "/memo.wav", "/Trash/", "/Trash/old.wav").
-    path: String,
-    /// The last segment of the path ("" for the root).
-    name: String,
-    collection: bool,
-    /// The properties found (status 200), by local name, unescaped.
-    props: HashMap<String, String>,
-}
-
-impl Entry {
-    fn prop(&self, name: &str) -> &str {
-        self.props.get(name).map_or_else(|| panic!("{} has no {name}: {:?}", self.path, self.props), String::as_str)
-    }
-}
-
-fn multistatus(xml: &str) -> Vec<Entry> {
-    let props = [
-        "getcontentlength",
-        "getlastmodified",
-        "creationdate",
-        "getetag",
-        "getcontenttype",
-        "displayname",
-        "resourcetype",
-    ];
-    elements(xml, "response")
-        .into_iter()
-        .map(|response| {
-            let href =
-                unescape(first(response, "href").unwrap_or_else(|| panic!("a response without href: {response}")));
-            // An absolute URL or an absolute path.
-            let raw_path = match href.split_once("://") {
-                Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]).to_string(),
-                None => href.clone(),
-            };
-            let path = percent_decode(&raw_path);
-            let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
-            let mut found = HashMap::new();
-            let mut collection = false;
-            for propstat in elements(response, "propstat") {
-                let ok = first(propstat, "status").is_none_or(|status| status.contains(" 200"));
-                if !ok {
-                    continue;
-                }
-                for prop in elements(propstat, "prop") {
-                    for key in props {
-                        if let Some(value) = first(prop, key) {
-                            if key == "resourcetype" {
-                                collection |= !elements(value, "collection").is_empty();
-                            }
-                            found.insert(key.to_string(), unescape(value.trim()));
-                        }
-                    }
-                }
-            }
-            Entry { path, name, collection, props: found }
-        })
-        .collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers over the WebDAV port and the JSON API.
@@ -813,104 +648,6 @@ fn one_user_never_sees_another_users_recordings() {
     assert!(trash(&s, &alice.session).is_empty());
     assert_eq!(get(&s, &alice, "secret.wav").body, secret);
     assert_eq!(names(&files(&s, &alice, "/")), vec!["secret.wav".to_string()]);
-}
-
-// ---------------------------------------------------------------------------------------------
-// A real client: rclone.
-
-/// How long one rclone command may run before it is killed and the test fails.
-const RCLONE_TIMEOUT: Duration = Duration::from_secs(180);
-
-struct Rclone {
-    bin: PathBuf,
-    /// Its config file and home: nothing touches ~/.config.
-    dir: tempfile::TempDir,
-    url: String,
-    user: String,
-    obscured: String,
-}
-
-struct Ran {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Rclone {
-    /// rclone on PATH (or RECORDER_RCLONE); `None` after saying why (panics instead when
-    /// RECORDER_REQUIRE_RCLONE=1).
-    fn find(test: &str) -> Option<PathBuf> {
-        let found = find_program("RECORDER_RCLONE", &["rclone"]);
-        if found.is_none() {
-            let why = "rclone was not found: install it with `apt-get install rclone` (Debian/Ubuntu), \
-                       or point RECORDER_RCLONE at it";
-            skip("RECORDER_REQUIRE_RCLONE", "rclone", test, why);
-        }
-        found
-    }
-
-    fn new(bin: PathBuf, s: &Server, user: &DavUser) -> Rclone {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("rclone.conf"), "").expect("an empty rclone config");
-        let mut rclone = Rclone { bin, dir, url: s.dav_url("/"), user: user.name.clone(), obscured: String::new() };
-        // `--`: a token may start with `-`, which rclone would take for a flag.
-        let obscured = rclone.command(&["obscure", "--", &user.app]);
-        assert!(obscured.ok, "rclone obscure: {}", obscured.stderr);
-        rclone.obscured = obscured.stdout.trim().to_string();
-        rclone
-    }
-
-    /// Runs rclone with its own config and home, killed after `RCLONE_TIMEOUT`.
-    fn command(&self, args: &[&str]) -> Ran {
-        let home = self.dir.path();
-        let config = home.join("rclone.conf");
-        // The config first: after `--` (see `new`) it would be taken for an argument.
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--config")
-            .arg(&config)
-            .args(args)
-            .env_clear()
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_CACHE_HOME", home.join("cache"))
-            .env("RCLONE_CONFIG", &config);
-        let ran = run_for(&mut cmd, RCLONE_TIMEOUT);
-        let Some(status) = ran.status else {
-            panic!("rclone {args:?} ran over {RCLONE_TIMEOUT:?}: {}", ran.stderr);
-        };
-        Ran { ok: status.success(), stdout: ran.stdout, stderr: ran.stderr }
-    }
-
-    /// An rclone command on the on-the-fly `:webdav:` remote of this server and user. Retries
-    /// are off, so every refusal shows.
-    fn remote(&self, args: &[&str]) -> Ran {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend([
-            "--webdav-url",
-            self.url.as_str(),
-            "--webdav-vendor",
-            "other",
-            "--webdav-user",
-            self.user.as_str(),
-            "--webdav-pass",
-            self.obscured.as_str(),
-            "--retries",
-            "1",
-            "--low-level-retries",
-            "1",
-            "--contimeout",
-            "10s",
-            "--timeout",
-            "60s",
-        ]);
-        self.command(&all)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let ran = self.remote(args);
-        assert!(ran.ok, "rclone {args:?} failed:\n{}\n{}", ran.stdout, ran.stderr);
-        ran.stdout
-    }
 }
 
 #[test]
