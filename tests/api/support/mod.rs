@@ -1,8 +1,9 @@
-//! The test harness, and nothing but: the server in-process (`server`) and as a process
-//! (`process`), HTTP and WebDAV from the client's side (`http`, `dav`), raw connections and
-//! ports (`net`), the fault-injecting proxy (`proxy`), the browser (`browser`), real clients
-//! (`clients`: rclone, tus-js-client), SeaweedFS (`seaweed`), the server under strace (`strace`), the audio the tests upload (`audio`),
-//! recordings fed through a pipe (`pipe`), and the transcription model (`transcription`). Test modules import from here only, never from one another.
+//! The test harness, and nothing but: the server in-process (`server`), as a process
+//! (`process`) and under strace (`strace`); HTTP and WebDAV from the client's side (`http`,
+//! `dav`); raw connections and ports (`net`); the fault-injecting proxy (`proxy`); the browser
+//! (`browser`); real clients (`clients`: rclone, tus-js-client); SeaweedFS (`seaweed`); the audio
+//! the tests upload (`audio`) and recordings fed through a pipe (`pipe`); and the transcription
+//! model (`transcription`). Test modules import from here only, never from one another.
 //!
 //! A test that needs a tool which is not installed says loudly that it skipped (`skip`), and
 //! fails instead when the tool's `RECORDER_REQUIRE_*` flag is set (as in CI).

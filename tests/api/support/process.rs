@@ -24,8 +24,8 @@ pub fn recorder(home: &Path) -> Command {
 pub struct Running {
     pub child: Child,
     pub base: String,
-    /// Every line of its stderr so far.
-    pub log: Arc<Mutex<Vec<String>>>,
+    /// Every line of its stderr so far (see `log`).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
