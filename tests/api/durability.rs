@@ -35,14 +35,32 @@ const WRITES: &[&str] = &["write", "pwrite64", "writev", "pwritev", "pwritev2"];
 const PLACES: &[&str] = &["rename", "renameat", "renameat2", "link", "linkat"];
 const UNLINKS: &[&str] = &["unlink", "unlinkat"];
 
-/// The calls of one request: from line `from` (before the client connected) to the answer.
-fn window(calls: &[Call], from: usize, port: u16, status: u16) -> Result<(Vec<&Call>, &Call), String> {
-    let answer = find_answer(calls, from, port)?;
-    if status_of(answer) != Some(status) {
-        return Err(format!("the answer is not {status}: {}", answer.short()));
+/// One request in a trace: the calls from line `from` (before the client connected) on, the
+/// client's port, the status its answer must carry, and the server's data directory.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    calls: &'a [Call],
+    from: usize,
+    port: u16,
+    status: u16,
+    data: &'a Path,
+}
+
+impl<'a> Request<'a> {
+    /// The calls of the request up to its answer, and the answer.
+    fn window(&self) -> Result<(Vec<&'a Call>, &'a Call), String> {
+        let answer = find_answer(self.calls, self.from, self.port)?;
+        if status_of(answer) != Some(self.status) {
+            return Err(format!("the answer is not {}: {}", self.status, answer.short()));
+        }
+        let within = self.calls.iter().filter(|c| c.start >= self.from && c.start <= answer.start).collect();
+        Ok((within, answer))
     }
-    let within = calls.iter().filter(|c| c.start >= from && c.start <= answer.start).collect();
-    Ok((within, answer))
+
+    /// A failed check: why, and the calls of the request in order (see `sequence`).
+    fn fail(&self, why: &str, within: &[&Call], answer: &Call) -> Result<String, String> {
+        Err(format!("{why}\nthe calls of the request, in order:\n{}", sequence(within, answer, self.data)))
+    }
 }
 
 /// The calls of a window that touch the data directory, and the answer, one line each (runs of
@@ -105,17 +123,9 @@ fn between<'a>(candidates: &[&'a Call], a: Option<&Call>, b: &Call) -> Option<&'
 /// answer (`status`): the bytes written, then fsynced, the file renamed or linked to `target`,
 /// its directory fsynced, the row committed to the WAL and the WAL fsynced. Returns the
 /// sequence seen.
-fn check_new_recording(
-    calls: &[Call],
-    from: usize,
-    port: u16,
-    status: u16,
-    data: &Path,
-    target: &Path,
-) -> Result<String, String> {
-    let (within, answer) = window(calls, from, port, status)?;
-    let seen = || sequence(&within, answer, data);
-    let fail = |why: String| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
+fn check_new_recording(r: Request, target: &Path) -> Result<String, String> {
+    let (within, answer) = r.window()?;
+    let fail = |why: String| r.fail(&why, &within, answer);
 
     // Into place.
     let Some(place) = within.iter().copied().find(|c| c.is(PLACES) && c.succeeded() && c.targets(target)) else {
@@ -141,54 +151,46 @@ fn check_new_recording(
     }
 
     // The directory entry.
-    let dir = target.parent().unwrap_or(data);
+    let dir = target.parent().unwrap_or(r.data);
     let dir_syncs = synced(&within, dir);
     let Some(dir_sync) = between(&dir_syncs, Some(place), answer) else {
         return fail(format!("{} was not fsynced between the move and the answer", dir.display()));
     };
 
     // The row.
-    match wal_commit(&within, data, |w| dir_sync.end < w.start, answer) {
+    match wal_commit(&within, r.data, |w| dir_sync.end < w.start, answer) {
         (None, _) => fail("no commit reached recorder.db-wal between the directory's fsync and the answer".into()),
         (Some(_), None) => fail("the row's commit was not fsynced through recorder.db-wal before the answer".into()),
-        (Some(_), Some(_)) => Ok(seen()),
+        (Some(_), Some(_)) => Ok(sequence(&within, answer, r.data)),
     }
 }
 
 /// What a request that only changes rows must have done before its answer: every WAL frame
 /// written before the answer fsynced before it.
-fn check_commit(calls: &[Call], from: usize, port: u16, status: u16, data: &Path) -> Result<String, String> {
-    let (within, answer) = window(calls, from, port, status)?;
-    let seen = || sequence(&within, answer, data);
-    let fail = |why: &str| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
-    match wal_commit(&within, data, |_| true, answer) {
-        (None, _) => fail("no commit reached recorder.db-wal before the answer"),
-        (Some(_), None) => fail("the commit was not fsynced through recorder.db-wal before the answer"),
-        (Some(_), Some(_)) => Ok(seen()),
+fn check_commit(r: Request) -> Result<String, String> {
+    let (within, answer) = r.window()?;
+    match wal_commit(&within, r.data, |_| true, answer) {
+        (None, _) => r.fail("no commit reached recorder.db-wal before the answer", &within, answer),
+        (Some(_), None) => {
+            r.fail("the commit was not fsynced through recorder.db-wal before the answer", &within, answer)
+        }
+        (Some(_), Some(_)) => Ok(sequence(&within, answer, r.data)),
     }
 }
 
 /// What a permanent delete of the recording stored at `target` must have done: the commit that
 /// deletes the row and queues the unlink fsynced through the WAL before the file is unlinked,
 /// and before the answer.
-fn check_delete(
-    calls: &[Call],
-    from: usize,
-    port: u16,
-    status: u16,
-    data: &Path,
-    target: &Path,
-) -> Result<String, String> {
-    let (_, answer) = window(calls, from, port, status)?;
+fn check_delete(r: Request, target: &Path) -> Result<String, String> {
+    let (_, answer) = r.window()?;
     // The unlink may come after the answer: the whole request, up to it.
-    let Some(unlink) = calls.iter().find(|c| c.start >= from && c.is(UNLINKS) && c.targets(target)) else {
+    let Some(unlink) = r.calls.iter().find(|c| c.start >= r.from && c.is(UNLINKS) && c.targets(target)) else {
         return Err(format!("{} was never unlinked", target.display()));
     };
     let upto = unlink.start.max(answer.start);
-    let within: Vec<&Call> = calls.iter().filter(|c| c.start >= from && c.start <= upto).collect();
-    let seen = || sequence(&within, answer, data);
-    let fail = |why: &str| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
-    let sync = match wal_commit(&within, data, |_| true, unlink) {
+    let within: Vec<&Call> = r.calls.iter().filter(|c| c.start >= r.from && c.start <= upto).collect();
+    let fail = |why: &str| r.fail(why, &within, answer);
+    let sync = match wal_commit(&within, r.data, |_| true, unlink) {
         (None, _) => return fail("no commit reached recorder.db-wal before the file was unlinked"),
         (Some(_), None) => {
             return fail(
@@ -201,7 +203,7 @@ fn check_delete(
     if !sync.before(answer) {
         return fail("the answer began before the delete's commit was durable");
     }
-    Ok(seen())
+    Ok(sequence(&within, answer, r.data))
 }
 
 /// Uploads outside any traced window; returns the new recording's id.
@@ -248,7 +250,8 @@ fn one_shot_upload_is_fsynced_renamed_dir_synced_and_committed_before_the_answer
     assert_stored(&traced, &id);
     let target = traced.recording_path(&id);
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_new_recording(&calls, from, port, 201, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_new_recording(Request { calls: &calls, from, port, status: 201, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("one-shot upload, as traced:\n{seen}");
 
     // The check refuses this same trace with any one step taken out or late.
@@ -290,7 +293,7 @@ fn one_shot_upload_is_fsynced_renamed_dir_synced_and_committed_before_the_answer
         }),
     ];
     for (case, reason, mutated) in cases {
-        match check_new_recording(&mutated, from, port, 201, &traced.data, &target) {
+        match check_new_recording(Request { calls: &mutated, from, port, status: 201, data: &traced.data }, &target) {
             Ok(_) => panic!("the check passed the trace {case}"),
             Err(why) => assert!(why.contains(reason), "the trace {case} was refused for another reason: {why}"),
         }
@@ -336,7 +339,8 @@ fn tus_upload_completed_by_patch_is_fsynced_linked_dir_synced_and_committed_befo
     assert_stored(&traced, &id);
     let target = traced.recording_path(&id);
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_new_recording(&calls, from, port, 204, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_new_recording(Request { calls: &calls, from, port, status: 204, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("tus PATCH completing an upload, as traced:\n{seen}");
 
     // The bytes that became the recording are the upload's own file, and that file is let go
@@ -386,7 +390,8 @@ fn webdav_put_is_fsynced_renamed_dir_synced_and_committed_before_the_answer() {
     assert_stored(&traced, &id);
     let target = traced.recording_path(&id);
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_new_recording(&calls, from, port, 201, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_new_recording(Request { calls: &calls, from, port, status: 201, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("WebDAV PUT, as traced:\n{seen}");
 }
 
@@ -406,7 +411,8 @@ fn rename_is_committed_through_the_wal_before_the_answer() {
     assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
     assert_eq!(answer.json()["name"], "b.wav");
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_commit(&calls, from, port, 200, &traced.data).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_commit(Request { calls: &calls, from, port, status: 200, data: &traced.data })
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("rename, as traced:\n{seen}");
 }
 
@@ -432,7 +438,8 @@ fn permanent_delete_commits_through_the_wal_before_the_unlink_and_the_answer() {
         find_answer(calls, from, port).is_ok()
             && calls.iter().any(|c| c.start >= from && c.is(UNLINKS) && c.targets(&target))
     });
-    let seen = check_delete(&calls, from, port, 204, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_delete(Request { calls: &calls, from, port, status: 204, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("permanent delete, as traced:\n{seen}");
     assert!(!target.exists(), "{} outlived its row", target.display());
 }
@@ -468,8 +475,10 @@ fn the_checks_accept_a_durable_rename_and_delete_and_refuse_lazy_ones() {
     const ANSWER: &str = r#"writev(9<TCP:[127.0.0.1:80->127.0.0.1:4000]>, [{iov_base="HTTP/1.1 204 No Content\r\n"..., iov_len=25}], 1) = 25"#;
     let trace = |calls: &[&str]| parse(&calls.iter().map(|c| format!("1  10:00:00.000001 {c}\n")).collect::<String>());
     let (data, target) = (Path::new("/d"), Path::new("/d/recordings/ab/id"));
-    let delete = |calls: &[&str]| check_delete(&trace(calls), 0, 4000, 204, data, target);
-    let rename = |calls: &[&str]| check_commit(&trace(calls), 0, 4000, 204, data);
+    let delete =
+        |calls: &[&str]| check_delete(Request { calls: &trace(calls), from: 0, port: 4000, status: 204, data }, target);
+    let rename =
+        |calls: &[&str]| check_commit(Request { calls: &trace(calls), from: 0, port: 4000, status: 204, data });
 
     // The commit durable, then the unlink (the pending entry's removal need not be synced).
     for durable in [&[FRAME, SYNC, UNLINK, FRAME, ANSWER][..], &[FRAME, SYNC, ANSWER, UNLINK]] {
