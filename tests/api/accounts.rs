@@ -1,6 +1,6 @@
 //! The Server and Accounts sections of the API.
 
-use crate::common::{Server, send, send_json};
+use crate::support::{Server, fixture, send, send_json};
 use recorder::config::Signups;
 use serde_json::json;
 
@@ -191,7 +191,7 @@ fn sessions_expire_after_session_days() {
 fn cookie_changes_from_another_origin_are_forbidden() {
     let s = Server::start();
     let token = s.signup("frank");
-    let host = s.base.trim_start_matches("http://").to_string();
+    let host = s.host().to_string();
     let cookie = format!("recorder_session={token}");
     // Reading with the cookie works.
     assert_eq!(send(s.req("GET", "/api/v1/me").set("Cookie", &cookie), None).status, 200);
@@ -222,8 +222,8 @@ fn deleting_the_account_needs_the_password_and_removes_everything() {
     let s = Server::start();
     let token = s.signup("hank");
     let other = s.signup("ivy");
-    assert_eq!(s.upload(&token, "a.wav", &crate::common::fixture("speech.wav")).status, 201);
-    assert_eq!(s.upload(&other, "b.wav", &crate::common::fixture("speech.wav")).status, 201);
+    assert_eq!(s.upload(&token, "a.wav", &fixture("speech.wav")).status, 201);
+    assert_eq!(s.upload(&other, "b.wav", &fixture("speech.wav")).status, 201);
     s.wait_for_jobs();
     assert_eq!(s.files().len(), 2);
     send_json(s.auth("DELETE", "/api/v1/me", &token), &json!({"password": "nope-nope"}))

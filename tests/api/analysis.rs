@@ -1,58 +1,15 @@
 //! Background analysis: every fixture's exact duration and waveform, lying and broken files,
 //! decoder panics, time budgets, deletes during a job, and `kill -9` in the middle of one.
 
-use crate::common::{Server, fixture, send, sha256_hex};
-use serde_json::Value;
+use crate::support::pipe::{Feed, Pipe};
+use crate::support::process::{Running, recorder, serve, signup};
+use crate::support::{
+    Resp, Server, eventually, fixture, long_wav, recording_path, send, settled, sha256_hex, wav_claiming,
+};
+use recorder::storage::store::Backend;
 use std::time::{Duration, Instant};
 
-/// A WAV header for `data_len` bytes of PCM (8- or 16-bit mono at `rate`), then `body`.
-fn wav_claiming(rate: u32, bits: u16, data_len: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(44 + body.len());
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36u32.saturating_add(data_len)).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * u32::from(bits / 8)).to_le_bytes());
-    out.extend_from_slice(&(bits / 8).to_le_bytes());
-    out.extend_from_slice(&bits.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// An 8-bit WAV of `seconds` at `rate`: a tone that is loud for the first tenth, then quiet.
-pub fn long_wav(seconds: u32, rate: u32) -> Vec<u8> {
-    let frames = (seconds * rate) as usize;
-    let loud_until = frames / 10;
-    let body: Vec<u8> = (0..frames)
-        .map(|i| {
-            let amplitude = if i < loud_until { 120.0 } else { 12.0 };
-            (128.0 + amplitude * ((i as f64) * 0.3).sin()).round() as u8
-        })
-        .collect();
-    wav_claiming(rate, 8, frames as u32, &body)
-}
-
-/// Polls a recording until its analysis is no longer pending.
-pub fn settled(s: &Server, token: &str, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = send(s.auth("GET", &format!("/api/v1/recordings/{id}"), token), None);
-        assert_eq!(r.status, 200, "{}", r.text());
-        let recording = r.json();
-        if recording["waveform"] != "pending" {
-            return recording;
-        }
-        assert!(Instant::now() < deadline, "analysis of {id} still pending after {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn waveform(s: &Server, token: &str, id: &str) -> crate::common::Resp {
+fn waveform(s: &Server, token: &str, id: &str) -> Resp {
     send(s.auth("GET", &format!("/api/v1/recordings/{id}/waveform"), token), None)
 }
 
@@ -210,24 +167,53 @@ fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_
     assert_eq!(still_failed as usize, failed, "--repair queued nothing again");
 }
 
+/// The recordings' files are pipes the test feeds (`support::pipe`): one without end, so that its
+/// decode can stop only at its budget however fast the build decodes; one that stalls, so that
+/// its job is still running when its recording is deleted.
 #[test]
 fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothing() {
-    let s = Server::start_with(|c| c.analysis_seconds_per_hour = 1);
-    let token = s.signup("tim");
-    // Three hours at 8 kHz: a CPU-time budget of 3 s (one second per hour) is far too little in
-    // a debug build, where this takes several times that.
-    let long = long_wav(3 * 3600, 8000);
-    let id = s.upload_id(&token, "three-hours.wav", &long);
-    let recording = settled(&s, &token, &id, Duration::from_secs(120));
-    assert_eq!(recording["waveform"], "failed", "{recording}");
-    let error = analysis_error(&s, &id);
-    assert!(error.contains("longer than its budget"), "{error}");
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    // Kept in the data directory (whatever the test store), where a file can be a pipe.
+    let on_disk = |c: &mut recorder::Config| {
+        c.data_dir = data.clone();
+        c.backend = Backend::Local;
+    };
+    // Stored with analysis off, so that no job reads them before they are pipes. The newest
+    // recording's job runs first: the endless one.
+    let aac = fixture("speech.aac");
+    let (token, doomed, endless, doomed_path, endless_path) = {
+        let s = Server::start_with(|c| {
+            on_disk(c);
+            c.analysis_enabled = false;
+        });
+        let token = s.signup("tim");
+        let doomed = s.upload_id(&token, "doomed.aac", &aac);
+        let endless = s.upload_id(&token, "endless.aac", &aac);
+        let (doomed_path, endless_path) = (s.local_path(&doomed), s.local_path(&endless));
+        (token, doomed, endless, doomed_path, endless_path)
+    };
+    let endless_pipe = Pipe::replace(&endless_path, aac.clone(), Feed::Endless);
+    let doomed_pipe = Pipe::replace(&doomed_path, aac, Feed::Stalled);
+    let s = Server::start_with(|c| {
+        on_disk(c);
+        c.analysis_seconds_per_hour = 1;
+    });
 
-    // Deleted while its job runs: no error, no job, no waveform left.
-    let id = s.upload_id(&token, "doomed.wav", &long);
-    crate::common::eventually("the job is running", || jobs(&s).iter().any(|(r, st)| *r == id && st == "running"));
+    // Audio without end: the CPU-time budget (at least a second) runs out first.
+    let recording = settled(&s, &token, &endless, Duration::from_secs(120));
+    assert_eq!(recording["waveform"], "failed", "{recording}");
+    let error = analysis_error(&s, &endless);
+    assert!(error.contains("longer than its budget"), "{error}");
+    drop(endless_pipe);
+
+    // Deleted while its job runs (waiting for more of the pipe): no error, no job, no waveform
+    // left once the job ends.
+    let id = doomed;
+    eventually("the job is running", || jobs(&s).iter().any(|(r, st)| *r == id && st == "running"));
     let gone = send(s.auth("DELETE", &format!("/api/v1/recordings/{id}?permanent=true"), &token), None);
     assert_eq!(gone.status, 204);
+    drop(doomed_pipe);
     let deadline = Instant::now() + Duration::from_secs(60);
     while jobs(&s).iter().any(|(r, _)| *r == id) {
         assert!(Instant::now() < deadline, "the job outlived its recording");
@@ -252,14 +238,12 @@ fn peak_rss(pid: u32) -> u64 {
 
 #[test]
 fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memory() {
-    use crate::cli::{serve, signup};
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let server = serve(home.path(), &data);
     let token = signup(&server, "kurt");
-    let auth = format!("Bearer {token}");
     let long = long_wav(3 * 3600, 8000);
-    let up = send(server.req("POST", "/api/v1/recordings?name=lecture.wav").set("Authorization", &auth), Some(&long));
+    let up = send(server.auth("POST", "/api/v1/recordings?name=lecture.wav", &token), Some(&long));
     assert_eq!(up.status, 201, "{}", up.text());
     let id = up.json()["id"].as_str().expect("id").to_string();
     let db = recorder::db::Db::open(&data.join("recorder.db")).expect("db");
@@ -271,7 +255,7 @@ fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memo
             })
             .ok()
     };
-    crate::common::eventually("the job is running", || state(&db).is_some_and(|(s, _)| s == "running"));
+    eventually("the job is running", || state(&db).is_some_and(|(s, _)| s == "running"));
     server.kill9();
     assert_eq!(state(&db), Some(("running".to_string(), 1)), "killed mid-job");
 
@@ -279,7 +263,7 @@ fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memo
     let before = peak_rss(server.child.id());
     let deadline = Instant::now() + Duration::from_secs(240);
     let recording = loop {
-        let r = send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json();
+        let r = send(server.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None).json();
         if r["waveform"] != "pending" {
             break r;
         }
@@ -293,8 +277,7 @@ fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memo
     // 86 MB of audio decoded: the server's peak grew by a few MiB, not by the file.
     assert!(peak < before + (32 << 20), "peak RSS {} MiB, {} MiB before the job", peak >> 20, before >> 20);
 
-    let w =
-        send(server.req("GET", &format!("/api/v1/recordings/{id}/waveform")).set("Authorization", &auth), None).json();
+    let w = send(server.auth("GET", &format!("/api/v1/recordings/{id}/waveform"), &token), None).json();
     let peaks = w["peaks"].as_array().expect("peaks");
     assert!((1000..=4000).contains(&peaks.len()), "{} buckets", peaks.len());
     let bucket_ms = w["bucket_ms"].as_u64().expect("bucket");
@@ -307,30 +290,23 @@ fn kill_9_mid_job_runs_it_again_once_and_a_three_hour_file_stays_in_bounded_memo
 
 #[test]
 fn recordings_from_before_analysis_are_analysed_after_an_upgrade_newest_first() {
-    use crate::cli::{serve, signup};
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let server = serve(home.path(), &data);
     let token = signup(&server, "una");
-    let auth = format!("Bearer {token}");
     let mut ids = Vec::new();
     for name in ["first.wav", "second.flac", "third.m4a"] {
         let file = name.replace("first", "speech").replace("second", "speech").replace("third", "speech");
-        let up = send(
-            server.req("POST", &format!("/api/v1/recordings?name={name}")).set("Authorization", &auth),
-            Some(&fixture(&file)),
-        );
+        let up = send(server.auth("POST", &format!("/api/v1/recordings?name={name}"), &token), Some(&fixture(&file)));
         assert_eq!(up.status, 201);
         ids.push(up.json()["id"].as_str().expect("id").to_string());
     }
-    let ready = |server: &crate::cli::Running| {
+    let ready = |server: &Running| {
         ids.iter().all(|id| {
-            send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json()
-                ["waveform"]
-                == "ready"
+            send(server.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None).json()["waveform"] == "ready"
         })
     };
-    crate::common::eventually("analysed", || ready(&server));
+    eventually("analysed", || ready(&server));
     drop(server);
 
     // As a database from before analysis existed looks after the upgrade's migration.
@@ -344,22 +320,20 @@ fn recordings_from_before_analysis_are_analysed_after_an_upgrade_newest_first() 
         .expect("reset");
 
     let server = serve(home.path(), &data);
-    crate::common::eventually("analysed again after the upgrade", || ready(&server));
+    eventually("analysed again after the upgrade", || ready(&server));
     let analysed = || -> Vec<String> {
         server
-            .log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .log()
             .iter()
             .filter_map(|line| line.split("analysed ").nth(1).and_then(|rest| rest.split_whitespace().next()))
             .map(str::to_string)
             .collect()
     };
     // The server's log is read from its stderr as it comes: the last line may trail the commit.
-    crate::common::eventually("each analysis is logged", || analysed().len() >= ids.len());
+    eventually("each analysis is logged", || analysed().len() >= ids.len());
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(analysed(), newest_first, "analysed newest first");
-    let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &auth), None).json();
+    let list = send(server.auth("GET", "/api/v1/recordings", &token), None).json();
     for r in list["recordings"].as_array().expect("recordings") {
         assert!((r["duration_ms"].as_i64().expect("decoded duration") - 4179).abs() <= 150, "{r}");
     }
@@ -367,7 +341,6 @@ fn recordings_from_before_analysis_are_analysed_after_an_upgrade_newest_first() 
 
 #[test]
 fn a_recording_whose_file_is_missing_fails_its_analysis_instead_of_hanging() {
-    use crate::cli::{Running, recorder, signup};
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let serve = |analysis: &str| {
@@ -377,20 +350,16 @@ fn a_recording_whose_file_is_missing_fails_its_analysis_instead_of_hanging() {
     };
     let server = serve("false");
     let token = signup(&server, "mira");
-    let auth = format!("Bearer {token}");
-    let up = send(
-        server.req("POST", "/api/v1/recordings?name=gone.wav").set("Authorization", &auth),
-        Some(&fixture("speech.wav")),
-    );
+    let up = send(server.auth("POST", "/api/v1/recordings?name=gone.wav", &token), Some(&fixture("speech.wav")));
     let id = up.json()["id"].as_str().expect("id").to_string();
     drop(server);
-    let file = data.join("recordings").join(&id.replace('-', "")[30..]).join(&id);
+    let file = recording_path(&data, &id);
     std::fs::remove_file(&file).expect("remove the file");
 
     let server = serve("true");
     let deadline = Instant::now() + Duration::from_secs(30);
     let recording = loop {
-        let r = send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json();
+        let r = send(server.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None).json();
         if r["waveform"] != "pending" {
             break r;
         }

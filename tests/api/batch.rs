@@ -1,7 +1,7 @@
 //! Bulk actions: trash, restore and purge many recordings at once, each id answered alone, and
 //! a streamed ZIP of many recordings.
 
-use crate::common::{Resp, Server, fixture, send, send_json, sha256_hex};
+use crate::support::{Resp, Server, fixture, noise_wav, send, send_json, sha256_hex};
 use serde_json::json;
 use std::io::{Cursor, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -222,7 +222,7 @@ fn an_archive_holds_every_recording_under_its_name_with_duplicates_suffixed() {
 fn an_archive_of_files_larger_than_its_buffers_streams_whole_and_a_cut_one_has_no_end() {
     let s = Server::start_with(|c| c.analysis_enabled = false);
     let token = s.signup("fritz");
-    let wavs: Vec<Vec<u8>> = (0..3u64).map(|i| crate::common::noise_wav(44 + (20 << 20), i + 1)).collect();
+    let wavs: Vec<Vec<u8>> = (0..3u64).map(|i| noise_wav(44 + (20 << 20), i + 1)).collect();
     let ids: Vec<String> =
         wavs.iter().enumerate().map(|(i, w)| s.upload_id(&token, &format!("big {i}.wav"), w)).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();

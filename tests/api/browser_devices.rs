@@ -5,8 +5,8 @@
 //! until it is revoked. Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the other
 //! browser tests.
 
-use crate::browser::{Browser, WAIT, assert_accessible, item, list, sign_up};
-use crate::common::{Server, fixture, send, send_json};
+use crate::support::browser::{Browser, WAIT, assert_accessible, item, sign_up};
+use crate::support::{Server, fixture, list, send, send_json};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

@@ -3,44 +3,19 @@
 //! the browser streams to the server, so a tab that dies mid-recording loses nothing the server
 //! acknowledged. Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the other browser tests.
 
-use crate::browser::{Browser, WAIT, assert_accessible, item, list, sign_up, sign_up_at};
-use crate::common::noise_wav;
-use crate::common::{Seen, Server, send, sha256_hex};
+use crate::support::browser::{Browser, WAIT, assert_accessible, item, sign_up, sign_up_at};
+use crate::support::proxy::Proxy;
+use crate::support::{Seen, Server, list, noise_wav, poll_for, send, sha256_hex, wav_file};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
 /// What the page sends in one PATCH.
 const CHUNK: u64 = 8 * MIB;
 
-/// Waits (bounded by `WAIT`) until `check` returns something; returns it.
-fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn tus_patches(server: &Server) -> Vec<Seen> {
     server.seen().into_iter().filter(|s| s.method == "PATCH" && s.path.starts_with("/api/v1/uploads/")).collect()
-}
-
-/// A WAV file of `len` bytes in a temp dir; returns the dir (kept alive by the caller) and path.
-fn wav_file(name: &str, len: usize, seed: u64) -> (tempfile::TempDir, String, Vec<u8>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bytes = noise_wav(len, seed);
-    let path = dir.path().join(name);
-    std::fs::write(&path, &bytes).expect("write the WAV");
-    (dir, path.display().to_string(), bytes)
 }
 
 fn uploads(server: &Server, token: &str) -> Vec<Value> {
@@ -66,74 +41,11 @@ fn the_recording(b: &Browser, server: &Server, token: &str, bytes: &[u8]) -> Val
     r
 }
 
-/// A TCP proxy in front of the server whose connections can all be cut at once: a network that
-/// drops, as a phone's does when it changes networks.
-struct Proxy {
-    addr: SocketAddr,
-    down: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Proxy {
-    fn start(upstream: SocketAddr) -> Proxy {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("the proxy's runtime");
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind the proxy");
-        let addr = listener.local_addr().expect("the proxy's address");
-        let down = Arc::new(AtomicBool::new(false));
-        let (cut, _) = watch::channel(0u64);
-        let (is_down, cuts) = (down.clone(), cut.clone());
-        rt.spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if is_down.load(Ordering::SeqCst) {
-                    continue; // dropped at once: the browser gets no answer
-                }
-                let mut cut = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
-                    // A cut drops both ends at once.
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, down, cut, rt: Some(rt) }
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Cuts every open connection and refuses new ones until `restore`.
-    fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        self.cut.send_modify(|n| *n += 1);
-    }
-
-    fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 #[test]
 fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
     let Some(b) = Browser::start("resumable upload over a dropped connection") else { return };
     let server = Server::start();
-    let proxy = Proxy::start(server.base.trim_start_matches("http://").parse().expect("the server's address"));
+    let proxy = Proxy::start(server.addr());
     sign_up_at(&b, &proxy.base(), "rita");
     let token = server.login("rita");
     let (dir, path, bytes) = wav_file("Long interview.wav", 12 * MIB as usize, 0x5eed);
@@ -164,7 +76,8 @@ fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
     b.wait_for("[data-test=upload-item] progress");
 
     // The first piece is acknowledged, and the bar shows what the server has.
-    let first = poll("the first PATCH acknowledged", || tus_patches(&server).into_iter().find(|s| s.status == 204));
+    let first =
+        poll_for("the first PATCH acknowledged", WAIT, || tus_patches(&server).into_iter().find(|s| s.status == 204));
     assert_eq!(first.upload_offset, Some(0));
     assert_ne!(first.path, refused[0].path, "another upload");
     b.wait_js(
@@ -174,7 +87,7 @@ fn a_large_file_uploads_resumably_and_gets_over_a_dropped_connection() {
     );
     // The network drops while the second piece is on its way.
     let file = server.data().join("uploads").join(first.path.rsplit('/').next().expect("id"));
-    poll("bytes of the second piece on the server", || {
+    poll_for("bytes of the second piece on the server", WAIT, || {
         (std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) > CHUNK).then_some(())
     });
     proxy.cut();
@@ -258,7 +171,7 @@ fn a_reload_mid_upload_lists_it_and_choosing_the_file_again_resumes_it() {
 
     b.network(false, Some(4 * MIB));
     b.send_keys("input[data-test=file-input]", &path);
-    poll("the first PATCH acknowledged", || {
+    poll_for("the first PATCH acknowledged", WAIT, || {
         tus_patches(&server).into_iter().find(|s| s.status == 204 && s.path != other_url)
     });
     // Gone mid-transfer: the page is loaded again.
@@ -325,7 +238,7 @@ fn a_take_streams_while_recording_and_survives_its_tab_dying() {
     b.wait_for("[data-test=record-timer]");
 
     // The server holds a few seconds of it while it is recorded.
-    let take = poll("a few seconds of the take on the server", || {
+    let take = poll_for("a few seconds of the take on the server", WAIT, || {
         let acked = tus_patches(&server).iter().filter(|s| s.status == 204).count();
         let open = uploads(&server, &token);
         (acked >= 3 && open.len() == 1 && open[0]["offset"].as_u64() > Some(0)).then(|| open[0].clone())
@@ -349,7 +262,7 @@ fn a_take_streams_while_recording_and_survives_its_tab_dying() {
     let second_tab = b.window();
 
     // The recording tab dies mid-recording.
-    let kept = poll("the take to grow", || {
+    let kept = poll_for("the take to grow", WAIT, || {
         let open = uploads(&server, &token);
         let offset = open.first().and_then(|u| u["offset"].as_u64())?;
         (offset > take["offset"].as_u64().unwrap_or(0)).then_some(offset)

@@ -5,14 +5,10 @@
 //! corrects them (`PUT …/transcript`). Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like
 //! the other browser tests.
 
-use crate::browser::{Browser, assert_accessible, item, sign_up};
-use crate::common::{Server, send, send_json};
+use crate::support::browser::{Browser, assert_accessible, item, sign_up, sign_up_and_leave};
+use crate::support::transcription::{librivox, real_model, with_model};
+use crate::support::{Server, send, send_json, steady_tone_wav};
 use serde_json::{Value, json};
-
-/// 16-bit mono PCM at 8 kHz: a steady 440 Hz tone.
-fn tone_wav(seconds: u32) -> Vec<u8> {
-    crate::common::tone_wav(seconds, |_, _| 0.3)
-}
 
 /// The meeting's four segments, 2.5 s each; one has markup in it, which must stay text.
 fn meeting() -> Value {
@@ -89,21 +85,26 @@ fn wait_playing_between(b: &Browser, what: &str, from: f64, to: f64) -> f64 {
 
 fn pause(b: &Browser) {
     b.js("document.querySelector('audio[data-test=player]').pause();", vec![]);
-    b.wait_js("the player to pause", "return document.querySelector('audio[data-test=player]').paused;", vec![]);
+    b.wait_paused();
 }
 
 /// Plays a listed recording until it plays, then pauses it.
 fn play_and_pause(b: &Browser, id: &str) {
     // Out from under the open panel first, as a person scrolls.
     b.js("document.querySelector(arguments[0]).scrollIntoView({block: 'center'});", vec![json!(item(id))]);
-    b.click(&format!("{} [data-test=play]", item(id)));
+    b.play(id);
+    pause(b);
+}
+
+/// Waits until the loaded list shows exactly one recording, `id` (a search's only result).
+fn wait_only_result(b: &Browser, id: &str) {
     b.wait_js(
-        "the player to play",
-        "const a = document.querySelector('audio[data-test=player]'); \
-         return !a.paused && a.currentTime > 0 && a.src.includes(arguments[0]);",
+        "the search result",
+        "const rows = document.querySelectorAll('li[data-test=recording]'); \
+         return document.querySelector('ul[data-test=recordings]').dataset.loaded === '1' && rows.length === 1 \
+           && rows[0].dataset.id === arguments[0];",
         vec![json!(id)],
     );
-    pause(b);
 }
 
 fn no_error_banner(b: &Browser) {
@@ -114,12 +115,9 @@ fn no_error_banner(b: &Browser) {
 fn the_transcript_panel_follows_playback_seeks_edits_and_search_jumps_to_the_words() {
     let Some(b) = Browser::start("transcript panel") else { return };
     let server = Server::start();
-    sign_up(&b, &server, "tess");
-    // The list loads after the uploads (an open list would show them as they come).
-    b.goto("about:blank");
-    let token = server.login("tess");
-    let id = server.upload_id(&token, "Team meeting.wav", &tone_wav(10));
-    let other = server.upload_id(&token, "Voice memo.wav", &tone_wav(10));
+    let token = sign_up_and_leave(&b, &server, "tess");
+    let id = server.upload_id(&token, "Team meeting.wav", &steady_tone_wav(10));
+    let other = server.upload_id(&token, "Voice memo.wav", &steady_tone_wav(10));
     assert_eq!(get_recording(&server, &token, &id)["transcript"], "off", "no model on this server");
     b.goto(&server.base);
     b.wait_for(&item(&id));
@@ -309,13 +307,7 @@ fn the_transcript_panel_follows_playback_seeks_edits_and_search_jumps_to_the_wor
     b.click("section.player button[aria-label='Close player']");
     b.wait_js("the player closed", "return document.querySelector('section.player').hidden;", vec![]);
     b.fill("input[data-test=search]", "orchard");
-    b.wait_js(
-        "the search result",
-        "const rows = document.querySelectorAll('li[data-test=recording]'); \
-         return document.querySelector('ul[data-test=recordings]').dataset.loaded === '1' && rows.length === 1 \
-           && rows[0].dataset.id === arguments[0];",
-        vec![json!(id)],
-    );
+    wait_only_result(&b, &id);
     assert!(!b.exists(&item(&other)), "the other recording has no such word");
     let row = item(&id);
     assert_eq!(b.text(&format!("{row} [data-test=snippet]")), "Said: First item: the orchard budget.");
@@ -351,13 +343,11 @@ fn the_transcript_panel_follows_playback_seeks_edits_and_search_jumps_to_the_wor
 fn a_transcript_written_by_hand_pending_and_failed_states_in_the_panel() {
     let Some(b) = Browser::start_with("transcript states", &["--force-dark-mode"]) else { return };
     let server = Server::start();
-    sign_up(&b, &server, "hugo");
-    b.goto("about:blank");
-    let token = server.login("hugo");
-    let handmade = server.upload_id(&token, "Lecture.wav", &tone_wav(10));
-    let pending = server.upload_id(&token, "Interview.wav", &tone_wav(10));
-    let failed = server.upload_id(&token, "Street noise.wav", &tone_wav(10));
-    let long = server.upload_id(&token, "Long list.wav", &tone_wav(10));
+    let token = sign_up_and_leave(&b, &server, "hugo");
+    let handmade = server.upload_id(&token, "Lecture.wav", &steady_tone_wav(10));
+    let pending = server.upload_id(&token, "Interview.wav", &steady_tone_wav(10));
+    let failed = server.upload_id(&token, "Street noise.wav", &steady_tone_wav(10));
+    let long = server.upload_id(&token, "Long list.wav", &steady_tone_wav(10));
     // Forty short segments: more than the panel shows at once.
     let lines: Vec<Value> = (0..40)
         .map(|i| json!({"start_ms": i * 250, "end_ms": (i + 1) * 250, "text": format!("Line {i} of the list.")}))
@@ -463,12 +453,12 @@ fn a_transcript_written_by_hand_pending_and_failed_states_in_the_panel() {
 #[test]
 fn a_spoken_memo_is_found_in_the_ui_by_its_words_once_transcribed() {
     let test = "a_spoken_memo_is_found_in_the_ui_by_its_words_once_transcribed";
-    let Some((model, dir)) = crate::transcripts::real_model(test) else { return };
+    let Some((model, dir)) = real_model(test) else { return };
     let Some(b) = Browser::start("spoken memo search") else { return };
-    let server = crate::transcripts::with_model(&model);
+    let server = with_model(&model);
     sign_up(&b, &server, "sam");
     let token = server.login("sam");
-    let (path, _) = &crate::transcripts::librivox(&dir)[0];
+    let (path, _) = &librivox(&dir)[0];
     let uploaded = std::time::Instant::now();
     let id = server.upload_id(&token, "Tuesday memo.wav", &std::fs::read(path).expect("wav"));
     b.goto(&server.base);
@@ -486,13 +476,7 @@ fn a_spoken_memo_is_found_in_the_ui_by_its_words_once_transcribed() {
     }
     eprintln!("transcribed {} s after the upload", uploaded.elapsed().as_secs_f32());
     b.fill("input[data-test=search]", "prudently");
-    b.wait_js(
-        "the search result",
-        "const rows = document.querySelectorAll('li[data-test=recording]'); \
-         return document.querySelector('ul[data-test=recordings]').dataset.loaded === '1' && rows.length === 1 \
-           && rows[0].dataset.id === arguments[0];",
-        vec![json!(id)],
-    );
+    wait_only_result(&b, &id);
     let row = item(&id);
     assert!(b.text(&format!("{row} [data-test=snippet]")).to_lowercase().contains("prudently"));
     assert_eq!(b.text(&format!("{row} [data-test=snippet] mark")).to_lowercase(), "prudently");

@@ -4,17 +4,10 @@
 //! gets the plain bar. Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the other
 //! browser tests.
 
-use crate::analysis::settled;
-use crate::browser::{Browser, Pointer, WAIT, assert_accessible, fixture_path, item, sign_up};
-use crate::common::{Server, fixture};
+use crate::support::browser::{Browser, Pointer, WAIT, assert_accessible, item, sign_up, sign_up_and_leave};
+use crate::support::{Server, fixture, fixture_path, loud_then_quiet_wav, settled};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// 16-bit mono PCM at 8 kHz: a 440 Hz tone, loud (80 % of full scale) for the first half and
-/// quiet (2 %, about -34 dB) for the second.
-fn loud_then_quiet_wav(seconds: u32) -> Vec<u8> {
-    crate::common::tone_wav(seconds, |i, frames| if i < frames / 2 { 0.8 } else { 0.02 })
-}
 
 /// Waits (polling the API) until the server has analysed a recording; returns its JSON.
 fn analysed(server: &Server, token: &str, id: &str, state: &str) -> Value {
@@ -153,15 +146,9 @@ fn audio(b: &Browser, what: &str) -> f64 {
 
 /// Plays a listed recording, waits until it plays, and pauses it.
 fn play_and_pause(b: &Browser, id: &str) {
-    b.click(&format!("{} [data-test=play]", item(id)));
-    b.wait_js(
-        "the player to play",
-        "const a = document.querySelector('audio[data-test=player]'); \
-         return !a.paused && a.currentTime > 0 && a.src.includes(arguments[0]);",
-        vec![json!(id)],
-    );
+    b.play(id);
     b.click("button[data-test=player-toggle]");
-    b.wait_js("the player to pause", "return document.querySelector('audio[data-test=player]').paused;", vec![]);
+    b.wait_paused();
 }
 
 /// The slider as the accessibility tree has it (what a screen reader gets): its value, min and
@@ -197,10 +184,7 @@ fn the_player_draws_the_waveform_and_seeks_on_it_by_mouse_touch_and_keys() {
     // A high-density screen, as phones and most laptops have: the canvas must draw at it.
     let Some(b) = Browser::start_with("waveform player", &["--force-device-scale-factor=2"]) else { return };
     let server = Server::start();
-    sign_up(&b, &server, "wren");
-    // The list loads after the uploads (an open list would show them as they come).
-    b.goto("about:blank");
-    let token = server.login("wren");
+    let token = sign_up_and_leave(&b, &server, "wren");
     let long = server.upload_id(&token, "Loud then quiet.wav", &loud_then_quiet_wav(60));
     let speech = server.upload_id(&token, "speech.wav", &fixture("speech.wav"));
     analysed(&server, &token, &long, "ready");
@@ -349,10 +333,7 @@ fn the_player_draws_the_waveform_and_seeks_on_it_by_mouse_touch_and_keys() {
 fn a_long_list_fetches_the_waveforms_of_the_rows_on_screen_only() {
     let Some(b) = Browser::start("waveform list") else { return };
     let server = Server::start();
-    sign_up(&b, &server, "lars");
-    // The list loads after the uploads (an open list would show them as they come).
-    b.goto("about:blank");
-    let token = server.login("lars");
+    let token = sign_up_and_leave(&b, &server, "lars");
     let wav = fixture("speech.wav");
     let ids: Vec<String> = (0..40).map(|i| server.upload_id(&token, &format!("Memo {i}.wav"), &wav)).collect();
     for id in &ids {

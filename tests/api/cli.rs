@@ -1,82 +1,13 @@
 //! The built binary: the user commands, configuration precedence and exit codes, and crash
 //! safety under `kill -9`.
 
-use crate::common::{fixture, send, send_json, sha256_hex};
+use crate::support::process::{Running, recorder, run, serve, signup};
+use crate::support::{eventually, fixture, recording_files, send, send_json, sha256_hex};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_recorder");
-
-/// The binary with a clean environment (no RECORDER_* from outside, HOME in the temp dir).
-pub fn recorder(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear().env("HOME", home).current_dir(home);
-    cmd
-}
-
-pub(crate) struct Running {
-    pub(crate) child: Child,
-    pub(crate) base: String,
-    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Running {
-    pub(crate) fn start(mut cmd: Command) -> Running {
-        let mut child = cmd.arg("--address").arg("127.0.0.1").stderr(Stdio::piped()).spawn().expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server announced its address");
-        Running { child, base: format!("http://{addr}"), log }
-    }
-
-    pub(crate) fn req(&self, method: &str, path: &str) -> ureq::Request {
-        ureq::request(method, &format!("{}{path}", self.base))
-    }
-
-    pub(crate) fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn run(mut cmd: Command, stdin: &str) -> (i32, String, String) {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    // A command may exit before reading its input (a refused `user add`): that is not an error here.
-    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-pub(crate) fn serve(home: &Path, data: &Path) -> Running {
-    let mut cmd = recorder(home);
-    cmd.arg("--data-dir").arg(data).arg("--port").arg("0");
-    Running::start(cmd)
-}
 
 #[test]
 fn user_commands_manage_accounts_on_the_data_dir() {
@@ -104,24 +35,15 @@ fn user_commands_manage_accounts_on_the_data_dir() {
     assert_eq!(code, 0);
     assert!(out.contains("zed"), "{out}");
     let token = login("password123").json()["token"].as_str().expect("token").to_string();
-    let up = send(
-        server.req("POST", "/api/v1/recordings?name=a.wav").set("Authorization", &format!("Bearer {token}")),
-        Some(&fixture("speech.wav")),
-    );
+    let up = send(server.auth("POST", "/api/v1/recordings?name=a.wav", &token), Some(&fixture("speech.wav")));
     assert_eq!(up.status, 201);
     assert_eq!(user(&["passwd", "zed", "--password-stdin"], "password456\n").0, 0);
-    let me = send(server.req("GET", "/api/v1/me").set("Authorization", &format!("Bearer {token}")), None);
+    let me = send(server.auth("GET", "/api/v1/me", &token), None);
     assert_eq!(me.status, 401, "passwd revokes sessions");
     assert_eq!(login("password456").status, 200);
     assert_eq!(user(&["remove", "zed"], "").0, 0);
     assert_eq!(login("password456").status, 401);
-    assert_eq!(
-        std::fs::read_dir(data.join("recordings"))
-            .expect("dir")
-            .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
-            .count(),
-        0
-    );
+    assert_eq!(recording_files(&data).len(), 0);
     assert_eq!(user(&["remove", "zed"], "").0, 1);
 }
 
@@ -196,20 +118,13 @@ fn bad_configuration_exits_2_naming_the_key() {
     assert_eq!(run(cmd, "").0, 2);
 }
 
-pub(crate) fn signup(server: &Running, username: &str) -> String {
-    let body = json!({"username": username, "password": "password123"});
-    let r = send_json(server.req("POST", "/api/v1/auth/signup"), &body);
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
-}
-
 #[test]
 fn kill_9_mid_upload_leaves_no_row_file_or_temp_file() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let server = serve(home.path(), &data);
     let token = signup(&server, "kim");
-    let addr = server.base.trim_start_matches("http://").to_string();
+    let addr = server.host().to_string();
     let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
     let wav = fixture("speech.wav");
     let total = 64 << 20;
@@ -219,7 +134,7 @@ fn kill_9_mid_upload_leaves_no_row_file_or_temp_file() {
         stream.write_all(&vec![0u8; 256 * 1024]).expect("body");
     }
     let tmp = data.join("tmp");
-    crate::common::eventually("upload in flight", || std::fs::read_dir(&tmp).map(|d| d.count() > 0).unwrap_or(false));
+    eventually("upload in flight", || std::fs::read_dir(&tmp).map(|d| d.count() > 0).unwrap_or(false));
     server.kill9();
     drop(stream);
     assert!(std::fs::read_dir(&tmp).expect("tmp").count() > 0, "the crash left a partial upload to clean");
@@ -227,7 +142,7 @@ fn kill_9_mid_upload_leaves_no_row_file_or_temp_file() {
     let list = listed(home.path(), &data, &token);
     assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0, "startup empties tmp/");
     assert_eq!(list["recordings"], json!([]));
-    assert_eq!(recording_files(&data), 0);
+    assert_eq!(recording_files(&data).len(), 0);
 }
 
 #[test]
@@ -237,19 +152,15 @@ fn kill_9_right_after_201_keeps_the_recording() {
     let server = serve(home.path(), &data);
     let token = signup(&server, "lee");
     let m4a = fixture("speech.m4a");
-    let up = send(
-        server.req("POST", "/api/v1/recordings?name=keep.m4a").set("Authorization", &format!("Bearer {token}")),
-        Some(&m4a),
-    );
+    let up = send(server.auth("POST", "/api/v1/recordings?name=keep.m4a", &token), Some(&m4a));
     assert_eq!(up.status, 201);
     let id = up.json()["id"].as_str().expect("id").to_string();
     server.kill9();
 
     let server = serve(home.path(), &data);
-    let auth = format!("Bearer {token}");
-    let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &auth), None).json();
+    let list = send(server.auth("GET", "/api/v1/recordings", &token), None).json();
     assert_eq!(list["recordings"][0]["id"], id);
-    let audio = send(server.req("GET", &format!("/api/v1/recordings/{id}/audio")).set("Authorization", &auth), None);
+    let audio = send(server.auth("GET", &format!("/api/v1/recordings/{id}/audio"), &token), None);
     assert_eq!(sha256_hex(&audio.body), list["recordings"][0]["sha256"].as_str().expect("sha"));
     assert_eq!(sha256_hex(&audio.body), sha256_hex(&m4a));
 }
@@ -268,16 +179,14 @@ fn upload_in_flight(
     cmd.env("RECORDER_SERVER_SHUTDOWN_GRACE", grace).arg("--data-dir").arg(data).arg("--port").arg("0");
     let server = Running::start(cmd);
     let token = signup(&server, "nina");
-    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = server.connect();
     write!(
         stream,
         "POST /api/v1/recordings?name={name} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
     )
     .expect("head");
     stream.write_all(first).expect("first part of the body");
-    crate::common::eventually("upload in flight", || {
-        std::fs::read_dir(data.join("tmp")).map(|d| d.count() > 0).unwrap_or(false)
-    });
+    eventually("upload in flight", || std::fs::read_dir(data.join("tmp")).map(|d| d.count() > 0).unwrap_or(false));
     (server, token, stream)
 }
 
@@ -287,18 +196,10 @@ fn sigterm(server: &Running) -> std::time::Instant {
     std::time::Instant::now()
 }
 
-/// How many files `recordings/` holds, in all shards.
-fn recording_files(data: &Path) -> usize {
-    std::fs::read_dir(data.join("recordings"))
-        .expect("dir")
-        .flat_map(|d| std::fs::read_dir(d.expect("e").path()).expect("shard"))
-        .count()
-}
-
 /// The token's list, from a server started afresh on the data directory.
 fn listed(home: &Path, data: &Path, token: &str) -> serde_json::Value {
     let server = serve(home, data);
-    send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {token}")), None).json()
+    send(server.auth("GET", "/api/v1/recordings", token), None).json()
 }
 
 #[test]
@@ -338,7 +239,7 @@ fn sigterm_with_an_upload_past_the_grace_period_exits_0_and_leaves_nothing() {
     assert!(left.is_empty(), "the cut-off upload's temp file is gone: {left:?}");
 
     assert_eq!(listed(home.path(), &data, &token)["recordings"], json!([]));
-    assert_eq!(recording_files(&data), 0);
+    assert_eq!(recording_files(&data).len(), 0);
 }
 
 #[test]
@@ -353,15 +254,12 @@ fn no_log_line_carries_a_token_or_a_password() {
         .to_string();
     let login =
         send_json(server.req("POST", "/api/v1/auth/login"), &body).json()["token"].as_str().expect("token").to_string();
-    let auth = format!("Bearer {token}");
-    send(server.req("POST", "/api/v1/recordings?name=a.wav").set("Authorization", &auth), Some(&fixture("speech.wav")));
+    send(server.auth("POST", "/api/v1/recordings?name=a.wav", &token), Some(&fixture("speech.wav")));
     send(server.req("GET", "/record/list").set("Authorization", &format!("olga {login}")), None);
     send_json(server.req("POST", "/api/v1/auth/login"), &json!({"username": "olga", "password": "wrong wrong"}));
     send(server.req("GET", "/api/v1/me").set("Cookie", &format!("recorder_session={token}")), None);
-    crate::common::eventually("request lines logged", || {
-        server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("/api/v1/me")).count() > 0
-    });
-    let log = server.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    eventually("request lines logged", || server.log().iter().filter(|l| l.contains("/api/v1/me")).count() > 0);
+    let log = server.log().join("\n");
     assert!(log.contains("POST /api/v1/recordings 201"), "requests are logged: {log}");
     for secret in [token.as_str(), login.as_str(), password, "wrong wrong"] {
         assert!(!log.contains(secret), "the log leaks {secret}: {log}");

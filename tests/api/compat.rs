@@ -1,6 +1,6 @@
 //! The original recorder app's API, beside /api/v1 on the same data.
 
-use crate::common::{Server, fixture, send, sha256_hex};
+use crate::support::{Server, fixture, send, sha256_hex};
 use serde_json::json;
 
 fn old_header(user: &str, token: &str) -> String {
@@ -46,7 +46,7 @@ fn old_api_and_v1_share_recordings_both_ways() {
     assert_eq!(up.json(), json!({"result": "success"}));
     let v1 = s.upload(&token, "from-v1.wav", &fixture("speech.wav")).json();
 
-    let list = send(s.req("GET", "/record/list").set("Authorization", &format!("Bearer {token}")), None);
+    let list = send(s.auth("GET", "/record/list", &token), None);
     assert_eq!(list.status, 200);
     let records = list.json()["records"].as_array().expect("records").clone();
     assert_eq!(records.len(), 2);
@@ -111,6 +111,5 @@ fn old_api_errors_have_the_old_shapes() {
 fn compat_can_be_turned_off() {
     let s = Server::start_with(|c| c.compat_enabled = false);
     let token = s.signup("olduser");
-    send(s.req("GET", "/record/list").set("Authorization", &format!("Bearer {token}")), None)
-        .assert_error(404, "not_found");
+    send(s.auth("GET", "/record/list", &token), None).assert_error(404, "not_found");
 }

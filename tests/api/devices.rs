@@ -1,6 +1,6 @@
 //! App tokens, the changes feed and live events (Server-Sent Events).
 
-use crate::common::{Server, eventually, fixture, send, send_json};
+use crate::support::{Server, eventually, fixture, send, send_json};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -223,7 +223,7 @@ struct Events {
 
 impl Events {
     fn open(s: &Server, token: &str, last_event_id: Option<&str>) -> Events {
-        let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+        let mut stream = s.connect();
         let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
         write!(stream, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n")
             .expect("request");
@@ -297,14 +297,7 @@ fn events_arrive_live_resume_from_last_event_id_and_vanished_clients_are_let_go(
     drop(again);
 
     // Many clients that go away without a word: the server lets go of every one.
-    let streams = |s: &Server| -> u64 {
-        let text = send(s.req("GET", "/metrics"), None).text();
-        text.lines()
-            .find(|l| l.starts_with("recorder_event_streams "))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .expect("the gauge")
-    };
+    let streams = |s: &Server| s.metric("recorder_event_streams").expect("the gauge") as u64;
     let many: Vec<Events> = (0..50).map(|_| Events::open(&s, &token, None)).collect();
     eventually("50 streams open", || streams(&s) >= 50);
     drop(many);

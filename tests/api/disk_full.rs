@@ -6,7 +6,7 @@
 //! The recordings stay on that disk too, whatever `RECORDER_TEST_STORE` says: what is tested is
 //! the data directory's own file system filling up.
 
-use crate::common::{Server, fixture, send, send_json};
+use crate::support::{Server, fixture, send, send_json, skip};
 use serde_json::json;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,10 +33,7 @@ impl Tmpfs {
                     Err(e) => e.to_string(),
                 };
                 let why = format!("cannot mount a tmpfs ({why}); run the tests as root to include it");
-                if crate::common::required("RECORDER_REQUIRE_TMPFS") {
-                    panic!("{test}: RECORDER_REQUIRE_TMPFS is set but {why}");
-                }
-                let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why}. ***\n");
+                skip("RECORDER_REQUIRE_TMPFS", "disk-full", test, &why);
                 None
             }
         }

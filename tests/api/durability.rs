@@ -19,374 +19,48 @@
 //! would look like. The rename and delete checks are run on small written traces too, durable
 //! and not, so that they are known to pass once the server does it right.
 //!
-//! Needs `strace` (Debian package `strace`) and permission to trace a child process (ptrace;
-//! some containers forbid it). Without them every test here says loudly that it skipped, and fails
-//! instead when `RECORDER_REQUIRE_STRACE=1` (as in CI).
+//! The server runs under `strace` as `support::strace` runs it. Without strace, or without
+//! permission to trace (ptrace; some containers forbid it), every test here says loudly that it
+//! skipped, and fails instead when `RECORDER_REQUIRE_STRACE=1` (as in CI).
 
-use crate::cli::{BIN, Running, signup};
-use crate::common::{basic, fixture, send, send_json};
-use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use crate::support::net::exchange;
+use crate::support::process::{Running, signup};
+use crate::support::strace::{Call, Traced, find_answer, parse, status_of, strace};
+use crate::support::{basic, bearer, fixture, send, send_json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// The system calls traced. `?`: not every architecture has the old forms (`rename`, `link`,
-/// `unlink`, `pwrite64`); their `*at` forms are traced as well.
-const TRACED: &str = "trace=fsync,fdatasync,?rename,renameat,renameat2,?link,linkat,?unlink,unlinkat,\
-                      write,?pwrite64,writev,?pwritev,?pwritev2,sendto,sendmsg,openat,close";
-
-/// How long the trace may lag behind what the client already saw.
-const TRACE_WAIT: Duration = Duration::from_secs(30);
 
 const SYNCS: &[&str] = &["fsync", "fdatasync"];
 const WRITES: &[&str] = &["write", "pwrite64", "writev", "pwritev", "pwritev2"];
-const ANSWERS: &[&str] = &["write", "writev", "sendto", "sendmsg"];
 const PLACES: &[&str] = &["rename", "renameat", "renameat2", "link", "linkat"];
 const UNLINKS: &[&str] = &["unlink", "unlinkat"];
 
-/// `strace`, when it is installed and may trace here; `None` after saying loudly why not (panics
-/// instead when RECORDER_REQUIRE_STRACE=1).
-fn strace(test: &str) -> Option<PathBuf> {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("strace"))
-        .find(|path| path.is_file());
-    let why = match &found {
-        None => "strace was not found: install it with `apt-get install strace` (Debian/Ubuntu)".to_string(),
-        Some(bin) => {
-            let probe = Command::new(bin)
-                .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=none", "true"])
-                .stdin(Stdio::null())
-                .output();
-            match probe {
-                Ok(out) if out.status.success() => return found,
-                Ok(out) => format!(
-                    "{} cannot trace a child process here ({}); it needs ptrace, which this container or \
-                     sandbox forbids",
-                    bin.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                Err(e) => format!("{} does not run ({e}); reinstall it with `apt-get install strace`", bin.display()),
-            }
-        }
-    };
-    if crate::common::required("RECORDER_REQUIRE_STRACE") {
-        panic!("{test}: RECORDER_REQUIRE_STRACE is set but {why}");
-    }
-    // Straight to the terminal, past the test harness's capture: a skip must be seen.
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED strace test {test}: {why}. ***\n");
-    None
+/// One request in a trace: the calls from line `from` (before the client connected) on, the
+/// client's port, the status its answer must carry, and the server's data directory.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    calls: &'a [Call],
+    from: usize,
+    port: u16,
+    status: u16,
+    data: &'a Path,
 }
 
-/// The built server on loopback, run by `strace -f` writing its trace to a file.
-struct Traced {
-    /// The `strace` process; the server is its child, and logs to its stderr.
-    running: Running,
-    trace: PathBuf,
-    data: PathBuf,
-    /// `127.0.0.1:PORT` of the API.
-    addr: String,
-    /// `127.0.0.1:PORT` of WebDAV, when it is on.
-    dav: Option<String>,
-    _home: tempfile::TempDir,
-}
-
-impl Traced {
-    fn start(strace: &Path, webdav: bool) -> Traced {
-        let home = tempfile::tempdir().expect("tempdir");
-        // strace prints an fd's path with symlinks resolved: the paths given to the server are
-        // the resolved ones too, so both forms match.
-        let root = std::fs::canonicalize(home.path()).expect("canonical temp dir");
-        let data = root.join("data");
-        let trace = root.join("trace.txt");
-        let mut cmd = Command::new(strace);
-        cmd.env_clear()
-            .env("HOME", &root)
-            .current_dir(&root)
-            // Background work (analysis, transcription) would only add unrelated commits.
-            .env("RECORDER_ANALYSIS_ENABLED", "false")
-            .args(["-f", "-tt", "-yy", "-s", "64", "-e", TRACED])
-            .arg("-o")
-            .arg(&trace)
-            .arg(BIN)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--port")
-            .arg("0");
-        if webdav {
-            cmd.env("RECORDER_WEBDAV_ENABLED", "true").env("RECORDER_WEBDAV_PORT", "0");
+impl<'a> Request<'a> {
+    /// The calls of the request up to its answer, and the answer.
+    fn window(&self) -> Result<(Vec<&'a Call>, &'a Call), String> {
+        let answer = find_answer(self.calls, self.from, self.port)?;
+        if status_of(answer) != Some(self.status) {
+            return Err(format!("the answer is not {}: {}", self.status, answer.short()));
         }
-        let running = Running::start(cmd);
-        let addr = running.base.trim_start_matches("http://").to_string();
-        let mut traced = Traced { running, trace, data, addr, dav: None, _home: home };
-        if webdav {
-            // Announced after the API's own line: wait for it.
-            let announced = wait_for("the WebDAV listener's address in the server's log", || {
-                let log = traced.running.log.lock().unwrap_or_else(|p| p.into_inner());
-                log.iter().find_map(|line| {
-                    let url = line.split("WebDAV reachable at http://").nth(1)?;
-                    Some(url.split_whitespace().next()?.trim_end_matches('/').to_string())
-                })
-            });
-            traced.dav = Some(announced);
-        }
-        traced
+        let within = self.calls.iter().filter(|c| c.start >= self.from && c.start <= answer.start).collect();
+        Ok((within, answer))
     }
 
-    fn wal(&self) -> PathBuf {
-        self.data.join("recorder.db-wal")
+    /// A failed check: why, and the calls of the request in order (see `sequence`).
+    fn fail(&self, why: &str, within: &[&Call], answer: &Call) -> Result<String, String> {
+        Err(format!("{why}\nthe calls of the request, in order:\n{}", sequence(within, answer, self.data)))
     }
-
-    /// The file a recording's bytes are stored in.
-    fn recording_path(&self, id: &str) -> PathBuf {
-        let hex = id.replace('-', "");
-        assert_eq!(hex.len(), 32, "a recording id: {id}");
-        self.data.join("recordings").join(&hex[30..]).join(id)
-    }
-
-    /// The trace's complete lines so far.
-    fn text(&self) -> String {
-        let mut text = std::fs::read_to_string(&self.trace).unwrap_or_default();
-        // The line strace is writing now is not complete yet.
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        text.truncate(complete);
-        text
-    }
-
-    /// How many lines the trace has now: every call made after this moment shows on a later line.
-    fn mark(&self) -> usize {
-        self.text().lines().count()
-    }
-
-    /// The parsed trace, once `ready` finds what it needs in it (the trace lags a little behind
-    /// the client).
-    fn calls_when(&self, what: &str, ready: impl Fn(&[Call]) -> bool) -> Vec<Call> {
-        let deadline = Instant::now() + TRACE_WAIT;
-        loop {
-            let text = self.text();
-            let calls = parse(&text);
-            if ready(&calls) {
-                return calls;
-            }
-            if Instant::now() > deadline {
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-                panic!("{what} did not show in the trace within {TRACE_WAIT:?}; its last lines:\n{tail}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The trace once the answer to the request on the client port `port` is in it.
-    fn calls_after_answer(&self, port: u16, from: usize) -> Vec<Call> {
-        self.calls_when(&format!("the answer on the connection from port {port}"), |calls| {
-            find_answer(calls, from, port).is_ok()
-        })
-    }
-
-    /// The server's own pid: strace's child.
-    fn server_pid(&self) -> Option<u32> {
-        let strace_pid = self.running.child.id();
-        let children = std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).ok();
-        children
-            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
-            .or_else(|| parse(&self.text()).first().map(|call| call.pid))
-    }
-}
-
-impl Drop for Traced {
-    fn drop(&mut self) {
-        // Killed itself, strace would leave the server running: the server goes first, and
-        // strace ends with it (Running then reaps strace).
-        if let Some(pid) = self.server_pid() {
-            let _ = Command::new("sh").args(["-c", "kill -KILL \"$1\"", "sh", &pid.to_string()]).status();
-        }
-    }
-}
-
-/// Polls `check` until it has an answer, for up to `TRACE_WAIT`.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TRACE_WAIT;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One system call of the trace.
-#[derive(Debug, Clone)]
-struct Call {
-    pid: u32,
-    name: String,
-    /// Its arguments and result as strace printed them (an interrupted call's halves joined).
-    text: String,
-    /// The trace line where it began.
-    start: usize,
-    /// The trace line where it returned (`usize::MAX`: not yet).
-    end: usize,
-}
-
-impl Call {
-    fn is(&self, names: &[&str]) -> bool {
-        names.contains(&self.name.as_str())
-    }
-
-    /// The annotation of its first argument, an fd: the path (`5</data/recorder.db-wal>`), or
-    /// a socket's addresses (`7<TCP:[127.0.0.1:8080->127.0.0.1:40000]>`).
-    fn fd(&self) -> Option<&str> {
-        let digits = self.text.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 || !self.text[digits..].starts_with('<') {
-            return None;
-        }
-        let rest = &self.text[digits + 1..];
-        let bytes = rest.as_bytes();
-        // A socket's annotation holds "->": it ends at the '>' before ',' or ')' (or the end).
-        let end =
-            (0..bytes.len()).find(|&i| bytes[i] == b'>' && matches!(bytes.get(i + 1), None | Some(b',' | b')')))?;
-        Some(&rest[..end])
-    }
-
-    fn on(&self, path: &Path) -> bool {
-        self.fd().is_some_and(|fd| Path::new(fd) == path)
-    }
-
-    /// Its quoted string arguments (the paths of rename, link and unlink), unescaped.
-    fn strings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut chars = self.text.chars();
-        while let Some(c) = chars.next() {
-            if c != '"' {
-                continue;
-            }
-            let mut s = String::new();
-            while let Some(c) = chars.next() {
-                match c {
-                    '"' => break,
-                    '\\' => s.extend(chars.next()),
-                    c => s.push(c),
-                }
-            }
-            out.push(s);
-        }
-        out
-    }
-
-    /// It returned, and not an error.
-    fn succeeded(&self) -> bool {
-        self.end != usize::MAX
-            && self.text.rsplit_once(") = ").is_some_and(|(_, ret)| ret.starts_with(|c: char| c.is_ascii_digit()))
-    }
-
-    /// It returned before `other` began. strace handles one thread's stop at a time and prints
-    /// a call when it returns (its first half earlier, when another thread's call comes in
-    /// between), so the trace's line order is the order in which calls began and returned.
-    fn before(&self, other: &Call) -> bool {
-        self.end < other.start
-    }
-
-    /// A file renamed or linked to `path`, or unlinked at it.
-    fn targets(&self, path: &Path) -> bool {
-        self.strings().last().is_some_and(|s| Path::new(s) == path)
-    }
-
-    fn short(&self) -> String {
-        let text: String = self.text.chars().take(160).collect();
-        format!("[line {}] {}({text}", self.start, self.name)
-    }
-}
-
-/// Splits `PID [HH:MM:SS.micro] rest` (strace -f to a file) or `[pid PID] ...` (to a terminal).
-fn split_line(line: &str) -> Option<(u32, &str)> {
-    let line = line.trim_start();
-    let (pid, rest) = match line.strip_prefix("[pid") {
-        Some(rest) => {
-            let (pid, rest) = rest.split_once(']')?;
-            (pid.trim().parse().ok()?, rest)
-        }
-        None => {
-            let digits = line.find(|c: char| !c.is_ascii_digit())?;
-            (line[..digits].parse().ok()?, &line[digits..])
-        }
-    };
-    let rest = rest.trim_start();
-    let rest = match rest.split_once(' ') {
-        Some((stamp, after))
-            if stamp.contains(':') && stamp.bytes().all(|b| b.is_ascii_digit() || b"+:.".contains(&b)) =>
-        {
-            after
-        }
-        _ => rest,
-    };
-    Some((pid, rest))
-}
-
-/// Parses `strace -f -tt -yy` output. A call another thread interrupted is printed as
-/// `name(args <unfinished ...>` and finished later by `<... name resumed>rest) = result`: the
-/// two are one call, which began on the first line and returned on the second.
-fn parse(text: &str) -> Vec<Call> {
-    let mut calls: Vec<Call> = Vec::new();
-    let mut open: HashMap<u32, usize> = HashMap::new();
-    for (index, line) in text.lines().enumerate() {
-        let Some((pid, rest)) = split_line(line) else { continue };
-        if let Some(resumed) = rest.strip_prefix("<... ") {
-            let Some((name, tail)) = resumed.split_once(" resumed>") else { continue };
-            if let Some(i) = open.remove(&pid).filter(|&i| calls[i].name == name) {
-                calls[i].text.push_str(tail);
-                calls[i].end = index;
-            }
-            continue;
-        }
-        let Some((name, args)) = rest.split_once('(') else { continue };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            // `+++ exited with 0 +++`, `--- SIGCHLD ... ---` and the like.
-            continue;
-        }
-        let (text, end) = match args.strip_suffix("<unfinished ...>") {
-            Some(args) => {
-                open.insert(pid, calls.len());
-                (args.trim_end().to_string(), usize::MAX)
-            }
-            None => (args.to_string(), index),
-        };
-        calls.push(Call { pid, name: name.to_string(), text, start: index, end });
-    }
-    calls
-}
-
-/// The server's answer on the connection from the client port `port`: the first write of an
-/// HTTP status line to that TCP socket after line `from`.
-fn find_answer(calls: &[Call], from: usize, port: u16) -> Result<&Call, String> {
-    let peer = format!("->127.0.0.1:{port}]");
-    calls
-        .iter()
-        .find(|c| {
-            c.start >= from
-                && c.is(ANSWERS)
-                && c.fd().is_some_and(|fd| fd.starts_with("TCP") && fd.ends_with(&peer))
-                && c.text.contains("\"HTTP/1.1 ")
-        })
-        .ok_or_else(|| format!("no answer was written to the connection from port {port}"))
-}
-
-/// The status an answer's write carries.
-fn status_of(call: &Call) -> Option<u16> {
-    let at = call.text.find("\"HTTP/1.1 ")? + "\"HTTP/1.1 ".len();
-    call.text.get(at..at + 3)?.parse().ok()
-}
-
-/// The calls of one request: from line `from` (before the client connected) to the answer.
-fn window(calls: &[Call], from: usize, port: u16, status: u16) -> Result<(Vec<&Call>, &Call), String> {
-    let answer = find_answer(calls, from, port)?;
-    if status_of(answer) != Some(status) {
-        return Err(format!("the answer is not {status}: {}", answer.short()));
-    }
-    let within = calls.iter().filter(|c| c.start >= from && c.start <= answer.start).collect();
-    Ok((within, answer))
 }
 
 /// The calls of a window that touch the data directory, and the answer, one line each (runs of
@@ -421,6 +95,25 @@ fn sequence(within: &[&Call], answer: &Call, data: &Path) -> String {
         .join("\n")
 }
 
+/// The fsyncs of `path` among `within` that succeeded.
+fn synced<'a>(within: &[&'a Call], path: &Path) -> Vec<&'a Call> {
+    within.iter().copied().filter(|c| c.is(SYNCS) && c.on(path) && c.succeeded()).collect()
+}
+
+/// The commit a request wrote before `by`: its last write to `recorder.db-wal` before `by` that
+/// `fits`, and then an fsync of the WAL that returned before `by` began.
+fn wal_commit<'a>(
+    within: &[&'a Call],
+    data: &Path,
+    fits: impl Fn(&Call) -> bool,
+    by: &Call,
+) -> (Option<&'a Call>, Option<&'a Call>) {
+    let wal = data.join("recorder.db-wal");
+    let last = within.iter().copied().rev().find(|c| c.is(WRITES) && c.on(&wal) && c.before(by) && fits(c));
+    let sync = last.and_then(|last| between(&synced(within, &wal), Some(last), by));
+    (last, sync)
+}
+
 /// Some call returned before `b` began after `a` returned, among `candidates`.
 fn between<'a>(candidates: &[&'a Call], a: Option<&Call>, b: &Call) -> Option<&'a Call> {
     candidates.iter().copied().find(|c| a.is_none_or(|a| a.end < c.start) && c.before(b))
@@ -430,17 +123,9 @@ fn between<'a>(candidates: &[&'a Call], a: Option<&Call>, b: &Call) -> Option<&'
 /// answer (`status`): the bytes written, then fsynced, the file renamed or linked to `target`,
 /// its directory fsynced, the row committed to the WAL and the WAL fsynced. Returns the
 /// sequence seen.
-fn check_new_recording(
-    calls: &[Call],
-    from: usize,
-    port: u16,
-    status: u16,
-    data: &Path,
-    target: &Path,
-) -> Result<String, String> {
-    let (within, answer) = window(calls, from, port, status)?;
-    let seen = || sequence(&within, answer, data);
-    let fail = |why: String| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
+fn check_new_recording(r: Request, target: &Path) -> Result<String, String> {
+    let (within, answer) = r.window()?;
+    let fail = |why: String| r.fail(&why, &within, answer);
 
     // Into place.
     let Some(place) = within.iter().copied().find(|c| c.is(PLACES) && c.succeeded() && c.targets(target)) else {
@@ -457,7 +142,7 @@ fn check_new_recording(
     if writes.is_empty() {
         return fail(format!("no bytes were written to {} in this request", source.display()));
     }
-    let syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&source) && c.succeeded()).collect();
+    let syncs = synced(&within, &source);
     let Some(file_sync) = syncs.iter().copied().rev().find(|s| s.before(place)) else {
         return fail(format!("{} was not fsynced before it was moved into place", source.display()));
     };
@@ -466,156 +151,76 @@ fn check_new_recording(
     }
 
     // The directory entry.
-    let dir = target.parent().unwrap_or(data);
-    let dir_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(dir) && c.succeeded()).collect();
+    let dir = target.parent().unwrap_or(r.data);
+    let dir_syncs = synced(&within, dir);
     let Some(dir_sync) = between(&dir_syncs, Some(place), answer) else {
         return fail(format!("{} was not fsynced between the move and the answer", dir.display()));
     };
 
     // The row.
-    let wal = data.join("recorder.db-wal");
-    let wal_writes: Vec<&Call> = within.iter().copied().filter(|c| c.is(WRITES) && c.on(&wal)).collect();
-    let Some(last) = wal_writes.iter().copied().rev().find(|w| dir_sync.end < w.start && w.before(answer)) else {
-        return fail("no commit reached recorder.db-wal between the directory's fsync and the answer".into());
-    };
-    let wal_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&wal) && c.succeeded()).collect();
-    if between(&wal_syncs, Some(last), answer).is_none() {
-        return fail("the row's commit was not fsynced through recorder.db-wal before the answer".into());
+    match wal_commit(&within, r.data, |w| dir_sync.end < w.start, answer) {
+        (None, _) => fail("no commit reached recorder.db-wal between the directory's fsync and the answer".into()),
+        (Some(_), None) => fail("the row's commit was not fsynced through recorder.db-wal before the answer".into()),
+        (Some(_), Some(_)) => Ok(sequence(&within, answer, r.data)),
     }
-    Ok(seen())
 }
 
 /// What a request that only changes rows must have done before its answer: every WAL frame
 /// written before the answer fsynced before it.
-fn check_commit(calls: &[Call], from: usize, port: u16, status: u16, data: &Path) -> Result<String, String> {
-    let (within, answer) = window(calls, from, port, status)?;
-    let seen = || sequence(&within, answer, data);
-    let fail = |why: &str| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
-    let wal = data.join("recorder.db-wal");
-    let Some(last) = within.iter().copied().rev().find(|c| c.is(WRITES) && c.on(&wal) && c.before(answer)) else {
-        return fail("no commit reached recorder.db-wal before the answer");
-    };
-    let wal_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&wal) && c.succeeded()).collect();
-    if between(&wal_syncs, Some(last), answer).is_none() {
-        return fail("the commit was not fsynced through recorder.db-wal before the answer");
+fn check_commit(r: Request) -> Result<String, String> {
+    let (within, answer) = r.window()?;
+    match wal_commit(&within, r.data, |_| true, answer) {
+        (None, _) => r.fail("no commit reached recorder.db-wal before the answer", &within, answer),
+        (Some(_), None) => {
+            r.fail("the commit was not fsynced through recorder.db-wal before the answer", &within, answer)
+        }
+        (Some(_), Some(_)) => Ok(sequence(&within, answer, r.data)),
     }
-    Ok(seen())
 }
 
 /// What a permanent delete of the recording stored at `target` must have done: the commit that
 /// deletes the row and queues the unlink fsynced through the WAL before the file is unlinked,
 /// and before the answer.
-fn check_delete(
-    calls: &[Call],
-    from: usize,
-    port: u16,
-    status: u16,
-    data: &Path,
-    target: &Path,
-) -> Result<String, String> {
-    let (_, answer) = window(calls, from, port, status)?;
+fn check_delete(r: Request, target: &Path) -> Result<String, String> {
+    let (_, answer) = r.window()?;
     // The unlink may come after the answer: the whole request, up to it.
-    let Some(unlink) = calls.iter().find(|c| c.start >= from && c.is(UNLINKS) && c.targets(target)) else {
+    let Some(unlink) = r.calls.iter().find(|c| c.start >= r.from && c.is(UNLINKS) && c.targets(target)) else {
         return Err(format!("{} was never unlinked", target.display()));
     };
     let upto = unlink.start.max(answer.start);
-    let within: Vec<&Call> = calls.iter().filter(|c| c.start >= from && c.start <= upto).collect();
-    let seen = || sequence(&within, answer, data);
-    let fail = |why: &str| Err(format!("{why}\nthe calls of the request, in order:\n{}", seen()));
-    let wal = data.join("recorder.db-wal");
-    let Some(last) = within.iter().copied().rev().find(|c| c.is(WRITES) && c.on(&wal) && c.before(unlink)) else {
-        return fail("no commit reached recorder.db-wal before the file was unlinked");
-    };
-    let wal_syncs: Vec<&Call> = within.iter().copied().filter(|c| c.is(SYNCS) && c.on(&wal) && c.succeeded()).collect();
-    let Some(sync) = between(&wal_syncs, Some(last), unlink) else {
-        return fail(
-            "the commit that deletes the row was not fsynced through recorder.db-wal before the file was \
-             unlinked (a power cut would bring the row back without its file)",
-        );
+    let within: Vec<&Call> = r.calls.iter().filter(|c| c.start >= r.from && c.start <= upto).collect();
+    let fail = |why: &str| r.fail(why, &within, answer);
+    let sync = match wal_commit(&within, r.data, |_| true, unlink) {
+        (None, _) => return fail("no commit reached recorder.db-wal before the file was unlinked"),
+        (Some(_), None) => {
+            return fail(
+                "the commit that deletes the row was not fsynced through recorder.db-wal before the file was \
+                 unlinked (a power cut would bring the row back without its file)",
+            );
+        }
+        (Some(_), Some(sync)) => sync,
     };
     if !sync.before(answer) {
         return fail("the answer began before the delete's commit was durable");
     }
-    Ok(seen())
-}
-
-/// An HTTP answer as the client read it.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-/// One request on a connection of its own (`Connection: close`). Returns the answer and the
-/// client's port, which names the connection in the trace.
-fn exchange(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (Answer, u16) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
-    let port = stream.local_addr().expect("local address").port();
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("request head");
-    stream.write_all(body).expect("request body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("the answer, up to the server's close");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an answer head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_string(), v.trim().to_string())).collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked =
-        headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    (Answer { status, headers, body }, port)
-}
-
-/// A chunked body's bytes.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or_default().trim(), 16).unwrap_or(0);
-        if size == 0 || raw.len() < eol + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-        raw = raw.get(eol + 2 + size + 2..).unwrap_or_default();
-    }
-    out
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
+    Ok(sequence(&within, answer, r.data))
 }
 
 /// Uploads outside any traced window; returns the new recording's id.
 fn upload(server: &Running, token: &str, name: &str) -> String {
-    let r = send(
-        server.req("POST", &format!("/api/v1/recordings?name={name}")).set("Authorization", &bearer(token)),
-        Some(&fixture("speech.wav")),
-    );
+    let r = send(server.auth("POST", &format!("/api/v1/recordings?name={name}"), token), Some(&fixture("speech.wav")));
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["id"].as_str().expect("id").to_string()
+}
+
+/// A traced server (without WebDAV) where `username` has signed up and uploaded a recording,
+/// outside any traced window: the server, the token and the recording's id. `None` without
+/// strace (see `strace`).
+fn traced_with_a_recording(test: &str, username: &str) -> Option<(Traced, String, String)> {
+    let traced = Traced::start(&strace(test)?, false);
+    let token = signup(&traced.running, username);
+    let id = upload(&traced.running, &token, "a.wav");
+    Some((traced, token, id))
 }
 
 /// The answer must name a stored recording whose bytes are the fixture's.
@@ -645,7 +250,8 @@ fn one_shot_upload_is_fsynced_renamed_dir_synced_and_committed_before_the_answer
     assert_stored(&traced, &id);
     let target = traced.recording_path(&id);
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_new_recording(&calls, from, port, 201, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_new_recording(Request { calls: &calls, from, port, status: 201, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("one-shot upload, as traced:\n{seen}");
 
     // The check refuses this same trace with any one step taken out or late.
@@ -687,7 +293,7 @@ fn one_shot_upload_is_fsynced_renamed_dir_synced_and_committed_before_the_answer
         }),
     ];
     for (case, reason, mutated) in cases {
-        match check_new_recording(&mutated, from, port, 201, &traced.data, &target) {
+        match check_new_recording(Request { calls: &mutated, from, port, status: 201, data: &traced.data }, &target) {
             Ok(_) => panic!("the check passed the trace {case}"),
             Err(why) => assert!(why.contains(reason), "the trace {case} was refused for another reason: {why}"),
         }
@@ -704,8 +310,7 @@ fn tus_upload_completed_by_patch_is_fsynced_linked_dir_synced_and_committed_befo
     let created = send(
         traced
             .running
-            .req("POST", "/api/v1/uploads")
-            .set("Authorization", &bearer(&token))
+            .auth("POST", "/api/v1/uploads", &token)
             .set("Tus-Resumable", "1.0.0")
             .set("Upload-Length", &wav.len().to_string()),
         None,
@@ -734,7 +339,8 @@ fn tus_upload_completed_by_patch_is_fsynced_linked_dir_synced_and_committed_befo
     assert_stored(&traced, &id);
     let target = traced.recording_path(&id);
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_new_recording(&calls, from, port, 204, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_new_recording(Request { calls: &calls, from, port, status: 204, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("tus PATCH completing an upload, as traced:\n{seen}");
 
     // The bytes that became the recording are the upload's own file, and that file is let go
@@ -759,10 +365,7 @@ fn webdav_put_is_fsynced_renamed_dir_synced_and_committed_before_the_answer() {
     let Some(strace) = strace(test) else { return };
     let traced = Traced::start(&strace, true);
     let session = signup(&traced.running, "dave");
-    let app = send_json(
-        traced.running.req("POST", "/api/v1/tokens").set("Authorization", &bearer(&session)),
-        &json!({"name": "webdav"}),
-    );
+    let app = send_json(traced.running.auth("POST", "/api/v1/tokens", &session), &json!({"name": "webdav"}));
     assert_eq!(app.status, 201, "{}", app.text());
     let app = app.json()["token"].as_str().expect("token").to_string();
     let dav = traced.dav.clone().expect("the WebDAV address");
@@ -776,7 +379,7 @@ fn webdav_put_is_fsynced_renamed_dir_synced_and_committed_before_the_answer() {
         &fixture("speech.wav"),
     );
     assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
-    let list = send(traced.running.req("GET", "/api/v1/recordings").set("Authorization", &bearer(&session)), None);
+    let list = send(traced.running.auth("GET", "/api/v1/recordings", &session), None);
     let list = list.json();
     let id = list["recordings"]
         .as_array()
@@ -787,17 +390,15 @@ fn webdav_put_is_fsynced_renamed_dir_synced_and_committed_before_the_answer() {
     assert_stored(&traced, &id);
     let target = traced.recording_path(&id);
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_new_recording(&calls, from, port, 201, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_new_recording(Request { calls: &calls, from, port, status: 201, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("WebDAV PUT, as traced:\n{seen}");
 }
 
 #[test]
 fn rename_is_committed_through_the_wal_before_the_answer() {
     let test = "rename_is_committed_through_the_wal_before_the_answer";
-    let Some(strace) = strace(test) else { return };
-    let traced = Traced::start(&strace, false);
-    let token = signup(&traced.running, "rene");
-    let id = upload(&traced.running, &token, "a.wav");
+    let Some((traced, token, id)) = traced_with_a_recording(test, "rene") else { return };
 
     let from = traced.mark();
     let (answer, port) = exchange(
@@ -810,17 +411,15 @@ fn rename_is_committed_through_the_wal_before_the_answer() {
     assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
     assert_eq!(answer.json()["name"], "b.wav");
     let calls = traced.calls_after_answer(port, from);
-    let seen = check_commit(&calls, from, port, 200, &traced.data).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_commit(Request { calls: &calls, from, port, status: 200, data: &traced.data })
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("rename, as traced:\n{seen}");
 }
 
 #[test]
 fn permanent_delete_commits_through_the_wal_before_the_unlink_and_the_answer() {
     let test = "permanent_delete_commits_through_the_wal_before_the_unlink_and_the_answer";
-    let Some(strace) = strace(test) else { return };
-    let traced = Traced::start(&strace, false);
-    let token = signup(&traced.running, "dee");
-    let id = upload(&traced.running, &token, "a.wav");
+    let Some((traced, token, id)) = traced_with_a_recording(test, "dee") else { return };
     let target = traced.recording_path(&id);
     assert!(target.is_file());
 
@@ -833,16 +432,14 @@ fn permanent_delete_commits_through_the_wal_before_the_unlink_and_the_answer() {
         b"",
     );
     assert_eq!(answer.status, 204, "{}", String::from_utf8_lossy(&answer.body));
-    let gone = send(
-        traced.running.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &bearer(&token)),
-        None,
-    );
+    let gone = send(traced.running.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None);
     assert_eq!(gone.status, 404);
     let calls = traced.calls_when(&format!("the answer and the unlink of {}", target.display()), |calls| {
         find_answer(calls, from, port).is_ok()
             && calls.iter().any(|c| c.start >= from && c.is(UNLINKS) && c.targets(&target))
     });
-    let seen = check_delete(&calls, from, port, 204, &traced.data, &target).unwrap_or_else(|e| panic!("{e}"));
+    let seen = check_delete(Request { calls: &calls, from, port, status: 204, data: &traced.data }, &target)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("permanent delete, as traced:\n{seen}");
     assert!(!target.exists(), "{} outlived its row", target.display());
 }
@@ -878,8 +475,10 @@ fn the_checks_accept_a_durable_rename_and_delete_and_refuse_lazy_ones() {
     const ANSWER: &str = r#"writev(9<TCP:[127.0.0.1:80->127.0.0.1:4000]>, [{iov_base="HTTP/1.1 204 No Content\r\n"..., iov_len=25}], 1) = 25"#;
     let trace = |calls: &[&str]| parse(&calls.iter().map(|c| format!("1  10:00:00.000001 {c}\n")).collect::<String>());
     let (data, target) = (Path::new("/d"), Path::new("/d/recordings/ab/id"));
-    let delete = |calls: &[&str]| check_delete(&trace(calls), 0, 4000, 204, data, target);
-    let rename = |calls: &[&str]| check_commit(&trace(calls), 0, 4000, 204, data);
+    let delete =
+        |calls: &[&str]| check_delete(Request { calls: &trace(calls), from: 0, port: 4000, status: 204, data }, target);
+    let rename =
+        |calls: &[&str]| check_commit(Request { calls: &trace(calls), from: 0, port: 4000, status: 204, data });
 
     // The commit durable, then the unlink (the pending entry's removal need not be synced).
     for durable in [&[FRAME, SYNC, UNLINK, FRAME, ANSWER][..], &[FRAME, SYNC, ANSWER, UNLINK]] {

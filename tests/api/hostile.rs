@@ -8,22 +8,21 @@
 //! check and lengths at the edge of u64; and a seeded WebDAV fuzz (`RECORDER_FUZZ_SEED` replays a
 //! run).
 //!
-//! Requests that must reach the server exactly as written go over a raw connection: an HTTP
-//! client library resolves `/a/..` and `%2E` before sending, and gives up on a request whose
-//! answer came before its body was written.
+//! Requests that must reach the server exactly as written go over a raw connection
+//! (`support::net`).
 
-use crate::cli::{serve, signup};
-use crate::common::noise_wav;
-use crate::common::{
-    ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, send,
-    send_json, sha256_hex, tone_wav, urlencode,
+use crate::support::net::{IO_TIMEOUT, raw, read_response};
+use crate::support::process::{serve, signup};
+use crate::support::{
+    ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, noise_wav,
+    send, send_bounded, send_json, sha256_hex, steady_tone_wav, tone_wav, urlencode,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -31,216 +30,6 @@ use std::time::{Duration, Instant};
 const XML: &str = "application/xml; charset=utf-8";
 
 const PROPPATCH: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>x</D:displayname></D:prop></D:set></D:propertyupdate>"#;
-
-/// How long one read or write on a raw connection may block.
-const IO_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How long a whole response on a raw connection may take.
-const RESPONSE_DEADLINE: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------------
-// Raw HTTP/1.1 over a TcpStream: the request as written, the response as read.
-
-/// `host:port` of the API.
-fn api_host(s: &Server) -> String {
-    s.base.trim_start_matches("http://").to_string()
-}
-
-/// `host:port` of the WebDAV listener.
-fn dav_host(s: &Server) -> String {
-    s.dav_url("").trim_start_matches("http://").to_string()
-}
-
-/// Writes a request: the target verbatim, `Host` (unless given), the headers, `Content-Length`
-/// when there is a body, and `Connection: close`.
-fn write_request(
-    stream: &mut TcpStream,
-    host: &str,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> io::Result<()> {
-    let mut head = format!("{method} {target} HTTP/1.1\r\n");
-    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
-        head.push_str(&format!("Host: {host}\r\n"));
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if let Some(body) = body {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("Connection: close\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    if let Some(body) = body {
-        stream.write_all(body)?;
-    }
-    stream.flush()
-}
-
-/// One request on a fresh connection. A server may answer (and close) before it read a body it
-/// refuses: the answer is read even when writing the body failed.
-fn raw(host: &str, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> io::Result<Resp> {
-    let mut stream = TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let written = write_request(&mut stream, host, method, target, headers, body);
-    match read_response(&mut stream, method == "HEAD", 64 << 20) {
-        Ok(r) => Ok(r),
-        Err(e) => match written {
-            Err(w) => Err(io::Error::new(e.kind(), format!("writing the request: {w}; then reading: {e}"))),
-            Ok(()) => Err(e),
-        },
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads more of the response into `buf`; 0 at the end of the stream.
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
-    if Instant::now() > deadline {
-        return Err(io::Error::new(io::ErrorKind::TimedOut, "the response took too long"));
-    }
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                return Ok(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn unexpected_eof(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, format!("the connection closed {what}"))
-}
-
-fn invalid(what: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
-}
-
-/// The status and headers of a response head (without its final empty line).
-fn parse_head(head: &str) -> io::Result<(u16, Vec<(String, String)>)> {
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid(format!("not a status line: {status_line:?}")))?;
-    let headers = lines
-        .filter(|line| !line.is_empty())
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-        .collect();
-    Ok((status, headers))
-}
-
-/// Reads one final response (interim 1xx ones are skipped) as framed by its headers, keeping at
-/// most a little over `max_body` bytes of its body.
-fn read_response(stream: &mut TcpStream, head_request: bool, max_body: usize) -> io::Result<Resp> {
-    let deadline = Instant::now() + RESPONSE_DEADLINE;
-    let mut buf = Vec::new();
-    loop {
-        let end = loop {
-            if let Some(at) = find(&buf, b"\r\n\r\n") {
-                break at + 4;
-            }
-            if buf.len() > 1 << 20 {
-                return Err(invalid("a response head over 1 MiB".to_string()));
-            }
-            if fill(stream, &mut buf, deadline)? == 0 {
-                return Err(unexpected_eof(&format!(
-                    "before a whole response head (got {:?})",
-                    String::from_utf8_lossy(&buf)
-                )));
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end - 4]).into_owned();
-        buf.drain(..end);
-        let (status, headers) = parse_head(&head)?;
-        if (100..200).contains(&status) {
-            continue;
-        }
-        let header = |name: &str| {
-            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase())
-        };
-        let body = if head_request || status == 204 || status == 304 {
-            Vec::new()
-        } else if header("Transfer-Encoding").is_some_and(|te| te.contains("chunked")) {
-            read_chunked(stream, buf, deadline, max_body)?
-        } else if let Some(length) = header("Content-Length") {
-            let length: usize = length.parse().map_err(|_| invalid(format!("Content-Length {length:?}")))?;
-            let wanted = length.min(max_body + 1);
-            while buf.len() < wanted {
-                if fill(stream, &mut buf, deadline)? == 0 {
-                    return Err(unexpected_eof(&format!("after {} of {length} body bytes", buf.len())));
-                }
-            }
-            buf.truncate(wanted);
-            buf
-        } else {
-            // Delimited by the end of the connection; a reset after the head ends it too (a
-            // server that closes with a refused body unread resets the connection).
-            while buf.len() <= max_body {
-                match fill(stream, &mut buf, deadline) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            buf
-        };
-        return Ok(Resp { status, headers, body });
-    }
-}
-
-/// A chunked body (trailers ignored), up to a little over `max_body` bytes.
-fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>, deadline: Instant, max_body: usize) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(at) = find(&buf, b"\r\n") {
-                break at;
-            }
-            if fill(stream, &mut buf, deadline)? == 0 {
-                return Err(unexpected_eof("in a chunk's size line"));
-            }
-        };
-        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| invalid(format!("a chunk size {line:?}")))?;
-        buf.drain(..line_end + 2);
-        if size == 0 {
-            return Ok(body);
-        }
-        while buf.len() < size + 2 {
-            if fill(stream, &mut buf, deadline)? == 0 {
-                return Err(unexpected_eof(&format!("in a chunk of {size} bytes")));
-            }
-        }
-        body.extend_from_slice(&buf[..size]);
-        buf.drain(..size + 2);
-        if body.len() > max_body {
-            return Ok(body);
-        }
-    }
-}
-
-/// A response read through ureq, keeping at most `limit` bytes of its body.
-fn send_bounded(req: ureq::Request, limit: u64) -> Resp {
-    match req.call() {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => crate::common::to_resp_limited(r, limit),
-        Err(e) => panic!("transport error: {e}"),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Accounts, recordings and what the API says about them.
@@ -257,7 +46,7 @@ impl RawDav for DavUser {
         let credentials = basic(&self.name, &self.app);
         let mut all = vec![("Authorization", credentials.as_str())];
         all.extend_from_slice(headers);
-        raw(&dav_host(s), method, target, &all, body)
+        raw(&s.dav_host(), method, target, &all, body)
             .unwrap_or_else(|e| panic!("{method} {}: no answer: {e}", clip(target)))
     }
 }
@@ -584,7 +373,7 @@ const FOLDER_TARGETS: &[&str] =
 fn move_copy_and_delete_never_empty_a_folder_whatever_the_spelling() {
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
     let u = DavUser::new(&s, "fola");
-    let host = dav_host(&s);
+    let host = s.dav_host();
     let mut bytes_of: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut upload = |name: &str, seed: u64| {
         let bytes = noise_wav(3_000 + 10 * seed as usize, seed);
@@ -705,7 +494,7 @@ fn move_copy_and_delete_never_empty_a_folder_whatever_the_spelling() {
 fn the_folders_cannot_be_locked_and_unlocking_breaks_nothing() {
     let s = Server::start_dav();
     let u = DavUser::new(&s, "lockie");
-    let file = crate::common::tone_wav(1, |_, _| 0.3);
+    let file = steady_tone_wav(1);
     assert_eq!(u.raw(&s, "PUT", "/memo.wav", &[], Some(&file)).status, 201);
     for folder in ["/", "//", "/Trash/", "/%54rash", "/x/.."] {
         let r = u.raw(&s, "LOCK", folder, &[("Depth", "infinity")], Some(LOCKINFO.as_bytes()));
@@ -860,7 +649,7 @@ fn revoking_an_app_token_ends_its_event_streams() {
         browser.delivered()
     );
     assert!(!phone.delivered().contains("after-revocation.wav"), "{}", phone.delivered());
-    let again = send(s.req("GET", "/api/v1/events").set("Authorization", &format!("Bearer {app}")), None);
+    let again = send(s.auth("GET", "/api/v1/events", &app), None);
     expect_error(&again, 401, "unauthorized", "a new stream with the revoked token");
 }
 
@@ -982,8 +771,8 @@ fn another_account_cannot_cut_an_upload_in_flight_short() {
     let path = created.header("Location").expect("Location").to_string();
 
     // Alice's PATCH: the head and the first 8 KiB, then a pause.
-    let host = api_host(&s);
-    let mut stream = TcpStream::connect(&host).expect("connect");
+    let host = s.host();
+    let mut stream = TcpStream::connect(host).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
     stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
     write!(
@@ -1045,8 +834,8 @@ fn another_account_cannot_cut_an_upload_in_flight_short() {
 /// A PATCH claiming `content_length` bytes at `offset`: the body is offered in the background
 /// (a server may read some of a body it refuses before answering) while the answer is read.
 fn patch_claiming(s: &Server, token: &str, path: &str, offset: &str, content_length: &str) -> Resp {
-    let host = api_host(s);
-    let mut stream = TcpStream::connect(&host).expect("connect");
+    let host = s.host();
+    let mut stream = TcpStream::connect(host).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
     stream.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
     write!(
@@ -1186,13 +975,12 @@ fn share_tokens_never_reach_the_log() {
     let home = tempfile::tempdir().expect("tempdir");
     let server = serve(home.path(), &home.path().join("data"));
     let token = signup(&server, "sam");
-    let auth = format!("Bearer {token}");
     let audio = fixture("speech.wav");
-    let up = send(server.req("POST", "/api/v1/recordings?name=shared.wav").set("Authorization", &auth), Some(&audio));
+    let up = send(server.auth("POST", "/api/v1/recordings?name=shared.wav", &token), Some(&audio));
     assert_eq!(up.status, 201, "{}", up.text());
     let id = up.json()["id"].as_str().expect("id").to_string();
     let made = send_json(
-        server.req("POST", &format!("/api/v1/recordings/{id}/shares")).set("Authorization", &auth),
+        server.auth("POST", &format!("/api/v1/recordings/{id}/shares"), &token),
         &json!({"expires_in_days": 7, "download": true}),
     );
     assert_eq!(made.status, 201, "{}", made.text());
@@ -1206,7 +994,7 @@ fn share_tokens_never_reach_the_log() {
     assert_eq!(played.status, 200);
     assert_eq!(sha256_hex(&played.body), sha256_hex(&audio));
 
-    let lines = || server.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let lines = || server.log().clone();
     eventually("both share requests are logged", || lines().iter().filter(|l| l.contains("/s/")).count() >= 2);
     for line in lines() {
         assert!(!line.contains(&share), "the log leaks the share token: {line}");
@@ -1667,7 +1455,7 @@ fn webdav_fuzz_never_crashes_or_changes_more_than_one_file() {
     let mut rng = StdRng::seed_from_u64(seed);
     let s = Server::start_dav_with(|c| c.analysis_enabled = false);
     let u = DavUser::new(&s, "fuzzy");
-    let host = dav_host(&s);
+    let host = s.dav_host();
     let credentials = basic(&u.name, &u.app);
 
     let mut fresh = 0u64;

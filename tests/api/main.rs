@@ -1,4 +1,5 @@
 //! Integration tests: a real server over real HTTP, each test in its own temp data directory.
+//! The harness is in `support`; every other module holds tests only.
 
 mod accounts;
 mod analysis;
@@ -9,7 +10,6 @@ mod browser_resumable;
 mod browser_transcript;
 mod browser_waveform;
 mod cli;
-mod common;
 mod compat;
 mod devices;
 mod disk_full;
@@ -22,6 +22,7 @@ mod recordings;
 mod s3;
 mod safety;
 mod shares;
+mod support;
 mod transcripts;
 mod tus_client;
 mod ui;

@@ -1,15 +1,11 @@
 //! `GET /metrics`: off by default; on, Prometheus text with what the dashboards need, readable
 //! from this machine or with the token, and from nowhere else.
 
-use crate::common::{Server, fixture, send};
+use crate::support::{Server, fixture, metric_sample, send};
 
 /// The value of the first sample line that starts with `series` (name and labels).
 fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+    metric_sample(text, series).unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The OpenAPI document: served by the binary, and in step with the routes actually mounted.
 
-use crate::common::{Server, send};
+use crate::support::{Server, send};
 use recorder::{Clock, Config};
 use std::collections::BTreeSet;
 

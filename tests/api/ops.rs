@@ -1,8 +1,10 @@
 //! Operations: `recorder check`, `recorder backup`, run against the data directory of a live
 //! server.
 
-use crate::cli::{recorder, run};
-use crate::common::{Server, all_pages, fixture, send, send_json, sha256_hex};
+use crate::support::process::{command_on, command_with};
+use crate::support::{
+    Server, all_pages, eventually, files_under, fixture, recording_path, send, send_json, settled, sha256_hex,
+};
 use recorder::storage::Storage;
 use serde_json::{Value, json};
 use std::io::Write as _;
@@ -12,27 +14,9 @@ use std::time::{Duration, SystemTime};
 
 const FIXTURES: [&str; 5] = ["speech.m4a", "speech.mp3", "speech.ogg", "speech.wav", "speech.flac"];
 
-fn file_of(data: &Path, id: &str) -> PathBuf {
-    let uuid = uuid::Uuid::parse_str(id).expect("uuid");
-    data.join(Storage::relative_path(&uuid))
-}
-
 /// Runs a command of the binary on a data directory: (exit code, stdout, stderr).
 fn command(data: &Path, args: &[&str]) -> (i32, String, String) {
     command_with(data, &[], args)
-}
-
-/// Runs a command of the binary on a data directory with these environment variables.
-fn command_with(data: &Path, env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut cmd = recorder(home.path());
-    cmd.envs(env.iter().cloned()).args(args).arg("--data-dir").arg(data);
-    run(cmd, "")
-}
-
-/// Runs a command of the binary on a server's data directory, with its object store settings.
-fn command_on(server: &Server, args: &[&str]) -> (i32, String, String) {
-    command_with(&server.data(), &server.store_env(), args)
 }
 
 fn set_age(path: &Path, age: Duration) {
@@ -50,7 +34,7 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     // The analysis reads the bytes this test alters: let it finish first, or it may fail on the
     // altered bytes and add a problem of its own.
     for id in &ids {
-        crate::analysis::settled(&server, &token, id, Duration::from_secs(30));
+        settled(&server, &token, id, Duration::from_secs(30));
     }
 
     server.remove_stored(missing);
@@ -62,7 +46,7 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     bytes[middle] ^= 0xff;
     server.replace_stored(altered, &bytes);
     // On disk the good file keeps its inode too (in an object store there is none).
-    let good_file = file_of(&data, good);
+    let good_file = recording_path(&data, good);
     let good_inode = std::fs::metadata(&good_file).ok().map(|m| m.ino());
     let good_hash = sha256_hex(&server.stored_bytes(good).expect("read"));
 
@@ -70,12 +54,12 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     // both are unknown (notes, not problems), whatever their age. (Both on disk, whichever store
     // the server uses: the data directory is always checked.)
     let orphan_id = uuid::Uuid::now_v7().hyphenated().to_string();
-    let orphan = file_of(&data, &orphan_id);
+    let orphan = recording_path(&data, &orphan_id);
     std::fs::create_dir_all(orphan.parent().expect("shard")).expect("mkdir");
     std::fs::write(&orphan, fixture("speech.wav")).expect("write");
     set_age(&orphan, Duration::from_secs(3600));
     let young_id = uuid::Uuid::now_v7().hyphenated().to_string();
-    let young = file_of(&data, &young_id);
+    let young = recording_path(&data, &young_id);
     std::fs::create_dir_all(young.parent().expect("shard")).expect("mkdir");
     std::fs::write(&young, fixture("speech.wav")).expect("write");
 
@@ -103,7 +87,7 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("repaired 3 of 3"), "{out}");
     for id in [&orphan_id, &young_id] {
-        assert!(!file_of(&data, id).exists(), "{id} left recordings/");
+        assert!(!recording_path(&data, id).exists(), "{id} left recordings/");
         assert!(data.join("lost+found").join(id).exists(), "{id} is kept in lost+found");
     }
     assert!(server.stored_bytes(resized).is_some() && server.stored_bytes(altered).is_some(), "damaged files are kept");
@@ -141,7 +125,7 @@ fn check_finds_each_problem_and_repair_fixes_it_without_touching_good_files() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("3 recordings already marked damaged"), "{out}");
     assert!(!out.contains("warning"), "{out}");
-    assert!(dest.join(Storage::relative_path(&uuid::Uuid::parse_str(good).expect("uuid"))).exists());
+    assert!(recording_path(&dest, good).exists());
 }
 
 #[test]
@@ -160,7 +144,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
     let mut uploads: Vec<(std::net::TcpStream, Vec<u8>)> = (0..20)
         .map(|i| {
             let body = fixture(FIXTURES[i % FIXTURES.len()]);
-            let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+            let mut stream = server.connect();
             write!(
                 stream,
                 "POST /api/v1/recordings?name=concurrent-{i} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
@@ -172,7 +156,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
             (stream, body)
         })
         .collect();
-    crate::common::eventually("20 uploads in flight", || {
+    eventually("20 uploads in flight", || {
         std::fs::read_dir(data.join("tmp")).map(|d| d.count() == 20).unwrap_or(false)
     });
     let dest_arg = dest.to_str().expect("utf-8 path").to_string();
@@ -217,7 +201,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
 
     // A second run copies only what is new, leaves the files it has alone, and drops what was
     // deleted for good.
-    let inodes: Vec<(PathBuf, u64)> = walk_files(&dest.join("recordings"))
+    let inodes: Vec<(PathBuf, u64)> = files_under(&dest.join("recordings"))
         .into_iter()
         .map(|p| {
             let ino = std::fs::metadata(&p).expect("meta").ino();
@@ -268,20 +252,6 @@ fn backup_refuses_the_data_directory_and_a_directory_with_other_things_in_it() {
     assert_eq!(std::fs::read_dir(other.path()).expect("list").count(), 1, "nothing was written there");
 }
 
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn check_does_not_repair_an_unmounted_disk_or_a_lost_database_and_refuses_a_directory_without_one() {
     let server = Server::start();
@@ -311,7 +281,7 @@ fn check_does_not_repair_an_unmounted_disk_or_a_lost_database_and_refuses_a_dire
     drop(recorder::db::Db::open(&storage.db_path()).expect("an empty database"));
     let kept: Vec<PathBuf> = (0..12)
         .map(|_| {
-            let path = file_of(&lost, &uuid::Uuid::now_v7().hyphenated().to_string());
+            let path = recording_path(&lost, &uuid::Uuid::now_v7().hyphenated().to_string());
             std::fs::create_dir_all(path.parent().expect("shard")).expect("mkdir");
             std::fs::write(&path, &wav).expect("write");
             set_age(&path, Duration::from_secs(3600));
@@ -349,7 +319,7 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     assert_eq!(code, 0, "{out}{err}");
     let mode = std::fs::metadata(&dest).expect("dest").mode() & 0o777;
     assert_eq!(mode, 0o700, "the backup is private to its owner");
-    let files = walk_files(&dest.join("recordings"));
+    let files = files_under(&dest.join("recordings"));
     assert_eq!(files.len(), FIXTURES.len());
 
     // Another, freshly created data directory (a replaced disk, a wrong --data-dir): refused.
@@ -358,7 +328,7 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     let (code, out, err) = command_on(&stranger, &["backup", &dest_arg]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("refusing to replace the backup"), "{err}");
-    assert_eq!(walk_files(&dest.join("recordings")), files, "the good backup is untouched");
+    assert_eq!(files_under(&dest.join("recordings")), files, "the good backup is untouched");
     let restored = Server::start_with(|c| c.data_dir = dest.clone());
     assert_eq!(all_pages(&restored, &restored.login("alice"), "/api/v1/recordings").len(), FIXTURES.len());
 
@@ -371,7 +341,7 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     // --force replaces it on purpose.
     let (code, out, err) = command_on(&stranger, &["backup", "--force", &dest_arg]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(walk_files(&dest.join("recordings")).is_empty());
+    assert!(files_under(&dest.join("recordings")).is_empty());
 }
 
 /// `/me`'s usage as (recordings, bytes, trash_recordings, trash_bytes).

@@ -1,25 +1,12 @@
 //! The Recordings and Trash sections of the API, with real files.
 
-use crate::common::{Server, eventually, fixture, send, send_json, sha256_hex};
+use crate::support::net::write_chunked;
+use crate::support::{FIXTURES, Server, eventually, fixture, send, send_json, sha256_hex, urlencode};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-
-/// Every audio fixture, its content type, and its true duration in ms. ADTS has no index, so
-/// its "truth" is the sentence's length that every other encoding reports.
-pub(crate) const FIXTURES: &[(&str, &str, i64)] = &[
-    ("speech.wav", "audio/wav", 4179),
-    ("speech.mp3", "audio/mpeg", 4284),
-    ("speech.m4a", "audio/mp4", 4179),
-    ("speech.3gp", "audio/mp4", 4179),
-    ("speech.aac", "audio/aac", 4179),
-    ("speech.ogg", "audio/ogg", 4179),
-    ("speech.opus", "audio/ogg", 4185),
-    ("speech.webm", "audio/webm", 4186),
-    ("speech.flac", "audio/flac", 4179),
-];
 
 #[test]
 fn every_fixture_round_trips_with_type_and_duration() {
@@ -86,7 +73,7 @@ fn refused_uploads_leave_the_data_directory_as_it_was() {
 /// Announces an upload of `len` bytes and sends only its first KiB: the refusal must come
 /// without the rest. (Rocket reads up to 14 bytes of every body before routing.)
 fn announce_upload(s: &Server, token: &str, len: usize) -> String {
-    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = s.connect();
     let head = format!(
         "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
     );
@@ -125,20 +112,12 @@ fn read_one_response(stream: &mut TcpStream) -> String {
 
 /// Sends a body with chunked transfer encoding over a raw socket; returns the response head.
 fn chunked_upload(s: &Server, token: &str, body: &[u8]) -> String {
-    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = s.connect();
     let head = format!(
         "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).expect("head");
-    for chunk in body.chunks(16 * 1024) {
-        if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
-            || stream.write_all(chunk).is_err()
-            || stream.write_all(b"\r\n").is_err()
-        {
-            break;
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    write_chunked(&mut stream, body, 16 * 1024);
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response
@@ -149,7 +128,7 @@ fn a_client_hanging_up_mid_body_leaves_nothing() {
     let s = Server::start();
     let token = s.signup("carol");
     let wav = fixture("speech.wav");
-    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = s.connect();
     let head = format!(
         "POST /api/v1/recordings?name=half.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
         wav.len() * 10
@@ -186,7 +165,7 @@ fn idempotency_key_retries_return_the_first_recording() {
     assert_eq!(retried.json()["id"], first.json()["id"]);
     // On the wire: the answer waits for the body (so a slow client is not cut off mid-write),
     // and the connection stays open for the next request.
-    let mut conn = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let mut conn = s.connect();
     let head = format!(
         "POST /api/v1/recordings?name=memo.m4a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: retry-1\r\nContent-Length: {}\r\n\r\n",
         bytes.len()
@@ -297,7 +276,7 @@ fn rename_get_and_list_search_are_literal() {
         ids.push(s.upload_id(&token, name, &opus));
     }
     let search = |q: &str| -> Vec<String> {
-        let r = send(s.auth("GET", &format!("/api/v1/recordings?q={}", crate::common::urlencode(q)), &token), None);
+        let r = send(s.auth("GET", &format!("/api/v1/recordings?q={}", urlencode(q)), &token), None);
         r.json()["recordings"]
             .as_array()
             .expect("list")
@@ -626,21 +605,13 @@ fn a_chunked_multipart_body_past_the_limit_is_413_and_leaves_nothing() {
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
 
     // Chunked, so no Content-Length lets the server refuse before reading.
-    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = s.connect();
     let head = format!(
         "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).expect("head");
-    for chunk in body.chunks(64 * 1024) {
-        if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
-            || stream.write_all(chunk).is_err()
-            || stream.write_all(b"\r\n").is_err()
-        {
-            break; // the server answered and stopped reading
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    write_chunked(&mut stream, &body, 64 * 1024);
     let response = read_one_response(&mut stream);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(response.contains("payload_too_large"), "{response}");

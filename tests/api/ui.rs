@@ -1,7 +1,7 @@
 //! How the UI's files are served: types, caching, the page's security headers, and the line
 //! between pages and the API.
 
-use crate::common::{Server, send};
+use crate::support::{Server, send};
 
 #[test]
 fn the_page_is_served_with_a_strict_policy_and_revalidates_with_304() {

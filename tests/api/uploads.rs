@@ -1,8 +1,8 @@
 //! Resumable uploads: tus 1.0.0 and the IETF draft over real HTTP, their bad input, and their
 //! faults (hang-ups, takeovers, races, retries, expiry, `kill -9`).
 
-use crate::common::noise_wav;
-use crate::common::{Resp, Server, eventually, send, sha256_hex};
+use crate::support::process::{Running, serve, signup};
+use crate::support::{Resp, Server, eventually, noise_wav, send, send_json, sha256_hex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
@@ -379,7 +379,7 @@ fn a_per_user_cap_on_incomplete_uploads_answers_429() {
 
 /// Sends a PATCH's head and `sent` bytes of a `total`-byte body over a raw connection.
 fn open_patch(s: &Server, token: &str, path: &str, offset: usize, total: usize, body: &[u8]) -> TcpStream {
-    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = s.connect();
     write!(
         stream,
         "PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n\
@@ -457,7 +457,7 @@ fn racing_patches_and_retried_completions_make_exactly_one_recording() {
     // Two PATCHes of the whole body from offset 0, the second while the first is still sending:
     // never both written. As documented, the later one stops the earlier, which keeps what it
     // received, and gets 409 with the offset the earlier one reached.
-    let mut earlier = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+    let mut earlier = s.connect();
     let head_lines = format!(
         "PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n\
          Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: {}\r\n\r\n",
@@ -620,7 +620,6 @@ fn ietf_draft_creation_that_is_not_audio_or_too_large_is_refused() {
 
 #[test]
 fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
-    use crate::cli::{serve, signup};
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let server = serve(home.path(), &data);
@@ -641,7 +640,7 @@ fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
     let mut acknowledged = offset(&first);
 
     // A long PATCH, killed after the server reported a checkpoint past the first request.
-    let mut stream = TcpStream::connect(server.base.trim_start_matches("http://")).expect("connect");
+    let mut stream = server.connect();
     write!(
         stream,
         "PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTus-Resumable: 1.0.0\r\n\
@@ -650,9 +649,8 @@ fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
     )
     .expect("head");
     stream.write_all(&bytes[acknowledged as usize..(40 << 20)]).expect("body");
-    let json = |server: &crate::cli::Running| {
-        send(server.req("GET", &path).set("Authorization", &auth), None).json()["offset"].as_u64().expect("offset")
-    };
+    let json =
+        |server: &Running| send(server.auth("GET", &path, &token), None).json()["offset"].as_u64().expect("offset");
     eventually("a durable checkpoint inside the long PATCH", || json(&server) > acknowledged);
     acknowledged = json(&server);
     server.kill9();
@@ -675,7 +673,7 @@ fn kill_9_mid_patch_keeps_every_acknowledged_offset_and_the_upload_completes() {
     );
     assert_eq!((r.status, offset(&r)), (204, bytes.len() as u64), "{}", r.text());
     let id = r.header("Recording-Id").expect("complete");
-    let rec = send(server.req("GET", &format!("/api/v1/recordings/{id}")).set("Authorization", &auth), None).json();
+    let rec = send(server.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None).json();
     assert_eq!(rec["sha256"], sha256_hex(&bytes).as_str());
 }
 
@@ -698,10 +696,7 @@ fn deleting_the_account_removes_its_uploads_and_empty_uploads_never_complete() {
     assert!(described["recording"].is_null(), "{described}");
     assert_eq!(upload_files(&s).len(), 3);
 
-    let gone = crate::common::send_json(
-        s.auth("DELETE", "/api/v1/me", &token),
-        &serde_json::json!({"password": "password123"}),
-    );
+    let gone = send_json(s.auth("DELETE", "/api/v1/me", &token), &serde_json::json!({"password": "password123"}));
     assert_eq!(gone.status, 204);
     assert!(upload_files(&s).is_empty(), "{:?}", upload_files(&s));
     let rows: i64 =
@@ -755,7 +750,7 @@ fn ietf_draft_retries_empty_completions_and_broken_creations_leave_no_litter() {
     // A creation whose connection breaks: the client never learned the upload's URL, so nothing
     // stays, unless it asked to keep partial uploads.
     for (query, kept) in [("", 0), ("?keep_partial=1", 1)] {
-        let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+        let mut stream = s.connect();
         write!(
             stream,
             "POST /api/v1/recordings{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\

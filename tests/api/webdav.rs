@@ -7,192 +7,22 @@
 //! Without rclone (`apt-get install rclone`, or RECORDER_RCLONE pointing at it) the rclone test
 //! says loudly that it skipped, and fails instead when `RECORDER_REQUIRE_RCLONE=1` (as in CI).
 
-use crate::cli::{Running, recorder, signup};
-use crate::common::noise_wav;
-use crate::common::{
-    ALLPROP, DavUser, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture, send,
-    send_json, sha256_hex,
+use crate::support::clients::Rclone;
+use crate::support::dav::{Entry, first, multistatus};
+use crate::support::process::{Running, recorder, signup};
+use crate::support::{
+    ALLPROP, DavUser, FIXTURES, LOCKINFO, NAMED_PROPS, Resp, Server, all_pages, basic, dav_path, eventually, fixture,
+    free_port, noise_wav, recording_files, send, send_json, sha256_hex,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-// Every audio fixture, the type the server stores for it, and its true duration in ms.
-use crate::recordings::FIXTURES;
 
 /// Inputs that are not audio, from `tests/fixtures/not-audio`.
 const NOT_AUDIO: &[&str] = &["page.html", "image.png", "text-named.mp3"];
-
-// ---------------------------------------------------------------------------------------------
-// A minimal reader of multistatus XML: elements by local name, whatever the namespace prefix.
-
-/// The contents of each element named `local` (any prefix), in document order; "" for an empty
-/// element. Elements of one name are not nested in what a multistatus holds.
-fn elements<'a>(xml: &'a str, local: &str) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(open) = xml[at..].find('<') {
-        let start = at + open;
-        at = start + 1;
-        let rest = &xml[start + 1..];
-        let name_len = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
-        let name = &rest[..name_len];
-        if name.is_empty() || name.starts_with(['?', '!']) || name.rsplit(':').next() != Some(local) {
-            continue;
-        }
-        let Some(tag_len) = rest.find('>') else { break };
-        let content = start + 1 + tag_len + 1;
-        if rest[..tag_len].ends_with('/') {
-            out.push("");
-            at = content;
-            continue;
-        }
-        // The closing tag of this name, not of a longer one (`</D:prop` is not `</D:propstat>`).
-        let closing = format!("</{name}");
-        let mut from = content;
-        let end = loop {
-            let Some(found) = xml[from..].find(&closing) else { break None };
-            let after = from + found + closing.len();
-            if xml[after..].starts_with(|c: char| c == '>' || c.is_whitespace()) {
-                break Some((from + found, after));
-            }
-            from = after;
-        };
-        match end {
-            Some((stop, after)) => {
-                out.push(&xml[content..stop]);
-                at = after;
-            }
-            None => break,
-        }
-    }
-    out
-}
-
-fn first<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
-    elements(xml, local).into_iter().next()
-}
-
-/// XML character references and the five predefined entities.
-fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp..];
-        let Some(semi) = after.find(';') else {
-            out.push_str(after);
-            return out;
-        };
-        let entity = &after[1..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => out.push(c),
-            None => out.push_str(&after[..=semi]),
-        }
-        rest = &after[semi + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|e| panic!("an href is not UTF-8 once decoded: {text}: {e}"))
-}
-
-/// One `<response>` of a multistatus.
-#[derive(Debug, Clone)]
-struct Entry {
-    /// The href's path, percent-decoded ("/", "/memo.wav", "/Trash/", "/Trash/old.wav").
-    path: String,
-    /// The last segment of the path ("" for the root).
-    name: String,
-    collection: bool,
-    /// The properties found (status 200), by local name, unescaped.
-    props: HashMap<String, String>,
-}
-
-impl Entry {
-    fn prop(&self, name: &str) -> &str {
-        self.props.get(name).map_or_else(|| panic!("{} has no {name}: {:?}", self.path, self.props), String::as_str)
-    }
-}
-
-fn multistatus(xml: &str) -> Vec<Entry> {
-    let props = [
-        "getcontentlength",
-        "getlastmodified",
-        "creationdate",
-        "getetag",
-        "getcontenttype",
-        "displayname",
-        "resourcetype",
-    ];
-    elements(xml, "response")
-        .into_iter()
-        .map(|response| {
-            let href =
-                unescape(first(response, "href").unwrap_or_else(|| panic!("a response without href: {response}")));
-            // An absolute URL or an absolute path.
-            let raw_path = match href.split_once("://") {
-                Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]).to_string(),
-                None => href.clone(),
-            };
-            let path = percent_decode(&raw_path);
-            let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
-            let mut found = HashMap::new();
-            let mut collection = false;
-            for propstat in elements(response, "propstat") {
-                let ok = first(propstat, "status").is_none_or(|status| status.contains(" 200"));
-                if !ok {
-                    continue;
-                }
-                for prop in elements(propstat, "prop") {
-                    for key in props {
-                        if let Some(value) = first(prop, key) {
-                            if key == "resourcetype" {
-                                collection |= !elements(value, "collection").is_empty();
-                            }
-                            found.insert(key.to_string(), unescape(value.trim()));
-                        }
-                    }
-                }
-            }
-            Entry { path, name, collection, props: found }
-        })
-        .collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers over the WebDAV port and the JSON API.
@@ -231,7 +61,7 @@ fn put(s: &Server, u: &DavUser, path: &str, bytes: &[u8]) -> Resp {
 /// sends the body at once may see the connection closed under it instead of a refusal that
 /// came before the body.)
 fn put_expecting_continue(s: &Server, u: &DavUser, path: &str, body: &[u8]) -> (u16, String) {
-    let addr = s.dav_url("").trim_start_matches("http://").to_string();
+    let addr = s.dav_host();
     let mut stream = TcpStream::connect(&addr).expect("connect to the WebDAV port");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     write!(
@@ -820,140 +650,6 @@ fn one_user_never_sees_another_users_recordings() {
     assert_eq!(names(&files(&s, &alice, "/")), vec!["secret.wav".to_string()]);
 }
 
-// ---------------------------------------------------------------------------------------------
-// A real client: rclone.
-
-/// How long one rclone command may run before it is killed and the test fails.
-const RCLONE_TIMEOUT: Duration = Duration::from_secs(180);
-
-struct Rclone {
-    bin: PathBuf,
-    /// Its config file and home: nothing touches ~/.config.
-    dir: tempfile::TempDir,
-    url: String,
-    user: String,
-    obscured: String,
-}
-
-struct Ran {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Rclone {
-    /// rclone on PATH (or RECORDER_RCLONE); `None` after saying why (panics instead when
-    /// RECORDER_REQUIRE_RCLONE=1).
-    fn find(test: &str) -> Option<PathBuf> {
-        let found = match std::env::var_os("RECORDER_RCLONE") {
-            Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
-            None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-                .map(|d| d.join("rclone"))
-                .find(|p| p.is_file()),
-        };
-        if found.is_some() {
-            return found;
-        }
-        let why = "rclone was not found: install it with `apt-get install rclone` (Debian/Ubuntu), \
-                   or point RECORDER_RCLONE at it";
-        if crate::common::required("RECORDER_REQUIRE_RCLONE") {
-            panic!("{test}: RECORDER_REQUIRE_RCLONE is set but {why}");
-        }
-        // Straight to the terminal, past the test harness's capture: a skip must be seen.
-        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED rclone test {test}: {why}. ***\n");
-        None
-    }
-
-    fn new(bin: PathBuf, s: &Server, user: &DavUser) -> Rclone {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("rclone.conf"), "").expect("an empty rclone config");
-        let mut rclone = Rclone { bin, dir, url: s.dav_url("/"), user: user.name.clone(), obscured: String::new() };
-        // `--`: a token may start with `-`, which rclone would take for a flag.
-        let obscured = rclone.command(&["obscure", "--", &user.app]);
-        assert!(obscured.ok, "rclone obscure: {}", obscured.stderr);
-        rclone.obscured = obscured.stdout.trim().to_string();
-        rclone
-    }
-
-    /// Runs rclone with its own config and home, killed after `RCLONE_TIMEOUT`.
-    fn command(&self, args: &[&str]) -> Ran {
-        let home = self.dir.path();
-        let config = home.join("rclone.conf");
-        // The config first: after `--` (see `new`) it would be taken for an argument.
-        let mut child = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env_clear()
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_CACHE_HOME", home.join("cache"))
-            .env("RCLONE_CONFIG", &config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
-        let read_all = |mut pipe: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut out = String::new();
-                let _ = pipe.read_to_string(&mut out);
-                out
-            })
-        };
-        let stdout = read_all(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = read_all(Box::new(child.stderr.take().expect("stderr")));
-        let deadline = Instant::now() + RCLONE_TIMEOUT;
-        let status = loop {
-            match child.try_wait().expect("wait for rclone") {
-                Some(status) => break status,
-                None if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("rclone {args:?} ran over {RCLONE_TIMEOUT:?}: {}", stderr.join().unwrap_or_default());
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        Ran {
-            ok: status.success(),
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        }
-    }
-
-    /// An rclone command on the on-the-fly `:webdav:` remote of this server and user. Retries
-    /// are off, so every refusal shows.
-    fn remote(&self, args: &[&str]) -> Ran {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend([
-            "--webdav-url",
-            self.url.as_str(),
-            "--webdav-vendor",
-            "other",
-            "--webdav-user",
-            self.user.as_str(),
-            "--webdav-pass",
-            self.obscured.as_str(),
-            "--retries",
-            "1",
-            "--low-level-retries",
-            "1",
-            "--contimeout",
-            "10s",
-            "--timeout",
-            "60s",
-        ]);
-        self.command(&all)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let ran = self.remote(args);
-        assert!(ran.ok, "rclone {args:?} failed:\n{}\n{}", ran.stdout, ran.stderr);
-        ran.stdout
-    }
-}
-
 #[test]
 fn rclone_copies_lists_downloads_renames_and_deletes_through_webdav() {
     let test = "rclone_copies_lists_downloads_renames_and_deletes_through_webdav";
@@ -1054,26 +750,9 @@ fn serve_dav(home: &Path, data: &Path, dav_port: u16) -> Running {
         .env("RECORDER_WEBDAV_PORT", dav_port.to_string())
         .arg("--data-dir")
         .arg(data)
-        .args(["--port", "0", "--address", "127.0.0.1"]);
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let lines = log.clone();
+        .args(["--port", "0"]);
     let dav_suffix = format!(":{dav_port}");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let addr = addr.trim().to_string();
-                if !addr.ends_with(&dav_suffix) {
-                    let _ = tx.send(addr);
-                }
-            }
-            lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server announced its address");
-    let running = Running { child, base: format!("http://{addr}"), log };
+    let running = Running::start_announcing(cmd, move |addr| !addr.ends_with(&dav_suffix));
     // The WebDAV port answers (from liftoff on).
     let dav = format!("http://127.0.0.1:{dav_port}/");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1085,10 +764,7 @@ fn serve_dav(home: &Path, data: &Path, dav_port: u16) -> Running {
 }
 
 fn app_token_of(server: &Running, session: &str) -> String {
-    let r = send_json(
-        server.req("POST", "/api/v1/tokens").set("Authorization", &format!("Bearer {session}")),
-        &json!({"name": "webdav"}),
-    );
+    let r = send_json(server.auth("POST", "/api/v1/tokens", session), &json!({"name": "webdav"}));
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["token"].as_str().expect("token").to_string()
 }
@@ -1097,18 +773,11 @@ fn dir_len(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-/// How many files `recordings/` holds, in all shards.
-fn stored_files(data: &Path) -> usize {
-    std::fs::read_dir(data.join("recordings"))
-        .map(|shards| shards.flatten().map(|shard| dir_len(&shard.path())).sum())
-        .unwrap_or(0)
-}
-
 #[test]
 fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
-    let port = crate::common::free_port();
+    let port = free_port();
     let server = serve_dav(home.path(), &data, port);
     let session = signup(&server, "kira");
     let token = app_token_of(&server, &session);
@@ -1138,12 +807,12 @@ fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
     drop(stream);
     assert!(dir_len(&tmp) > 0, "the crash left a partial upload to clean");
 
-    let port = crate::common::free_port();
+    let port = free_port();
     let server = serve_dav(home.path(), &data, port);
     assert_eq!(dir_len(&tmp), 0, "startup empties tmp/");
-    let list = send(server.req("GET", "/api/v1/recordings").set("Authorization", &format!("Bearer {session}")), None);
+    let list = send(server.auth("GET", "/api/v1/recordings", &session), None);
     assert_eq!(list.json()["recordings"], json!([]));
-    assert_eq!(stored_files(&data), 0);
+    assert_eq!(recording_files(&data).len(), 0);
     let r = send(
         ureq::request("PROPFIND", &format!("http://127.0.0.1:{port}/"))
             .set("Depth", "1")
@@ -1157,7 +826,7 @@ fn kill_9_in_the_middle_of_a_put_leaves_no_recording_and_startup_empties_tmp() {
 #[test]
 fn each_webdav_request_is_logged_once_without_credentials() {
     let home = tempfile::tempdir().expect("tempdir");
-    let port = crate::common::free_port();
+    let port = free_port();
     let server = serve_dav(home.path(), &home.path().join("data"), port);
     let session = signup(&server, "lou");
     let token = app_token_of(&server, &session);
@@ -1170,23 +839,20 @@ fn each_webdav_request_is_logged_once_without_credentials() {
         )
         .status
     };
-    let before = server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("PROPFIND")).count();
+    let before = server.log().iter().filter(|l| l.contains("PROPFIND")).count();
     assert_eq!(propfind(&token), 207);
     assert_eq!(propfind(&token), 207);
     assert_eq!(propfind("wrong wrong"), 401);
-    let propfinds = || {
-        server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("PROPFIND")).count() - before
-    };
+    let propfinds = || server.log().iter().filter(|l| l.contains("PROPFIND")).count() - before;
     // One more request, of another method, after them: once its line is there, every line of
     // the three before it is too.
-    let optionses =
-        || server.log.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains("OPTIONS")).count();
+    let optionses = || server.log().iter().filter(|l| l.contains("OPTIONS")).count();
     let options_before = optionses();
     let options = send(ureq::request("OPTIONS", &format!("http://127.0.0.1:{port}/")), None);
     assert!(options.status < 500, "{}", options.status);
     eventually("the last request is logged", || optionses() > options_before || propfinds() > 3);
     assert_eq!(propfinds(), 3, "one line per request");
-    let log = server.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    let log = server.log().join("\n");
     let credentials = basic("lou", &token);
     let encoded = credentials.trim_start_matches("Basic ");
     for secret in [token.as_str(), session.as_str(), encoded, "wrong wrong", "password123"] {

@@ -1,18 +1,21 @@
-//! The shared harness: a real server on an ephemeral loopback port, in its own temp data dir,
-//! and a small HTTP client over real TCP. With `webdav_enabled` (see `Server::start_dav`) the
-//! server's WebDAV listener gets an ephemeral loopback port too.
+//! The server in-process: a real server on an ephemeral loopback port, in its own temp data
+//! dir, spoken to over real TCP. With `webdav_enabled` (see `Server::start_dav`) the server's
+//! WebDAV listener gets an ephemeral loopback port too.
 //!
 //! With `RECORDER_TEST_STORE=s3` every server stores its recordings in the test process's shared
-//! SeaweedFS instance (see `s3.rs`), each under a key prefix of its own; the helpers that look at
-//! stored recordings (`files`, `stored_ids`, `stored_bytes`, `remove_stored`) see the bucket then.
+//! SeaweedFS instance (see `seaweed.rs`), each under a key prefix of its own; the helpers that
+//! look at stored recordings (`files`, `stored_ids`, `stored_bytes`, `remove_stored`) see the
+//! bucket then.
 
+use super::http::{Resp, basic, send, send_json, urlencode};
+use super::seaweed;
 use recorder::{Clock, Config};
 use rocket::fairing::AdHoc;
 use serde_json::Value;
-use std::io::Read;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Server {
     pub base: String,
@@ -27,7 +30,7 @@ pub struct Server {
     /// Every request the server answered, as the server saw it.
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// The object store's prefix, when the server has one configured.
-    pub s3: Option<crate::s3::Bucket>,
+    pub s3: Option<seaweed::Bucket>,
     /// The object store settings and where new recordings go.
     store: (Option<recorder::config::S3Config>, recorder::storage::store::Backend),
     /// Whether the background jobs run (`analysis.enabled`; transcription follows analysis).
@@ -59,11 +62,6 @@ pub struct Seen {
     pub status: u16,
 }
 
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
-}
-
 impl Server {
     pub fn start() -> Server {
         Server::start_with(|_| {})
@@ -91,7 +89,7 @@ impl Server {
         config.shutdown_grace_secs = 1;
         if test_store_is_s3() {
             config.backend = recorder::storage::store::Backend::S3;
-            config.s3 = Some(crate::s3::shared().config(&crate::s3::fresh_prefix("server")));
+            config.s3 = Some(seaweed::shared().config(&seaweed::fresh_prefix("server")));
         }
         let default_dir = config.data_dir.clone();
         configure(&mut config);
@@ -104,7 +102,7 @@ impl Server {
         }
         let clock = Clock::default();
         let data = config.data_dir.clone();
-        let s3 = config.s3.as_ref().map(crate::s3::Bucket::of);
+        let s3 = config.s3.as_ref().map(seaweed::Bucket::of);
         let store = (config.s3.clone(), config.backend);
         let jobs_run = config.analysis_enabled;
         let server = recorder::Server::open(config, clock.clone()).expect("open the server");
@@ -153,6 +151,13 @@ impl Server {
         }
     }
 
+    /// The value of a sample that `GET /metrics` shows (metrics must be on), if it shows one.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let r = send(self.req("GET", "/metrics"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        metric_sample(&r.text(), series)
+    }
+
     /// The requests answered so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -160,6 +165,21 @@ impl Server {
 
     pub fn data(&self) -> PathBuf {
         self.data.clone()
+    }
+
+    /// `host:port` of the API.
+    pub fn host(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// The API's address, for a proxy in front of it.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.host().parse().expect("the server's base is http://IP:PORT")
+    }
+
+    /// A raw connection to the API.
+    pub fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.host()).expect("connect")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -178,21 +198,21 @@ impl Server {
 
     /// Signs up and returns the token.
     pub fn signup(&self, username: &str) -> String {
-        let r = send_json(
-            self.req("POST", "/api/v1/auth/signup"),
-            &serde_json::json!({"username": username, "password": "password123"}),
-        );
-        assert_eq!(r.status, 201, "signup {username}: {}", r.text());
-        r.json()["token"].as_str().expect("token").to_string()
+        self.session("signup", username, 201)
     }
 
     /// Signs in (password `password123`, as `signup` sets it) and returns the session token.
     pub fn login(&self, username: &str) -> String {
+        self.session("login", username, 200)
+    }
+
+    /// `POST /api/v1/auth/{action}` with the test password, which must answer `status`; the token.
+    fn session(&self, action: &str, username: &str, status: u16) -> String {
         let r = send_json(
-            self.req("POST", "/api/v1/auth/login"),
+            self.req("POST", &format!("/api/v1/auth/{action}")),
             &serde_json::json!({"username": username, "password": "password123"}),
         );
-        assert_eq!(r.status, 200, "login {username}: {}", r.text());
+        assert_eq!(r.status, status, "{action} {username}: {}", r.text());
         r.json()["token"].as_str().expect("token").to_string()
     }
 
@@ -222,6 +242,11 @@ impl Server {
         format!("{base}{path}")
     }
 
+    /// `host:port` of the WebDAV listener.
+    pub fn dav_host(&self) -> String {
+        self.dav_url("").trim_start_matches("http://").to_string()
+    }
+
     /// A WebDAV request with no credentials.
     pub fn dav_req(&self, method: &str, path: &str) -> ureq::Request {
         ureq::request(method, &self.dav_url(path))
@@ -240,10 +265,9 @@ impl Server {
     /// Files under `tmp/` and `recordings/`, relative to the data directory, then the objects
     /// under the server's prefix in the object store as `s3/<name>`.
     pub fn files(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for top in ["tmp", "recordings"] {
-            walk(&self.data().join(top), &mut out);
-        }
+        let mut out: Vec<PathBuf> =
+            ["tmp", "recordings"].iter().flat_map(|top| files_under(&self.data().join(top))).collect();
+        out.sort();
         let mut files: Vec<String> =
             out.iter().map(|p| p.strip_prefix(self.data()).unwrap_or(p).display().to_string()).collect();
         if let Some(bucket) = &self.s3 {
@@ -265,10 +289,14 @@ impl Server {
         ids
     }
 
+    /// Where a recording's bytes are in the data directory, when it keeps them.
+    pub fn local_path(&self, id: &str) -> PathBuf {
+        recording_path(&self.data(), id)
+    }
+
     /// A recording's stored bytes, wherever they are.
     pub fn stored_bytes(&self, id: &str) -> Option<Vec<u8>> {
-        let uuid = uuid::Uuid::parse_str(id).expect("uuid");
-        let local = self.data().join(recorder::storage::Storage::relative_path(&uuid));
+        let local = self.local_path(id);
         match std::fs::read(&local) {
             Ok(bytes) => Some(bytes),
             Err(_) => self.s3.as_ref().and_then(|bucket| bucket.get(id)),
@@ -277,8 +305,7 @@ impl Server {
 
     /// Removes a recording's stored bytes behind the server's back, wherever they are.
     pub fn remove_stored(&self, id: &str) {
-        let uuid = uuid::Uuid::parse_str(id).expect("uuid");
-        let local = self.data().join(recorder::storage::Storage::relative_path(&uuid));
+        let local = self.local_path(id);
         match std::fs::remove_file(&local) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -303,9 +330,9 @@ impl Server {
             conn.query_row("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", [], |r| r.get(0))
                 .expect("jobs")
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while busy() > 0 {
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 let conn = db.conn().expect("conn");
                 let mut stmt = conn.prepare("SELECT kind, recording_id, state, attempts FROM jobs").expect("jobs");
                 let jobs: Vec<String> = stmt
@@ -331,7 +358,7 @@ impl Server {
     /// one), for commands run on this server's data directory.
     pub fn store_env(&self) -> Vec<(String, String)> {
         match &self.store {
-            (Some(config), backend) => crate::s3::env_vars(config, backend.as_str()),
+            (Some(config), backend) => seaweed::env_vars(config, backend.as_str()),
             (None, _) => Vec::new(),
         }
     }
@@ -342,13 +369,12 @@ impl Server {
         if !test_store_is_s3() {
             return Vec::new();
         }
-        crate::s3::env_vars(&crate::s3::shared().config(&prefix_of(data)), "s3")
+        seaweed::env_vars(&seaweed::shared().config(&prefix_of(data)), "s3")
     }
 
     /// Replaces a recording's stored bytes behind the server's back, wherever they are.
     pub fn replace_stored(&self, id: &str, bytes: &[u8]) {
-        let uuid = uuid::Uuid::parse_str(id).expect("uuid");
-        let local = self.data().join(recorder::storage::Storage::relative_path(&uuid));
+        let local = self.local_path(id);
         if local.exists() {
             std::fs::write(&local, bytes).unwrap_or_else(|e| panic!("write {}: {e}", local.display()));
         } else {
@@ -381,17 +407,40 @@ fn prefix_of(data: &Path) -> String {
     format!("dir-{:016x}", hasher.finish())
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out);
-        } else {
-            out.push(path);
+/// The value of the first sample line of Prometheus text that starts with `series` (the name,
+/// and the labels when it has them).
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Every file under `dir`, in all its subdirectories (none when it does not exist), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if path.is_dir() { dirs.push(path) } else { out.push(path) }
         }
     }
     out.sort();
+    out
+}
+
+/// The files in the `recordings/` of a data directory (which must have one), in all shards.
+pub fn recording_files(data: &Path) -> Vec<PathBuf> {
+    let dir = data.join("recordings");
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+    files_under(&dir)
+}
+
+/// Where a recording's bytes are in a data directory that keeps them.
+pub fn recording_path(data: &Path, id: &str) -> PathBuf {
+    let uuid = uuid::Uuid::parse_str(id).expect("uuid");
+    data.join(recorder::storage::Storage::relative_path(&uuid))
 }
 
 impl Drop for Server {
@@ -403,236 +452,6 @@ impl Drop for Server {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// An `Authorization` value for HTTP Basic.
-pub fn basic(username: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
-}
-
-/// The WebDAV path of a shown name in the user's folder: `/` and the name, percent-encoded.
-pub fn dav_path(name: &str) -> String {
-    format!("/{}", urlencode(name))
-}
-
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A response, whatever its status.
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).to_string()
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    /// Asserts the API error shape with this status and code.
-    pub fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{}", self.text());
-        assert!(
-            self.header("content-type").is_some_and(|c| c.starts_with("application/json")),
-            "not JSON: {:?}",
-            self.headers
-        );
-        let json = self.json();
-        assert_eq!(json["error"]["code"], code, "{json}");
-        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
-    }
-}
-
-pub(crate) fn to_resp(r: ureq::Response) -> Resp {
-    to_resp_limited(r, u64::MAX)
-}
-
-/// The answer with at most `limit` bytes of its body read.
-pub(crate) fn to_resp_limited(r: ureq::Response, limit: u64) -> Resp {
-    let status = r.status();
-    let headers = r
-        .headers_names()
-        .into_iter()
-        .flat_map(|n| r.all(&n).into_iter().map(|v| (n.clone(), v.to_string())).collect::<Vec<_>>())
-        .collect();
-    let mut body = Vec::new();
-    r.into_reader().take(limit).read_to_end(&mut body).expect("read body");
-    Resp { status, headers, body }
-}
-
-pub fn send(req: ureq::Request, body: Option<&[u8]>) -> Resp {
-    let result = match body {
-        Some(b) => req.send_bytes(b),
-        None => req.call(),
-    };
-    match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => to_resp(r),
-        Err(e) => panic!("transport error: {e}"),
-    }
-}
-
-pub fn send_json(req: ureq::Request, value: &Value) -> Resp {
-    send(req.set("Content-Type", "application/json"), Some(value.to_string().as_bytes()))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether the environment flag `name` (a `RECORDER_REQUIRE_*`) says a tool must be there: the
-/// usual true values (`1`, `true`, `yes`, `on`) say yes, unset or a false value (`0`, `false`,
-/// `no`, `off`, empty) no; anything else is a mistake that fails the test rather than skip it.
-pub fn required(name: &str) -> bool {
-    match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => false,
-        Err(e) => panic!("{name}: {e}"),
-        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "" | "0" | "false" | "no" | "off" => false,
-            other => panic!("{name}={other:?}: expected 1, true, yes or on (or 0, false, no, off)"),
-        },
-    }
-}
-
-/// A valid 16-bit mono WAV of exactly `total` bytes with pseudo-random samples.
-pub fn noise_wav(total: usize, seed: u64) -> Vec<u8> {
-    assert!(total > 44);
-    let data = (total - 44) as u32;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&16_000u32.to_le_bytes());
-    out.extend_from_slice(&32_000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data.to_le_bytes());
-    let mut x = seed | 1;
-    while out.len() < total {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.push((x >> 24) as u8);
-    }
-    out
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("addr").port()
-}
-
-/// Waits (bounded) for a condition that another thread or task brings about.
-pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-/// A 16-bit mono PCM WAV file of `samples` at `rate` Hz.
-pub fn pcm_wav(rate: u32, samples: &[i16]) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + samples.len() * 2);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(2 * rate).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
-}
-
-/// A 440 Hz tone at 8 kHz whose level (0 to 1 of full scale) may change over its frames.
-pub fn tone_wav(seconds: u32, level: impl Fn(u32, u32) -> f64) -> Vec<u8> {
-    const RATE: u32 = 8000;
-    let frames = seconds * RATE;
-    let samples: Vec<i16> = (0..frames)
-        .map(|i| {
-            let t = f64::from(i) / f64::from(RATE);
-            (level(i, frames) * 32767.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()).round() as i16
-        })
-        .collect();
-    pcm_wav(RATE, &samples)
-}
-
-// WebDAV request bodies as real clients send them.
-
-/// What a PROPFIND for every property sends.
-pub const ALLPROP: &str =
-    r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#;
-
-/// What rclone sends to list (its `--webdav-vendor other` body), with another prefix.
-pub const NAMED_PROPS: &str = r#"<?xml version="1.0"?>
-<d:propfind xmlns:d="DAV:">
- <d:prop>
-  <d:displayname/>
-  <d:getlastmodified/>
-  <d:getcontentlength/>
-  <d:resourcetype/>
- </d:prop>
-</d:propfind>
-"#;
-
-/// A LOCK for an exclusive write lock.
-pub const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>the tests</D:href></D:owner></D:lockinfo>"#;
-
-/// An account with its browser session and an app token for WebDAV.
-pub struct DavUser {
-    pub name: String,
-    pub session: String,
-    pub app: String,
-}
-
-impl DavUser {
-    pub fn new(s: &Server, name: &str) -> DavUser {
-        let session = s.signup(name);
-        let app = s.app_token(&session, "webdav");
-        DavUser { name: name.to_string(), session, app }
-    }
-
-    /// A WebDAV request with this user's name and app token.
-    pub fn dav(&self, s: &Server, method: &str, path: &str) -> ureq::Request {
-        s.dav(method, path, &self.name, &self.app)
     }
 }
 
@@ -653,5 +472,27 @@ pub fn all_pages(s: &Server, token: &str, path: &str) -> Vec<Value> {
             Some(next) => cursor = Some(next.to_string()),
             None => return out,
         }
+    }
+}
+
+/// The first page of a list of recordings (`path`: the list, the trash, a search).
+pub fn list(server: &Server, token: &str, path: &str) -> Vec<Value> {
+    let r = send(server.auth("GET", path, token), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["recordings"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls a recording until its analysis is no longer pending.
+pub fn settled(s: &Server, token: &str, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = send(s.auth("GET", &format!("/api/v1/recordings/{id}"), token), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let recording = r.json();
+        if recording["waveform"] != "pending" {
+            return recording;
+        }
+        assert!(Instant::now() < deadline, "analysis of {id} still pending after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
