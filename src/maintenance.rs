@@ -189,7 +189,7 @@ pub fn most_of(affected: u64, total: u64) -> bool {
 pub struct Background {
     pub uploads: crate::uploads::Registry,
     pub changes: crate::changes::Notifier,
-    pub clock: crate::Clock,
+    pub clock: crate::clock::Clock,
     pub started_ms: i64,
     /// How long the changes feed's history is kept, in milliseconds.
     pub changes_keep_ms: i64,

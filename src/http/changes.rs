@@ -142,7 +142,7 @@ async fn events(
 
 /// Whether the credential a stream was opened with is still live (not revoked, not expired); a
 /// database that cannot say ends the stream too.
-async fn still_live(db: &crate::db::Db, clock: &crate::Clock, token_hash: &[u8]) -> bool {
+async fn still_live(db: &crate::db::Db, clock: &crate::clock::Clock, token_hash: &[u8]) -> bool {
     let (hash, now) = (token_hash.to_vec(), clock.now_ms());
     match db.run(move |conn| users::credential_live(conn, &hash, now)).await {
         Ok(live) => live,

@@ -81,7 +81,7 @@ impl Queue {
         &self,
         kind: K,
         db: Db,
-        clock: crate::Clock,
+        clock: crate::clock::Clock,
         changes: crate::changes::Notifier,
     ) -> std::io::Result<()> {
         let queue = self.clone();
@@ -100,7 +100,7 @@ impl Queue {
         &self,
         mut kind: K,
         db: &Db,
-        clock: &crate::Clock,
+        clock: &crate::clock::Clock,
         changes: &crate::changes::Notifier,
         writes: &Writes,
     ) {

@@ -34,12 +34,12 @@ pub struct Transcription {
     db: Db,
     storage: Storage,
     settings: Settings,
-    clock: crate::Clock,
+    clock: crate::clock::Clock,
     model: Option<(Model, Instant)>,
 }
 
 impl Transcription {
-    pub fn new(queue: Queue, db: Db, storage: Storage, settings: Settings, clock: crate::Clock) -> Transcription {
+    pub fn new(queue: Queue, db: Db, storage: Storage, settings: Settings, clock: crate::clock::Clock) -> Transcription {
         Transcription { queue, db, storage, settings, clock, model: None }
     }
 }
