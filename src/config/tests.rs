@@ -1,6 +1,6 @@
+use super::sources::{KEYS, Kind, cores, parse_config_text};
 use super::*;
 use crate::storage::store::Backend;
-use super::sources::{KEYS, Kind, cores, parse_config_text};
 use std::collections::HashMap;
 use std::path::PathBuf;
 

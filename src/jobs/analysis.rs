@@ -64,7 +64,14 @@ impl JobKind for Analysis {
 }
 
 /// Runs one job to its end and records the outcome; false when it failed.
-fn run(db: &Db, storage: &Storage, settings: Settings, clock: &crate::clock::Clock, job: &Job, writes: &Writes) -> bool {
+fn run(
+    db: &Db,
+    storage: &Storage,
+    settings: Settings,
+    clock: &crate::clock::Clock,
+    job: &Job,
+    writes: &Writes,
+) -> bool {
     let started = std::time::Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| match job.kind.as_str() {
         ANALYSIS => analyse(db, storage, settings, job),

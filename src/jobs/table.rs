@@ -74,20 +74,20 @@ pub fn recover(conn: &Connection, now: i64) -> Result<(), Error> {
         params![MAX_ATTEMPTS, now],
     )?;
     if failed > 0 {
-        conn.execute(
-            "UPDATE recordings SET waveform = 'failed',
-                    analysis_error = (SELECT error FROM jobs WHERE jobs.recording_id = recordings.id AND kind = 'analysis')
-             WHERE id IN (SELECT recording_id FROM jobs WHERE kind = 'analysis' AND state = 'failed')
-               AND waveform = 'pending'",
-            [],
-        )?;
-        conn.execute(
-            "UPDATE recordings SET transcript = 'failed',
-                    transcript_error = (SELECT error FROM jobs WHERE jobs.recording_id = recordings.id AND kind = 'transcription')
-             WHERE id IN (SELECT recording_id FROM jobs WHERE kind = 'transcription' AND state = 'failed')
-               AND transcript = 'pending'",
-            [],
-        )?;
+        // Each kind's outcome shows on the recording in a state column and an error column.
+        for (kind, column, error) in
+            [(ANALYSIS, "waveform", "analysis_error"), (TRANSCRIPTION, "transcript", "transcript_error")]
+        {
+            conn.execute(
+                &format!(
+                    "UPDATE recordings SET {column} = 'failed',
+                            {error} = (SELECT error FROM jobs WHERE jobs.recording_id = recordings.id AND kind = ?1)
+                     WHERE id IN (SELECT recording_id FROM jobs WHERE kind = ?1 AND state = 'failed')
+                       AND {column} = 'pending'"
+                ),
+                [kind],
+            )?;
+        }
         log::warn!("{failed} background jobs were interrupted {MAX_ATTEMPTS} times and are marked failed");
     }
     let requeued = conn.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'", [])?;

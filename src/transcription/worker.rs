@@ -39,7 +39,13 @@ pub struct Transcription {
 }
 
 impl Transcription {
-    pub fn new(queue: Queue, db: Db, storage: Storage, settings: Settings, clock: crate::clock::Clock) -> Transcription {
+    pub fn new(
+        queue: Queue,
+        db: Db,
+        storage: Storage,
+        settings: Settings,
+        clock: crate::clock::Clock,
+    ) -> Transcription {
         Transcription { queue, db, storage, settings, clock, model: None }
     }
 }
