@@ -478,6 +478,15 @@ fn alac_frame_length(cookie: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(field))
 }
 
+/// `[analysis]`: decoding in the background for the exact duration and the waveform.
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    pub enabled: bool,
+    /// Time budget of one analysis, in seconds per hour of audio
+    /// (`max_seconds_per_hour_of_audio`).
+    pub seconds_per_hour: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

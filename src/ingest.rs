@@ -87,7 +87,7 @@ pub fn empty_body() -> Error {
 pub async fn space_budget(state: &AppState) -> Result<u64, Error> {
     let storage = state.storage.clone();
     let available = blocking(move || storage.available_space().map_err(|e| Error::internal("free space", e))).await?;
-    Ok(available.saturating_sub(state.config.min_free_space))
+    Ok(available.saturating_sub(state.config.storage.min_free_space))
 }
 
 /// Detects the container of fsynced bytes at `file`, puts them in place as a new recording's file
@@ -294,7 +294,7 @@ pub async fn one_shot(
             return Err(e);
         }
     };
-    let max = config.max_upload_size;
+    let max = config.storage.max_upload_size;
     if headers.content_length.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }

@@ -71,19 +71,19 @@ impl Server {
         maintenance::recover(&state.db, &state.storage).map_err(recovery)?;
         let config = &state.config;
         // A configured model must load now: a clear error at startup, not a failure per job.
-        transcription::check_model(config).map_err(StartError::Model)?;
+        transcription::check_model(&config.transcription).map_err(StartError::Model)?;
         {
             let mut conn = state.db.conn().map_err(recovery)?;
             // Transcription runs after analysis: with analysis off it is off too.
-            let marked = if config.transcription_model.is_some() && config.analysis_enabled {
+            let marked = if config.transcription.model.is_some() && config.analysis.enabled {
                 transcription::turned_on(&conn)
             } else {
                 transcription::turned_off(&mut conn)
             };
             marked.map_err(recovery)?;
         }
-        let webdav = if config.webdav_enabled {
-            let addr = SocketAddr::new(config.address, config.webdav_port);
+        let webdav = if config.webdav.enabled {
+            let addr = SocketAddr::new(config.server.address, config.webdav.port);
             Some(Arc::new(webdav::Listener::bind(addr).map_err(|source| StartError::WebDav { addr, source })?))
         } else {
             None
@@ -133,10 +133,10 @@ fn start_background(
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + 'static,
 ) {
     let (db, storage, clock) = (state.db.clone(), state.storage.clone(), state.clock.clone());
-    if state.config.analysis_enabled {
+    if state.config.analysis.enabled {
         let settings = jobs::Settings {
-            seconds_per_hour: state.config.analysis_seconds_per_hour,
-            transcribe: state.config.transcription_model.is_some(),
+            seconds_per_hour: state.config.analysis.seconds_per_hour,
+            transcribe: state.config.transcription.model.is_some(),
         };
         let analysis = jobs::Analysis { db: db.clone(), storage: storage.clone(), settings, clock: clock.clone() };
         if let Err(e) = state.jobs.start(analysis, db.clone(), clock.clone(), state.changes.clone()) {
@@ -146,8 +146,8 @@ fn start_background(
     // An analysed recording is queued for transcription: its worker hears of it.
     state.jobs.feeds(state.transcripts.clone());
     #[cfg(feature = "transcription")]
-    if state.config.analysis_enabled
-        && let Some(settings) = transcription::Settings::from_config(&state.config)
+    if state.config.analysis.enabled
+        && let Some(settings) = transcription::Settings::from_config(&state.config.transcription)
     {
         let queue = state.transcripts.clone();
         let kind =
@@ -157,7 +157,7 @@ fn start_background(
         }
     }
     // The feed keeps at least as long as the trash, and a day more.
-    let days = i64::from(state.config.retention_days.max(1)) + 1;
+    let days = i64::from(state.config.trash.retention_days.max(1)) + 1;
     let background = maintenance::Background {
         uploads: state.uploads.clone(),
         changes: state.changes.clone(),

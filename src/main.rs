@@ -171,13 +171,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: recorder::Config) -> ExitCode {
-    recorder::logger::init(config.log_level);
+    recorder::logger::init(config.server.log_level);
     match &config.source {
         Some(path) => log::info!("config file: {}", path.display()),
         None => log::info!("config file: none found, using built-in defaults"),
     }
-    log::info!("data directory: {}", config.data_dir.display());
-    if config.social_login {
+    log::info!("data directory: {}", config.storage.data_dir.display());
+    if config.compat.social_login {
         log::warn!("compat.social_login is on: anyone who can reach this server can sign in as any social id");
     }
     let server = match recorder::Server::open(config, Clock::default()) {
@@ -191,8 +191,8 @@ fn serve(config: recorder::Config) -> ExitCode {
     // The runtime is sized by the config (Rocket's own would allow 512 blocking threads, each
     // with its own stack and allocator arena: too many for a 512 MB board).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(server.state.config.workers)
-        .max_blocking_threads(server.state.config.blocking_threads)
+        .worker_threads(server.state.config.server.workers)
+        .max_blocking_threads(server.state.config.server.blocking_threads)
         .thread_name("recorder-worker")
         .on_thread_start(recorder::auth::normal_priority)
         .enable_all()

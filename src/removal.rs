@@ -11,11 +11,11 @@ use crate::state::AppState;
 /// Moves a recording to the trash, or deletes it now when asked or when there is no trash.
 /// False when the user has no such recording.
 pub async fn delete_recording(state: &AppState, user_id: String, id: String, permanent: bool) -> Result<bool, Error> {
-    if permanent || state.config.retention_days == 0 {
+    if permanent || state.config.trash.retention_days == 0 {
         return Ok(purge(state, user_id, Purge::One(id)).await? > 0);
     }
     let now = state.clock.now_ms();
-    let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
+    let retention_ms = i64::from(state.config.trash.retention_days) * 86_400_000;
     let who = user_id.clone();
     let trashed = state.db.run_durably(move |conn| rec::trash(conn, &who, &id, now, retention_ms)).await?;
     if trashed {

@@ -70,7 +70,7 @@ use crate::storage::store::Store as _;
 /// is unreachable, refuses the keys or lacks the bucket stops startup with one line naming it.
 /// Recordings in an object store that is not configured stop it too.
 pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::storage::s3::S3Store>>, StartError> {
-    let Some(s3) = &config.s3 else {
+    let Some(s3) = &config.storage.s3 else {
         let in_s3: i64 = db
             .conn()
             .and_then(
@@ -85,8 +85,8 @@ pub fn open_s3(config: &Config, db: &Db) -> Result<Option<Arc<crate::storage::s3
         }
         return Ok(None);
     };
-    let store =
-        crate::storage::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(StartError::Store)?;
+    let store = crate::storage::s3::S3Store::open(s3, &config.storage.data_dir.join("s3-multipart"))
+        .map_err(StartError::Store)?;
     store.probe().map_err(StartError::Store)?;
     match crate::marker::claim(&store, db).map_err(StartError::Store)? {
         crate::marker::Claim::Ours => {}
@@ -110,18 +110,19 @@ impl AppState {
     /// Opens the data directory (locked for this process), the database and the object store.
     /// What a crash interrupted is finished by the composition root (`recorder::Server::open`).
     pub fn open(config: Config, clock: Clock) -> Result<AppState, StartError> {
-        let shown = || config.data_dir.display().to_string();
-        let storage = Storage::open(&config.data_dir)
+        let shown = || config.storage.data_dir.display().to_string();
+        let storage = Storage::open(&config.storage.data_dir)
             .map_err(|source| StartError::DataDir { path: shown(), source })?
             // A quarter of the blocking pool at most: the rest stays for queries, so lists stay
             // quick while many uploads are written (measured in the benchmark's load scenario).
-            .limit_upload_jobs(config.blocking_threads / 4);
-        let lock = crate::storage::lock_dir(&config.data_dir)
+            .limit_upload_jobs(config.server.blocking_threads / 4);
+        let lock = crate::storage::lock_dir(&config.storage.data_dir)
             .map_err(|source| StartError::DataDir { path: shown(), source })?
             .ok_or_else(|| StartError::InUse(shown()))?;
-        let size = crate::db::PoolSize { connections: config.db_connections, cache_bytes: config.db_cache };
+        let size =
+            crate::db::PoolSize { connections: config.server.db_connections, cache_bytes: config.server.db_cache };
         let db = Db::open_sized(&storage.db_path(), size)?;
-        let storage = storage.with_s3(open_s3(&config, &db)?, config.backend);
+        let storage = storage.with_s3(open_s3(&config, &db)?, config.storage.backend);
         let started_ms = clock.now_ms();
         Ok(AppState(Arc::new(Shared {
             config,

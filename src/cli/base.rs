@@ -44,8 +44,8 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
 }
 
 pub(super) fn open_storage(config: &Config) -> Result<Storage, Failure> {
-    Storage::open(&config.data_dir)
-        .map_err(|e| Failure::work(format!("data directory {}: {e}", config.data_dir.display())))
+    Storage::open(&config.storage.data_dir)
+        .map_err(|e| Failure::work(format!("data directory {}: {e}", config.storage.data_dir.display())))
 }
 
 pub(super) fn open(config: &Config) -> Result<(Db, Storage), Failure> {
@@ -58,7 +58,7 @@ pub(super) fn open(config: &Config) -> Result<(Db, Storage), Failure> {
 pub(super) fn open_with_store(config: &Config) -> Result<(Db, Storage), Failure> {
     let (db, storage) = open(config)?;
     let s3 = crate::state::open_s3(config, &db).map_err(|e| Failure::work(e.to_string()))?;
-    Ok((db, storage.with_s3(s3, config.backend)))
+    Ok((db, storage.with_s3(s3, config.storage.backend)))
 }
 
 pub(super) fn read_password(from_stdin: bool, confirm: bool) -> Result<String, Failure> {
@@ -144,11 +144,11 @@ pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// `check` and `backup` work on an existing data directory, never on one they would create.
 pub(super) fn existing_data_dir(config: &Config) -> Result<(), Failure> {
-    if config.data_dir.join("recorder.db").is_file() {
+    if config.storage.data_dir.join("recorder.db").is_file() {
         return Ok(());
     }
     Err(Failure::usage(format!(
         "{} has no recorder.db: is it the data directory? (--data-dir, or storage.data_dir in the config)",
-        config.data_dir.display()
+        config.storage.data_dir.display()
     )))
 }

@@ -33,7 +33,7 @@ pub fn check(config: &Config, args: CheckArgs) -> Result<(), Failure> {
         recover_lost(&db, &storage, owner.as_deref())?;
     }
     let options =
-        check::Options { verify, repair, force, now_ms: system_now_ms(), retention_days: config.retention_days };
+        check::Options { verify, repair, force, now_ms: system_now_ms(), retention_days: config.trash.retention_days };
     let mut ticker = Ticker::new();
     let report = check::run(&db, &storage, options, &mut |event| match event {
         Event::Problem(problem) => {
@@ -153,12 +153,13 @@ fn recover_lost(db: &Db, storage: &Storage, owner: Option<&str>) -> Result<(), F
 
 /// `recorder storage adopt`
 pub fn storage_adopt(config: &Config) -> Result<(), Failure> {
-    let Some(s3) = &config.s3 else {
+    let Some(s3) = &config.storage.s3 else {
         return Err(Failure::usage("there is no store to adopt: [storage.s3] is not configured"));
     };
     existing_data_dir(config)?;
     let (db, _) = open(config)?;
-    let store = crate::storage::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
+    let store =
+        crate::storage::s3::S3Store::open(s3, &config.storage.data_dir.join("s3-multipart")).map_err(Failure::work)?;
     store.probe().map_err(Failure::work)?;
     let ours = crate::marker::installation_id(&*db.conn()?)?;
     let before = crate::marker::read(&store).map_err(Failure::work)?;
@@ -179,15 +180,15 @@ pub fn restore(config: &Config, snapshot: &Path) -> Result<(), Failure> {
     let mut on = |done, total| ticker.tick(|| format!("restored {done} of {total} recordings"));
     let restored = match snapshot.to_str().and_then(|s| s.strip_prefix("s3:")) {
         Some(name) => {
-            let Some(s3) = &config.s3 else {
+            let Some(s3) = &config.storage.s3 else {
                 return Err(Failure::usage("restoring from the object store needs [storage.s3] configured"));
             };
-            let store =
-                crate::storage::s3::S3Store::open(s3, &config.data_dir.join("s3-multipart")).map_err(Failure::work)?;
+            let store = crate::storage::s3::S3Store::open(s3, &config.storage.data_dir.join("s3-multipart"))
+                .map_err(Failure::work)?;
             store.probe().map_err(Failure::work)?;
-            crate::snapshots::restore_from_store(&store, name, &config.data_dir, &mut on)
+            crate::snapshots::restore_from_store(&store, name, &config.storage.data_dir, &mut on)
         }
-        None => crate::snapshots::restore(snapshot, &config.data_dir, &mut on),
+        None => crate::snapshots::restore(snapshot, &config.storage.data_dir, &mut on),
     }
     .map_err(|e| Failure { message: e.message, code: if e.usage { 2 } else { 1 } })?;
     ticker.clear();
@@ -196,10 +197,10 @@ pub fn restore(config: &Config, snapshot: &Path) -> Result<(), Failure> {
         plural(restored.recordings as usize, "recording", "recordings"),
         human_bytes(restored.bytes),
         snapshot.display(),
-        config.data_dir.display(),
+        config.storage.data_dir.display(),
         started.elapsed().as_secs_f64()
     );
-    println!("serve it with storage.data_dir = {:?} (or --data-dir)", config.data_dir.display().to_string());
+    println!("serve it with storage.data_dir = {:?} (or --data-dir)", config.storage.data_dir.display().to_string());
     Ok(())
 }
 
@@ -208,7 +209,7 @@ pub fn storage_migrate(config: &Config, to: &str) -> Result<(), Failure> {
     use crate::migrate::{self, Event};
     use crate::storage::store::Backend;
     let to = Backend::parse(to).ok_or_else(|| Failure::usage(format!("--to {to:?}: expected \"s3\" or \"local\"")))?;
-    if to == Backend::S3 && config.s3.is_none() {
+    if to == Backend::S3 && config.storage.s3.is_none() {
         return Err(Failure::usage(
             "moving recordings to s3 needs [storage.s3] configured (storage.s3.endpoint, storage.s3.bucket and the keys)",
         ));
@@ -216,7 +217,7 @@ pub fn storage_migrate(config: &Config, to: &str) -> Result<(), Failure> {
     existing_data_dir(config)?;
     let (db, storage) = open_with_store(config)?;
     // One migration at a time (beside a server, which does not hold this lock).
-    let _lock = migrate_lock(&config.data_dir)?;
+    let _lock = migrate_lock(&config.storage.data_dir)?;
     // An interrupted run's copies, noted in flight, are deleted before it starts again.
     crate::inflight::settle(&db, &storage, false)?;
     let target = storage.store(to).map_err(|e| Failure::work(e.to_string()))?.describe();
@@ -253,11 +254,11 @@ pub fn storage_migrate(config: &Config, to: &str) -> Result<(), Failure> {
     if report.gone > 0 {
         println!("{} deleted meanwhile", plural(report.gone as usize, "recording was", "recordings were"));
     }
-    if config.backend != to {
+    if config.storage.backend != to {
         println!(
             "new recordings still go to {}: set storage.backend = \"{to}\" and restart the server, then run this again \
              to move those that arrived meanwhile",
-            config.backend
+            config.storage.backend
         );
     }
     if report.failed.is_empty() {
@@ -291,7 +292,7 @@ fn migrate_lock(data_dir: &Path) -> Result<std::fs::File, Failure> {
 pub fn backup(config: &Config, dest: Option<&Path>, force: bool) -> Result<(), Failure> {
     use crate::backup::{self, Event};
     existing_data_dir(config)?;
-    let snapshot_dir = match (dest, &config.backup_dir) {
+    let snapshot_dir = match (dest, &config.backup.dir) {
         (Some(_), _) => None,
         (None, Some(dir)) => Some(dir.clone()),
         (None, None) => {
@@ -329,7 +330,7 @@ pub fn backup(config: &Config, dest: Option<&Path>, force: bool) -> Result<(), F
         (Some(dest), _) => (backup::run(&storage, dest, force, &mut on).map_err(failure)?, dest.to_path_buf()),
         (None, Some(dir)) => {
             let taken =
-                crate::snapshots::take(&storage, dir, config.backup_keep, system_now_ms(), &mut on).map_err(failure)?;
+                crate::snapshots::take(&storage, dir, config.backup.keep, system_now_ms(), &mut on).map_err(failure)?;
             ticker.clear();
             for old in &taken.removed {
                 println!("removed the old snapshot {}", old.display());
@@ -338,7 +339,7 @@ pub fn backup(config: &Config, dest: Option<&Path>, force: bool) -> Result<(), F
                 "{} kept in {} (backup.keep = {}); {} linked from the previous snapshot",
                 plural(taken.kept, "snapshot", "snapshots"),
                 dir.display(),
-                config.backup_keep,
+                config.backup.keep,
                 plural(taken.linked as usize, "unchanged file", "unchanged files")
             );
             if let Some(key) = &taken.uploaded {
@@ -392,7 +393,7 @@ pub fn backup(config: &Config, dest: Option<&Path>, force: bool) -> Result<(), F
 /// (`[mm:ss.s → mm:ss.s] text`), then how long it took. Needs no server and no data directory.
 pub fn transcribe(config: &Config, file: &Path) -> Result<(), Failure> {
     let usage = |message: String| Failure { message, code: 2 };
-    let Some(settings) = crate::transcription::Settings::from_config(config) else {
+    let Some(settings) = crate::transcription::Settings::from_config(&config.transcription) else {
         return Err(usage(
             "transcription.model is not set: give the model directory in the config or RECORDER_TRANSCRIPTION_MODEL"
                 .to_string(),

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use super::sections::*;
 use super::sources::{
     ConfigError, Env, KEYS, NoEnv, Overrides, Raw, cores, default_data_dir, env_name, find_config_file, parse_size,
     read_config_file,
 };
-use super::values::{Config, Signups};
+use super::values::Config;
 
 /// Loads and validates the configuration from all sources.
 pub fn load(overrides: &Overrides, env: &dyn Env) -> Result<Config, ConfigError> {
@@ -172,46 +173,57 @@ pub(super) fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) ->
     };
 
     Ok(Config {
-        address,
-        port: int("server.port", 0, 65535)? as u16,
-        secure_cookies: boolean("server.secure_cookies")?,
-        client_ip_header,
-        data_dir,
-        max_upload_size: size("storage.max_upload_size")?,
-        min_free_space: size("storage.min_free_space")?,
-        backend,
-        s3,
-        signups,
-        session_days: int("accounts.session_days", 1, 36_500)? as u32,
-        retention_days: int("trash.retention_days", 0, 36_500)? as u32,
-        backup_dir: Some(get("backup.dir").value.trim().to_string()).filter(|d| !d.is_empty()).map(PathBuf::from),
-        backup_keep: int("backup.keep", 1, 10_000)? as u32,
-        upload_expire_hours: int("uploads.expire_hours", 1, 8760)? as u32,
-        max_incomplete_uploads: int("uploads.max_incomplete", 1, 10_000)? as u32,
-        analysis_enabled: boolean("analysis.enabled")?,
-        analysis_seconds_per_hour: int("analysis.max_seconds_per_hour_of_audio", 1, 36_000)? as u32,
-        transcription_model,
-        transcription_language,
-        transcription_threads: int("transcription.threads", 1, 64)? as usize,
-        transcription_int8,
-        transcription_max_minutes: int("transcription.max_minutes", 1, 6000)? as u32,
-        webdav_enabled: boolean("webdav.enabled")?,
-        webdav_port: int("webdav.port", 0, 65535)? as u16,
-        compat_enabled: boolean("compat.enabled")?,
-        social_login: boolean("compat.social_login")?,
-        metrics_enabled: boolean("metrics.enabled")?,
-        metrics_token: Some(get("metrics.token").value.trim().to_string()).filter(|t| !t.is_empty()),
-        shutdown_grace_secs: int("server.shutdown_grace", 0, 3600)? as u32,
-        log_level,
-        workers: or_auto("server.workers", 1024, cores())?,
-        blocking_threads: or_auto("server.blocking_threads", 4096, (4 * cores()).clamp(8, 32))?,
-        db_connections: or_auto("server.db_connections", 256, (2 * cores()).clamp(2, 8))? as u32,
-        db_cache: size("server.db_cache")?,
-        events_heartbeat: std::time::Duration::from_secs(15),
+        server: ServerConfig {
+            address,
+            port: int("server.port", 0, 65535)? as u16,
+            secure_cookies: boolean("server.secure_cookies")?,
+            client_ip_header,
+            shutdown_grace_secs: int("server.shutdown_grace", 0, 3600)? as u32,
+            log_level,
+            workers: or_auto("server.workers", 1024, cores())?,
+            blocking_threads: or_auto("server.blocking_threads", 4096, (4 * cores()).clamp(8, 32))?,
+            db_connections: or_auto("server.db_connections", 256, (2 * cores()).clamp(2, 8))? as u32,
+            db_cache: size("server.db_cache")?,
+            events_heartbeat: std::time::Duration::from_secs(15),
+        },
+        storage: StorageConfig {
+            data_dir,
+            max_upload_size: size("storage.max_upload_size")?,
+            min_free_space: size("storage.min_free_space")?,
+            backend,
+            s3,
+        },
+        accounts: AccountsConfig { signups, session_days: int("accounts.session_days", 1, 36_500)? as u32 },
+        trash: TrashConfig { retention_days: int("trash.retention_days", 0, 36_500)? as u32 },
+        backup: BackupConfig {
+            dir: Some(get("backup.dir").value.trim().to_string()).filter(|d| !d.is_empty()).map(PathBuf::from),
+            keep: int("backup.keep", 1, 10_000)? as u32,
+        },
+        uploads: UploadsConfig {
+            expire_hours: int("uploads.expire_hours", 1, 8760)? as u32,
+            max_incomplete: int("uploads.max_incomplete", 1, 10_000)? as u32,
+        },
+        analysis: AnalysisConfig {
+            enabled: boolean("analysis.enabled")?,
+            seconds_per_hour: int("analysis.max_seconds_per_hour_of_audio", 1, 36_000)? as u32,
+        },
+        transcription: TranscriptionConfig {
+            model: transcription_model,
+            language: transcription_language,
+            threads: int("transcription.threads", 1, 64)? as usize,
+            int8: transcription_int8,
+            max_minutes: int("transcription.max_minutes", 1, 6000)? as u32,
+        },
+        webdav: WebDavConfig { enabled: boolean("webdav.enabled")?, port: int("webdav.port", 0, 65535)? as u16 },
+        compat: CompatConfig { enabled: boolean("compat.enabled")?, social_login: boolean("compat.social_login")? },
+        metrics: MetricsConfig {
+            enabled: boolean("metrics.enabled")?,
+            token: Some(get("metrics.token").value.trim().to_string()).filter(|t| !t.is_empty()),
+        },
         source,
     })
     .and_then(|c| {
-        if c.max_upload_size == 0 { Err(bad("storage.max_upload_size", "must be more than 0")) } else { Ok(c) }
+        if c.storage.max_upload_size == 0 { Err(bad("storage.max_upload_size", "must be more than 0")) } else { Ok(c) }
     })
 }
 

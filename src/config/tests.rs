@@ -45,25 +45,25 @@ fn env_beats_default_and_flag_beats_env() {
     flags.config_file = None;
     flags.port = Some("9001".into());
     let config = load(&flags, &env).expect("valid");
-    assert_eq!(config.port, 9001);
-    assert_eq!(config.max_upload_size, 10 << 20);
+    assert_eq!(config.server.port, 9001);
+    assert_eq!(config.storage.max_upload_size, 10 << 20);
 }
 
 #[test]
 fn defaults_are_valid() {
     let config = Config::with_data_dir("/tmp/data");
-    assert_eq!(config.port, 8080);
-    assert_eq!(config.max_upload_size, 1 << 30);
-    assert_eq!(config.retention_days, 30);
+    assert_eq!(config.server.port, 8080);
+    assert_eq!(config.storage.max_upload_size, 1 << 30);
+    assert_eq!(config.trash.retention_days, 30);
 }
 
 #[test]
 fn thread_and_pool_sizes_default_to_the_cores_and_can_be_set() {
     let auto = Config::with_data_dir("/tmp/data");
-    assert_eq!(auto.workers, cores());
-    assert!((8..=32).contains(&auto.blocking_threads), "{}", auto.blocking_threads);
-    assert!((2..=8).contains(&auto.db_connections), "{}", auto.db_connections);
-    assert_eq!(auto.db_cache, 1 << 20);
+    assert_eq!(auto.server.workers, cores());
+    assert!((8..=32).contains(&auto.server.blocking_threads), "{}", auto.server.blocking_threads);
+    assert!((2..=8).contains(&auto.server.db_connections), "{}", auto.server.db_connections);
+    assert_eq!(auto.server.db_cache, 1 << 20);
     let env = MapEnv(HashMap::from([
         ("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string()),
         ("RECORDER_SERVER_WORKERS".to_string(), "3".to_string()),
@@ -72,7 +72,10 @@ fn thread_and_pool_sizes_default_to_the_cores_and_can_be_set() {
         ("RECORDER_SERVER_DB_CACHE".to_string(), "256 KiB".to_string()),
     ]));
     let set = load(&Overrides::default(), &env).expect("valid");
-    assert_eq!((set.workers, set.blocking_threads, set.db_connections, set.db_cache), (3, 5, 2, 256 << 10));
+    assert_eq!(
+        (set.server.workers, set.server.blocking_threads, set.server.db_connections, set.server.db_cache),
+        (3, 5, 2, 256 << 10)
+    );
     let env = MapEnv(HashMap::from([
         ("RECORDER_STORAGE_DATA_DIR".to_string(), "/tmp/x".to_string()),
         ("RECORDER_SERVER_BLOCKING_THREADS".to_string(), "-1".to_string()),
@@ -121,8 +124,8 @@ fn the_s3_section_nests_under_storage_and_is_checked() {
         ("RECORDER_STORAGE_S3_PREFIX", "/home/recorder/"),
     ])
     .expect("valid");
-    assert_eq!(config.backend, Backend::S3);
-    let s3 = config.s3.expect("configured");
+    assert_eq!(config.storage.backend, Backend::S3);
+    let s3 = config.storage.s3.expect("configured");
     assert_eq!(
         (s3.endpoint.as_str(), s3.region.as_str(), s3.prefix.as_str()),
         ("http://127.0.0.1:3900", "garage", "home/recorder")
@@ -148,5 +151,5 @@ fn the_s3_section_nests_under_storage_and_is_checked() {
     // Configured but not chosen: old recordings there stay readable, new ones go to disk.
     let local =
         with(&[("RECORDER_STORAGE_S3_ENDPOINT", "http://h:1"), ("RECORDER_STORAGE_S3_BUCKET", "b")]).expect("valid");
-    assert_eq!((local.backend, local.s3.is_some()), (Backend::Local, true));
+    assert_eq!((local.storage.backend, local.storage.s3.is_some()), (Backend::Local, true));
 }

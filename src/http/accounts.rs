@@ -45,7 +45,7 @@ async fn start_session(
     status: Status,
 ) -> Result<Reply, ApiError> {
     let (token, expires_at) = new_session(state, &user.id).await?;
-    guards::set_session_cookie(secure, jar, &token, state.config.session_days);
+    guards::set_session_cookie(secure, jar, &token, state.config.accounts.session_days);
     Reply::json(status, &Session { user, token, expires_at: rfc3339(expires_at) })
 }
 
@@ -57,7 +57,7 @@ async fn signup(
     body: Result<JsonBody<Credentials>, ApiError>,
 ) -> Result<Reply, ApiError> {
     let Credentials { username, password } = body?.0;
-    if state.config.signups == Signups::Closed {
+    if state.config.accounts.signups == Signups::Closed {
         return Err(ApiError::new(
             Status::Forbidden,
             "signups_closed",

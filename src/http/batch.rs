@@ -70,7 +70,7 @@ async fn batch(
     // Trash as `DELETE /recordings/{id}` does: deleted now when there is no trash.
     let purge_now = match action {
         Action::Purge => true,
-        Action::Trash => state.config.retention_days == 0,
+        Action::Trash => state.config.trash.retention_days == 0,
         Action::Restore => false,
     };
     let done: Vec<bool> = if purge_now {
@@ -86,7 +86,7 @@ async fn batch(
         .await?
     } else if matches!(action, Action::Trash) {
         let now = state.clock.now_ms();
-        let retention_ms = i64::from(state.config.retention_days) * 86_400_000;
+        let retention_ms = i64::from(state.config.trash.retention_days) * 86_400_000;
         let user_id = user_id.clone();
         state.db.run_durably(move |conn| rec::trash_many(conn, &user_id, &valid, now, retention_ms)).await?
     } else {

@@ -85,7 +85,7 @@ async fn events(
         None => state.db.run(move |conn| changes::latest(conn, &lookup)).await?,
     };
     let (db, mut wakes) = (state.db.clone(), state.changes.subscribe());
-    let heartbeat = state.config.events_heartbeat;
+    let heartbeat = state.config.server.events_heartbeat;
     let (clock, token_hash) = (state.clock.clone(), auth.token_hash.clone());
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

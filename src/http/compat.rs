@@ -82,7 +82,7 @@ async fn social_login(
     social_id: Option<String>,
     social_type: Option<String>,
 ) -> Result<Old, ApiError> {
-    if !state.config.social_login {
+    if !state.config.compat.social_login {
         return Err(ApiError::not_found("no such resource"));
     }
     let (Some(id), Some(kind)) = (social_id.filter(|s| !s.is_empty()), social_type.filter(|s| !s.is_empty())) else {
@@ -94,7 +94,9 @@ async fn social_login(
     let lookup = username.clone();
     let user = match state.db.run(move |conn| users::find_with_hash(conn, &lookup)).await? {
         Some((user, _)) => user,
-        None if state.config.signups == Signups::Closed => return Ok(error(Status::Forbidden, "signups are closed")),
+        None if state.config.accounts.signups == Signups::Closed => {
+            return Ok(error(Status::Forbidden, "signups are closed"));
+        }
         None => {
             // Social accounts sign in by id only: their password is random and never shown.
             let (random, _) = auth::new_token();

@@ -29,7 +29,7 @@ pub fn clear_session_cookie(req_secure: bool, jar: &CookieJar<'_>) {
 
 /// Whether cookies set for this request must be `Secure`.
 pub fn wants_secure_cookie(req: &Request<'_>, state: &AppState) -> bool {
-    state.config.secure_cookies
+    state.config.server.secure_cookies
         || req.headers().get_one("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
@@ -76,11 +76,11 @@ fn same_origin(req: &Request<'_>, state: &AppState) -> bool {
     let Some((scheme, authority)) = origin.trim().split_once("://") else {
         return false; // "null" and other opaque origins
     };
-    let proxied = state.config.client_ip_header.is_some();
+    let proxied = state.config.server.client_ip_header.is_some();
     let forwarded = |name: &str| if proxied { req.headers().get_one(name) } else { None };
     let own_scheme = match forwarded("X-Forwarded-Proto") {
         Some(proto) => proto.trim(),
-        None if state.config.secure_cookies => "https",
+        None if state.config.server.secure_cookies => "https",
         None => "http",
     };
     let Some(own_host) = forwarded("X-Forwarded-Host").or_else(|| req.headers().get_one("Host")) else {

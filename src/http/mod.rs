@@ -221,17 +221,17 @@ struct RequestStart(Instant);
 pub fn rocket(state: AppState) -> Rocket<Build> {
     let c = &state.config;
     let rocket_config = rocket::Config {
-        address: c.address,
-        port: c.port,
-        ip_header: c.client_ip_header.clone().map(Into::into),
+        address: c.server.address,
+        port: c.server.port,
+        ip_header: c.server.client_ip_header.clone().map(Into::into),
         log_level: LogLevel::Off,
         cli_colors: false,
         ident: Ident::try_new("recorder").unwrap_or_default(),
         temp_dir: state.storage.tmp_dir().into(),
-        shutdown: Shutdown { ctrlc: true, grace: c.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
+        shutdown: Shutdown { ctrlc: true, grace: c.server.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
         ..rocket::Config::release_default()
     };
-    let compat = if c.compat_enabled { compat::routes() } else { Vec::new() };
+    let compat = if c.compat.enabled { compat::routes() } else { Vec::new() };
     rocket::custom(rocket_config)
         .mount("/", rocket::routes![server::healthz, server::metrics])
         .mount("/", compat)

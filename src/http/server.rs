@@ -54,13 +54,13 @@ impl<'r> FromRequest<'r> for MetricsReader {
             return crate::http::guards::guard_fail(req, ApiError::internal("metrics", "no state"));
         };
         let config = &state.config;
-        if !config.metrics_enabled {
+        if !config.metrics.enabled {
             return crate::http::guards::guard_fail(req, ApiError::not_found("no such route"));
         }
         let local = req.client_ip().is_some_and(|ip| ip.is_loopback());
         let bearer = req.headers().get_one("Authorization").and_then(|h| h.strip_prefix("Bearer "));
         // Compared as digests, so the time taken says nothing about how much of a guess was right.
-        let token_ok = match (&config.metrics_token, bearer) {
+        let token_ok = match (&config.metrics.token, bearer) {
             (Some(token), Some(given)) => {
                 use sha2::{Digest, Sha256};
                 Sha256::digest(token.as_bytes()) == Sha256::digest(given.trim().as_bytes())
@@ -80,7 +80,7 @@ impl<'r> FromRequest<'r> for MetricsReader {
 pub async fn metrics(state: &State<AppState>, _reader: MetricsReader) -> Result<(ContentType, String), ApiError> {
     let text = state
         .metrics
-        .scrape(&state.db, state.config.data_dir.clone(), state.jobs.finished(), state.changes.subscribers())
+        .scrape(&state.db, state.config.storage.data_dir.clone(), state.jobs.finished(), state.changes.subscribers())
         .await?;
     let openmetrics =
         ContentType::new("application", "openmetrics-text").with_params([("version", "1.0.0"), ("charset", "utf-8")]);
@@ -94,9 +94,9 @@ fn server_info(state: &State<AppState>) -> Result<Reply, ApiError> {
         Status::Ok,
         &json!({
             "version": VERSION,
-            "signups": c.signups.as_str(),
-            "max_upload_size": c.max_upload_size,
-            "trash_retention_days": c.retention_days,
+            "signups": c.accounts.signups.as_str(),
+            "max_upload_size": c.storage.max_upload_size,
+            "trash_retention_days": c.trash.retention_days,
         }),
     )
 }

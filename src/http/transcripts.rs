@@ -152,7 +152,7 @@ async fn put_transcript(
 /// Queues the recording for transcription again (a failed one, or one to hear with a new model).
 #[post("/recordings/<id>/transcript/retry")]
 async fn retry(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
-    if state.config.transcription_model.is_none() {
+    if state.config.transcription.model.is_none() {
         return Err(ApiError::new(
             Status::Conflict,
             "transcription_off",

@@ -183,7 +183,7 @@ fn new_upload(
 
 /// `Upload-Limit` for the draft: the size limit and how long an idle upload lives.
 fn upload_limit(state: &AppState, version: u8, expires_at: Option<i64>) -> String {
-    let max = state.config.max_upload_size;
+    let max = state.config.storage.max_upload_size;
     let age_key = if version == 6 { "expires" } else { "max-age" };
     let age = match expires_at {
         Some(at) => ((at - state.clock.now_ms()) / 1000).max(0),
@@ -249,7 +249,7 @@ fn tus_options(state: &State<AppState>) -> Reply {
         .header("Tus-Resumable", TUS_VERSION)
         .header("Tus-Version", TUS_VERSION)
         .header("Tus-Extension", TUS_EXTENSIONS)
-        .header("Tus-Max-Size", state.config.max_upload_size.to_string())
+        .header("Tus-Max-Size", state.config.storage.max_upload_size.to_string())
         .header("Tus-Checksum-Algorithm", "sha1,sha256")
         .header("Upload-Limit", upload_limit(state, 8, None))
         .header("Accept-Patch", DRAFT_CONTENT_TYPE)

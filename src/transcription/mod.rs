@@ -21,7 +21,6 @@ pub mod whisper;
 #[cfg(feature = "transcription")]
 pub mod worker;
 
-use crate::config::Config;
 use crate::error::Error;
 use crate::jobs::TRANSCRIPTION as JOB;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -81,6 +80,21 @@ pub fn join_text(segments: &[Segment]) -> String {
 }
 
 /// What the worker needs from the config; `None` when transcription is off.
+/// `[transcription]`: the local Whisper model.
+#[derive(Debug, Clone)]
+pub struct TranscriptionConfig {
+    /// A CTranslate2 Whisper model directory; `None`: transcription is off.
+    pub model: Option<PathBuf>,
+    /// A language code, or `None` to detect it (multilingual models).
+    pub language: Option<String>,
+    /// CPU threads the model may use.
+    pub threads: usize,
+    /// Run the model in int8 (else float32; `compute`).
+    pub int8: bool,
+    /// Recordings longer than this are not transcribed.
+    pub max_minutes: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub model: PathBuf,
@@ -93,14 +107,14 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Option<Settings> {
-        let model = config.transcription_model.clone()?;
+    pub fn from_config(config: &TranscriptionConfig) -> Option<Settings> {
+        let model = config.model.clone()?;
         Some(Settings {
             model,
-            language: config.transcription_language.clone(),
-            threads: config.transcription_threads,
-            int8: config.transcription_int8,
-            max_ms: i64::from(config.transcription_max_minutes) * 60_000,
+            language: config.language.clone(),
+            threads: config.threads,
+            int8: config.int8,
+            max_ms: i64::from(config.max_minutes) * 60_000,
         })
     }
 
@@ -119,7 +133,7 @@ impl Settings {
 pub const BUILT: bool = cfg!(feature = "transcription");
 
 /// At startup: a configured model must load (a clear error, not a crash at the first job).
-pub fn check_model(config: &Config) -> Result<(), String> {
+pub fn check_model(config: &TranscriptionConfig) -> Result<(), String> {
     let Some(settings) = Settings::from_config(config) else { return Ok(()) };
     #[cfg(feature = "transcription")]
     {

@@ -79,7 +79,7 @@ pub(super) async fn append_body(
     find(state, user_id, &id).await?;
     let mut turn = state.uploads.take_turn(&id).await;
     let mut upload = find(state, user_id, &id).await?;
-    let max = state.config.max_upload_size;
+    let max = state.config.storage.max_upload_size;
 
     if upload.is_complete() {
         // A retried completion with nothing more to add answers what the first one did.

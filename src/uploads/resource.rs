@@ -39,7 +39,7 @@ pub struct NewUpload {
 
 /// Creates an upload resource and its empty file.
 pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<Upload, Error> {
-    let max = state.config.max_upload_size;
+    let max = state.config.storage.max_upload_size;
     if let Some(length) = new.length {
         // `Upload-Length: 0` makes an upload that can never complete (no bytes are never a
         // recording): it is created as tus asks and expires like any incomplete upload.
@@ -65,7 +65,7 @@ pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<U
         expires_at: now + state.config.upload_expire_ms(),
         recording_id: None,
     };
-    let cap = state.config.max_incomplete_uploads;
+    let cap = state.config.uploads.max_incomplete;
     let (db, storage, row) = (state.db.clone(), state.storage.clone(), upload.clone());
     blocking(move || {
         let mut conn = db.conn()?;

@@ -81,7 +81,7 @@ impl RecordingsFs {
         }
         let name = rec::normalize_name(name).map_err(|e| caller.refuse(e, FsError::Forbidden))?;
         let config = &self.state.config;
-        let max = config.max_upload_size;
+        let max = config.storage.max_upload_size;
         if options.size.is_some_and(|size| size > max) {
             return Err(caller.refuse(ingest::too_large(max), FsError::TooLarge));
         }

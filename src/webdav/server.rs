@@ -90,7 +90,7 @@ impl Dav {
 }
 
 pub(super) async fn serve(tcp: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
-    let grace = Duration::from_secs(u64::from(state.config.shutdown_grace_secs));
+    let grace = Duration::from_secs(u64::from(state.config.server.shutdown_grace_secs));
     let dav = Arc::new(Dav { state, locks: Mutex::new(HashMap::new()) });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -320,7 +320,7 @@ pub(super) fn encode_segment(segment: &str) -> String {
 }
 
 pub(super) fn client_ip(state: &AppState, req: &Request<Incoming>, peer: SocketAddr) -> Option<IpAddr> {
-    match &state.config.client_ip_header {
+    match &state.config.server.client_ip_header {
         Some(name) => req.headers().get(name.as_str())?.to_str().ok()?.trim().parse().ok(),
         None => Some(peer.ip()),
     }

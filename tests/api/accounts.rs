@@ -10,7 +10,7 @@ fn creds(username: &str, password: &str) -> serde_json::Value {
 
 #[test]
 fn healthz_and_server_info_need_no_auth() {
-    let s = Server::start_with(|c| c.max_upload_size = 12345);
+    let s = Server::start_with(|c| c.storage.max_upload_size = 12345);
     let r = send(s.req("GET", "/healthz"), None);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
@@ -62,7 +62,7 @@ fn signup_login_me_logout() {
 
 #[test]
 fn secure_cookie_when_configured_or_behind_https_proxy() {
-    let s = Server::start_with(|c| c.secure_cookies = true);
+    let s = Server::start_with(|c| c.server.secure_cookies = true);
     let r = send_json(s.req("POST", "/api/v1/auth/signup"), &creds("bob", "password123"));
     assert!(r.header("set-cookie").is_some_and(|c| c.contains("Secure")));
     let s = Server::start();
@@ -134,7 +134,7 @@ fn login_failures_are_alike_and_throttled() {
 
 #[test]
 fn twenty_failures_from_one_address_hold_back_every_name_from_it_and_no_other_address() {
-    let s = Server::start_with(|c| c.client_ip_header = Some("X-Real-IP".into()));
+    let s = Server::start_with(|c| c.server.client_ip_header = Some("X-Real-IP".into()));
     s.signup("dana");
     let login = |ip: &str, name: &str, pw: &str| {
         send_json(s.req("POST", "/api/v1/auth/login").set("X-Real-IP", ip), &creds(name, pw))
@@ -179,7 +179,7 @@ fn password_change_revokes_other_sessions_only() {
 
 #[test]
 fn sessions_expire_after_session_days() {
-    let s = Server::start_with(|c| c.session_days = 2);
+    let s = Server::start_with(|c| c.accounts.session_days = 2);
     let token = s.signup("erin");
     s.clock.advance(86_400_000);
     assert_eq!(send(s.auth("GET", "/api/v1/me", &token), None).status, 200);
@@ -212,7 +212,7 @@ fn cookie_changes_from_another_origin_are_forbidden() {
 
 #[test]
 fn closed_signups_are_refused_and_announced() {
-    let s = Server::start_with(|c| c.signups = Signups::Closed);
+    let s = Server::start_with(|c| c.accounts.signups = Signups::Closed);
     assert_eq!(send(s.req("GET", "/api/v1/server"), None).json()["signups"], "closed");
     send_json(s.req("POST", "/api/v1/auth/signup"), &creds("gina", "password123")).assert_error(403, "signups_closed");
 }

@@ -71,7 +71,7 @@ fn every_fixture_gets_its_exact_duration_and_a_waveform() {
 
 #[test]
 fn with_analysis_off_recordings_stay_pending_and_have_no_waveform() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("otis");
     let id = s.upload_id(&token, "memo.wav", &fixture("speech.wav"));
     let recording = send(s.auth("GET", &format!("/api/v1/recordings/{id}"), &token), None).json();
@@ -82,7 +82,7 @@ fn with_analysis_off_recordings_stay_pending_and_have_no_waveform() {
 
 #[test]
 fn truncated_lying_empty_garbage_and_panicking_files_end_ready_or_failed_with_a_reason() {
-    let s = Server::start_with(|c| c.metrics_enabled = true);
+    let s = Server::start_with(|c| c.metrics.enabled = true);
     let token = s.signup("lena");
 
     // Cut in half: the header still claims the whole length; the decoded length is the truth.
@@ -176,8 +176,8 @@ fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothi
     let data = home.path().join("data");
     // Kept in the data directory (whatever the test store), where a file can be a pipe.
     let on_disk = |c: &mut recorder::Config| {
-        c.data_dir = data.clone();
-        c.backend = Backend::Local;
+        c.storage.data_dir = data.clone();
+        c.storage.backend = Backend::Local;
     };
     // Stored with analysis off, so that no job reads them before they are pipes. The newest
     // recording's job runs first: the endless one.
@@ -185,7 +185,7 @@ fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothi
     let (token, doomed, endless, doomed_path, endless_path) = {
         let s = Server::start_with(|c| {
             on_disk(c);
-            c.analysis_enabled = false;
+            c.analysis.enabled = false;
         });
         let token = s.signup("tim");
         let doomed = s.upload_id(&token, "doomed.aac", &aac);
@@ -197,7 +197,7 @@ fn a_job_past_its_time_budget_fails_and_a_recording_deleted_mid_job_leaves_nothi
     let doomed_pipe = Pipe::replace(&doomed_path, aac, Feed::Stalled);
     let s = Server::start_with(|c| {
         on_disk(c);
-        c.analysis_seconds_per_hour = 1;
+        c.analysis.seconds_per_hour = 1;
     });
 
     // Audio without end: the CPU-time budget (at least a second) runs out first.

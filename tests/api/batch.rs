@@ -41,7 +41,7 @@ fn pending_unlinks(s: &Server) -> i64 {
 
 #[test]
 fn a_batch_answers_each_id_alone_and_leaves_other_users_recordings_untouched() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let alice = s.signup("alma");
     let bob = s.signup("boris");
     let wav = fixture("speech.wav");
@@ -95,8 +95,8 @@ fn a_batch_answers_each_id_alone_and_leaves_other_users_recordings_untouched() {
 #[test]
 fn batch_trash_deletes_at_once_when_there_is_no_trash() {
     let s = Server::start_with(|c| {
-        c.retention_days = 0;
-        c.analysis_enabled = false;
+        c.trash.retention_days = 0;
+        c.analysis.enabled = false;
     });
     let token = s.signup("cyrus");
     let ids: Vec<String> = (0..2).map(|i| s.upload_id(&token, &format!("{i}.wav"), &fixture("speech.wav"))).collect();
@@ -112,7 +112,7 @@ fn batch_trash_deletes_at_once_when_there_is_no_trash() {
 
 #[test]
 fn batch_limits_and_bad_bodies_are_400() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("dana");
     let id = s.upload_id(&token, "keep.wav", &fixture("speech.wav"));
     batch(&s, &token, "trash", &[]).assert_error(400, "bad_request");
@@ -159,7 +159,7 @@ fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn an_archive_holds_every_recording_under_its_name_with_duplicates_suffixed() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("ezra");
     let other = s.signup("ella");
     let files = [
@@ -220,7 +220,7 @@ fn an_archive_holds_every_recording_under_its_name_with_duplicates_suffixed() {
 /// cuts it short, without the ZIP's end record.
 #[test]
 fn an_archive_of_files_larger_than_its_buffers_streams_whole_and_a_cut_one_has_no_end() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("fritz");
     let wavs: Vec<Vec<u8>> = (0..3u64).map(|i| noise_wav(44 + (20 << 20), i + 1)).collect();
     let ids: Vec<String> =
@@ -273,7 +273,7 @@ fn a_batch_body_of_the_wrong_type_is_415() {
 /// another connection's commit could not write any more, and answered 503 at once.
 #[test]
 fn purges_and_new_share_links_beside_other_writes_never_answer_busy() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("hedy");
     let wav = fixture("speech.wav");
     let ids: Vec<String> = (0..30).map(|i| s.upload_id(&token, &format!("{i}.wav"), &wav)).collect();
@@ -317,7 +317,7 @@ fn purges_and_new_share_links_beside_other_writes_never_answer_busy() {
 
 #[test]
 fn a_batch_shows_in_the_changes_feed_id_by_id() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("ines");
     let ids: Vec<String> = (0..3).map(|i| s.upload_id(&token, &format!("{i}.wav"), &fixture("speech.wav"))).collect();
     let cursor =

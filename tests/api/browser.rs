@@ -144,7 +144,7 @@ fn names_are_text_never_html() {
 #[test]
 fn closed_signups_hide_the_signup_form() {
     let Some(b) = Browser::start("closed signups") else { return };
-    let server = Server::start_with(|c| c.signups = recorder::config::Signups::Closed);
+    let server = Server::start_with(|c| c.accounts.signups = recorder::config::Signups::Closed);
     b.goto(&server.base);
     b.wait_js("the page to be ready", "return document.body.dataset.ready === '1';", vec![]);
     b.wait_for("form[data-test=login-form]");

@@ -210,7 +210,7 @@ fn app_tokens_are_made_shown_once_with_a_qr_code_and_revoked_from_the_account_pa
 #[test]
 fn changes_made_elsewhere_show_in_the_open_list_at_once() {
     let Some(b) = Browser::start("live updates") else { return };
-    let server = Server::start_with(|c| c.analysis_enabled = false);
+    let server = Server::start_with(|c| c.analysis.enabled = false);
     sign_up(&b, &server, "lou");
     let session = server.login("lou");
     let phone = api_token(&server, &session, "Phone")["token"].as_str().expect("token").to_string();
@@ -295,7 +295,7 @@ fn check_rows(b: &Browser, row: impl Fn(&str) -> String, ids: &[&String]) {
 #[test]
 fn several_recordings_are_downloaded_trashed_restored_and_deleted_at_once() {
     let Some(b) = Browser::start("bulk actions") else { return };
-    let server = Server::start_with(|c| c.analysis_enabled = false);
+    let server = Server::start_with(|c| c.analysis.enabled = false);
     sign_up(&b, &server, "bea");
     let token = server.login("bea");
     let wav = fixture("speech.wav");

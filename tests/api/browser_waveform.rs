@@ -405,7 +405,7 @@ fn an_upload_shows_analysing_until_its_waveform_is_ready_without_a_reload() {
 #[test]
 fn with_analysis_off_a_calm_placeholder_shows_and_the_bar_still_seeks() {
     let Some(b) = Browser::start("waveform pending") else { return };
-    let server = Server::start_with(|c| c.analysis_enabled = false);
+    let server = Server::start_with(|c| c.analysis.enabled = false);
     sign_up(&b, &server, "otto");
     let token = server.login("otto");
     let id = server.upload_id(&token, "memo.wav", &fixture("speech.wav"));

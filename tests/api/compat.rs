@@ -15,7 +15,7 @@ fn social_login_is_off_by_default() {
 
 #[test]
 fn social_login_signs_up_then_logs_in() {
-    let s = Server::start_with(|c| c.social_login = true);
+    let s = Server::start_with(|c| c.compat.social_login = true);
     let r = send(s.req("GET", "/login?social_id=12345"), None);
     assert_eq!(r.status, 400);
     assert_eq!(r.json(), json!({"error": "social_id or social_type is null."}));
@@ -109,7 +109,7 @@ fn old_api_errors_have_the_old_shapes() {
 
 #[test]
 fn compat_can_be_turned_off() {
-    let s = Server::start_with(|c| c.compat_enabled = false);
+    let s = Server::start_with(|c| c.compat.enabled = false);
     let token = s.signup("olduser");
     send(s.auth("GET", "/record/list", &token), None).assert_error(404, "not_found");
 }

@@ -124,7 +124,7 @@ fn now_cursor(s: &Server, token: &str) -> String {
 
 #[test]
 fn the_feed_lists_every_change_in_order_and_refuses_stale_and_foreign_cursors() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("fay");
     let other = s.signup("gus");
     let start = now_cursor(&s, &token);
@@ -177,7 +177,7 @@ fn the_feed_lists_every_change_in_order_and_refuses_stale_and_foreign_cursors() 
 
 #[test]
 fn paging_the_feed_during_concurrent_uploads_sees_each_change_exactly_once() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("hal");
     let start = now_cursor(&s, &token);
     let wav = fixture("speech.wav");
@@ -266,9 +266,9 @@ impl Events {
 #[test]
 fn events_arrive_live_resume_from_last_event_id_and_vanished_clients_are_let_go() {
     let s = Server::start_with(|c| {
-        c.analysis_enabled = false;
-        c.metrics_enabled = true;
-        c.events_heartbeat = Duration::from_millis(200);
+        c.analysis.enabled = false;
+        c.metrics.enabled = true;
+        c.server.events_heartbeat = Duration::from_millis(200);
     });
     let token = s.signup("eve");
     let phone = new_token(&s, &token, "phone")["token"].as_str().expect("token").to_string();

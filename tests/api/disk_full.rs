@@ -59,10 +59,10 @@ fn a_full_disk_answers_507_on_every_write_and_recovers() {
     let Some(disk) = Tmpfs::mount("a_full_disk_answers_507_on_every_write_and_recovers", "16m") else { return };
     let data = disk.path.join("data");
     let server = Server::start_with(|c| {
-        c.data_dir = data.clone();
-        c.min_free_space = 0;
-        c.backend = recorder::storage::store::Backend::Local;
-        c.s3 = None;
+        c.storage.data_dir = data.clone();
+        c.storage.min_free_space = 0;
+        c.storage.backend = recorder::storage::store::Backend::Local;
+        c.storage.s3 = None;
     });
     let token = server.signup("alice");
     let id = server.upload_id(&token, "before.wav", &fixture("speech.wav"));

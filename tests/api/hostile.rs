@@ -187,7 +187,7 @@ struct XmlCase {
 /// nothing in the user's folder or trash changes.
 #[test]
 fn deep_doctype_and_oversized_xml_bodies_are_refused_and_the_server_lives_on() {
-    let s = Server::start_dav_with(|c| c.analysis_enabled = false);
+    let s = Server::start_dav_with(|c| c.analysis.enabled = false);
     let u = DavUser::new(&s, "xena");
     s.upload_id(&u.session, "a.wav", &noise_wav(3_000, 1));
     s.upload_id(&u.session, "b.wav", &noise_wav(3_100, 2));
@@ -371,7 +371,7 @@ const FOLDER_TARGETS: &[&str] =
 /// changes anything now, and a single file still moves and renames.
 #[test]
 fn move_copy_and_delete_never_empty_a_folder_whatever_the_spelling() {
-    let s = Server::start_dav_with(|c| c.analysis_enabled = false);
+    let s = Server::start_dav_with(|c| c.analysis.enabled = false);
     let u = DavUser::new(&s, "fola");
     let host = s.dav_host();
     let mut bytes_of: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -618,7 +618,7 @@ fn is_change_event(line: &str) -> bool {
 /// stream goes on.
 #[test]
 fn revoking_an_app_token_ends_its_event_streams() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let session = s.signup("evan");
     let created = send_json(s.auth("POST", "/api/v1/tokens", &session), &json!({"name": "phone"}));
     assert_eq!(created.status, 201, "{}", created.text());
@@ -657,7 +657,7 @@ fn revoking_an_app_token_ends_its_event_streams() {
 /// session. Logout ends the session's streams within seconds; another session's stream goes on.
 #[test]
 fn logging_out_ends_the_event_streams_of_that_browser_session() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let other = s.signup("lena");
     let login = send_json(s.req("POST", "/api/v1/auth/login"), &json!({"username": "lena", "password": "password123"}));
     assert_eq!(login.status, 200, "{}", login.text());
@@ -757,7 +757,7 @@ fn wrong_passwords_to_delete_the_account_are_throttled() {
 /// last byte.
 #[test]
 fn another_account_cannot_cut_an_upload_in_flight_short() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let alice = s.signup("alice");
     let bob = s.signup("bob");
     let bytes = tone_wav(12, |_, _| 0.5);
@@ -863,7 +863,7 @@ fn patch_claiming(s: &Server, token: &str, path: &str, offset: &str, content_len
 /// unharmed and completes.
 #[test]
 fn tus_lengths_and_offsets_at_the_edge_of_u64_are_refused_without_crashing() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("ulla");
     let bytes = noise_wav(100, 5);
     let created =
@@ -943,7 +943,7 @@ fn a_tus_upload_of_length_0_is_created_and_is_no_recording() {
 /// most the file; a single range is still a 206.
 #[test]
 fn thousands_of_ranges_are_answered_with_at_most_the_file() {
-    let s = Server::start_dav_with(|c| c.analysis_enabled = false);
+    let s = Server::start_dav_with(|c| c.analysis.enabled = false);
     let u = DavUser::new(&s, "rhea");
     let bytes = noise_wav(20_000, 9);
     let size = bytes.len() as u64;
@@ -1006,7 +1006,7 @@ fn share_tokens_never_reach_the_log() {
 /// zero-width joiner is still fine.
 #[test]
 fn names_with_bidi_controls_or_zero_width_characters_are_refused() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let token = s.signup("bidi");
     let bad = ["memo\u{202E}vaw.exe", "a\u{200B}b.wav", "x\u{2066}y.wav"];
     for (i, name) in bad.iter().enumerate() {
@@ -1453,7 +1453,7 @@ fn webdav_fuzz_never_crashes_or_changes_more_than_one_file() {
     };
     eprintln!("webdav fuzz: seed {seed} (replay with RECORDER_FUZZ_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
-    let s = Server::start_dav_with(|c| c.analysis_enabled = false);
+    let s = Server::start_dav_with(|c| c.analysis.enabled = false);
     let u = DavUser::new(&s, "fuzzy");
     let host = s.dav_host();
     let credentials = basic(&u.name, &u.app);

@@ -16,7 +16,7 @@ fn metrics_are_off_unless_enabled() {
 
 #[test]
 fn metrics_count_requests_uploads_and_what_is_stored() {
-    let server = Server::start_with(|c| c.metrics_enabled = true);
+    let server = Server::start_with(|c| c.metrics.enabled = true);
     let token = server.signup("alice");
     let wav = fixture("speech.wav");
     let id = server.upload_id(&token, "a.wav", &wav);
@@ -68,10 +68,10 @@ fn metrics_count_requests_uploads_and_what_is_stored() {
 #[test]
 fn metrics_from_another_address_need_the_token() {
     let server = Server::start_with(|c| {
-        c.metrics_enabled = true;
-        c.metrics_token = Some("scrape-secret".into());
+        c.metrics.enabled = true;
+        c.metrics.token = Some("scrape-secret".into());
         // As behind a proxy: the client's address comes from this header.
-        c.client_ip_header = Some("X-Real-IP".into());
+        c.server.client_ip_header = Some("X-Real-IP".into());
     });
     let remote = || server.req("GET", "/metrics").set("X-Real-IP", "203.0.113.9");
     let refused = send(remote(), None);

@@ -181,7 +181,7 @@ fn backup_during_20_uploads_is_a_data_directory_with_every_byte_and_runs_increme
         all_pages(&server, &token, "/api/v1/recordings").iter().map(|r| r["id"].clone()).collect();
     assert_eq!(source_ids.len(), 25);
     let backed_up = {
-        let restored = Server::start_with(|c| c.data_dir = dest.clone());
+        let restored = Server::start_with(|c| c.storage.data_dir = dest.clone());
         let token = restored.login("alice");
         let listed = all_pages(&restored, &token, "/api/v1/recordings");
         assert!(listed.len() >= FIXTURES.len(), "the recordings from before the backup are there: {}", listed.len());
@@ -329,7 +329,7 @@ fn backup_refuses_to_replace_a_backup_with_a_stranger_or_into_a_served_directory
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("refusing to replace the backup"), "{err}");
     assert_eq!(files_under(&dest.join("recordings")), files, "the good backup is untouched");
-    let restored = Server::start_with(|c| c.data_dir = dest.clone());
+    let restored = Server::start_with(|c| c.storage.data_dir = dest.clone());
     assert_eq!(all_pages(&restored, &restored.login("alice"), "/api/v1/recordings").len(), FIXTURES.len());
 
     // While a server serves the backup directory, a backup into it is refused.

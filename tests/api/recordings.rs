@@ -43,7 +43,7 @@ fn every_fixture_round_trips_with_type_and_duration() {
 
 #[test]
 fn refused_uploads_leave_the_data_directory_as_it_was() {
-    let s = Server::start_with(|c| c.max_upload_size = 100_000);
+    let s = Server::start_with(|c| c.storage.max_upload_size = 100_000);
     let token = s.signup("bob");
     assert_eq!(s.upload(&token, "keep.wav", &fixture("speech.opus")).status, 201);
     s.wait_for_jobs();
@@ -519,7 +519,7 @@ fn trash_lifecycle_and_sweep() {
 
 #[test]
 fn retention_zero_deletes_at_once() {
-    let s = Server::start_with(|c| c.retention_days = 0);
+    let s = Server::start_with(|c| c.trash.retention_days = 0);
     let token = s.signup("liam");
     let id = s.upload_id(&token, "x.wav", &fixture("speech.wav"));
     s.wait_for_jobs();
@@ -550,7 +550,7 @@ fn startup_finishes_pending_unlinks_empties_tmp_and_sweeps_orphans() {
             .expect("pending");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let s = Server::start_with(|c| c.data_dir = data.clone());
+    let s = Server::start_with(|c| c.storage.data_dir = data.clone());
     // pending unlinks and tmp/ are done before the first request…
     assert!(s.files().iter().all(|f| !f.starts_with("tmp")), "{:?}", s.files());
     // …and the orphan goes in the background.
@@ -578,7 +578,7 @@ fn list_queries_use_the_index() {
 #[test]
 fn uploads_that_would_eat_the_free_space_reserve_get_507() {
     // A reserve larger than any disk: every upload would go below it.
-    let s = Server::start_with(|c| c.min_free_space = u64::MAX / 4);
+    let s = Server::start_with(|c| c.storage.min_free_space = u64::MAX / 4);
     let token = s.signup("mona");
     let r = announce_upload(&s, &token, fixture("speech.wav").len());
     assert!(r.starts_with("HTTP/1.1 507") && r.contains("insufficient_storage"), "{r}");
@@ -589,7 +589,7 @@ fn uploads_that_would_eat_the_free_space_reserve_get_507() {
 
 #[test]
 fn a_chunked_multipart_body_past_the_limit_is_413_and_leaves_nothing() {
-    let s = Server::start_with(|c| c.max_upload_size = 64 * 1024);
+    let s = Server::start_with(|c| c.storage.max_upload_size = 64 * 1024);
     let token = s.signup("quinn");
     let boundary = "XyZboundary";
     let mut body = Vec::new();

@@ -481,9 +481,9 @@ fn backup_copies_every_object_into_a_data_directory_that_serves_them() {
 
     // The backup is a local data directory of its own: no object store configured.
     let backup = Server::start_with(|c| {
-        c.data_dir = dest.clone();
-        c.backend = Backend::Local;
-        c.s3 = None;
+        c.storage.data_dir = dest.clone();
+        c.storage.backend = Backend::Local;
+        c.storage.s3 = None;
     });
     let r = send(
         backup.req("POST", "/api/v1/auth/login").set("Content-Type", "application/json"),
@@ -508,8 +508,8 @@ fn local_server_beside(weed: &Weed, tag: &str) -> (S3Config, Bucket, Server) {
     let (config, bucket) = (weed.config(&prefix), weed.bucket(&prefix));
     let s3 = config.clone();
     let s = Server::start_with(move |c| {
-        c.backend = Backend::Local;
-        c.s3 = Some(s3);
+        c.storage.backend = Backend::Local;
+        c.storage.s3 = Some(s3);
     });
     (config, bucket, s)
 }

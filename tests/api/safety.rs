@@ -70,8 +70,8 @@ fn a_restored_older_database_deletes_nothing_and_recover_brings_every_newer_reco
     let start = || {
         let data = data.clone();
         Server::start_with(move |c| {
-            c.data_dir = data;
-            c.metrics_enabled = true;
+            c.storage.data_dir = data;
+            c.metrics.enabled = true;
         })
     };
     let mut uploaded = BTreeMap::new();
@@ -298,7 +298,7 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
     // With the object store, a prefix of the test's own: the server restored from the store
     // below uses it too.
     let server = Server::start_with(|c| {
-        if let Some(s3) = c.s3.as_mut() {
+        if let Some(s3) = c.storage.s3.as_mut() {
             s3.prefix = fresh_prefix("drill");
         }
     });
@@ -350,9 +350,9 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
     let prefix = server.s3.as_ref().map(|bucket| bucket.prefix.clone());
     drop(server);
     let restored_server = Server::start_with(|c| {
-        c.data_dir = target.clone();
-        c.backend = Backend::Local;
-        c.s3 = None;
+        c.storage.data_dir = target.clone();
+        c.storage.backend = Backend::Local;
+        c.storage.s3 = None;
     });
     let token = restored_server.login("dora");
     let back = served(&restored_server, &token);
@@ -388,8 +388,8 @@ fn backup_snapshots_share_audio_keep_the_newest_and_restore_in_a_drill() {
 /// Why a server on `data` with these store settings does not start.
 fn refusal(data: &Path, config: &recorder::config::S3Config) -> String {
     let mut settings = recorder::Config::with_data_dir(data.to_path_buf());
-    settings.backend = Backend::S3;
-    settings.s3 = Some(config.clone());
+    settings.storage.backend = Backend::S3;
+    settings.storage.s3 = Some(config.clone());
     match recorder::Server::open(settings, recorder::Clock::default()) {
         Ok(_) => panic!("a second installation started on {} (prefix {:?})", config.bucket, config.prefix),
         Err(e) => e.to_string(),

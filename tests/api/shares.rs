@@ -46,7 +46,7 @@ fn assert_dead(s: &Server, url: &str) {
 
 #[test]
 fn a_link_plays_its_recording_for_anyone_and_shows_nothing_else_of_the_owner() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("alice-owner");
     let wav = fixture("speech.wav");
     let rec = s.upload(&owner, "Band practice.wav", &wav).json();
@@ -128,7 +128,7 @@ fn a_link_plays_its_recording_for_anyone_and_shows_nothing_else_of_the_owner() {
 
 #[test]
 fn the_owner_lists_live_links_and_a_revoked_one_dies_at_once() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("bea");
     let intruder = s.signup("bert");
     let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
@@ -179,7 +179,7 @@ fn the_owner_lists_live_links_and_a_revoked_one_dies_at_once() {
 
 #[test]
 fn a_link_without_download_has_no_download_and_refuses_one() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("cleo");
     let wav = fixture("speech.wav");
     let id = s.upload_id(&owner, "memo.wav", &wav);
@@ -194,7 +194,7 @@ fn a_link_without_download_has_no_download_and_refuses_one() {
 
 #[test]
 fn expiry_is_checked_and_an_expired_link_is_not_found() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("dora");
     let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
     for bad in [json!({"expires_in_days": 0}), json!({"expires_in_days": 3651}), json!({"expires_in_days": -1})] {
@@ -223,7 +223,7 @@ fn expiry_is_checked_and_an_expired_link_is_not_found() {
 
 #[test]
 fn a_link_to_a_trashed_recording_is_not_found_until_it_is_restored_and_dies_with_it() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("emil");
     let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
     let url = url(&link(&s, &owner, &id, json!({})));
@@ -247,7 +247,7 @@ fn a_link_to_a_trashed_recording_is_not_found_until_it_is_restored_and_dies_with
 
 #[test]
 fn only_the_owner_can_share_and_a_token_opens_one_recording_only() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("finn");
     let intruder = s.signup("fred");
     let wav = fixture("speech.wav");
@@ -278,7 +278,7 @@ fn only_the_owner_can_share_and_a_token_opens_one_recording_only() {
 
 #[test]
 fn the_page_escapes_a_hostile_name() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("gwen");
     let id = s.upload_id(&owner, "<script>alert(1)</script>.m4a", &fixture("speech.m4a"));
     let url = url(&link(&s, &owner, &id, json!({})));
@@ -314,7 +314,7 @@ fn the_waveform_is_shared_once_analysed() {
 
 #[test]
 fn a_waveform_not_yet_analysed_is_not_found() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("iris");
     let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
     let url = url(&link(&s, &owner, &id, json!({})));
@@ -326,7 +326,7 @@ fn a_waveform_not_yet_analysed_is_not_found() {
 /// costs is the benchmark's to measure, not a timed test's.
 #[test]
 fn guessed_tokens_are_answered_as_an_expired_one_is() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("jill");
     let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
     let expired = url(&link(&s, &owner, &id, json!({"expires_in_days": 1})));
@@ -379,7 +379,7 @@ fn in_a_browser_the_page_draws_the_waveform_and_seeks_where_it_is_clicked() {
 
 #[test]
 fn deleting_the_account_kills_its_links() {
-    let s = Server::start_with(|c| c.analysis_enabled = false);
+    let s = Server::start_with(|c| c.analysis.enabled = false);
     let owner = s.signup("lena");
     let id = s.upload_id(&owner, "memo.wav", &fixture("speech.wav"));
     let url = url(&link(&s, &owner, &id, json!({})));

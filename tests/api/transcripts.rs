@@ -477,7 +477,7 @@ fn recordings_stored_before_the_model_are_transcribed_once_it_is_configured() {
     let (path, _) = &librivox(&dir)[0];
     let (token, id) = {
         let first = data_dir.clone();
-        let server = Server::start_with(move |c| c.data_dir = first);
+        let server = Server::start_with(move |c| c.storage.data_dir = first);
         let token = server.signup("alice");
         let id = server.upload_id(&token, "earlier.wav", &std::fs::read(path).expect("wav"));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -495,8 +495,8 @@ fn recordings_stored_before_the_model_are_transcribed_once_it_is_configured() {
     // The same data directory, now with a model: the earlier recording is queued and transcribed.
     let second = data_dir.clone();
     let server = Server::start_with(move |c| {
-        c.data_dir = second;
-        c.transcription_model = Some(model);
+        c.storage.data_dir = second;
+        c.transcription.model = Some(model);
     });
     assert_eq!(transcribed(&server, &token, &id)["transcript"], "ready");
     let text = transcript(&server, &token, &id)["text"].as_str().unwrap_or("").to_lowercase();

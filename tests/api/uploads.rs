@@ -182,7 +182,7 @@ fn creation_with_upload_and_deferred_length_complete_too() {
 
 #[test]
 fn wrong_offsets_lengths_versions_and_owners_are_refused() {
-    let s = Server::start_with(|c| c.max_upload_size = 1 << 20);
+    let s = Server::start_with(|c| c.storage.max_upload_size = 1 << 20);
     let token = s.signup("olga");
     let other = s.signup("otto");
     let bytes = noise_wav(100_000, 3);
@@ -250,7 +250,7 @@ fn wrong_offsets_lengths_versions_and_owners_are_refused() {
 
 #[test]
 fn upload_length_over_the_free_space_is_507_at_creation() {
-    let s = Server::start_with(|c| c.min_free_space = u64::MAX / 2);
+    let s = Server::start_with(|c| c.storage.min_free_space = u64::MAX / 2);
     let token = s.signup("fred");
     let r = send(tus(&s, "POST", "/api/v1/uploads", &token).set("Upload-Length", "1000"), None);
     r.assert_error(507, "insufficient_storage");
@@ -364,7 +364,7 @@ fn keep_partial_uploads_become_recordings_when_they_expire() {
 
 #[test]
 fn a_per_user_cap_on_incomplete_uploads_answers_429() {
-    let s = Server::start_with(|c| c.max_incomplete_uploads = 2);
+    let s = Server::start_with(|c| c.uploads.max_incomplete = 2);
     let token = s.signup("cap");
     let other = s.signup("cop");
     let first = create(&s, &token, Some(100), "");
@@ -602,7 +602,7 @@ fn ietf_draft_uploads_in_one_request_or_many() {
 
 #[test]
 fn ietf_draft_creation_that_is_not_audio_or_too_large_is_refused() {
-    let s = Server::start_with(|c| c.max_upload_size = 100_000);
+    let s = Server::start_with(|c| c.storage.max_upload_size = 100_000);
     let token = s.signup("ivan");
     let text = b"plain text, not audio, long enough to be sniffed as such by the server: ".repeat(10);
     let r = send(draft(&s, "POST", "/api/v1/recordings", &token, "8").set("Upload-Complete", "?1"), Some(&text));

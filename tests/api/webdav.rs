@@ -245,7 +245,7 @@ fn options_and_propfind_at_depth_0_1_and_infinity() {
 
 #[test]
 fn a_long_listing_names_every_recording_once_in_name_order() {
-    let s = Server::start_dav_with(|c| c.analysis_enabled = false);
+    let s = Server::start_dav_with(|c| c.analysis.enabled = false);
     let u = DavUser::new(&s, "lena");
     const N: usize = 1_200;
     let expected: HashMap<String, usize> = (0..N).map(|i| (format!("take-{i:04}.wav"), 1_000 + i % 7)).collect();
@@ -446,7 +446,7 @@ fn put_stores_through_the_upload_path_and_never_replaces_audio() {
 
 #[test]
 fn put_refuses_what_is_not_audio_or_too_large_and_leaves_nothing() {
-    let s = Server::start_dav_with(|c| c.max_upload_size = 100_000);
+    let s = Server::start_dav_with(|c| c.storage.max_upload_size = 100_000);
     let u = DavUser::new(&s, "nina");
     for name in NOT_AUDIO {
         let r = put(&s, &u, &dav_path(name), &fixture(&format!("not-audio/{name}")));

@@ -434,9 +434,9 @@ pub fn s3_server(config: &S3Config, data: Option<&Path>) -> Server {
     let (config, data) = (config.clone(), data.map(Path::to_path_buf));
     Server::start_with(move |c| {
         if let Some(data) = data {
-            c.data_dir = data;
+            c.storage.data_dir = data;
         }
-        c.backend = Backend::S3;
-        c.s3 = Some(config);
+        c.storage.backend = Backend::S3;
+        c.storage.s3 = Some(config);
     })
 }

@@ -75,8 +75,8 @@ impl Server {
     /// A server with WebDAV on (on an ephemeral port) and more settings.
     pub fn start_dav_with(configure: impl FnOnce(&mut Config)) -> Server {
         Server::start_with(|c| {
-            c.webdav_enabled = true;
-            c.webdav_port = 0;
+            c.webdav.enabled = true;
+            c.webdav.port = 0;
             configure(c);
         })
     }
@@ -84,27 +84,27 @@ impl Server {
     pub fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(dir.path().join("data"));
-        config.address = [127, 0, 0, 1].into();
-        config.port = 0;
-        config.shutdown_grace_secs = 1;
+        config.server.address = [127, 0, 0, 1].into();
+        config.server.port = 0;
+        config.server.shutdown_grace_secs = 1;
         if test_store_is_s3() {
-            config.backend = recorder::storage::store::Backend::S3;
-            config.s3 = Some(seaweed::shared().config(&seaweed::fresh_prefix("server")));
+            config.storage.backend = recorder::storage::store::Backend::S3;
+            config.storage.s3 = Some(seaweed::shared().config(&seaweed::fresh_prefix("server")));
         }
-        let default_dir = config.data_dir.clone();
+        let default_dir = config.storage.data_dir.clone();
         configure(&mut config);
-        if test_store_is_s3() && config.data_dir != default_dir {
+        if test_store_is_s3() && config.storage.data_dir != default_dir {
             // A test that serves one data directory twice finds its recordings under the same
             // prefix the second time.
-            if let Some(s3) = config.s3.as_mut().filter(|s3| s3.prefix.starts_with("server-")) {
-                s3.prefix = prefix_of(&config.data_dir);
+            if let Some(s3) = config.storage.s3.as_mut().filter(|s3| s3.prefix.starts_with("server-")) {
+                s3.prefix = prefix_of(&config.storage.data_dir);
             }
         }
         let clock = Clock::default();
-        let data = config.data_dir.clone();
-        let s3 = config.s3.as_ref().map(seaweed::Bucket::of);
-        let store = (config.s3.clone(), config.backend);
-        let jobs_run = config.analysis_enabled;
+        let data = config.storage.data_dir.clone();
+        let s3 = config.storage.s3.as_ref().map(seaweed::Bucket::of);
+        let store = (config.storage.s3.clone(), config.storage.backend);
+        let jobs_run = config.analysis.enabled;
         let server = recorder::Server::open(config, clock.clone()).expect("open the server");
         // Bound by `open`, served from liftoff on.
         let dav = server.webdav_addr().map(|addr| format!("http://{addr}"));

@@ -59,5 +59,5 @@ pub fn librivox(dir: &Path) -> Vec<(PathBuf, String)> {
 /// An in-process server that transcribes with the model in `model`.
 pub fn with_model(model: &Path) -> Server {
     let model = model.to_path_buf();
-    Server::start_with(move |c| c.transcription_model = Some(model))
+    Server::start_with(move |c| c.transcription.model = Some(model))
 }
