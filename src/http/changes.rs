@@ -76,7 +76,7 @@ async fn events(
     auth: AuthUser,
     last_event_id: LastEventId,
     mut shutdown: Shutdown,
-) -> Result<EventStream<impl rocket::futures::Stream<Item = Event>>, ApiError> {
+) -> Result<EventStream<impl futures_util::Stream<Item = Event>>, ApiError> {
     let user_id = auth.user.id.clone();
     let resume = last_event_id.0.filter(|s| !s.is_empty()).map(|s| changes::decode_cursor(&user_id, &s)).transpose()?;
     let lookup = user_id.clone();

@@ -17,7 +17,7 @@ pub fn set_session_cookie(req_secure: bool, jar: &CookieJar<'_>, token: &str, se
         .same_site(SameSite::Strict)
         .path("/")
         .secure(req_secure)
-        .max_age(rocket::time::Duration::days(i64::from(session_days)));
+        .max_age(time::Duration::days(i64::from(session_days)));
     jar.add(cookie);
 }
 
