@@ -159,22 +159,31 @@ pub fn json_catcher(status: Status, req: &Request<'_>) -> ApiError {
     for_status(status)
 }
 
-/// The methods of all mounted routes whose path pattern matches the request's path.
+/// The methods of the mounted routes whose path pattern matches the request's path most
+/// literally: `/recordings/archive` is that path's own, not one of `/recordings/<id>`'s.
 fn methods_for_path(req: &Request<'_>) -> Vec<Method> {
     let path: Vec<&str> = req.uri().path().segments().collect();
-    let mut methods: Vec<Method> = req
+    let matching: Vec<_> = req
         .rocket()
         .routes()
         // Catch-all routes (the web UI's client-side paths) say nothing about which methods a path takes.
         .filter(|route| !route.uri.path().contains("..>") && pattern_matches(route.uri.path(), &path))
-        .map(|route| route.method)
+        .map(|route| (literal_segments(route.uri.path()), route.method))
         .collect();
+    let most = matching.iter().map(|(literal, _)| *literal).max().unwrap_or(0);
+    let mut methods: Vec<Method> =
+        matching.into_iter().filter(|(literal, _)| *literal == most).map(|(_, method)| method).collect();
     if methods.contains(&Method::Get) {
         methods.push(Method::Head);
     }
     methods.sort_by_key(|m| m.as_str());
     methods.dedup();
     methods
+}
+
+/// How many segments of a route's path pattern are literal (not `<param>`).
+fn literal_segments(pattern: &str) -> usize {
+    pattern.split('/').filter(|s| !s.is_empty()).filter(|s| !(s.starts_with('<') && s.ends_with('>'))).count()
 }
 
 fn pattern_matches(pattern: &str, path: &[&str]) -> bool {
@@ -194,10 +203,12 @@ fn pattern_matches(pattern: &str, path: &[&str]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_matches;
+    use super::{literal_segments, pattern_matches};
 
     #[test]
     fn route_patterns_match_paths() {
+        assert_eq!(literal_segments("/api/v1/recordings/archive"), 4);
+        assert_eq!(literal_segments("/api/v1/recordings/<id>"), 3);
         assert!(pattern_matches("/api/v1/recordings/<id>", &["api", "v1", "recordings", "x"]));
         assert!(!pattern_matches("/api/v1/recordings/<id>", &["api", "v1", "recordings"]));
         assert!(!pattern_matches("/api/v1/me", &["api", "v1", "you"]));

@@ -55,10 +55,20 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
             let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
             return fail(ApiError::payload_too_large(format!("JSON bodies are at most {JSON_LIMIT_KIB} KiB")));
         }
-        match serde_json::from_slice(&bytes) {
+        match json_object(&bytes) {
             Ok(value) => data::Outcome::Success(JsonBody(value)),
-            Err(e) => fail(ApiError::bad_request(format!("invalid JSON body: {e}"))),
+            Err(e) => fail(e),
         }
+    }
+}
+
+/// A JSON body read as `T`: it must be an object (serde would also take a struct written as an
+/// array of its fields in order, which the API does not speak).
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON body: {e}"));
+    match serde_json::from_slice::<serde_json::Value>(bytes).map_err(invalid)? {
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(invalid),
+        _ => Err(ApiError::bad_request("invalid JSON body: it must be a JSON object")),
     }
 }
 

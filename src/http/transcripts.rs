@@ -128,8 +128,7 @@ async fn put_transcript(
     if bytes.len() as u64 > EDIT_LIMIT {
         return Err(ApiError::payload_too_large(format!("a transcript is at most {} MiB", EDIT_LIMIT >> 20)));
     }
-    let edit: Edit =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let edit: Edit = super::json_object(&bytes)?;
     let recording = find(state, &auth, id).await?;
     if recording.deleted_at.is_some() {
         return Err(rec::not_found().into());

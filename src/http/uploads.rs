@@ -392,6 +392,16 @@ pub async fn draft_create(
     if last && headers.content_length == Some(0) {
         return Err(ingest::empty_body().into());
     }
+    let mut length = headers.length()?;
+    if last && let Some(content_length) = headers.content_length {
+        if length.is_some_and(|l| l != content_length) {
+            return Err(ApiError::bad_request("Upload-Length and Content-Length disagree"));
+        }
+        length = Some(content_length);
+    }
+    let disposition_name = headers.content_disposition.as_deref().and_then(disposition_filename);
+    // The request is checked as a one-shot upload checks it, before a retry is recognised.
+    let mut new = new_upload(name.or(disposition_name.as_deref()), recorded_at, keep_partial, length)?;
     // A retry of a creation that completed, whose answer was lost: the recording it made.
     if let Some(key) = &headers.idempotency_key
         && let Some(existing) = ingest::earlier_upload(state, user_id, key).await?
@@ -402,15 +412,6 @@ pub async fn draft_create(
             .header("Recording-Id", existing.id.clone())
             .header("Upload-Complete", "?1"));
     }
-    let mut length = headers.length()?;
-    if last && let Some(content_length) = headers.content_length {
-        if length.is_some_and(|l| l != content_length) {
-            return Err(ApiError::bad_request("Upload-Length and Content-Length disagree"));
-        }
-        length = Some(content_length);
-    }
-    let disposition_name = headers.content_disposition.as_deref().and_then(disposition_filename);
-    let mut new = new_upload(name.or(disposition_name.as_deref()), recorded_at, keep_partial, length)?;
     new.idempotency_key = headers.idempotency_key.clone();
     let upload = uploads::create(state, user_id, new).await?;
     let append = Append { offset: 0, length: None, last, content_length: headers.content_length, checksum: None };

@@ -32,15 +32,34 @@ pub const MAX_SEGMENTS: usize = 20_000;
 /// Characters one segment's text may have.
 pub const MAX_SEGMENT_CHARS: usize = 2_000;
 
-/// A stretch of speech and its words.
+/// A stretch of speech and its words. Read from a JSON object only (never from an array of its
+/// fields, which serde would otherwise take for a struct).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct Segment {
-    #[serde(deserialize_with = "whole_number")]
     pub start_ms: i64,
-    #[serde(deserialize_with = "whole_number")]
     pub end_ms: i64,
     pub text: String,
+}
+
+/// A segment's fields as they are read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentFields {
+    #[serde(deserialize_with = "whole_number")]
+    start_ms: i64,
+    #[serde(deserialize_with = "whole_number")]
+    end_ms: i64,
+    text: String,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for Segment {
+    type Error = serde_json::Error;
+
+    fn try_from(object: serde_json::Map<String, serde_json::Value>) -> Result<Segment, serde_json::Error> {
+        let SegmentFields { start_ms, end_ms, text } = serde_json::from_value(serde_json::Value::Object(object))?;
+        Ok(Segment { start_ms, end_ms, text })
+    }
 }
 
 /// A JSON integer, written as one (`1200`) or as a number with nothing after the point

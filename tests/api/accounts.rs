@@ -1,5 +1,6 @@
 //! The Server and Accounts sections of the API.
 
+use crate::support::audio::tone_wav;
 use crate::support::{Server, fixture, send, send_json};
 use recorder::config::Signups;
 use serde_json::json;
@@ -244,4 +245,36 @@ fn unknown_routes_and_wrong_methods_answer_json() {
     r.assert_error(405, "method_not_allowed");
     assert!(r.header("allow").is_some_and(|a| a.contains("POST")), "{:?}", r.headers);
     send(s.req("DELETE", "/api/v1/server"), None).assert_error(405, "method_not_allowed");
+    // A path of its own beside a pattern that also matches it names its own methods only.
+    let token = s.signup("allow");
+    let r = send(s.auth("PUT", "/api/v1/recordings/archive", &token), None);
+    r.assert_error(405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, HEAD"), "{:?}", r.headers);
+}
+
+#[test]
+fn json_bodies_must_be_objects_not_arrays_of_fields() {
+    let s = Server::start();
+    // serde reads a struct from an array of its fields in order; the API speaks objects only.
+    send_json(s.req("POST", "/api/v1/auth/signup"), &json!(["mallory", "password123"]))
+        .assert_error(400, "bad_request");
+    send_json(s.req("POST", "/api/v1/auth/login"), &json!(["mallory", "password123"])).assert_error(400, "bad_request");
+    let token = s.signup("nadia");
+    let id = s.upload_id(&token, "memo.wav", &tone_wav(1, |_, _| 0.3));
+    let path = format!("/api/v1/recordings/{id}");
+    send_json(s.auth("PATCH", &path, &token), &json!(["renamed.wav"])).assert_error(400, "bad_request");
+    let transcript = format!("{path}/transcript");
+    send_json(s.auth("PUT", &transcript, &token), &json!([[{"start_ms": 0, "end_ms": 10, "text": "x"}]]))
+        .assert_error(400, "bad_request");
+    send_json(s.auth("PUT", &transcript, &token), &json!({"segments": [[0, 10, "words"]]}))
+        .assert_error(400, "bad_request");
+    // Nothing of it was taken: the name is the one it had, and no account was made.
+    let recording = send(s.auth("GET", &path, &token), None).json();
+    assert_eq!(recording["name"], "memo.wav", "{recording}");
+    send_json(s.req("POST", "/api/v1/auth/login"), &json!({"username": "mallory", "password": "password123"}))
+        .assert_error(401, "invalid_credentials");
+    // The same requests as objects are taken.
+    assert_eq!(send_json(s.auth("PATCH", &path, &token), &json!({"name": "renamed.wav"})).status, 200);
+    let segments = json!({"segments": [{"start_ms": 0, "end_ms": 10, "text": "words"}]});
+    assert_eq!(send_json(s.auth("PUT", &transcript, &token), &segments).status, 200);
 }
