@@ -40,6 +40,7 @@ pub mod shares;
 pub mod snapshots;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod transcription;
 pub mod uploads;
 pub mod users;
