@@ -30,6 +30,9 @@ use time::{Duration, OffsetDateTime};
 pub const CA_CERT: &str = "ca.pem";
 /// The authority's private key (mode 0600).
 pub const CA_KEY: &str = "ca-key.pem";
+/// The server's certificate chain and key, issued by the authority.
+pub const SERVER_CERT: &str = "server.pem";
+pub const SERVER_KEY: &str = "server-key.pem";
 /// How long the authority is valid.
 const CA_DAYS: i64 = 3650;
 /// How long a server certificate is valid at most (what browsers accept for a leaf).
@@ -192,6 +195,82 @@ impl Authority {
             cert_der: cert.der().to_vec(),
         })
     }
+}
+
+impl Authority {
+    /// `names` without what this authority may not sign (a public address, or a name added to
+    /// `tls.names` after it was made): a certificate naming one would be refused whole.
+    pub fn permits(&self, names: &Names) -> Names {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&self.cert_der) else {
+            return Names { dns: Vec::new(), ips: Vec::new() };
+        };
+        let (mut dns_ok, mut nets) = (Vec::new(), Vec::new());
+        if let Ok(Some(nc)) = cert.name_constraints() {
+            for subtree in nc.value.permitted_subtrees.iter().flatten() {
+                match &subtree.base {
+                    x509_parser::extensions::GeneralName::DNSName(d) => dns_ok.push(d.to_ascii_lowercase()),
+                    x509_parser::extensions::GeneralName::IPAddress(bytes) => nets.push(bytes.to_vec()),
+                    _ => {}
+                }
+            }
+        }
+        let dns = names
+            .dns
+            .iter()
+            .filter(|name| dns_ok.iter().any(|c| *name == c || name.ends_with(&format!(".{c}"))))
+            .cloned()
+            .collect();
+        let ips = names.ips.iter().filter(|ip| nets.iter().any(|net| in_net(ip, net))).copied().collect();
+        Names { dns, ips }
+    }
+
+    /// The server's certificate kept in `dir`, issued again (and written, the key 0600) when
+    /// it is missing or [`needs_reissue`] says so. `true` with a newly issued one.
+    pub fn ensure_leaf(&self, dir: &Path, wanted: &Names, now: OffsetDateTime) -> Result<(Leaf, bool), String> {
+        let names = self.permits(wanted);
+        let (cert_path, key_path) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
+        if let (Ok(chain_pem), Ok(key_pem)) = (fs::read_to_string(&cert_path), fs::read_to_string(&key_path))
+            && let Some(cert_der) = pem_body(chain_pem.split("-----END CERTIFICATE-----").next().unwrap_or(""))
+            && !needs_reissue(&cert_der, &names, now)
+        {
+            return Ok((Leaf { chain_pem, key_pem, cert_der }, false));
+        }
+        let leaf = self.issue(&names, now)?;
+        write_new(&key_path, leaf.key_pem.as_bytes(), 0o600)
+            .map_err(|e| tls_error(&key_path.display().to_string(), e))?;
+        write_new(&cert_path, leaf.chain_pem.as_bytes(), 0o644)
+            .map_err(|e| tls_error(&cert_path.display().to_string(), e))?;
+        Ok((leaf, true))
+    }
+}
+
+/// Whether `ip` is in a name constraint's address and mask (4 + 4 or 16 + 16 bytes).
+fn in_net(ip: &IpAddr, net: &[u8]) -> bool {
+    let octets: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    net.len() == 2 * octets.len() && {
+        let (base, mask) = net.split_at(octets.len());
+        octets.iter().zip(base).zip(mask).all(|((o, b), m)| o & m == b & m)
+    }
+}
+
+/// This machine's name, as the kernel has it (empty when unknown).
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// The addresses a phone may reach the server at: `bind` itself, or every interface's address
+/// when it is unspecified.
+pub fn local_addresses(bind: IpAddr) -> Vec<IpAddr> {
+    if !bind.is_unspecified() {
+        return vec![bind];
+    }
+    let mut addrs: Vec<IpAddr> =
+        if_addrs::get_if_addrs().map(|ifs| ifs.into_iter().map(|i| i.ip()).collect()).unwrap_or_default();
+    addrs.retain(|ip| bind.is_ipv6() || ip.is_ipv4());
+    addrs
 }
 
 /// Whether a server certificate must be issued again: it cannot be read, a wanted name or
@@ -400,6 +479,44 @@ mod tests {
             let forged = ca.issue(&outside, now()).expect("signed");
             assert_eq!(verify(&ca, &forged, now()), Err(webpki::Error::NameConstraintViolation), "{outside:?}");
         }
+    }
+
+    #[test]
+    fn public_addresses_and_names_outside_the_authority_are_left_out_of_the_servers_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = authority(&dir.path().join("tls"));
+        let addrs: Vec<IpAddr> = ["192.168.1.20", "203.0.113.9", "100.64.1.2", "fd00::5", "2001:db8::1"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        let wanted = Names::wanted("pi", &addrs, &["later.example".to_string()]);
+        let kept = ca.permits(&wanted);
+        assert_eq!(kept.dns, vec!["localhost", "pi", "pi.local"], "{kept:?}");
+        let shown: Vec<String> = kept.ips.iter().map(|ip| ip.to_string()).collect();
+        assert_eq!(shown, vec!["100.64.1.2", "127.0.0.1", "192.168.1.20", "::1", "fd00::5"]);
+        let leaf = ca.issue(&kept, now()).expect("leaf");
+        verify(&ca, &leaf, now()).expect("what is kept verifies");
+    }
+
+    #[test]
+    fn the_servers_certificate_is_kept_until_a_name_is_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = dir.path().join("tls");
+        let ca = authority(&tls);
+        let lan: IpAddr = "192.168.1.20".parse().expect("ip");
+        let names = Names::wanted("pi", &[lan], &[]);
+        let (first, issued) = ca.ensure_leaf(&tls, &names, now()).expect("first");
+        assert!(issued);
+        let mode = fs::metadata(tls.join(SERVER_KEY)).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (again, issued) = ca.ensure_leaf(&tls, &names, now() + Duration::days(1)).expect("again");
+        assert!(!issued, "an unchanged certificate is kept");
+        assert_eq!(again.cert_der, first.cert_der);
+        let moved = Names::wanted("pi", &[lan, "10.1.2.3".parse().expect("ip")], &[]);
+        let (third, issued) = ca.ensure_leaf(&tls, &moved, now() + Duration::days(2)).expect("third");
+        assert!(issued, "a new address issues it again");
+        assert_ne!(third.cert_der, first.cert_der);
+        assert!(!needs_reissue(&third.cert_der, &moved, now() + Duration::days(2)));
     }
 
     #[test]
