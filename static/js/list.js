@@ -31,7 +31,7 @@ export function createList(ctx) {
   const ul = h('ul', { class: 'rec-list', 'data-test': 'recordings', 'data-loaded': '0', 'aria-label': 'Recordings' });
   const sentinel = h('div', { class: 'sentinel', 'aria-hidden': 'true' });
   const stateBox = h('div', { class: 'list-state' });
-  const summary = h('p', { class: 'view-subtitle' });
+  const summary = h('p', { class: 'view-subtitle', 'data-test': 'summary' });
   const title = h('h1', { class: 'view-title' }, 'All Recordings');
   const items = new Map(); // id → { rec, li }
   const selection = createSelection({
@@ -85,6 +85,7 @@ export function createList(ctx) {
   // ---------- empty / no results ----------
 
   function renderState() {
+    renderSummary();
     clear(stateBox);
     selection.sync();
     selection.toggle.disabled = items.size === 0 && !selection.active;
@@ -125,6 +126,14 @@ export function createList(ctx) {
   }
 
   function renderSummary() {
+    // While searching, the header counts what the search found (so far, while pages remain),
+    // not every recording.
+    if (query) {
+      summary.textContent = pager.loading && items.size === 0
+        ? 'Searching…'
+        : `${pager.hasMore ? `${items.size}+` : items.size} ${items.size === 1 && !pager.hasMore ? 'match' : 'matches'}`;
+      return;
+    }
     const usage = ctx.me?.usage;
     summary.textContent = usage ? `${plural(usage.recordings, 'recording', 'recordings')} · ${formatSize(usage.bytes)}` : '';
   }

@@ -355,6 +355,12 @@ fn more_recordings_load_on_scroll_and_search_filters_as_you_type() {
          return ul.dataset.loaded === '1' && names.length === 7 && names.every(n => n.startsWith('Garden walk'));",
         vec![],
     );
+    // The header counts what the search found, not every recording.
+    b.wait_js(
+        "the count of matches",
+        "return document.querySelector('[data-test=summary]').textContent === '7 matches';",
+        vec![],
+    );
     b.fill("input[data-test=search]", "no such thing");
     b.wait_js(
         "no results",
@@ -363,6 +369,18 @@ fn more_recordings_load_on_scroll_and_search_filters_as_you_type() {
         vec![],
     );
     assert!(!b.exists("[data-test=empty]"), "a search without results is not the new-user empty state");
+    b.wait_js(
+        "no matches counted",
+        "return document.querySelector('[data-test=summary]').textContent === '0 matches';",
+        vec![],
+    );
+    // Cleared as a person clears it (select all, delete), the header counts every recording again.
+    b.send_keys("input[data-test=search]", "\u{E009}a\u{E000}\u{E003}");
+    b.wait_js(
+        "every recording counted",
+        "return document.querySelector('[data-test=summary]').textContent.startsWith('70 recordings');",
+        vec![],
+    );
 }
 
 /// How wide the search field is, and how wide it would need to be to show its placeholder as
