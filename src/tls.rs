@@ -230,7 +230,7 @@ impl Authority {
         let names = self.permits(wanted);
         let (cert_path, key_path) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
         if let (Ok(chain_pem), Ok(key_pem)) = (fs::read_to_string(&cert_path), fs::read_to_string(&key_path))
-            && let Some(cert_der) = pem_body(chain_pem.split("-----END CERTIFICATE-----").next().unwrap_or(""))
+            && let Some(cert_der) = pem_body(&chain_pem)
             && !needs_reissue(&cert_der, &names, now)
         {
             return Ok((Leaf { chain_pem, key_pem, cert_der }, false));
@@ -332,11 +332,9 @@ fn display_host(hostname: &str) -> String {
     if host.is_empty() { "this server".to_string() } else { host.to_string() }
 }
 
-/// The DER inside a PEM block.
+/// The DER of the first certificate in a PEM text (a chain's first is the server's own).
 fn pem_body(pem: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body.trim()).ok()
+    x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok().map(|(_, block)| block.contents)
 }
 
 /// Writes a new file durably with `mode` (never over an existing one): the temp file fsynced,

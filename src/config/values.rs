@@ -1,7 +1,6 @@
 //! The validated configuration, as the rest of the server reads it.
 
 use super::sections::*;
-pub use crate::storage::s3::S3Config;
 use std::path::PathBuf;
 
 /// The documented example config; its values are the built-in defaults (a test keeps them equal).

@@ -40,7 +40,7 @@ fn error(status: Status, message: &str) -> Old {
 
 fn fail(e: impl Into<ApiError>) -> Old {
     let e = e.into();
-    Old(e.status, json!({"result": "fail", "error": e.message}))
+    Old(e.status, json!({"result": "fail", "error": e.message()}))
 }
 
 /// The caller, from `Authorization: <user_id> <auth_key>` or `Authorization: Bearer <token>`.

@@ -11,89 +11,69 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::Cursor;
 
-/// An error answered to the client.
+/// An error answered to the client: its status, and the answer (code, message, headers) that
+/// `answer.rs` builds for domain errors too.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: Status,
-    pub code: &'static str,
-    pub message: Cow<'static, str>,
-    headers: Vec<(&'static str, String)>,
+    answer: Answer,
 }
 
 impl ApiError {
     pub fn new(status: Status, code: &'static str, message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError { status, code, message: message.into(), headers: Vec::new() }
+        ApiError { status, answer: Answer::new(status.code, code, message.into()) }
     }
 
     /// Adds a response header (Retry-After, Content-Range, …).
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
-        self.headers.push((name, value.into()));
+        self.answer.headers.push((name, value.into()));
         self
     }
 
+    /// The message a person reads.
+    pub fn message(&self) -> &str {
+        &self.answer.message
+    }
+
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::BadRequest, "bad_request", message)
+        Error::invalid(message).into()
     }
 
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::NotFound, "not_found", message)
+        Error::not_found(message).into()
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(Status::Unauthorized, "unauthorized", "sign in first: the token is missing, unknown or expired")
-            .with_header("WWW-Authenticate", "Bearer")
+        Error::Unauthenticated.into()
     }
 
     pub fn invalid_credentials() -> ApiError {
-        ApiError::new(Status::Unauthorized, "invalid_credentials", "wrong username or password")
+        Error::BadCredentials.into()
     }
 
     pub fn forbidden(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::Forbidden, "forbidden", message)
+        Error::forbidden(message).into()
     }
 
     /// A bug or an I/O failure: logged with its cause, answered as a bare 500.
     pub fn internal(context: &str, cause: impl Display) -> ApiError {
-        log::error!("{context}: {cause}");
-        ApiError::new(Status::InternalServerError, "internal", "internal error; the server log has the details")
-    }
-
-    /// The database or storage cannot be used.
-    pub fn unavailable(context: &str, cause: impl Display) -> ApiError {
-        log::error!("{context}: {cause}");
-        ApiError::new(Status::ServiceUnavailable, "unavailable", "the server's storage is unavailable; try again later")
+        Error::internal(context, cause).into()
     }
 
     pub fn payload_too_large(message: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError::new(Status::PayloadTooLarge, "payload_too_large", message)
+        Error::too_large(message).into()
     }
 
+    /// A request body of a type the route does not take.
     pub fn unsupported_media_type(message: impl Into<Cow<'static, str>>) -> ApiError {
         ApiError::new(Status::UnsupportedMediaType, "unsupported_media_type", message)
-    }
-
-    /// Whether a response header is already set.
-    pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-    }
-
-    /// The extra response headers.
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> String {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}}).to_string()
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let answer = Answer::from(&e);
-        let mut error = ApiError::new(Status::new(answer.status), answer.code, answer.message);
-        error.headers = answer.headers;
-        error
+        ApiError { status: Status::new(answer.status), answer }
     }
 }
 
@@ -105,14 +85,14 @@ impl From<rusqlite::Error> for ApiError {
 
 impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        let body = self.body();
+        let body = self.answer.body();
         let mut response = Response::build();
         response
             .status(self.status)
             .header(ContentType::JSON)
             .raw_header("Cache-Control", "no-store")
             .sized_body(body.len(), Cursor::new(body));
-        for (name, value) in self.headers {
+        for (name, value) in self.answer.headers {
             response.header(Header::new(name, value));
         }
         Ok(response.finalize())

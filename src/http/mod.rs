@@ -65,11 +65,10 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
 /// A JSON body read as `T`: it must be an object (serde would also take a struct written as an
 /// array of its fields in order, which the API does not speak).
 pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON body: {e}"));
-    match serde_json::from_slice::<serde_json::Value>(bytes).map_err(invalid)? {
-        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(invalid),
-        _ => Err(ApiError::bad_request("invalid JSON body: it must be a JSON object")),
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request("invalid JSON body: it must be a JSON object"));
     }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// A JSON answer with a status and extra headers.

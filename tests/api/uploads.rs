@@ -725,6 +725,14 @@ fn ietf_draft_retries_empty_completions_and_broken_creations_leave_no_litter() {
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["id"], first.json()["id"]);
     assert_eq!(recordings(&s, &token).len(), 1);
+    // A retry is checked as any creation is before the key is looked up, as a one-shot upload's.
+    let bad_time = send(
+        draft(&s, "POST", "/api/v1/recordings?name=once.wav&recorded_at=nope", &token, "8")
+            .set("Upload-Complete", "?1")
+            .set("Idempotency-Key", "take-42"),
+        Some(&bytes),
+    );
+    bad_time.assert_error(400, "bad_request");
 
     // Completing with nothing: refused before an upload is made.
     send(draft(&s, "POST", "/api/v1/recordings", &token, "8").set("Upload-Complete", "?1"), Some(b""))
