@@ -20,6 +20,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_transcripts", include_str!("../migrations/0009_transcripts.sql")),
     ("0010_stores", include_str!("../migrations/0010_stores.sql")),
     ("0011_in_flight", include_str!("../migrations/0011_in_flight.sql")),
+    ("0012_bookmarks", include_str!("../migrations/0012_bookmarks.sql")),
 ];
 
 /// A pooled SQLite database.

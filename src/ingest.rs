@@ -24,6 +24,8 @@ pub struct UploadHeaders {
     pub content_type: Option<String>,
     pub content_length: Option<u64>,
     pub idempotency_key: Option<String>,
+    /// `X-Recording-Marks`: moments marked while recording, to become bookmarks.
+    pub marks: Option<String>,
 }
 
 /// The metadata a new recording starts from; the server adds the rest from the bytes.
@@ -42,6 +44,8 @@ pub struct Draft {
     /// The bytes already streamed to the current store under this recording id while they
     /// arrived (see [`crate::storage::Finished::object`]); `None`: `record` puts them there.
     pub streamed: Option<Uuid>,
+    /// Marks made while recording (milliseconds): bookmarks in the row's transaction.
+    pub marks: Vec<i64>,
 }
 
 /// How finished bytes become a recording's: a one-shot upload's temp file is moved (renamed
@@ -157,7 +161,7 @@ pub fn record(
         idempotency_key: draft.idempotency_key.clone(),
         store: store.backend(),
     };
-    let stored = insert_durably(conn, new, draft.file_name, also);
+    let stored = insert_durably(conn, new, draft.file_name, &draft.marks, also);
     if !matches!(stored, Ok(Stored::Created(_))) {
         forget(conn, store, &id, "an upload that made no recording");
     }
@@ -231,6 +235,7 @@ pub(crate) fn insert_durably(
     conn: &mut Connection,
     mut new: NewRecording,
     file_name: bool,
+    marks: &[i64],
     also: &mut dyn FnMut(&Transaction<'_>, &Recording) -> Result<bool, Error>,
 ) -> Result<Stored, Error> {
     crate::db::durably(conn, |conn| {
@@ -247,6 +252,8 @@ pub(crate) fn insert_durably(
         }
         let stored = match rec::insert_in(&tx, &new)? {
             Ok(recording) if also(&tx, &recording)? => {
+                crate::bookmarks::add_marks(&tx, &recording.id, marks, new.created_at)?;
+                let recording = Recording { bookmarks: marks.len() as i64, ..recording };
                 // The bytes have their row: no longer in flight.
                 crate::inflight::clear(&tx, &new.id, new.store)?;
                 // Its analysis is queued with it: no recording is ever stored without its job.
@@ -280,6 +287,13 @@ pub async fn one_shot(
     data: impl Body,
 ) -> Result<Received, Error> {
     let config = &state.config;
+    let marks = match headers.marks.as_deref().map(crate::bookmarks::parse_marks).transpose() {
+        Ok(marks) => marks.unwrap_or_default(),
+        Err(e) => {
+            discard(data).await;
+            return Err(e);
+        }
+    };
     let checked = check_params(state, user_id, headers, name, recorded_at).await;
     let (mut name, mut recorded_at) = match checked {
         Ok(Ok(params)) => params,
@@ -335,6 +349,7 @@ pub async fn one_shot(
         idempotency_key: headers.idempotency_key.clone(),
         file_name: false,
         streamed,
+        marks,
     };
     let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
     let temp_path = finished.temp.path().to_path_buf();

@@ -14,6 +14,7 @@ pub mod audio;
 pub mod auth;
 pub mod backup;
 pub mod body;
+pub mod bookmarks;
 pub mod changes;
 pub mod check;
 pub mod cli;
@@ -55,10 +56,35 @@ pub use clock::Clock;
 pub use config::Config;
 pub use state::{AppState, StartError};
 
-/// The server, opened and not yet launched: the core, and WebDAV's port bound when it is on.
+/// The server, opened and not yet launched: the core, WebDAV's ports bound when it is on, and
+/// the HTTPS port checked free when TLS is on.
 pub struct Server {
     pub state: AppState,
     webdav: Option<Arc<webdav::Listener>>,
+    webdav_tls: Option<Arc<webdav::Listener>>,
+    https: Option<SocketAddr>,
+    stopping: Stopping,
+}
+
+/// What a shutdown waits for besides the plain listener: WebDAV's requests and the HTTPS
+/// instance, each with the same grace time.
+#[derive(Clone, Default)]
+pub struct Stopping {
+    webdav: Vec<Arc<webdav::Listener>>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Stopping {
+    /// Waits until they have stopped (after the server's shutdown).
+    pub async fn wait(&self) {
+        for listener in &self.webdav {
+            webdav::stopped(listener).await;
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Server {
@@ -89,7 +115,36 @@ impl Server {
         } else {
             None
         };
-        Ok(Server { state, webdav })
+        let listen = |what, key, port| {
+            let addr = SocketAddr::new(config.server.address, port);
+            webdav::Listener::bind(addr).map_err(|source| StartError::Listen { what, key, addr, source })
+        };
+        let (mut https, mut webdav_tls) = (None, None);
+        if state.tls.is_some() {
+            // Rocket binds the port itself at launch: it is tried here, so a taken port stops
+            // startup with one line, and port 0 becomes a fixed one the relaunches keep.
+            let addr = listen("HTTPS", "tls.port", config.tls.port)?.addr();
+            if let Some(certificates) = &state.tls {
+                certificates.set_port(addr.port());
+            }
+            https = Some(addr);
+            if config.webdav.enabled {
+                webdav_tls = Some(Arc::new(listen("WebDAV over TLS", "webdav.tls_port", config.webdav.tls_port)?));
+            }
+        }
+        let stopping =
+            Stopping { webdav: webdav.iter().chain(webdav_tls.iter()).cloned().collect(), tasks: Arc::default() };
+        Ok(Server { state, webdav, webdav_tls, https, stopping })
+    }
+
+    /// Where HTTPS is served, when TLS is on.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https
+    }
+
+    /// Where WebDAV over TLS is served, when both are on.
+    pub fn webdav_tls_addr(&self) -> Option<SocketAddr> {
+        self.webdav_tls.as_ref().map(|l| l.addr())
     }
 
     /// Where WebDAV is served, when it is on.
@@ -97,24 +152,25 @@ impl Server {
         self.webdav.as_ref().map(|l| l.addr())
     }
 
-    /// The WebDAV listener, to wait for its requests after a shutdown.
-    pub fn webdav(&self) -> Option<Arc<webdav::Listener>> {
-        self.webdav.clone()
+    /// What to wait for after the server's shutdown.
+    pub fn stopping(&self) -> Stopping {
+        self.stopping.clone()
     }
 }
 
 /// The HTTP face over an opened server; at liftoff the background work and WebDAV start, and
 /// at shutdown the job workers stop.
 pub fn rocket(server: Server) -> Rocket<Build> {
-    let Server { state, webdav } = server;
+    let Server { state, webdav, webdav_tls, https, stopping } = server;
     let background = state.clone();
-    let webdav = Mutex::new(webdav);
+    let webdav = Mutex::new((webdav, webdav_tls));
     http::rocket(state)
         .attach(AdHoc::on_liftoff("background work", move |rocket| {
             Box::pin(async move {
                 logger::announce(rocket.config().address, rocket.config().port);
-                let listener = webdav.lock().unwrap_or_else(|p| p.into_inner()).take();
-                start_background(&background, listener.as_deref(), rocket.shutdown());
+                let (plain, tls) = std::mem::take(&mut *webdav.lock().unwrap_or_else(|p| p.into_inner()));
+                let listeners = Listeners { webdav: plain, webdav_tls: tls, https, stopping: stopping.clone() };
+                start_background(&background, listeners, rocket.shutdown());
             })
         }))
         .attach(AdHoc::on_shutdown("background jobs", |rocket| {
@@ -127,10 +183,19 @@ pub fn rocket(server: Server) -> Rocket<Build> {
         }))
 }
 
-/// Starts what runs beside the requests: the job workers, the maintenance loop and WebDAV.
+/// The listeners started at liftoff besides the plain HTTP one.
+struct Listeners {
+    webdav: Option<Arc<webdav::Listener>>,
+    webdav_tls: Option<Arc<webdav::Listener>>,
+    https: Option<SocketAddr>,
+    stopping: Stopping,
+}
+
+/// Starts what runs beside the requests: the job workers, the maintenance loop, WebDAV, and
+/// HTTPS with the loop that keeps its certificate current.
 fn start_background(
     state: &AppState,
-    webdav: Option<&webdav::Listener>,
+    listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + 'static,
 ) {
     let (db, storage, clock) = (state.db.clone(), state.storage.clone(), state.clock.clone());
@@ -168,7 +233,19 @@ fn start_background(
         lost_files: state.metrics.lost_files.clone(),
     };
     tokio::spawn(maintenance::run(db, storage, background, shutdown.clone()));
-    if let Some(listener) = webdav {
-        webdav::start(listener, state, shutdown);
+    if let Some(listener) = &listeners.webdav {
+        webdav::start(listener, state, None, shutdown.clone());
     }
+    let Some(certificates) = state.tls.clone() else { return };
+    if let Some(listener) = &listeners.webdav_tls {
+        match tls::acceptor::acceptor(certificates.subscribe()) {
+            Ok(acceptor) => webdav::start(listener, state, Some(acceptor), shutdown.clone()),
+            Err(e) => log::error!("cannot serve WebDAV over TLS: {e}"),
+        }
+    }
+    if let Some(addr) = listeners.https {
+        let task = tokio::spawn(http::https::serve(state.clone(), addr.port(), shutdown.clone()));
+        listeners.stopping.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    }
+    tokio::spawn(tls::keep_current(certificates, state.config.tls.refresh, shutdown));
 }

@@ -202,14 +202,12 @@ fn serve(config: recorder::Config) -> ExitCode {
         Err(e) => return cli::finish(Err(Failure { message: format!("cannot start the runtime: {e}"), code: 1 })),
     };
     let storage = server.state.storage.clone();
-    let webdav = server.webdav();
+    let stopping = server.stopping();
     let launched = runtime.block_on(async {
         let launched = recorder::rocket(server).launch().await;
-        // WebDAV stops with the server: its requests get the same grace time to finish.
-        if launched.is_ok()
-            && let Some(listener) = &webdav
-        {
-            recorder::webdav::stopped(listener).await;
+        // WebDAV and HTTPS stop with the server: their requests get the same grace time.
+        if launched.is_ok() {
+            stopping.wait().await;
         }
         launched
     });

@@ -243,7 +243,7 @@ fn insert(conn: &mut Connection, new: NewRecording) -> Result<Result<(String, St
         .query_row("SELECT username FROM users WHERE id = ?1", [&new.user_id], |r| r.get(0))
         .optional()?
         .unwrap_or_default();
-    match crate::ingest::insert_durably(conn, new, true, &mut |_, _| Ok(true))? {
+    match crate::ingest::insert_durably(conn, new, true, &[], &mut |_, _| Ok(true))? {
         Stored::Created(recording) => Ok(Ok((recording.name, owner))),
         Stored::Existing(same) => Ok(Err(format!("the same bytes are recording {} already", same.id))),
         Stored::Declined => Ok(Err("declined".into())),

@@ -39,6 +39,8 @@ pub struct Shared {
     pub changes: crate::changes::Notifier,
     /// When this process started: files younger than this may be uploads in flight.
     pub started_ms: i64,
+    /// The HTTPS certificate, when TLS is on.
+    pub tls: Option<Arc<crate::tls::Certificates>>,
     /// Held while serving: a second server or a backup into this directory is refused.
     _lock: std::fs::File,
 }
@@ -62,6 +64,10 @@ pub enum StartError {
     Store(String),
     #[error("cannot listen for WebDAV on {addr} (webdav.port): {source}")]
     WebDav { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("HTTPS: {0}")]
+    Tls(String),
+    #[error("cannot listen for {what} on {addr} ({key}): {source}")]
+    Listen { what: &'static str, key: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 use crate::storage::store::Store as _;
@@ -124,7 +130,12 @@ impl AppState {
         let db = Db::open_sized(&storage.db_path(), size)?;
         let storage = storage.with_s3(open_s3(&config, &db)?, config.storage.backend);
         let started_ms = clock.now_ms();
+        let tls_dir = config.storage.data_dir.join("tls");
+        let tls = crate::tls::Certificates::open(&config.tls, &tls_dir, config.server.address)
+            .map_err(StartError::Tls)?
+            .map(Arc::new);
         Ok(AppState(Arc::new(Shared {
+            tls,
             config,
             db,
             storage,

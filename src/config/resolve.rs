@@ -172,6 +172,47 @@ pub(super) fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) ->
         _ => return Err(bad("server.log_level", "expected off, error, warn, info, debug or trace")),
     };
 
+    let tls = {
+        use crate::tls::{Mode, TlsConfig};
+        let mode = match get("tls.mode").value.trim() {
+            "auto" => Mode::Auto,
+            "files" => Mode::Files,
+            "off" => Mode::Off,
+            _ => return Err(bad("tls.mode", "expected \"auto\", \"files\" or \"off\"")),
+        };
+        let path = |key: &str| Some(get(key).value.trim().to_string()).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let (cert, key) = (path("tls.cert"), path("tls.key"));
+        if mode == Mode::Files && cert.is_none() {
+            return Err(bad("tls.cert", "tls.mode = \"files\" needs the certificate chain's PEM file"));
+        }
+        if mode == Mode::Files && key.is_none() {
+            return Err(bad("tls.key", "tls.mode = \"files\" needs the private key's PEM file"));
+        }
+        let mut names = Vec::new();
+        for name in get("tls.names").value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let dns_ok = name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                });
+            if name.parse::<IpAddr>().is_err() && !dns_ok {
+                return Err(bad("tls.names", &format!("{name:?} is neither an IP address nor a DNS name")));
+            }
+            names.push(name.to_ascii_lowercase());
+        }
+        TlsConfig {
+            mode,
+            port: int("tls.port", 0, 65535)? as u16,
+            cert,
+            key,
+            names,
+            refresh: std::time::Duration::from_secs(60),
+        }
+    };
+
     Ok(Config {
         server: ServerConfig {
             address,
@@ -214,7 +255,12 @@ pub(super) fn resolve(overrides: &Overrides, env: &dyn Env, read_files: bool) ->
             int8: transcription_int8,
             max_minutes: int("transcription.max_minutes", 1, 6000)? as u32,
         },
-        webdav: WebDavConfig { enabled: boolean("webdav.enabled")?, port: int("webdav.port", 0, 65535)? as u16 },
+        tls,
+        webdav: WebDavConfig {
+            enabled: boolean("webdav.enabled")?,
+            port: int("webdav.port", 0, 65535)? as u16,
+            tls_port: int("webdav.tls_port", 0, 65535)? as u16,
+        },
         compat: CompatConfig { enabled: boolean("compat.enabled")?, social_login: boolean("compat.social_login")? },
         metrics: MetricsConfig {
             enabled: boolean("metrics.enabled")?,

@@ -88,6 +88,8 @@ pub struct WebDavConfig {
     pub enabled: bool,
     /// The WebDAV port, on the server's address (0: any free port).
     pub port: u16,
+    /// WebDAV over TLS, with the HTTPS certificate, when TLS is on (0: any free port).
+    pub tls_port: u16,
 }
 
 /// `[compat]`: the original recorder app's API.

@@ -54,6 +54,8 @@ pub(super) enum Kind {
     Int,
     Bool,
     Size,
+    /// A list of strings: a TOML array, or comma-separated in the environment.
+    List,
 }
 
 /// Every key: its dotted name, its type, and its default.
@@ -94,6 +96,12 @@ pub(super) const KEYS: &[(&str, Kind, &str)] = &[
     ("transcription.max_minutes", Kind::Int, "180"),
     ("webdav.enabled", Kind::Bool, "false"),
     ("webdav.port", Kind::Int, "8081"),
+    ("webdav.tls_port", Kind::Int, "8444"),
+    ("tls.mode", Kind::Str, "auto"),
+    ("tls.port", Kind::Int, "8443"),
+    ("tls.cert", Kind::Str, ""),
+    ("tls.key", Kind::Str, ""),
+    ("tls.names", Kind::List, ""),
     ("compat.enabled", Kind::Bool, "true"),
     ("compat.social_login", Kind::Bool, "false"),
     ("metrics.enabled", Kind::Bool, "false"),
@@ -163,7 +171,7 @@ pub(super) fn parse_config_text(text: &str) -> Result<Vec<(String, String)>, Str
         let known_section = KEYS.iter().any(|(k, _, _)| k.split('.').next() == Some(section.as_str()));
         let (true, toml::Value::Table(inner)) = (known_section, value) else {
             return Err(format!(
-                "unknown key `{section}`: expected the sections [server], [storage], [storage.s3], [accounts], [trash], [uploads], [analysis], [transcription], [webdav], [compat], [metrics]"
+                "unknown key `{section}`: expected the sections [server], [storage], [storage.s3], [accounts], [trash], [uploads], [analysis], [transcription], [tls], [webdav], [compat], [metrics]"
             ));
         };
         flatten(&section, inner, &mut out)?;
@@ -195,12 +203,25 @@ pub(super) fn flatten(prefix: &str, table: toml::Table, out: &mut Vec<(String, S
                 n.to_string()
             }
             (Kind::Bool, toml::Value::Boolean(b)) => b.to_string(),
+            (Kind::List, toml::Value::Array(items)) => {
+                let mut texts = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        toml::Value::String(s) if !s.contains(',') => texts.push(s),
+                        other => {
+                            return Err(format!("invalid value {other} in `{key}`: expected strings without commas"));
+                        }
+                    }
+                }
+                texts.join(",")
+            }
             (kind, other) => {
                 let expected = match kind {
                     Kind::Str => "a string",
                     Kind::Int => "a whole number",
                     Kind::Bool => "true or false",
                     Kind::Size => "a size such as 1073741824 or \"512 MiB\"",
+                    Kind::List => "a list of strings such as [\"pi.example\"]",
                 };
                 return Err(format!("invalid value {other} for `{key}`: expected {expected}"));
             }

@@ -18,6 +18,7 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub analysis: AnalysisConfig,
     pub transcription: TranscriptionConfig,
+    pub tls: crate::tls::TlsConfig,
     pub webdav: WebDavConfig,
     pub compat: CompatConfig,
     pub metrics: MetricsConfig,

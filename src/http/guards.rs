@@ -30,6 +30,7 @@ pub fn clear_session_cookie(req_secure: bool, jar: &CookieJar<'_>) {
 /// Whether cookies set for this request must be `Secure`.
 pub fn wants_secure_cookie(req: &Request<'_>, state: &AppState) -> bool {
     state.config.server.secure_cookies
+        || req.rocket().config().tls_enabled()
         || req.headers().get_one("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
@@ -80,13 +81,19 @@ fn same_origin(req: &Request<'_>, state: &AppState) -> bool {
     let forwarded = |name: &str| if proxied { req.headers().get_one(name) } else { None };
     let own_scheme = match forwarded("X-Forwarded-Proto") {
         Some(proto) => proto.trim(),
-        None if state.config.server.secure_cookies => "https",
+        // This listener's own scheme: the HTTPS one, or a proxy terminating TLS for it.
+        None if state.config.server.secure_cookies || req.rocket().config().tls_enabled() => "https",
         None => "http",
     };
-    let Some(own_host) = forwarded("X-Forwarded-Host").or_else(|| req.headers().get_one("Host")) else {
-        return false;
+    // HTTP/2 (over TLS) names the host in `:authority`, which Rocket gives as the request's host.
+    let own_host = match forwarded("X-Forwarded-Host") {
+        Some(host) => host.trim().to_string(),
+        None => match req.host() {
+            Some(host) => host.to_string(),
+            None => return false,
+        },
     };
-    scheme.eq_ignore_ascii_case(own_scheme) && own_host.trim().eq_ignore_ascii_case(authority.trim_end_matches('/'))
+    scheme.eq_ignore_ascii_case(own_scheme) && own_host.eq_ignore_ascii_case(authority.trim_end_matches('/'))
 }
 
 pub fn guard_fail<T>(req: &Request<'_>, error: impl Into<ApiError>) -> Outcome<T, ApiError> {

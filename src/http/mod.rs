@@ -2,12 +2,15 @@
 
 pub mod accounts;
 pub mod batch;
+pub mod bookmarks;
 pub mod changes;
 pub mod compat;
 pub mod error;
 pub mod guards;
+pub mod https;
 pub mod recordings;
 pub mod server;
+pub mod setup;
 pub mod shares;
 pub mod tokens;
 pub mod transcripts;
@@ -193,6 +196,7 @@ pub fn api() -> Vec<rocket::Route> {
     routes.extend(tokens::routes());
     routes.extend(changes::routes());
     routes.extend(transcripts::routes());
+    routes.extend(bookmarks::routes());
     routes
 }
 
@@ -228,10 +232,16 @@ struct RequestStart(Instant);
 
 /// The HTTP face: routes, catchers and fairings over the core.
 pub fn rocket(state: AppState) -> Rocket<Build> {
+    let mut config = rocket_config(&state);
+    config.port = state.config.server.port;
+    assemble(state, config)
+}
+
+/// Rocket's settings from ours, for either listener.
+fn rocket_config(state: &AppState) -> rocket::Config {
     let c = &state.config;
-    let rocket_config = rocket::Config {
+    rocket::Config {
         address: c.server.address,
-        port: c.server.port,
         ip_header: c.server.client_ip_header.clone().map(Into::into),
         log_level: LogLevel::Off,
         cli_colors: false,
@@ -239,13 +249,19 @@ pub fn rocket(state: AppState) -> Rocket<Build> {
         temp_dir: state.storage.tmp_dir().into(),
         shutdown: Shutdown { ctrlc: true, grace: c.server.shutdown_grace_secs, mercy: 5, ..Shutdown::default() },
         ..rocket::Config::release_default()
-    };
+    }
+}
+
+/// The routes, catchers and fairings over the core, on `rocket_config`'s listener.
+fn assemble(state: AppState, rocket_config: rocket::Config) -> Rocket<Build> {
+    let c = &state.config;
     let compat = if c.compat.enabled { compat::routes() } else { Vec::new() };
     rocket::custom(rocket_config)
         .mount("/", rocket::routes![server::healthz, server::metrics])
         .mount("/", compat)
         .mount("/api/v1", api())
         .mount("/", shares::public_routes())
+        .mount("/", setup::routes())
         .mount("/", ui::routes())
         .register("/", catchers![error::json_catcher])
         .attach(AdHoc::on_request("request start", |req, _| {

@@ -24,6 +24,7 @@ impl<'r> FromRequest<'r> for UploadHeaders {
             content_type: h.get_one("Content-Type").map(str::to_string),
             content_length: h.get_one("Content-Length").and_then(|v| v.trim().parse().ok()),
             idempotency_key: h.get_one("Idempotency-Key").map(str::to_string),
+            marks: h.get_one("X-Recording-Marks").map(str::to_string),
         })
     }
 }

@@ -88,7 +88,7 @@ pub async fn metrics(state: &State<AppState>, _reader: MetricsReader) -> Result<
 }
 
 #[get("/server")]
-fn server_info(state: &State<AppState>) -> Result<Reply, ApiError> {
+fn server_info(state: &State<AppState>, host: super::setup::RequestHost) -> Result<Reply, ApiError> {
     let c = &state.config;
     Reply::json(
         Status::Ok,
@@ -97,6 +97,7 @@ fn server_info(state: &State<AppState>) -> Result<Reply, ApiError> {
             "signups": c.accounts.signups.as_str(),
             "max_upload_size": c.storage.max_upload_size,
             "trash_retention_days": c.trash.retention_days,
+            "https": super::setup::server_info(state, host.0.as_deref()),
         }),
     )
 }

@@ -39,7 +39,8 @@ impl<'r> rocket::request::FromRequest<'r> for ServerUrl {
 
     async fn from_request(req: &'r rocket::Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
         let secure = req.rocket().state::<AppState>().is_some_and(|s| guards::wants_secure_cookie(req, s));
-        let host = req.headers().get_one("Host").unwrap_or("localhost");
+        // `Host`, or HTTP/2's `:authority`.
+        let host = req.host().map_or_else(|| "localhost".to_string(), |h| h.to_string());
         let scheme = if secure { "https" } else { "http" };
         rocket::request::Outcome::Success(ServerUrl(format!("{scheme}://{host}")))
     }

@@ -11,6 +11,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::{get, routes};
 use rust_embed::RustEmbed;
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ struct Assets;
 pub const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                           media-src 'self' blob:; connect-src 'self'; manifest-src 'self'; base-uri 'none'; \
                           form-action 'self'; frame-ancestors 'none'";
+
+/// The service worker's policy: it may fetch from this origin and nothing else.
+const WORKER_CSP: &str = "default-src 'none'; connect-src 'self'";
 
 /// Paths that are views of the UI: they serve the index.
 const CLIENT_ROUTES: [&str; 3] = ["recordings", "trash", "account"];
@@ -45,6 +49,8 @@ pub struct Asset {
     content_type: ContentType,
     etag: String,
     html: bool,
+    /// The service worker: its own policy (it fetches the shell from this origin).
+    worker: bool,
 }
 
 impl<'r> Responder<'r, 'static> for Asset {
@@ -55,6 +61,9 @@ impl<'r> Responder<'r, 'static> for Asset {
         response.header(Header::new("Cache-Control", "no-cache"));
         if self.html {
             response.header(Header::new("Content-Security-Policy", UI_CSP));
+        }
+        if self.worker {
+            response.header(Header::new("Content-Security-Policy", WORKER_CSP));
         }
         match self.body {
             Some(body) => {
@@ -68,7 +77,50 @@ impl<'r> Responder<'r, 'static> for Asset {
     }
 }
 
+/// The files the service worker keeps for offline use: the page and everything it loads (not
+/// the share page's files, nor the worker itself).
+fn shell() -> Vec<String> {
+    let mut paths: Vec<String> = Assets::iter()
+        .filter(|p| !p.starts_with("share.") && *p != SERVICE_WORKER && *p != "index.html")
+        .map(|p| format!("/{p}"))
+        .collect();
+    paths.push("/".into());
+    paths.sort();
+    paths
+}
+
+const SERVICE_WORKER: &str = "sw.js";
+
+/// The service worker with its version (a hash of every file of the UI) and its shell filled
+/// in: a new UI is a new worker.
+fn service_worker() -> Option<Cow<'static, [u8]>> {
+    let source = Assets::get(SERVICE_WORKER)?;
+    let text = std::str::from_utf8(&source.data).ok()?;
+    let mut version = Sha256::new();
+    for path in Assets::iter() {
+        if let Some(file) = Assets::get(&path) {
+            version.update(path.as_bytes());
+            version.update(file.metadata.sha256_hash());
+        }
+    }
+    let version = crate::storage::hex(&version.finalize()[..8]);
+    let shell = serde_json::to_string(&shell()).ok()?;
+    let filled = text.replacen("const VERSION = 'dev';", &format!("const VERSION = '{version}';"), 1).replacen(
+        "const SHELL = [];",
+        &format!("const SHELL = {shell};"),
+        1,
+    );
+    Some(Cow::Owned(filled.into_bytes()))
+}
+
 fn asset(path: &str, if_none_match: &IfNoneMatch) -> Option<Asset> {
+    if path == SERVICE_WORKER {
+        let body = service_worker()?;
+        let etag = format!("\"{}\"", crate::storage::hex(&Sha256::digest(&body)));
+        let fresh = if_none_match.0.as_deref().is_some_and(|h| super::etag_matches(h, &etag));
+        let content_type = ContentType::new("text", "javascript").with_params(("charset", "utf-8"));
+        return Some(Asset { body: (!fresh).then_some(body), content_type, etag, html: false, worker: true });
+    }
     let file = Assets::get(path)?;
     let etag = format!("\"{}\"", crate::storage::hex(&file.metadata.sha256_hash()));
     let extension = path.rsplit_once('.').map_or("", |(_, ext)| ext);
@@ -78,7 +130,7 @@ fn asset(path: &str, if_none_match: &IfNoneMatch) -> Option<Asset> {
         other => ContentType::from_extension(other).unwrap_or(ContentType::Binary),
     };
     let fresh = if_none_match.0.as_deref().is_some_and(|h| super::etag_matches(h, &etag));
-    Some(Asset { body: (!fresh).then_some(file.data), content_type, etag, html: extension == "html" })
+    Some(Asset { body: (!fresh).then_some(file.data), content_type, etag, html: extension == "html", worker: false })
 }
 
 /// `/`, the assets, and the index for the UI's views. API paths never get HTML.
@@ -115,5 +167,17 @@ mod tests {
         assert!(Assets::get("index.html").is_some());
         assert!(Assets::iter().any(|p| p.ends_with(".js")));
         assert!(Assets::iter().any(|p| p.ends_with(".css")));
+    }
+
+    #[test]
+    fn the_service_worker_names_its_version_and_every_file_of_the_shell() {
+        let body = service_worker().expect("sw.js");
+        let text = String::from_utf8(body.into_owned()).expect("UTF-8");
+        assert!(!text.contains("const VERSION = 'dev';") && !text.contains("const SHELL = [];"), "filled in");
+        for path in ["\"/\"", "\"/app.css\"", "\"/js/main.js\"", "\"/manifest.webmanifest\"", "\"/icons/icon-192.png\""]
+        {
+            assert!(text.contains(path), "{path} is in the shell");
+        }
+        assert!(!text.contains("\"/sw.js\"") && !text.contains("\"/share.js\""));
     }
 }

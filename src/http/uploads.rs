@@ -49,6 +49,7 @@ pub struct UploadRequest {
     content_length: Option<u64>,
     content_disposition: Option<String>,
     idempotency_key: Option<String>,
+    marks: Option<String>,
 }
 
 #[rocket::async_trait]
@@ -71,6 +72,7 @@ impl<'r> FromRequest<'r> for UploadRequest {
             content_length: get("Content-Length").and_then(|v| v.parse().ok()),
             content_disposition: get("Content-Disposition"),
             idempotency_key: get("Idempotency-Key"),
+            marks: get("X-Recording-Marks"),
         };
         // A tus client of another version is told which one is spoken, before anything else.
         if let Some(version) = &parsed.tus_resumable
@@ -171,6 +173,7 @@ fn new_upload(
     recorded_at: Option<&str>,
     keep_partial: bool,
     length: Option<u64>,
+    marks: Option<&str>,
 ) -> Result<NewUpload, ApiError> {
     Ok(NewUpload {
         length,
@@ -178,6 +181,7 @@ fn new_upload(
         recorded_at: recorded_at.map(ingest::parse_recorded_at).transpose()?,
         keep_partial,
         idempotency_key: None,
+        marks: marks.map(crate::bookmarks::parse_marks).transpose()?.unwrap_or_default(),
     })
 }
 
@@ -277,7 +281,7 @@ async fn tus_create(
     let value = |key: &str| metadata.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_deref());
     let name = value("name").or_else(|| value("filename"));
     let keep_partial = metadata.iter().any(|(k, v)| k == "keep_partial" && v.as_deref().is_none_or(|v| flag(Some(v))));
-    let new = new_upload(name, value("recorded_at"), keep_partial, length)?;
+    let new = new_upload(name, value("recorded_at"), keep_partial, length, value("marks"))?;
     let upload = uploads::create(state, &auth.user.id, new).await?;
 
     let has_body = headers.content_length.is_some_and(|n| n > 0) && headers.content_type_is(TUS_CONTENT_TYPE);
@@ -401,7 +405,8 @@ pub async fn draft_create(
     }
     let disposition_name = headers.content_disposition.as_deref().and_then(disposition_filename);
     // The request is checked as a one-shot upload checks it, before a retry is recognised.
-    let mut new = new_upload(name.or(disposition_name.as_deref()), recorded_at, keep_partial, length)?;
+    let mut new =
+        new_upload(name.or(disposition_name.as_deref()), recorded_at, keep_partial, length, headers.marks.as_deref())?;
     // A retry of a creation that completed, whose answer was lost: the recording it made.
     if let Some(key) = &headers.idempotency_key
         && let Some(existing) = ingest::earlier_upload(state, user_id, key).await?

@@ -29,6 +29,8 @@ pub struct Recording {
     /// Transcription: `off` (no model, or stored while there was none), `pending`, `ready` or
     /// `failed`.
     pub transcript: &'static str,
+    /// How many bookmarks it has.
+    pub bookmarks: i64,
     /// Why a search (`q`) listed it: only in search results.
     #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
     pub matched: Option<Match>,
@@ -75,7 +77,8 @@ pub struct NewRecording {
     pub store: crate::storage::store::Backend,
 }
 
-pub(super) const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform, transcript, store";
+pub(super) const COLUMNS: &str = "id, name, content_type, size, sha256, duration_ms, recorded_at, created_at, deleted_at, purge_at, problem, waveform, transcript, store, \
+     (SELECT COUNT(*) FROM bookmarks WHERE bookmarks.recording_id = recordings.id)";
 
 pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
     let created_ms: i64 = row.get(7)?;
@@ -105,6 +108,7 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Recording> {
             _ => "off",
         },
         store: row.get(13)?,
+        bookmarks: row.get(14)?,
         matched: None,
         created_ms,
         deleted_ms,

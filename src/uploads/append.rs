@@ -356,6 +356,7 @@ pub(super) fn store(
         idempotency_key: upload.idempotency_key.clone(),
         file_name: false,
         streamed: None,
+        marks: upload.marks.clone(),
     };
     // A completed upload stays findable as long as an incomplete one would have.
     let keep_until = now + (upload.expires_at - upload.updated_at).max(3_600_000);

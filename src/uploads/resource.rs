@@ -35,6 +35,8 @@ pub struct NewUpload {
     pub recorded_at: Option<i64>,
     pub keep_partial: bool,
     pub idempotency_key: Option<String>,
+    /// Marks made while recording (tus metadata `marks`).
+    pub marks: Vec<i64>,
 }
 
 /// Creates an upload resource and its empty file.
@@ -60,6 +62,7 @@ pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<U
         received: 0,
         keep_partial: new.keep_partial,
         idempotency_key: new.idempotency_key,
+        marks: new.marks,
         created_at: now,
         updated_at: now,
         expires_at: now + state.config.upload_expire_ms(),
@@ -76,8 +79,8 @@ pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<U
         }
         tx.execute(
             "INSERT INTO uploads (id, user_id, name, recorded_at, length, received, keep_partial, created_at,
-                                  updated_at, expires_at, idempotency_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?7, ?8, ?9)",
+                                  updated_at, expires_at, idempotency_key, marks)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?7, ?8, ?9, ?10)",
             params![
                 row.id,
                 row.user_id,
@@ -87,7 +90,8 @@ pub async fn create(state: &AppState, user_id: &str, new: NewUpload) -> Result<U
                 row.keep_partial,
                 row.created_at,
                 row.expires_at,
-                row.idempotency_key
+                row.idempotency_key,
+                crate::bookmarks::marks_text(&row.marks)
             ],
         )?;
         // The file before the commit: a row never exists without its file. (A crash in between

@@ -18,6 +18,8 @@ pub struct Upload {
     pub received: u64,
     pub keep_partial: bool,
     pub idempotency_key: Option<String>,
+    /// Marks made while recording, to become bookmarks.
+    pub marks: Vec<i64>,
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: i64,
@@ -46,7 +48,7 @@ pub struct UploadView {
 }
 
 pub(super) const COLUMNS: &str = "id, user_id, name, recorded_at, length, received, keep_partial, created_at, updated_at, \
-                       expires_at, recording_id, idempotency_key";
+                       expires_at, recording_id, idempotency_key, marks";
 
 pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Upload> {
     Ok(Upload {
@@ -62,6 +64,11 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Upload> {
         expires_at: row.get(9)?,
         recording_id: row.get(10)?,
         idempotency_key: row.get(11)?,
+        // Checked when the upload was made.
+        marks: row
+            .get::<_, Option<String>>(12)?
+            .map(|text| crate::bookmarks::parse_marks(&text).unwrap_or_default())
+            .unwrap_or_default(),
     })
 }
 

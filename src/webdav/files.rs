@@ -166,6 +166,7 @@ impl PutFile {
             idempotency_key: None,
             file_name: true,
             streamed,
+            marks: Vec::new(),
         };
         let (db, storage, now) = (state.db.clone(), state.storage.clone(), state.clock.now_ms());
         let temp_path = finished.temp.path().to_path_buf();

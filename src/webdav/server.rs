@@ -49,8 +49,13 @@ impl Listener {
     }
 }
 
-/// Starts serving WebDAV (once), until `shutdown`.
-pub fn start(listener: &Listener, state: &AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// Starts serving WebDAV (once), until `shutdown`; over TLS when `tls` is given.
+pub fn start(
+    listener: &Listener,
+    state: &AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let Some(socket) = lock(&listener.socket).take() else { return };
     let tcp = match tokio::net::TcpListener::from_std(socket) {
         Ok(tcp) => tcp,
@@ -59,10 +64,12 @@ pub fn start(listener: &Listener, state: &AppState, shutdown: impl Future<Output
             return;
         }
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     for url in crate::logger::urls(listener.addr.ip(), listener.addr.port()) {
+        let url = url.replacen("http://", &format!("{scheme}://"), 1);
         log::info!(target: "recorder", "WebDAV reachable at {url} (sign in with your username and an app token)");
     }
-    let task = tokio::spawn(serve(tcp, state.clone(), shutdown));
+    let task = tokio::spawn(serve(tcp, state.clone(), tls, shutdown));
     *lock(&listener.task) = Some(task);
 }
 
@@ -89,7 +96,15 @@ impl Dav {
     }
 }
 
-pub(super) async fn serve(tcp: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn serve(
+    tcp: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let grace = Duration::from_secs(u64::from(state.config.server.shutdown_grace_secs));
     let dav = Arc::new(Dav { state, locks: Mutex::new(HashMap::new()) });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -108,27 +123,46 @@ pub(super) async fn serve(tcp: tokio::net::TcpListener, state: AppState, shutdow
                 continue;
             }
         };
-        let dav = dav.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let dav = dav.clone();
-            async move { Ok::<_, Infallible>(handle(&dav, peer, req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                log::debug!("WebDAV connection from {peer}: {e}");
+        let (dav, watcher) = (dav.clone(), graceful.watcher());
+        match tls.clone() {
+            None => connection(dav, peer, stream, watcher),
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(dav, peer, stream, watcher),
+                        Ok(Err(e)) => log::debug!("WebDAV TLS handshake with {peer}: {e}"),
+                        Err(_) => log::debug!("WebDAV TLS handshake with {peer} took too long"),
+                    }
+                });
             }
-        });
+        }
     }
     drop(tcp);
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(grace) => log::warn!("WebDAV requests still running after the grace period were cut"),
     }
+}
+
+/// Serves one connection (plain or TLS) until it closes or the server shuts down.
+fn connection<S>(dav: Arc<Dav>, peer: SocketAddr, stream: S, watcher: hyper_util::server::graceful::Watcher)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let dav = dav.clone();
+        async move { Ok::<_, Infallible>(handle(&dav, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            log::debug!("WebDAV connection from {peer}: {e}");
+        }
+    });
 }
 
 /// One request: authenticate, let dav-server answer over the caller's recordings, then put our

@@ -60,6 +60,11 @@ export function createList(ctx) {
     ctx, ul, sentinel, view, items, skeletons: 6, abortable: true,
     path: (cursor) => `/recordings?${pageParams(cursor, { q: query })}`,
     render: renderItem,
+    offline: { key: `recorder.list.${ctx.me.user.id}`, use: () => !query },
+    onOffline() {
+      failed = false;
+      ctx.setOffline?.(true);
+    },
     renderState,
     onStart(reset) {
       if (reset) ul.classList.add('refreshing');
@@ -67,6 +72,7 @@ export function createList(ctx) {
     },
     onLoaded() {
       failed = false;
+      ctx.setOffline?.(false);
       dirty = false;
       sweepWaves();
     },
@@ -105,24 +111,23 @@ export function createList(ctx) {
     }
   }
 
+  /** A new account's list: the two things a person does next. */
   function emptyState() {
-    const origin = location.origin;
-    const username = ctx.me?.user?.username || 'alice';
-    const loginCurl = `curl -X POST ${origin}/api/v1/auth/login -H 'Content-Type: application/json' ` +
-      `-d '{"username":"${username}","password":"…"}'`;
-    const uploadCurl = `curl --data-binary @memo.m4a -H 'Authorization: Bearer <token>' '${origin}/api/v1/recordings?name=memo.m4a'`;
+    const secure = window.isSecureContext;
+    const httpsUrl = ctx.server?.https?.url;
+    const recordHere = secure
+      ? h('p', {}, 'Press ', h('strong', {}, 'Record'), ' to record on this device. It works without a connection too: the recording waits here until the server has it.')
+      : h('p', {}, 'To record on this phone or computer, open the secure address',
+        httpsUrl ? [' ', h('a', { href: `${httpsUrl}/`, 'data-test': 'empty-secure-link' }, httpsUrl)] : '',
+        '. The ', h('a', { href: '/setup' }, 'setup page'), ' shows how to make this device trust it, once.');
     return h('div', { class: 'empty', 'data-test': 'empty' },
       h('div', { class: 'empty-icon' }, icon('wave')),
       h('p', { class: 'empty-title' }, 'No recordings yet'),
-      h('p', {}, 'Press Record to record here, drop audio files on this page, or point your phone’s recorder app at this server:'),
-      h('dl', { class: 'setup' },
-        h('dt', {}, 'Server URL'), h('dd', {}, h('code', { 'data-test': 'origin' }, origin)),
-        h('dt', {}, 'Upload endpoint'), h('dd', {}, h('code', {}, `POST ${origin}/api/v1/recordings`)),
-        h('dt', {}, 'Header'), h('dd', {}, h('code', {}, 'Authorization: Bearer <token>'))),
-      h('p', {}, 'Get a token by signing in from the app, or with:'),
-      h('pre', { class: 'code' }, h('code', {}, loginCurl)),
-      h('p', {}, 'Then upload from anywhere:'),
-      h('pre', { class: 'code' }, h('code', {}, uploadCurl)));
+      h('ol', { class: 'first-steps' },
+        h('li', {}, h('strong', {}, 'Record here. '), recordHere),
+        h('li', {}, h('strong', {}, 'Or pair a phone’s recorder app. '),
+          'Make an app token on the ', h('a', { href: '#/account', 'data-test': 'empty-pair-link' }, 'Account page'),
+          ' and scan its QR code with the app. You can also drop audio files on this page.')));
   }
 
   function renderSummary() {

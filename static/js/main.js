@@ -9,7 +9,8 @@ import { createAccount } from './account.js';
 import { createLive } from './live.js';
 import { createShareDialog } from './sharing.js';
 import { createUploads } from './upload.js';
-import { createRecorder } from './record.js';
+import { createRecorder, secureEnough } from './record.js';
+import { createTakes } from './takes.js';
 import { hideError, showError, toast } from './ui.js';
 import { forgetAll as forgetWaveforms } from './waveform.js';
 
@@ -21,17 +22,61 @@ function markReady() {
   document.body.dataset.ready = '1';
 }
 
+// What the page saw last time it reached the server: with no network it opens on these.
+const OFFLINE_KEY = 'recorder.offline';
+
+function remembered() {
+  try {
+    return JSON.parse(localStorage.getItem(OFFLINE_KEY)) || null;
+  } catch {
+    return null;
+  }
+}
+
+function remember(value) {
+  try {
+    if (value) {
+      localStorage.setItem(OFFLINE_KEY, JSON.stringify(value));
+    } else {
+      // Signed out: nothing of the account stays for the next person on this device (takes
+      // not yet uploaded stay, under their owner, until that person signs in again).
+      localStorage.removeItem(OFFLINE_KEY);
+      for (const key of Object.keys(localStorage)) if (key.startsWith('recorder.list.')) localStorage.removeItem(key);
+    }
+  } catch {
+    // no storage: opening offline will not work, the rest does
+  }
+}
+
+function registerServiceWorker() {
+  if (!('serviceWorker' in navigator) || !window.isSecureContext) return;
+  navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch((e) => console.warn('no offline app shell', e));
+}
+
 async function boot() {
+  registerServiceWorker();
   let me;
   try {
     const unauthorizedIsFine = (e) => (e.status === 401 ? null : Promise.reject(e));
     [server, me] = await Promise.all([api('GET', '/server'), api('GET', '/me').catch(unauthorizedIsFine)]);
   } catch (e) {
+    const last = remembered();
+    // No network: the app as it was last seen, marked offline; recording works.
+    if (e.status === 0 && last?.me && last?.server) {
+      server = last.server;
+      startApp(last.me, { offline: true });
+      return;
+    }
     renderUnreachable(e);
     return;
   }
-  if (me) startApp(me);
-  else showSignIn();
+  if (me) {
+    remember({ server, me });
+    startApp(me);
+  } else {
+    remember(null);
+    showSignIn();
+  }
 }
 
 function renderUnreachable(error) {
@@ -55,14 +100,18 @@ function showSignIn(notice) {
   renderAuth(root, {
     server,
     notice,
-    onSignedIn: async () => startApp(await api('GET', '/me')),
+    onSignedIn: async () => {
+      const me = await api('GET', '/me');
+      remember({ server, me });
+      startApp(me);
+    },
   });
   markReady();
 }
 
-function startApp(me) {
+function startApp(me, { offline = false } = {}) {
   app?.destroy();
-  app = createApp(me);
+  app = createApp(me, offline);
   root.replaceChildren(app.element);
   // The error banner sits at the top of the content while signed in.
   document.getElementById('main').prepend(document.querySelector('[data-test=error]'));
@@ -70,10 +119,11 @@ function startApp(me) {
   app.route();
 }
 
-function createApp(me) {
+function createApp(me, offline) {
   const ctx = {
     server,
     me,
+    offline,
     markReady,
     refreshUsage,
     listChanged: () => list.invalidate(),
@@ -84,7 +134,10 @@ function createApp(me) {
       list.added(rec);
       refreshUsage();
     },
-    signedOut: () => showSignIn(),
+    signedOut: () => {
+      remember(null);
+      showSignIn();
+    },
     sessionLost: () => showSignIn('Your session has ended. Please sign in again.'),
     markLocal,
   };
@@ -139,6 +192,26 @@ function createApp(me) {
       h('div', { class: 'search' }, icon('search'), search),
       h('div', { class: 'header-actions' }, uploadBtn, fileInput, recordBtn, nav.account)));
 
+  // Over plain HTTP (other than localhost) the browser gives no microphone: said before the tap.
+  function secureBanner() {
+    if (secureEnough()) return null;
+    const url = server?.https?.url;
+    recordBtn.classList.add('needs-https');
+    recordBtn.setAttribute('aria-describedby', 'secure-banner-text');
+    recordBtn.title = 'Recording needs the secure address';
+    return h('div', { class: 'secure-banner card', 'data-test': 'secure-banner', role: 'note' },
+      h('p', { id: 'secure-banner-text' }, 'To record on this device, use the secure address',
+        url ? [': ', h('a', { href: `${url}/`, 'data-test': 'secure-link' }, url)] : '.'),
+      h('p', {}, h('a', { href: '/setup', 'data-test': 'setup-link' }, 'How to set up this device')));
+  }
+  const offlineBanner = h('p', { class: 'offline-banner', 'data-test': 'offline', role: 'status', hidden: !offline },
+    'Offline: showing your recordings as last seen. Recordings made now are kept on this device and sent when the server is reachable.');
+  function setOffline(on) {
+    ctx.offline = on;
+    offlineBanner.hidden = !on;
+  }
+  ctx.setOffline = setOffline;
+
   // ---------- parts ----------
   const player = createPlayer();
   ctx.player = player;
@@ -147,6 +220,8 @@ function createApp(me) {
   player.setShare((rec) => shareDialog.open(rec));
   const uploads = createUploads(ctx);
   ctx.uploads = uploads;
+  const takes = createTakes(ctx);
+  ctx.outbox = takes.outbox;
   const recorder = createRecorder(ctx);
   const list = createList(ctx);
   const trash = createTrash(ctx);
@@ -157,7 +232,7 @@ function createApp(me) {
 
   const element = h('div', { class: 'app', 'data-test': 'app' },
     header,
-    h('main', { class: 'content', id: 'main' }, recorder.element, uploads.element, list.element, trash.element, account.element),
+    h('main', { class: 'content', id: 'main' }, secureBanner(), offlineBanner, recorder.element, takes.element, uploads.element, list.element, trash.element, account.element),
     player.element,
     h('div', { class: 'toast-region', 'aria-live': 'polite' }),
     drop,
@@ -182,7 +257,13 @@ function createApp(me) {
     if (fileInput.files.length) uploads.addFiles([...fileInput.files]);
     fileInput.value = '';
   });
-  recordBtn.addEventListener('click', () => recorder.start());
+  recordBtn.addEventListener('click', () => {
+    if (!secureEnough()) {
+      location.href = server?.https?.url ? `${server.https.url}/` : '/setup';
+      return;
+    }
+    recorder.start();
+  });
 
   let usageSeq = 0;
   async function refreshUsage() {
@@ -205,8 +286,24 @@ function createApp(me) {
     account.usageChanged();
   }
   renderUsage();
-  // Uploads that stopped on an earlier visit, and takes whose tab died.
-  uploads.restore();
+  // Uploads that stopped on an earlier visit; takes on this device (a dead tab's finished).
+  if (!offline) uploads.restore();
+  takes.start();
+  // Back online after opening offline: the real list, the counts, and the outbox.
+  const backOnline = async () => {
+    if (!ctx.offline) return;
+    try {
+      ctx.me = await api('GET', '/me');
+    } catch {
+      return;
+    }
+    setOffline(false);
+    renderUsage();
+    list.resync();
+    uploads.restore();
+    takes.outbox.send();
+  };
+  window.addEventListener('online', backOnline);
 
   // ---------- live changes (a phone's upload, another tab's delete) ----------
 
@@ -270,6 +367,9 @@ function createApp(me) {
     busy: () => uploads.busy() || recorder.active() || player.unsavedTranscript(),
     focusSearch: () => search.focus(),
     destroy() {
+      window.removeEventListener('online', backOnline);
+      takes.destroy();
+      recorder.destroy();
       live.close();
       clearTimeout(usageTimer);
       if (shareDialog.element.open) shareDialog.element.close();

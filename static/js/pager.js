@@ -3,6 +3,23 @@ import { api } from './api.js';
 import { h } from './dom.js';
 import { reportError } from './ui.js';
 
+function keep(key, page) {
+  try {
+    localStorage.setItem(key, JSON.stringify({ recordings: page.recordings }));
+  } catch {
+    // storage full or off: opening offline shows no list
+  }
+}
+
+function readKept(key) {
+  try {
+    const page = JSON.parse(localStorage.getItem(key));
+    return Array.isArray(page?.recordings) ? page : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Recordings a page holds. */
 export const PAGE_SIZE = 50;
 
@@ -32,12 +49,15 @@ function skeletonRows(n) {
  * - hooks: `onStart(reset)` as a load starts, `onLoaded()` on success, `onFailed()` on an error
  *   (before it is reported), `onSettled()` just before `renderState()`.
  *
+ * `offline`, when given, keeps the first page (`{key, use()}`: a localStorage key, and whether
+ * this load may use it): with no network the last one seen is shown and `onOffline()` is called.
+ *
  * `ul.dataset.loaded` is '0' while a load is under way and '1' after; each load ends with
  * `ctx.markReady()`. Only the latest reload counts: answers to older ones are ignored.
  */
 export function createPager({
   ctx, ul, sentinel, view, path, render, items, skeletons, abortable = false, renderState,
-  onStart, onLoaded, onFailed, onSettled,
+  onStart, onLoaded, onFailed, onSettled, offline = null, onOffline,
 }) {
   let cursor = null;
   let loading = false;
@@ -71,11 +91,21 @@ export function createPager({
         if (!items.has(rec.id)) ul.append(render(rec));
       }
       cursor = page.next_cursor;
+      if (reset && offline?.use()) keep(offline.key, page);
       ok = true;
       loadedOnce = true;
       onLoaded?.();
     } catch (e) {
       if (mine !== generation) return;
+      const kept = e.status === 0 && reset && offline?.use() ? readKept(offline.key) : null;
+      if (kept) {
+        // No network: the list as it was last seen (the page says it is offline).
+        items.clear();
+        ul.replaceChildren(...kept.recordings.map(render));
+        cursor = null;
+        onOffline?.();
+        return;
+      }
       if (!loadedOnce) ul.replaceChildren();
       onFailed?.();
       reportError(e);

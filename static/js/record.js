@@ -1,9 +1,11 @@
-// Recording in the browser: MediaRecorder, a timer, a live level meter. The take streams to the
-// server while it is recorded (a resumable upload fed every second), so a tab that dies keeps
-// everything up to its last second; stopping sends the rest and makes it a recording.
+// Recording in the browser: MediaRecorder, the elapsed time, a live level meter, Pause/Resume
+// and Mark. Each second of the take is written to this device's outbox (outbox.js) before
+// anything is sent, so a crash, a closed tab or no network loses at most the last second;
+// stopping hands the take to the outbox, which uploads it whenever the server is reachable.
 import { h, icon } from './dom.js';
-import { fileStamp, formatDuration } from './format.js';
-import { StreamUpload, deleteUpload, holdLock, takeLock } from './resumable.js';
+import { fileStamp, formatDuration, uuid } from './format.js';
+import { askPersistentStorage, outboxAvailable, takeLock } from './outbox.js';
+import { holdLock } from './resumable.js';
 import { showError } from './ui.js';
 
 /** MediaRecorder hands over what it recorded this often (milliseconds). */
@@ -20,15 +22,19 @@ function extensionFor(mime) {
   return 'webm';
 }
 
+/** Whether this page may use the microphone: a secure context (https:// or localhost). */
+export function secureEnough() {
+  return window.isSecureContext && !!navigator.mediaDevices?.getUserMedia;
+}
+
 /** Why recording cannot work here, or null. */
 export function recordingUnavailable() {
-  // navigator.mediaDevices only exists in secure contexts: https:// pages and http://localhost.
-  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
-    return 'The browser gives this page no access to a microphone. Browsers allow recording only on https:// pages ' +
-      `or on http://localhost${window.isSecureContext ? '' : `, and this page was opened at ${location.origin}`}. ` +
-      'Open it through an HTTPS address (for example behind a reverse proxy), or record with your phone’s app.';
+  if (!secureEnough()) {
+    return 'To record on this device, use the secure address: browsers allow the microphone only on https:// pages ' +
+      '(and on http://localhost). The setup page (/setup) shows the address and how to trust it.';
   }
   if (typeof MediaRecorder === 'undefined') return 'This browser cannot record audio. Try a current Firefox, Chrome or Safari.';
+  if (!outboxAvailable()) return 'This browser gives the page no storage to keep a recording in (private mode?), so it cannot record safely.';
   return null;
 }
 
@@ -50,58 +56,45 @@ function permissionMessage(e) {
 
 export function createRecorder(ctx) {
   const timer = h('span', { class: 'record-timer', 'data-test': 'record-timer', role: 'timer', 'aria-label': 'Recording time' }, '0:00');
+  const stateLabel = h('span', { 'data-test': 'record-state' }, 'Recording');
   const bars = Array.from({ length: BARS }, () => h('span', { class: 'bar' }));
   const level = h('div', {
     class: 'record-level', 'data-test': 'record-level', role: 'meter', 'aria-label': 'Input level',
     'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0',
   }, bars);
-  const stopBtn = h('button', { type: 'button', class: 'stop-btn', 'data-test': 'record-stop', 'aria-label': 'Stop and save recording' }, icon('stop'));
-  const discardBtn = h('button', { type: 'button', class: 'btn small ghost', 'aria-label': 'Discard recording' }, 'Discard');
-  // Whether the take reaches the server as it is recorded; said only when that changes.
+  const stopBtn = h('button', { type: 'button', class: 'stop-btn', 'data-test': 'record-stop', 'aria-label': 'Stop', title: 'Stop and keep the recording' }, icon('stop'));
+  const pauseBtn = h('button', { type: 'button', class: 'btn small', 'data-test': 'record-pause', 'aria-label': 'Pause' }, 'Pause');
+  const markBtn = h('button', { type: 'button', class: 'btn small', 'data-test': 'record-mark', 'aria-label': 'Mark', title: 'Mark this moment (M)' }, 'Mark');
+  const discardBtn = h('button', { type: 'button', class: 'btn small ghost', 'data-test': 'record-discard', 'aria-label': 'Discard recording' }, 'Discard');
+  const marksNote = h('span', { class: 'record-marks', 'data-test': 'record-marks', 'aria-live': 'polite' });
+  // Whether the take is being kept on this device; said only when that changes.
   const saving = h('p', { class: 'recorder-saving', 'data-test': 'record-saving', 'aria-live': 'polite' });
   const panel = h('section', { class: 'recorder card', 'aria-label': 'Recording', hidden: true },
-    h('div', { class: 'recorder-status' }, h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), h('span', {}, 'Recording'), timer),
+    h('div', { class: 'recorder-status' }, h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), stateLabel, timer, marksNote),
     level,
-    h('div', { class: 'recorder-actions' }, discardBtn, stopBtn),
+    h('div', { class: 'recorder-actions' }, discardBtn, markBtn, pauseBtn, stopBtn),
     saving);
 
-  let session = null; // { recorder, stream, audioCtx, analyser, chunks, startedAt, t0, raf, discard, upload }
+  let session = null;
 
   function setSaving(s, text) {
     if (session === s && saving.textContent !== text) saving.textContent = text;
   }
 
-  /**
-   * The take's resumable upload, created as recording starts. Once the server has it, this tab
-   * holds the take's lock for as long as the take needs its upload, and the browser remembers
-   * it: if the tab dies, the next page load (in any tab) finishes it.
-   */
-  function streamTake(s) {
-    const upload = new StreamUpload({
-      metadata: { filename: s.name, recorded_at: s.startedAt.toISOString(), keep_partial: true },
-      onCreated: async (url) => {
-        s.release = await holdLock(takeLock(url));
-        if (s.settled) {
-          s.release?.();
-          return;
-        }
-        ctx.uploads.store.rememberTake(url, s.name);
-      },
-      onProgress: () => setSaving(s, 'Saved to the server as you record.'),
-      onRetrying: () => setSaving(s, 'Connection lost, retrying… Recording continues; it is sent when the connection is back.'),
-    });
-    s.upload = upload;
-    upload.pump().catch((e) => {
-      if (e.name === 'AbortError') return;
-      setSaving(s, `Not saved while recording (${e.message}). It is uploaded when you stop.`);
-    });
+  /** Milliseconds of audio recorded so far (pauses left out). */
+  function elapsed(s) {
+    return s.recordedMs + (s.runningSince == null ? 0 : performance.now() - s.runningSince);
   }
 
-  /** The take no longer needs its resumable upload: let other tabs see that. */
-  function settleTake(s) {
-    s.settled = true;
-    if (s.upload?.url) ctx.uploads.store.forgetTake(s.upload.url);
-    s.release?.();
+  async function wakeLock(s) {
+    if (!navigator.wakeLock || document.visibilityState !== 'visible' || session !== s) return;
+    try {
+      s.wake = await navigator.wakeLock.request('screen');
+      // The browser lets go of it when the page is hidden; it is asked for again on return.
+      s.wake.addEventListener('release', () => { s.wake = null; });
+    } catch {
+      s.wake = null; // refused (battery saver): recording goes on
+    }
   }
 
   async function start() {
@@ -130,16 +123,29 @@ export function createRecorder(ctx) {
       showError(`This browser cannot record audio: ${e.message}`);
       return;
     }
-
     const startedAt = new Date();
-    const type = mimeType || recorder.mimeType || 'audio/webm';
+    const type = (mimeType || recorder.mimeType || 'audio/webm').split(';')[0];
+    const id = uuid();
+    let take;
+    let release = null;
+    try {
+      release = await holdLock(takeLock(id));
+      take = await ctx.outbox.begin({ id, name: `Recording ${fileStamp(startedAt)}.${extensionFor(type)}`, mime: type, recordedAt: startedAt.toISOString() });
+    } catch (e) {
+      release?.();
+      stream.getTracks().forEach((t) => t.stop());
+      ctx.recordButton.disabled = false;
+      showError(`Cannot keep a recording in this browser’s storage: ${e.message || e}`);
+      return;
+    }
+    askPersistentStorage();
     const s = {
-      recorder, stream, chunks: [], startedAt, t0: performance.now(), raf: 0, discard: false, history: new Array(BARS).fill(0), lastBar: 0,
-      name: `Recording ${fileStamp(startedAt)}.${extensionFor(type)}`, upload: null, release: null, settled: false,
+      recorder, stream, take, release, startedAt, raf: 0, discard: false, history: new Array(BARS).fill(0), lastBar: 0,
+      marks: [], recordedMs: 0, runningSince: performance.now(), writes: Promise.resolve(), wake: null, failed: false,
     };
     session = s;
-    saving.textContent = '';
-    streamTake(s);
+    saving.textContent = 'Kept on this device as you record.';
+    marksNote.textContent = '';
     try {
       const AC = window.AudioContext || window.webkitAudioContext;
       s.audioCtx = new AC();
@@ -155,8 +161,11 @@ export function createRecorder(ctx) {
 
     recorder.addEventListener('dataavailable', (e) => {
       if (!e.data || e.data.size === 0) return;
-      s.chunks.push(e.data);
-      if (!s.discard) s.upload.append(e.data);
+      // In order, one at a time: each piece is on the device before the next is written.
+      s.writes = s.writes.then(() => ctx.outbox.append(s.take, e.data, s.marks)).catch((err) => {
+        s.failed = true;
+        setSaving(s, `Could not keep the recording on this device: ${err.message || err}. Stop to keep what was saved.`);
+      });
     });
     recorder.addEventListener('stop', () => finish(s));
     recorder.addEventListener('error', (e) => {
@@ -166,7 +175,9 @@ export function createRecorder(ctx) {
     stream.getAudioTracks()[0]?.addEventListener('ended', () => stop());
 
     recorder.start(TIMESLICE);
+    wakeLock(s);
     panel.hidden = false;
+    setPaused(s, false);
     ctx.recordButton.setAttribute('aria-pressed', 'true');
     document.body.classList.add('is-recording');
     timer.textContent = '0:00';
@@ -174,20 +185,54 @@ export function createRecorder(ctx) {
     tick();
   }
 
+  function setPaused(s, paused) {
+    pauseBtn.textContent = paused ? 'Resume' : 'Pause';
+    pauseBtn.setAttribute('aria-label', paused ? 'Resume' : 'Pause');
+    stateLabel.textContent = paused ? 'Paused' : 'Recording';
+    panel.classList.toggle('paused', paused);
+    markBtn.disabled = paused;
+  }
+
+  function togglePause() {
+    const s = session;
+    if (!s) return;
+    if (s.recorder.state === 'recording') {
+      s.recorder.pause();
+      s.recordedMs = elapsed(s);
+      s.runningSince = null;
+      // What was recorded up to the pause goes to the device now, not a second later.
+      s.recorder.requestData?.();
+      setPaused(s, true);
+    } else if (s.recorder.state === 'paused') {
+      s.recorder.resume();
+      s.runningSince = performance.now();
+      setPaused(s, false);
+    }
+  }
+
+  function mark() {
+    const s = session;
+    if (!s || s.recorder.state !== 'recording') return;
+    const at = Math.round(elapsed(s));
+    if (s.marks.length >= 1000) return;
+    s.marks.push(at);
+    marksNote.textContent = s.marks.length === 1 ? `1 mark (${formatDuration(at / 1000)})` : `${s.marks.length} marks (last ${formatDuration(at / 1000)})`;
+  }
+
   function tick() {
     const s = session;
     if (!s) return;
     const now = performance.now();
-    timer.textContent = formatDuration((now - s.t0) / 1000);
+    timer.textContent = formatDuration(elapsed(s) / 1000);
     if (s.analyser && now - s.lastBar > 60) {
       s.lastBar = now;
       s.analyser.getFloatTimeDomainData(s.samples);
       let sum = 0;
       for (const v of s.samples) sum += v * v;
       const rms = Math.sqrt(sum / s.samples.length);
-      // -60 dBFS .. 0 dBFS → 0 .. 1
+      // -60 dBFS .. 0 dBFS → 0 .. 1; flat while paused
       const db = 20 * Math.log10(rms || 1e-8);
-      const value = Math.max(0, Math.min(1, (db + 60) / 60));
+      const value = s.runningSince == null ? 0 : Math.max(0, Math.min(1, (db + 60) / 60));
       s.history.shift();
       s.history.push(value);
       bars.forEach((bar, i) => { bar.style.transform = `scaleY(${Math.max(0.06, s.history[i])})`; });
@@ -204,46 +249,60 @@ export function createRecorder(ctx) {
     else finish(s);
   }
 
-  function finish(s) {
+  async function finish(s) {
     if (session !== s) return;
     session = null;
     cancelAnimationFrame(s.raf);
     s.stream.getTracks().forEach((t) => t.stop());
     s.audioCtx?.close().catch(() => {});
+    s.wake?.release().catch(() => {});
     panel.hidden = true;
+    panel.classList.remove('paused');
     bars.forEach((bar) => { bar.style.transform = ''; });
     ctx.recordButton.disabled = false;
     ctx.recordButton.setAttribute('aria-pressed', 'false');
     document.body.classList.remove('is-recording');
     ctx.recordButton.focus();
-    const { upload } = s;
-    const type = s.recorder.mimeType || s.chunks[0]?.type || 'audio/webm';
-    const blob = new Blob(s.chunks, { type });
-    if (s.discard || blob.size === 0) {
-      upload.abort();
-      if (upload.url) deleteUpload(upload.url).catch(() => {});
-      settleTake(s);
-      if (!s.discard) showError('Nothing was recorded: the microphone sent no sound data.');
-      return;
+    // Every piece is on the device before the take is handed over.
+    await s.writes;
+    try {
+      if (s.discard) await ctx.outbox.discard(s.take);
+      else if (s.take.size === 0) {
+        await ctx.outbox.discard(s.take);
+        showError('Nothing was recorded: the microphone sent no sound data.');
+      } else await ctx.outbox.finish(s.take, s.marks);
+    } catch (e) {
+      showError(`The recording is kept on this device but could not be queued: ${e.message || e}. It is sent on the next start.`);
+    } finally {
+      s.release?.();
     }
-    const take = { blob, name: s.name, recordedAt: s.startedAt.toISOString() };
-    if (upload.failed) {
-      // The server refused the streamed take for good: one plain upload of the whole of it.
-      if (upload.url) deleteUpload(upload.url).catch(() => {});
-      settleTake(s);
-      ctx.uploads.addBlob(take);
-      return;
-    }
-    ctx.uploads.addTake({ ...take, upload, settled: () => settleTake(s) });
   }
 
   stopBtn.addEventListener('click', () => stop(false));
   discardBtn.addEventListener('click', () => stop(true));
+  pauseBtn.addEventListener('click', togglePause);
+  markBtn.addEventListener('click', mark);
+  const onKey = (e) => {
+    if (!session || e.ctrlKey || e.metaKey || e.altKey || (e.key !== 'm' && e.key !== 'M')) return;
+    const t = e.target;
+    if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t?.isContentEditable) return;
+    e.preventDefault();
+    mark();
+  };
+  document.addEventListener('keydown', onKey);
+  const onVisible = () => {
+    if (session && document.visibilityState === 'visible' && !session.wake) wakeLock(session);
+  };
+  document.addEventListener('visibilitychange', onVisible);
 
   return {
     element: panel,
     start,
     stop,
     active: () => session !== null,
+    destroy() {
+      document.removeEventListener('keydown', onKey);
+      document.removeEventListener('visibilitychange', onVisible);
+    },
   };
 }

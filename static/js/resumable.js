@@ -254,86 +254,9 @@ export class FileUpload extends Resumable {
   }
 }
 
-/**
- * An upload fed while it is made (a recording in progress): created at once with a deferred
- * length; `append(blob)` queues bytes, which are PATCHed in order, one request at a time, with
- * retries that keep the queue; `finish()` sends the rest and the length and resolves with
- * `{recordingId, url}`. `failed` holds the error that stopped it for good, if any.
- */
-export class StreamUpload extends Resumable {
-  constructor({ metadata = {}, chunkSize = CHUNK_SIZE, ...callbacks } = {}) {
-    super(callbacks);
-    this.metadata = metadata;
-    this.chunkSize = chunkSize;
-    this.data = new Blob([]);
-    this.ended = false;
-    this.failed = null;
-    this.running = null;
-    this.result = null;
-  }
-
-  /** Bytes recorded so far. */
-  get total() {
-    return this.data.size;
-  }
-
-  append(blob) {
-    if (this.ended || !blob || blob.size === 0) return;
-    this.data = new Blob([this.data, blob], { type: blob.type || this.data.type });
-    this.pump().catch(() => {}); // a failure is kept in `failed`
-  }
-
-  /** No more bytes: sends what is left with the length; resolves when the recording exists. */
-  async finish() {
-    this.ended = true;
-    while (!this.result) await this.pump();
-    return this.result;
-  }
-
-  /** Starts the queue unless it runs; resolves (or rejects) when it is empty. */
-  pump() {
-    if (this.failed) return Promise.reject(this.failed);
-    if (this.aborted) return Promise.reject(new DOMException('Aborted', 'AbortError'));
-    if (!this.running) {
-      this.running = this.drain().finally(() => { this.running = null; });
-      this.running.catch(() => {}); // the error is in `failed`; finish() callers see it too
-    }
-    return this.running;
-  }
-
-  async drain() {
-    try {
-      if (!this.url) {
-        this.url = await this.retrying(() => createUpload({ metadata: this.metadata, signal: this.controller.signal }));
-        this.onCreated(this.url);
-      }
-      for (;;) {
-        const total = this.total;
-        if (this.offset < total) {
-          const end = Math.min(total, this.offset + this.chunkSize);
-          const last = this.ended && end === total;
-          const recordingId = await this.send(this.data.slice(this.offset, end), last ? total : null);
-          if (recordingId) return (this.result = { recordingId, url: this.url });
-        } else if (this.ended) {
-          if (total === 0) return (this.result = { recordingId: null, url: this.url });
-          // Everything is there: the length alone completes it.
-          const recordingId = await this.send(new Blob([]), total);
-          if (recordingId) return (this.result = { recordingId, url: this.url });
-        } else {
-          return null; // the queue is empty until the next append
-        }
-      }
-    } catch (e) {
-      if (e.name !== 'AbortError') this.failed = e;
-      throw e;
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // What this browser remembers (localStorage, per user): the upload URL of each file by name, size
-// and modification time, to resume it after a reload; and the takes it is recording, to finish
-// those whose tab died.
+// and modification time, to resume it after a reload.
 
 function prefix(userId) {
   return `recorder.uploads.${userId}.`;
@@ -382,18 +305,12 @@ export function rememberedUploads(userId) {
     /** `[{key, url, name, size}]` */
     files: () => entries(userId, 'file').map(([key, v]) => ({ key, ...v })),
     forgetKey: (key) => write(key, null),
-    rememberTake: (url, name) => write(`${prefix(userId)}take.${uploadId(url)}`, { url, name }),
-    forgetTake: (url) => write(`${prefix(userId)}take.${uploadId(url)}`, null),
-    /** `[{url, name}]` */
-    takes: () => entries(userId, 'take').map(([, v]) => v),
   };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Web Locks: a tab holds `recorder-take-<id>` while it records (and finishes) a take, and
-// `recorder-upload-<id>` while it uploads a file; other tabs look before they touch one.
-
-export const takeLock = (url) => `recorder-take-${uploadId(url)}`;
+// Web Locks: a tab holds `recorder-upload-<id>` while it uploads a file (and `recorder-take-<id>`
+// while it records a take, outbox.js); other tabs look before they touch one.
 export const fileLock = (url) => `recorder-upload-${uploadId(url)}`;
 
 /** Takes a lock and holds it until the returned release() is called (null without Web Locks). */

@@ -1,15 +1,12 @@
 // Upload queue, one row each, at most two at a time. Small files go in one raw-body XHR (for its
 // progress); larger ones through a resumable upload that survives a dropped connection and a
-// reload. Recordings made here arrive already streaming (record.js) and are finished here.
-// After a reload, uploads that stopped are listed, and takes whose tab died are finished.
+// reload. After a reload, uploads that stopped are listed. (Takes recorded here go through the
+// outbox, outbox.js.)
 import { api, errorFrom } from './api.js';
 import { h, icon } from './dom.js';
 import { formatSize, uuid } from './format.js';
-import {
-  FileUpload, RESUMABLE_MIN, appendBytes, deleteUpload, fileLock, holdLock, ifLockFree, lockHeld, rememberedUploads,
-  takeLock, uploadId, uploadStatus,
-} from './resumable.js';
-import { confirmDialog, reportError, showError, toast } from './ui.js';
+import { FileUpload, RESUMABLE_MIN, deleteUpload, fileLock, holdLock, lockHeld, rememberedUploads, uploadId } from './resumable.js';
+import { confirmDialog, reportError } from './ui.js';
 
 const PARALLEL = 2;
 const RETRYING = 'Connection lost, retrying…';
@@ -292,63 +289,6 @@ export function createUploads(ctx) {
     xhr.send(item.blob);
   }
 
-  // ---------- a take recorded here, streamed while recording ----------
-
-  /**
-   * The end of a recording made in this tab: `upload` (a StreamUpload) sends what is left and
-   * the length. Should it fail for good, the whole `blob` goes up in one request instead.
-   * `settled()` is called once the take no longer needs its upload (stored, dropped or handed
-   * over to the one-request path).
-   */
-  function addTake({ upload, blob, name, recordedAt, settled }) {
-    const item = makeItem({ blob, name, recordedAt, size: blob.size });
-    item.take = true;
-    item.sent = upload.offset;
-    item.state = 'uploading';
-    upload.onProgress = (offset) => acknowledged(item, offset);
-    upload.onRetrying = () => retrying(item);
-    render(item);
-    let done = false;
-    const settle = () => {
-      if (!done) settled();
-      done = true;
-    };
-    item.cancel.addEventListener('click', () => {
-      if (item.take && item.state !== 'done' && item.state !== 'error') {
-        item.state = 'canceled';
-        upload.abort();
-        if (upload.url) deleteUpload(upload.url).catch(() => {});
-        settle();
-      } else if (item.xhr && ['uploading', 'processing'].includes(item.state)) {
-        item.state = 'canceled';
-        item.xhr.abort();
-      }
-      removeRow(item);
-    });
-    onRetry(item);
-    upload.finish().then(
-      ({ recordingId }) => {
-        settle();
-        if (item.state !== 'canceled') landed(item, recordingId);
-      },
-      (e) => {
-        if (item.state === 'canceled' || e.name === 'AbortError') return;
-        if (e.status === 401) {
-          ctx.sessionLost?.();
-          return;
-        }
-        // The resumable upload is over (it expired, or the server refused it): send the whole
-        // recording the plain way, and drop what the resumable upload held.
-        if (upload.url) deleteUpload(upload.url).catch(() => {});
-        settle();
-        item.take = false;
-        item.state = 'queued';
-        item.sent = 0;
-        render(item);
-        pump();
-      });
-  }
-
   // ---------- after a reload ----------
 
   function dropStopped(id) {
@@ -417,29 +357,7 @@ export function createUploads(ctx) {
     panel.hidden = false;
   }
 
-  /**
-   * Finishes a take whose tab is gone (the caller holds its lock): the bytes the server has
-   * become the recording now. Resolves with the recording, or null.
-   */
-  async function finishTake(url) {
-    let status = await uploadStatus(url); // also stops a request of the dead tab still open
-    if (!status.recordingId && status.offset === 0) {
-      await deleteUpload(url);
-      return null;
-    }
-    for (let attempt = 0; !status.recordingId && attempt < 3; attempt++) {
-      try {
-        status = await appendBytes(url, status.offset, new Blob([]), { length: status.offset });
-      } catch (e) {
-        if (e.status !== 409 || e.offset == null) throw e;
-        status = { offset: e.offset, recordingId: null };
-      }
-    }
-    if (!status.recordingId) return null;
-    return api('GET', `/recordings/${encodeURIComponent(status.recordingId)}`);
-  }
-
-  /** On load: finish takes whose tab died, list uploads that stopped, forget finished ones. */
+  /** On load: list uploads that stopped, forget finished ones. */
   async function restore() {
     try {
       await restoreNow();
@@ -457,43 +375,16 @@ export function createUploads(ctx) {
       return;
     }
     const byId = new Map(open.map((u) => [u.id, u]));
-    const recovered = [];
-    for (const take of store.takes()) {
-      const id = uploadId(take.url);
-      const upload = byId.get(id);
-      byId.delete(id);
-      await ifLockFree(takeLock(take.url), async () => {
-        if (!upload) {
-          store.forgetTake(take.url); // stored, expired or discarded
-          return;
-        }
-        try {
-          const rec = await finishTake(take.url);
-          store.forgetTake(take.url);
-          if (rec) recovered.push(rec);
-        } catch (e) {
-          if (e.status === 404 || e.status === 415) store.forgetTake(take.url);
-          if (e.status === 415) showError(`An interrupted recording could not be kept: ${e.message}`);
-          else if (e.status !== 404) console.warn('could not finish an interrupted recording', e);
-        }
-      });
-    }
     for (const f of store.files()) {
       if (!byId.has(uploadId(f.url))) store.forgetKey(f.key);
     }
     for (const upload of byId.values()) {
       const url = urlOf(upload.id);
       // Another tab of this browser is on it: not stopped.
-      if (await lockHeld(fileLock(url)) || await lockHeld(takeLock(url))) continue;
+      if (await lockHeld(fileLock(url))) continue;
       if (queue.some((i) => i.tus?.url === url)) continue;
       if (upload.length != null) addStopped(upload);
       else if (upload.offset > 0) addElsewhere(upload);
-    }
-    if (recovered.length) {
-      for (const rec of recovered) ctx.uploaded(rec);
-      toast(recovered.length === 1
-        ? `Recovered an interrupted recording: “${recovered[0].name}”`
-        : `Recovered ${recovered.length} interrupted recordings`);
     }
   }
 
@@ -508,10 +399,7 @@ export function createUploads(ctx) {
     },
     /** A recording made in the browser, in one request. */
     addBlob: add,
-    addTake,
     restore,
-    /** The takes this browser records, to remember and forget. */
-    store,
     busy: () => queue.some((i) => ['queued', 'uploading', 'retrying', 'processing'].includes(i.state)),
   };
 }

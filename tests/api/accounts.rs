@@ -16,7 +16,10 @@ fn healthz_and_server_info_need_no_auth() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
     assert_eq!(r.json()["version"], env!("CARGO_PKG_VERSION"));
-    let info = send(s.req("GET", "/api/v1/server"), None).json();
+    let mut info = send(s.req("GET", "/api/v1/server"), None).json();
+    // HTTPS is on by default: its port and the secure address (the TLS tests check them).
+    let https = info.as_object_mut().and_then(|o| o.remove("https")).expect("https");
+    assert!(https["url"].as_str().is_some_and(|u| u.starts_with("https://")), "{https}");
     assert_eq!(
         info,
         json!({"version": env!("CARGO_PKG_VERSION"), "signups": "open", "max_upload_size": 12345, "trash_retention_days": 30})

@@ -1,9 +1,9 @@
 //! The web UI's resumable uploads in real headless Chromium: a large file goes through tus and
-//! gets over a dropped connection and a reload without starting over, and a take recorded in
-//! the browser streams to the server, so a tab that dies mid-recording loses nothing the server
-//! acknowledged. Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the other browser tests.
+//! gets over a dropped connection and a reload without starting over. (Takes recorded in the
+//! browser: browser_recorder.rs.) Skips (or fails, with `RECORDER_REQUIRE_BROWSER=1`) like the
+//! other browser tests.
 
-use crate::support::browser::{Browser, WAIT, assert_accessible, item, sign_up, sign_up_at};
+use crate::support::browser::{Browser, WAIT, assert_accessible, sign_up, sign_up_at};
 use crate::support::proxy::Proxy;
 use crate::support::{Seen, Server, list, noise_wav, poll_for, send, sha256_hex, wav_file};
 use base64::Engine as _;
@@ -225,87 +225,4 @@ fn a_reload_mid_upload_lists_it_and_choosing_the_file_again_resumes_it() {
         0,
         "no new upload was created"
     );
-}
-
-#[test]
-fn a_take_streams_while_recording_and_survives_its_tab_dying() {
-    let Some(b) = Browser::start("a take survives its tab") else { return };
-    let server = Server::start();
-    sign_up(&b, &server, "tess");
-    let token = server.login("tess");
-    let before = time::OffsetDateTime::now_utc();
-    b.click("button[data-test=record]");
-    b.wait_for("[data-test=record-timer]");
-
-    // The server holds a few seconds of it while it is recorded.
-    let take = poll_for("a few seconds of the take on the server", WAIT, || {
-        let acked = tus_patches(&server).iter().filter(|s| s.status == 204).count();
-        let open = uploads(&server, &token);
-        (acked >= 3 && open.len() == 1 && open[0]["offset"].as_u64() > Some(0)).then(|| open[0].clone())
-    });
-    assert_eq!(take["length"], Value::Null, "the length is not known while recording: {take}");
-    let name = take["name"].as_str().expect("a name").to_string();
-    assert!(name.starts_with("Recording ") && name.ends_with(".webm"), "{name}");
-    assert_eq!(b.text("[data-test=record-saving]"), "Saved to the server as you record.");
-    b.screenshot(1280, 800, "recording-streaming.png");
-
-    // Another tab does not touch a take that is still being recorded.
-    let recording_tab = b.open_window();
-    b.goto(&server.base);
-    b.wait_js(
-        "the second tab to look at the uploads",
-        "return document.querySelector('.uploads')?.dataset.restored === '1';",
-        vec![],
-    );
-    assert!(!b.exists("[data-test=upload-stopped], [data-test=upload-elsewhere]"), "nothing listed as stopped");
-    assert!(list(&server, &token, "/api/v1/recordings").is_empty(), "not finished behind the recording tab's back");
-    let second_tab = b.window();
-
-    // The recording tab dies mid-recording.
-    let kept = poll_for("the take to grow", WAIT, || {
-        let open = uploads(&server, &token);
-        let offset = open.first().and_then(|u| u["offset"].as_u64())?;
-        (offset > take["offset"].as_u64().unwrap_or(0)).then_some(offset)
-    });
-    b.switch_to(recording_tab);
-    b.close_window(second_tab);
-
-    // Loading the page again finishes it: the take is a recording at once.
-    b.goto(&server.base);
-    b.wait_js(
-        "the recording listed",
-        "return document.querySelectorAll('li[data-test=recording]').length === 1;",
-        vec![],
-    );
-    b.wait_js(
-        "the page to say it recovered it",
-        "const t = document.querySelector('[data-test=toast]'); \
-         return t && t.textContent.includes('Recovered an interrupted recording');",
-        vec![],
-    );
-    let stored = list(&server, &token, "/api/v1/recordings");
-    assert_eq!(stored.len(), 1, "{stored:?}");
-    let r = &stored[0];
-    assert_eq!(r["name"], json!(name));
-    assert_eq!(r["content_type"], "audio/webm", "{r}");
-    assert!(r["size"].as_u64().is_some_and(|s| s >= kept), "everything the server had is kept: {r} vs {kept}");
-    let recorded_at = r["recorded_at"].as_str().expect("recorded_at");
-    let recorded_at =
-        time::OffsetDateTime::parse(recorded_at, &time::format_description::well_known::Rfc3339).expect("rfc3339");
-    assert!((recorded_at - before).whole_seconds().abs() < 10, "recorded_at is when recording started");
-    assert_eq!(b.text(&format!("{} [data-test=name]", item(r["id"].as_str().expect("id")))), name);
-    assert!(uploads(&server, &token).is_empty(), "no incomplete upload is left");
-    let audio =
-        send(server.auth("GET", &format!("/api/v1/recordings/{}/audio", r["id"].as_str().expect("id")), &token), None);
-    assert_eq!(audio.status, 200);
-    assert_eq!(&audio.body[..4], &[0x1a, 0x45, 0xdf, 0xa3], "a WebM file from its first byte");
-
-    // And again: nothing is left for a later load to recover.
-    b.goto(&server.base);
-    b.wait_js(
-        "the page to look at the uploads",
-        "return document.querySelector('.uploads')?.dataset.restored === '1';",
-        vec![],
-    );
-    assert_eq!(list(&server, &token, "/api/v1/recordings").len(), 1);
 }

@@ -390,6 +390,7 @@ fn refusal(data: &Path, config: &recorder::config::S3Config) -> String {
     let mut settings = recorder::Config::with_data_dir(data.to_path_buf());
     settings.storage.backend = Backend::S3;
     settings.storage.s3 = Some(config.clone());
+    settings.tls.port = 0;
     match recorder::Server::open(settings, recorder::Clock::default()) {
         Ok(_) => panic!("a second installation started on {} (prefix {:?})", config.bucket, config.prefix),
         Err(e) => e.to_string(),

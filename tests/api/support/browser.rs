@@ -35,6 +35,13 @@ impl Browser {
         Browser::start_with(test, &[])
     }
 
+    /// Starts Chromium trusting the server's local CA (DER) for HTTPS, as a phone that
+    /// installed it does: Chromium accepts certificates whose chain holds that key.
+    pub fn start_trusting(test: &str, ca_der: &[u8]) -> Option<Browser> {
+        let flag = format!("--ignore-certificate-errors-spki-list={}", spki_hash(ca_der));
+        Browser::start_with(test, &[&flag])
+    }
+
     /// Starts Chromium with extra command-line switches.
     pub fn start_with(test: &str, extra_args: &[&str]) -> Option<Browser> {
         let chromium = find_program(
@@ -429,6 +436,15 @@ impl Drop for Browser {
 
 pub fn item(id: &str) -> String {
     format!("li[data-test=recording][data-id=\"{id}\"]")
+}
+
+/// The base64 SHA-256 of a certificate's public key (SubjectPublicKeyInfo), as Chromium's SPKI
+/// list takes it.
+pub fn spki_hash(cert_der: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).expect("a certificate");
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(cert.public_key().raw))
 }
 
 /// Signs up through the page and waits for the (empty) list.

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod seaweed;
 pub mod server;
 pub mod strace;
+pub mod tls;
 pub mod transcription;
 
 pub use audio::*;

@@ -16,7 +16,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_recorder");
 /// The binary with a clean environment (no RECORDER_* from outside, HOME in the temp dir).
 pub fn recorder(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear().env("HOME", home).current_dir(home);
+    // HTTPS is on by default: its ports are ephemeral here, as the plain one is.
+    cmd.env_clear()
+        .env("HOME", home)
+        .current_dir(home)
+        .env("RECORDER_TLS_PORT", "0")
+        .env("RECORDER_WEBDAV_TLS_PORT", "0");
     cmd
 }
 

@@ -21,6 +21,12 @@ pub struct Server {
     pub base: String,
     /// The WebDAV listener's base URL (`http://127.0.0.1:PORT`), when WebDAV is enabled.
     pub dav: Option<String>,
+    /// `https://127.0.0.1:port` of the HTTPS listener, when TLS is on.
+    pub https: Option<String>,
+    /// `https://127.0.0.1:port` of WebDAV over TLS, when both are on.
+    pub dav_tls: Option<String>,
+    /// The certificate the HTTPS listeners present (to add an address, as a new interface would).
+    pub tls: Option<Arc<recorder::tls::Certificates>>,
     /// Kept for its lifetime: the data directory is removed when the server is dropped.
     _dir: tempfile::TempDir,
     pub clock: Clock,
@@ -87,6 +93,9 @@ impl Server {
         config.server.address = [127, 0, 0, 1].into();
         config.server.port = 0;
         config.server.shutdown_grace_secs = 1;
+        // HTTPS (on by default) and WebDAV over TLS on ephemeral ports too.
+        config.tls.port = 0;
+        config.webdav.tls_port = 0;
         if test_store_is_s3() {
             config.storage.backend = recorder::storage::store::Backend::S3;
             config.storage.s3 = Some(seaweed::shared().config(&seaweed::fresh_prefix("server")));
@@ -108,6 +117,9 @@ impl Server {
         let server = recorder::Server::open(config, clock.clone()).expect("open the server");
         // Bound by `open`, served from liftoff on.
         let dav = server.webdav_addr().map(|addr| format!("http://{addr}"));
+        let https = server.https_addr().map(|addr| format!("https://{addr}"));
+        let dav_tls = server.webdav_tls_addr().map(|addr| format!("https://{addr}"));
+        let tls = server.state.tls.clone();
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -136,9 +148,21 @@ impl Server {
             let _ = rocket::execute(rocket.launch());
         });
         let (port, shutdown) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+        // HTTPS is launched at liftoff, a moment after the plain listener: wait until it accepts.
+        if let Some(https) = &https {
+            let addr = https.trim_start_matches("https://");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(addr).is_err() {
+                assert!(std::time::Instant::now() < deadline, "HTTPS never listened on {addr}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         Server {
             base: format!("http://127.0.0.1:{port}"),
             dav,
+            https,
+            dav_tls,
+            tls,
             _dir: dir,
             clock,
             data,

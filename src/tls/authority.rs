@@ -1,5 +1,5 @@
-//! HTTPS on the LAN (`tls.mode = "auto"`): the server's own certificate authority and the
-//! certificates it issues for the server.
+//! The server's own certificate authority (`tls.mode = "auto"`) and the certificates it
+//! issues for the server.
 //!
 //! The authority is made once, on first start, in `<data_dir>/tls/`: an ECDSA P-256 key
 //! (`ca-key.pem`, readable by the server's user only) and a certificate valid 10 years, named
@@ -333,7 +333,7 @@ fn display_host(hostname: &str) -> String {
 }
 
 /// The DER of the first certificate in a PEM text (a chain's first is the server's own).
-fn pem_body(pem: &str) -> Option<Vec<u8>> {
+pub(super) fn pem_body(pem: &str) -> Option<Vec<u8>> {
     x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok().map(|(_, block)| block.contents)
 }
 

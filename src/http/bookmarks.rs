@@ -1,0 +1,98 @@
+//! `/api/v1/recordings/{id}/bookmarks`: a recording's bookmarks, added, changed and removed.
+
+use crate::bookmarks;
+use crate::http::error::ApiError;
+use crate::http::guards::AuthUser;
+use crate::http::{JsonBody, Reply};
+use crate::recordings as rec;
+use crate::state::AppState;
+use rocket::http::Status;
+use rocket::{State, delete, get, patch, post, routes};
+use serde::Deserialize;
+use serde_json::json;
+
+fn ids(recording: &str, bookmark: Option<&str>) -> Result<(String, Option<String>), ApiError> {
+    let recording = rec::parse_id(recording)?.hyphenated().to_string();
+    let bookmark = bookmark
+        .map(|b| uuid::Uuid::parse_str(b).map(|u| u.hyphenated().to_string()))
+        .transpose()
+        .map_err(|_| ApiError::not_found("no such bookmark"))?;
+    Ok((recording, bookmark))
+}
+
+#[get("/recordings/<id>/bookmarks")]
+async fn list(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply, ApiError> {
+    let (id, _) = ids(id, None)?;
+    let user_id = auth.user.id.clone();
+    let found = state.db.run(move |conn| bookmarks::list(conn, &user_id, &id)).await?;
+    Reply::json(Status::Ok, &json!({ "bookmarks": found }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBookmark {
+    at_ms: i64,
+    note: Option<String>,
+}
+
+#[post("/recordings/<id>/bookmarks", data = "<body>")]
+async fn add(
+    state: &State<AppState>,
+    auth: AuthUser,
+    id: &str,
+    body: Result<JsonBody<NewBookmark>, ApiError>,
+) -> Result<Reply, ApiError> {
+    let (id, _) = ids(id, None)?;
+    let body = body?.0;
+    let (user_id, now) = (auth.user.id.clone(), state.clock.now_ms());
+    let made = state
+        .db
+        .run_durably(move |conn| bookmarks::add(conn, &user_id, &id, body.at_ms, body.note.as_deref(), now))
+        .await?;
+    state.changes.user(&auth.user.id);
+    Reply::json(Status::Created, &made)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    at_ms: Option<i64>,
+    note: Option<String>,
+}
+
+#[patch("/recordings/<id>/bookmarks/<bid>", data = "<body>")]
+async fn update(
+    state: &State<AppState>,
+    auth: AuthUser,
+    id: &str,
+    bid: &str,
+    body: Result<JsonBody<Change>, ApiError>,
+) -> Result<Reply, ApiError> {
+    let (id, bid) = ids(id, Some(bid))?;
+    let body = body?.0;
+    if body.at_ms.is_none() && body.note.is_none() {
+        return Err(ApiError::bad_request("send `at_ms`, `note` or both"));
+    }
+    let user_id = auth.user.id.clone();
+    let bid = bid.unwrap_or_default();
+    let changed = state
+        .db
+        .run_durably(move |conn| bookmarks::update(conn, &user_id, &id, &bid, body.at_ms, body.note.as_deref()))
+        .await?;
+    state.changes.user(&auth.user.id);
+    Reply::json(Status::Ok, &changed)
+}
+
+#[delete("/recordings/<id>/bookmarks/<bid>")]
+async fn remove(state: &State<AppState>, auth: AuthUser, id: &str, bid: &str) -> Result<Reply, ApiError> {
+    let (id, bid) = ids(id, Some(bid))?;
+    let user_id = auth.user.id.clone();
+    let bid = bid.unwrap_or_default();
+    state.db.run_durably(move |conn| bookmarks::delete(conn, &user_id, &id, &bid)).await?;
+    state.changes.user(&auth.user.id);
+    Ok(Reply::no_content())
+}
+
+pub fn routes() -> Vec<rocket::Route> {
+    routes![list, add, update, remove]
+}
