@@ -4,6 +4,7 @@
 mod accounts;
 mod analysis;
 mod batch;
+mod bookmarks;
 mod browser;
 mod browser_devices;
 mod browser_recorder;
