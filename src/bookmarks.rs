@@ -60,7 +60,7 @@ pub fn marks_text(marks: &[i64]) -> Option<String> {
     (!marks.is_empty()).then(|| marks.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
 }
 
-/// Adds a new recording's marks as bookmarks, in its transaction.
+/// Adds a new recording's marks as bookmarks, in its transaction (its `created` change says it).
 pub fn add_marks(tx: &Transaction<'_>, recording_id: &str, marks: &[i64], now: i64) -> Result<(), Error> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO bookmarks (id, recording_id, at_ms, note, created_at) VALUES (?1, ?2, ?3, '', ?4)",
@@ -68,6 +68,23 @@ pub fn add_marks(tx: &Transaction<'_>, recording_id: &str, marks: &[i64], now: i
     for at in marks.iter().take(MAX_PER_RECORDING) {
         insert.execute(params![Uuid::now_v7().hyphenated().to_string(), recording_id, at, now])?;
     }
+    Ok(())
+}
+
+/// The recording's bookmarks changed: an `updated` recording in its owner's changes feed, in the
+/// change's transaction (as the triggers on `recordings` write the rest of the feed).
+fn feed_updated(tx: &Transaction<'_>, recording_id: &str) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO feeds (user_id, seq) SELECT user_id, 1 FROM recordings WHERE id = ?1
+            ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1",
+        [recording_id],
+    )?;
+    tx.execute(
+        "INSERT INTO changes (user_id, seq, type, recording_id, at)
+         SELECT r.user_id, f.seq, 'updated', r.id, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+         FROM recordings r JOIN feeds f ON f.user_id = r.user_id WHERE r.id = ?1",
+        [recording_id],
+    )?;
     Ok(())
 }
 
@@ -145,6 +162,7 @@ pub fn add(
         "INSERT INTO bookmarks (id, recording_id, at_ms, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, recording_id, at_ms, note, now],
     )?;
+    feed_updated(&tx, recording_id)?;
     tx.commit()?;
     Ok(Bookmark { id, at_ms, note, created_at: rfc3339(now) })
 }
@@ -174,6 +192,7 @@ pub fn update(
     let bookmark = tx.query_row("SELECT id, at_ms, note, created_at FROM bookmarks WHERE id = ?1", [id], |r| {
         Ok(Bookmark { id: r.get(0)?, at_ms: r.get(1)?, note: r.get(2)?, created_at: rfc3339(r.get(3)?) })
     })?;
+    feed_updated(&tx, recording_id)?;
     tx.commit()?;
     Ok(bookmark)
 }
@@ -186,6 +205,7 @@ pub fn delete(conn: &mut Connection, user_id: &str, recording_id: &str, id: &str
     if changed == 0 {
         return Err(not_found());
     }
+    feed_updated(&tx, recording_id)?;
     tx.commit()?;
     Ok(())
 }

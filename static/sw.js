@@ -26,10 +26,13 @@ self.addEventListener('activate', (event) => {
   })());
 });
 
+/** The UI's pages (its views): each is the index. */
+const PAGES = ['/', '/recordings', '/trash', '/account'];
+
 /** Whether the worker answers this request: the shell's own files and the UI's pages. */
 function isShell(url, request) {
   if (url.origin !== self.location.origin || request.method !== 'GET') return false;
-  if (request.mode === 'navigate') return !url.pathname.startsWith('/api/') && !url.pathname.startsWith('/s/');
+  if (request.mode === 'navigate') return PAGES.includes(url.pathname.replace(/\/$/, '') || '/');
   return SHELL.includes(url.pathname);
 }
 

@@ -27,6 +27,7 @@ mod cpu;
 mod data;
 mod download;
 mod events;
+mod https;
 mod list;
 mod load;
 mod login;
@@ -252,7 +253,7 @@ impl Bench {
 
 /// The phases, in the order they run.
 const PHASES: &[&str] =
-    &["upload", "download", "webdav", "s3", "events", "list", "login", "startup", "load", "analysis", "transcription"];
+    &["upload", "download", "https", "webdav", "s3", "events", "list", "login", "startup", "load", "analysis", "transcription"];
 
 /// What the command line asks for: `--bench` (as `cargo bench` passes it), `--quick`, and
 /// `--only NAME[,NAME…]` (or `--only=…`, repeatable).
@@ -345,6 +346,11 @@ fn main() {
             download::run(&bench, &uploader, &big, &mut report);
             bench.resident("downloads");
         }
+    }
+    if runs("https") {
+        let account = bench.signup("bench-https");
+        https::run(&bench, &account, &mut report);
+        bench.resident("HTTPS uploads");
     }
     if runs("webdav") {
         webdav::run(&bench, &mut report);

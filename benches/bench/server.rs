@@ -30,6 +30,8 @@ pub struct Setup {
     pub metrics: bool,
     /// `[webdav] enabled` on this loopback port (picked free when the setup is created).
     pub webdav_port: Option<u16>,
+    /// `[tls] port`: the HTTPS port (a loopback port picked free when the setup is created).
+    pub tls_port: u16,
     /// `[transcription] model`: a Whisper model directory (int8, one thread, English), or none.
     pub transcription: Option<PathBuf>,
     /// `storage.backend = "s3"` with this `[storage.s3]`, or the data directory.
@@ -101,6 +103,7 @@ impl Setup {
             analysis: false,
             metrics: false,
             webdav_port: None,
+            tls_port: free_port(),
             transcription: None,
             s3: None,
         }
@@ -126,8 +129,10 @@ impl Setup {
                 text(&s3.prefix)
             ));
         }
+        // HTTPS is on by default: on a port of its own here too (WebDAV's TLS port as well).
+        config.push_str(&format!("\n[tls]\nport = {}\n", self.tls_port));
         if let Some(port) = self.webdav_port {
-            config.push_str(&format!("\n[webdav]\nenabled = true\nport = {port}\n"));
+            config.push_str(&format!("\n[webdav]\nenabled = true\nport = {port}\ntls_port = 0\n"));
         }
         if let Some(model) = &self.transcription {
             let model = toml::Value::String(model.display().to_string());

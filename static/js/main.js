@@ -304,6 +304,9 @@ function createApp(me, offline) {
     takes.outbox.send();
   };
   window.addEventListener('online', backOnline);
+  // The network can come back without an `online` event (the phone was on Wi-Fi, the server
+  // was away): while offline, look every half minute.
+  const offlineTimer = setInterval(() => { if (ctx.offline) backOnline(); }, 30000);
 
   // ---------- live changes (a phone's upload, another tab's delete) ----------
 
@@ -368,6 +371,7 @@ function createApp(me, offline) {
     focusSearch: () => search.focus(),
     destroy() {
       window.removeEventListener('online', backOnline);
+      clearInterval(offlineTimer);
       takes.destroy();
       recorder.destroy();
       live.close();
