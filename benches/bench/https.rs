@@ -42,7 +42,13 @@ pub fn run(bench: &Bench, account: &Account, report: &mut Report) {
     let ratio = https_rate / http_rate.max(1e-9);
     let what = format!("one-shot upload of {} (median of {runs})", crate::stats::size(size as u64));
     report.row("https", format!("{what}, plain HTTP"), rate(http_rate), "");
-    report.target("https", format!("{what}, HTTPS"), rate(https_rate), format!("≥ {RATIO}× plain HTTP ({ratio:.2}×)"), ratio >= RATIO);
+    report.target(
+        "https",
+        format!("{what}, HTTPS"),
+        rate(https_rate),
+        format!("≥ {RATIO}× plain HTTP ({ratio:.2}×)"),
+        ratio >= RATIO,
+    );
 
     // A new connection: connect and ask /healthz, with and without the TLS handshake.
     let n = if bench.plan.quick { 50 } else { 300 };
@@ -108,7 +114,10 @@ fn connect(addr: &str) -> TcpStream {
     tcp
 }
 
-fn tls_connect(addr: &str, config: &Arc<rustls::ClientConfig>) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+fn tls_connect(
+    addr: &str,
+    config: &Arc<rustls::ClientConfig>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let name = ServerName::try_from("127.0.0.1").expect("a name");
     let conn = rustls::ClientConnection::new(config.clone(), name).expect("a TLS client");
     rustls::StreamOwned::new(conn, connect(addr))
@@ -116,7 +125,11 @@ fn tls_connect(addr: &str, config: &Arc<rustls::ClientConfig>) -> rustls::Stream
 
 /// One request on `stream` (HTTP/1.1, `Connection: close`): the status and the body.
 fn exchange(stream: &mut (impl Read + Write), host: &str, head: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    stream.write_all(format!("{head}Host: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).expect("request head");
+    stream
+        .write_all(
+            format!("{head}Host: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+        )
+        .expect("request head");
     for piece in body.chunks(1 << 20) {
         stream.write_all(piece).expect("request body");
     }
@@ -144,7 +157,14 @@ fn exchange(stream: &mut (impl Read + Write), host: &str, head: &str, body: &[u8
     (status, answer)
 }
 
-fn upload(stream: &mut (impl Read + Write), host: &str, account: &Account, body: &[u8], run: usize, over: &str) -> (String, Duration) {
+fn upload(
+    stream: &mut (impl Read + Write),
+    host: &str,
+    account: &Account,
+    body: &[u8],
+    run: usize,
+    over: &str,
+) -> (String, Duration) {
     let head = format!(
         "POST /api/v1/recordings?name=bench-{over}-{run}.wav HTTP/1.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\n",
         account.token

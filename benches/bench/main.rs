@@ -252,8 +252,20 @@ impl Bench {
 }
 
 /// The phases, in the order they run.
-const PHASES: &[&str] =
-    &["upload", "download", "https", "webdav", "s3", "events", "list", "login", "startup", "load", "analysis", "transcription"];
+const PHASES: &[&str] = &[
+    "upload",
+    "download",
+    "https",
+    "webdav",
+    "s3",
+    "events",
+    "list",
+    "login",
+    "startup",
+    "load",
+    "analysis",
+    "transcription",
+];
 
 /// What the command line asks for: `--bench` (as `cargo bench` passes it), `--quick`, and
 /// `--only NAME[,NAME…]` (or `--only=…`, repeatable).

@@ -184,7 +184,8 @@ fn bookmarks_go_to_the_trash_and_back_with_their_recording_and_are_changes_in_th
     let s = Server::start();
     let token = s.signup("gil");
     let id = analysed_wav(&s, &token);
-    let cursor = send(s.auth("GET", "/api/v1/changes", &token), None).json()["cursor"].as_str().expect("cursor").to_string();
+    let cursor =
+        send(s.auth("GET", "/api/v1/changes", &token), None).json()["cursor"].as_str().expect("cursor").to_string();
     assert_eq!(add(&s, &token, &id, json!({"at_ms": 100})).status, 201);
     let feed = send(s.auth("GET", &format!("/api/v1/changes?since={cursor}"), &token), None).json();
     let changes = feed["changes"].as_array().expect("changes");
@@ -202,11 +203,7 @@ fn bookmarks_go_to_the_trash_and_back_with_their_recording_and_are_changes_in_th
     // Deleted for good, they go with it.
     let gone = send(s.auth("DELETE", &format!("/api/v1/recordings/{id}?permanent=true"), &token), None);
     assert_eq!(gone.status, 204);
-    let left: i64 = s
-        .db()
-        .conn()
-        .expect("conn")
-        .query_row("SELECT COUNT(*) FROM bookmarks", [], |r| r.get(0))
-        .expect("count");
+    let left: i64 =
+        s.db().conn().expect("conn").query_row("SELECT COUNT(*) FROM bookmarks", [], |r| r.get(0)).expect("count");
     assert_eq!(left, 0);
 }
