@@ -77,6 +77,9 @@ impl Traced {
             .current_dir(&root)
             // Background work (analysis, transcription) would only add unrelated commits.
             .env("RECORDER_ANALYSIS_ENABLED", "false")
+            // HTTPS is on by default: its ports are ephemeral here, as the plain one is.
+            .env("RECORDER_TLS_PORT", "0")
+            .env("RECORDER_WEBDAV_TLS_PORT", "0")
             .args(["-f", "-tt", "-yy", "-s", "64", "-e", TRACED])
             .arg("-o")
             .arg(&trace)
