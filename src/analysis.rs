@@ -408,22 +408,15 @@ impl MonoStream {
     }
 }
 
-/// symphonia's decoders, plus libopus's with the `opus` feature.
+/// symphonia's decoders, and Opus (pure Rust, in every build: `opus.rs`).
 fn codecs() -> &'static symphonia::core::codecs::CodecRegistry {
-    #[cfg(feature = "opus")]
-    {
-        static CODECS: std::sync::OnceLock<symphonia::core::codecs::CodecRegistry> = std::sync::OnceLock::new();
-        CODECS.get_or_init(|| {
-            let mut registry = symphonia::core::codecs::CodecRegistry::new();
-            symphonia::default::register_enabled_codecs(&mut registry);
-            registry.register_all::<symphonia_adapter_libopus::OpusDecoder>();
-            registry
-        })
-    }
-    #[cfg(not(feature = "opus"))]
-    {
-        symphonia::default::get_codecs()
-    }
+    static CODECS: std::sync::OnceLock<symphonia::core::codecs::CodecRegistry> = std::sync::OnceLock::new();
+    CODECS.get_or_init(|| {
+        let mut registry = symphonia::core::codecs::CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_all::<crate::opus::OpusDecoder>();
+        registry
+    })
 }
 
 /// Refuses what the container claims before a decoder sizes its buffers from it.
@@ -551,17 +544,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(feature = "opus"))]
-    fn without_the_opus_feature_opus_has_no_decoder_and_says_so() {
-        // symphonia 0.5 reads Ogg and WebM but has no Opus decoder.
-        for name in ["speech.opus", "speech.webm"] {
-            assert!(matches!(decode(&fixture(name)), Err(DecodeError::Unsupported(_))), "{name}");
-        }
-    }
-
-    #[test]
-    #[cfg(feature = "opus")]
-    fn with_the_opus_feature_opus_in_ogg_and_webm_decodes_to_its_length() {
+    fn opus_in_ogg_and_webm_decodes_to_its_length_in_every_build() {
         for name in ["speech.opus", "speech.webm"] {
             let decoded = decode(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!((decoded.duration_ms - 4179).abs() <= 150, "{name}: {decoded:?}");

@@ -32,6 +32,7 @@ pub mod maintenance;
 pub mod marker;
 pub mod metrics;
 pub mod migrate;
+pub mod opus;
 pub mod process;
 pub mod ranges;
 pub mod recordings;

@@ -231,11 +231,13 @@ pub fn waveform(conn: &Connection, recording_id: &str) -> Result<Option<(u32, Ve
 }
 
 /// Recordings whose analysis failed: (recording id, owner, reason), for `recorder check`.
-/// The codecs this build decodes beyond symphonia's own.
-const EXTRA_CODECS: &str = if cfg!(feature = "opus") { "opus" } else { "" };
+/// The codecs this build decodes beyond symphonia's own (Opus, in every build since it is
+/// decoded in pure Rust).
+const EXTRA_CODECS: &str = "opus";
 
-/// When this build decodes codecs the last one did not (a build with the `opus` feature), the
-/// analyses that failed for want of a decoder are queued again, once. Returns how many.
+/// When this build decodes codecs the last one did not (Opus, for an installation that ran a
+/// build without a decoder for it), the analyses that failed for want of a decoder are queued
+/// again, once. Returns how many.
 pub fn retry_undecodable(conn: &Connection, now: i64) -> Result<usize, Error> {
     let last: Option<String> =
         conn.query_row("SELECT value FROM settings WHERE key = 'decoders'", [], |r| r.get(0)).optional()?;
