@@ -28,10 +28,21 @@ async fn list(state: &State<AppState>, auth: AuthUser, id: &str) -> Result<Reply
     Reply::json(Status::Ok, &json!({ "bookmarks": found }))
 }
 
+/// A moment in milliseconds: a JSON number that is whole (`1500` or `1500.0`, the same JSON
+/// integer to most encoders); a fraction or a number past 2^53 is refused.
+fn whole_ms(value: f64) -> Result<i64, ApiError> {
+    if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_992.0 {
+        Ok(value as i64)
+    } else {
+        Err(ApiError::bad_request("`at_ms` is a whole number of milliseconds"))
+    }
+}
+
+/// `note` may be null: no note.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewBookmark {
-    at_ms: i64,
+    at_ms: f64,
     note: Option<String>,
 }
 
@@ -44,20 +55,20 @@ async fn add(
 ) -> Result<Reply, ApiError> {
     let (id, _) = ids(id, None)?;
     let body = body?.0;
+    let at_ms = whole_ms(body.at_ms)?;
     let (user_id, now) = (auth.user.id.clone(), state.clock.now_ms());
-    let made = state
-        .db
-        .run_durably(move |conn| bookmarks::add(conn, &user_id, &id, body.at_ms, body.note.as_deref(), now))
-        .await?;
+    let made =
+        state.db.run_durably(move |conn| bookmarks::add(conn, &user_id, &id, at_ms, body.note.as_deref(), now)).await?;
     state.changes.user(&auth.user.id);
     Reply::json(Status::Created, &made)
 }
 
+/// The fields to change (absent: left as they are; null is refused).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Change {
-    at_ms: Option<i64>,
-    note: Option<String>,
+    at_ms: Option<serde_json::Value>,
+    note: Option<serde_json::Value>,
 }
 
 #[patch("/recordings/<id>/bookmarks/<bid>", data = "<body>")]
@@ -73,12 +84,19 @@ async fn update(
     if body.at_ms.is_none() && body.note.is_none() {
         return Err(ApiError::bad_request("send `at_ms`, `note` or both"));
     }
+    let at_ms = match body.at_ms {
+        None => None,
+        Some(value) => Some(whole_ms(value.as_f64().ok_or_else(|| ApiError::bad_request("`at_ms` is a number"))?)?),
+    };
+    let note = match body.note {
+        None => None,
+        Some(serde_json::Value::String(note)) => Some(note),
+        Some(_) => return Err(ApiError::bad_request("`note` is text")),
+    };
     let user_id = auth.user.id.clone();
     let bid = bid.unwrap_or_default();
-    let changed = state
-        .db
-        .run_durably(move |conn| bookmarks::update(conn, &user_id, &id, &bid, body.at_ms, body.note.as_deref()))
-        .await?;
+    let changed =
+        state.db.run_durably(move |conn| bookmarks::update(conn, &user_id, &id, &bid, at_ms, note.as_deref())).await?;
     state.changes.user(&auth.user.id);
     Reply::json(Status::Ok, &changed)
 }

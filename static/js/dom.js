@@ -59,6 +59,7 @@ const ICONS = {
   copy: { d: 'M9 9h10v11H9zM15 9V4H5v11h4' },
   laptop: { d: 'M5 5.5h14v10H5zM2.5 19h19' },
   transcript: { d: 'M4.5 6h15M4.5 10.5h15M4.5 15h9.5M4.5 19.5h6.5' },
+  bookmark: { d: 'M7 3.5h10a1 1 0 0 1 1 1v16l-6-4.2-6 4.2v-16a1 1 0 0 1 1-1z' },
 };
 
 const SVG = 'http://www.w3.org/2000/svg';

@@ -1,5 +1,6 @@
 // One shared <audio> element driven by a custom bar at the bottom of the page. Its seek bar is
 // the recording's waveform once the server has analysed it; the transcript opens above it.
+import { createBookmarks } from './bookmarks.js';
 import { h, icon, setIcon } from './dom.js';
 import { formatDuration } from './format.js';
 import { createTranscript } from './transcript.js';
@@ -41,15 +42,23 @@ export function createPlayer() {
     resized: () => syncSpace(),
   });
 
+  const bookmarks = createBookmarks({
+    seek: (t) => seekTo(t),
+    position: () => position(),
+    duration: () => duration(),
+  });
+  waveBox.append(bookmarks.ticks);
+
   const bar = h('section', { class: 'player', 'aria-label': 'Player', hidden: true },
     audio,
     transcript.element,
+    bookmarks.panel,
     h('div', { class: 'player-inner' },
       h('div', { class: 'player-controls' }, back, toggle, forward),
       h('div', { class: 'player-main' },
         nameEl,
         h('div', { class: 'player-seek' }, current, waveBox, total)),
-      transcript.toggle, shareBtn, closeBtn));
+      bookmarks.toggle, transcript.toggle, shareBtn, closeBtn));
 
   let rec = null;
   let dragging = false;
@@ -245,6 +254,7 @@ export function createPlayer() {
     bar.hidden = false;
     document.body.classList.add('has-player');
     transcript.show(rec);
+    bookmarks.show(rec);
     setWaveState();
     renderTime();
     if ('mediaSession' in navigator) {
@@ -262,6 +272,7 @@ export function createPlayer() {
     audio.load();
     rec = null;
     transcript.clear();
+    bookmarks.clear();
     setWaveState();
     bar.hidden = true;
     document.body.classList.remove('has-player');
@@ -277,6 +288,7 @@ export function createPlayer() {
     nameEl.title = rec.name;
     shareBtn.setAttribute('aria-label', `Share ${rec.name}`);
     transcript.update(rec);
+    bookmarks.update(rec);
     setWaveState();
     renderTime();
   }
@@ -342,6 +354,7 @@ export function createPlayer() {
   });
 
   for (const ev of ['timeupdate', 'durationchange', 'loadedmetadata', 'seeked']) audio.addEventListener(ev, renderTime);
+  for (const ev of ['durationchange', 'loadedmetadata']) audio.addEventListener(ev, () => bookmarks.redraw());
   for (const ev of ['play', 'pause', 'ended']) audio.addEventListener(ev, renderState);
   audio.addEventListener('play', () => {
     if (!frame) frame = requestAnimationFrame(animate);

@@ -56,6 +56,10 @@ fn bookmarks_are_added_listed_in_order_changed_and_deleted() {
     assert_eq!((noted["at_ms"].clone(), noted["note"].clone()), (json!(4000), json!("the end")));
     assert_eq!(at_ms(&bookmarks_of(&s, &token, &id).json()), vec![3000, 4000]);
     send_json(s.auth("PATCH", &path, &token), &json!({})).assert_error(400, "bad_request");
+    send_json(s.auth("PATCH", &path, &token), &json!({"note": null})).assert_error(400, "bad_request");
+    // A whole number written as a float is the same number; a fraction is refused.
+    assert_eq!(send_json(s.auth("PATCH", &path, &token), &json!({"at_ms": 4000.0})).status, 200);
+    send_json(s.auth("PATCH", &path, &token), &json!({"at_ms": 4000.5})).assert_error(400, "bad_request");
 
     // Deleted.
     assert_eq!(send(s.auth("DELETE", &path, &token), None).status, 204);
@@ -77,6 +81,7 @@ fn bookmarks_are_checked_and_belong_to_their_owner_only() {
         json!({"at_ms": 10, "note": "x".repeat(501)}),
         json!({"at_ms": 10, "note": "bell\u{7}"}),
         json!({"at_ms": 10, "colour": "red"}),
+        json!({"at_ms": null}),
         json!([{"at_ms": 10}]),
     ] {
         assert_eq!(add(&s, &token, &id, bad.clone()).status, 400, "{bad}");
@@ -107,7 +112,7 @@ fn marks_sent_with_a_one_shot_upload_become_bookmarks_and_a_recording_holds_at_m
     let s = Server::start();
     let token = s.signup("edd");
     let r = send(
-        s.auth("POST", "/api/v1/recordings?name=marked.wav", &token).set("X-Recording-Marks", "2500, 1000,0"),
+        s.auth("POST", "/api/v1/recordings?name=marked.wav", &token).set("X-Recording-Marks", "2500,1000,0"),
         Some(&fixture("speech.wav")),
     );
     assert_eq!(r.status, 201, "{}", r.text());
@@ -116,7 +121,7 @@ fn marks_sent_with_a_one_shot_upload_become_bookmarks_and_a_recording_holds_at_m
     assert_eq!(at_ms(&bookmarks_of(&s, &token, &id).json()), vec![0, 1000, 2500]);
 
     // Bad marks refuse the upload; nothing is stored.
-    for bad in ["1,x", "-5", "1,,2", &vec!["1"; 1001].join(",")] {
+    for bad in ["1,x", "-5", "1,,2", "1, 2", &vec!["1"; 1001].join(",")] {
         let r = send(
             s.auth("POST", "/api/v1/recordings?name=bad.wav", &token).set("X-Recording-Marks", bad),
             Some(&fixture("speech.wav")),

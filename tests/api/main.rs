@@ -6,6 +6,7 @@ mod analysis;
 mod batch;
 mod bookmarks;
 mod browser;
+mod browser_bookmarks;
 mod browser_devices;
 mod browser_recorder;
 mod browser_resumable;
