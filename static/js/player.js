@@ -9,6 +9,18 @@ import { drawWaveform, onLookChange, restyle, wantWaveform, watchAnalysis } from
 
 /** Arrow keys move this many seconds; Page Up and Page Down ten times as far. */
 const KEY_STEP = 5;
+/** The speeds offered, and where this device's choice is kept. */
+const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3];
+const SPEED_KEY = 'recorder.speed';
+
+function savedSpeed() {
+  try {
+    const speed = Number(localStorage.getItem(SPEED_KEY));
+    return SPEEDS.includes(speed) ? speed : 1;
+  } catch {
+    return 1;
+  }
+}
 
 export function createPlayer() {
   const audio = h('audio', { 'data-test': 'player', preload: 'metadata', hidden: true });
@@ -30,6 +42,10 @@ export function createPlayer() {
   }, icon('play'));
   const back = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Back 15 seconds' }, icon('back'));
   const forward = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Forward 15 seconds' }, icon('forward'));
+  // Speed, with the pitch kept (the browser's default, set anyway), remembered on this device.
+  const speed = h('select', { class: 'player-speed', 'data-test': 'player-speed', 'aria-label': 'Playback speed', title: 'Playback speed' },
+    SPEEDS.map((v) => h('option', { value: String(v) }, `${v}×`)));
+  speed.value = String(savedSpeed());
   const shareBtn = h('button', { type: 'button', class: 'icon-btn', 'data-test': 'player-share', 'aria-label': 'Share', title: 'Share…', hidden: true }, icon('share'));
   const closeBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close player' }, icon('close'));
   const transcript = createTranscript({
@@ -58,7 +74,7 @@ export function createPlayer() {
       h('div', { class: 'player-main' },
         nameEl,
         h('div', { class: 'player-seek' }, current, waveBox, total)),
-      bookmarks.toggle, transcript.toggle, shareBtn, closeBtn));
+      speed, bookmarks.toggle, transcript.toggle, shareBtn, closeBtn));
 
   let rec = null;
   let dragging = false;
@@ -244,6 +260,13 @@ export function createPlayer() {
     if (audio.paused) startPlayback();
   }
 
+  function applySpeed() {
+    const rate = Number(speed.value) || 1;
+    audio.defaultPlaybackRate = rate;
+    audio.playbackRate = rate;
+    audio.preservesPitch = true;
+  }
+
   /** Puts a recording in the player, paused. */
   function load(recording) {
     rec = recording;
@@ -251,6 +274,7 @@ export function createPlayer() {
     nameEl.title = rec.name;
     shareBtn.setAttribute('aria-label', `Share ${rec.name}`);
     audio.src = `/api/v1/recordings/${encodeURIComponent(rec.id)}/audio`;
+    applySpeed();
     bar.hidden = false;
     document.body.classList.add('has-player');
     transcript.show(rec);
@@ -302,6 +326,14 @@ export function createPlayer() {
     if (!rec) return;
     if (audio.paused) startPlayback();
     else audio.pause();
+  });
+  speed.addEventListener('change', () => {
+    applySpeed();
+    try {
+      localStorage.setItem(SPEED_KEY, speed.value);
+    } catch {
+      // no storage: the speed holds until the page is left
+    }
   });
   back.addEventListener('click', () => skip(-15));
   forward.addEventListener('click', () => skip(15));

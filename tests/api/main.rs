@@ -8,6 +8,7 @@ mod bookmarks;
 mod browser;
 mod browser_bookmarks;
 mod browser_devices;
+mod browser_player;
 mod browser_recorder;
 mod browser_resumable;
 mod browser_transcript;
