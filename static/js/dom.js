@@ -28,6 +28,14 @@ export function append(el, children) {
   return el;
 }
 
+/**
+ * One part of a row's line of details after its first ("· 131 KB"): the separator and the text
+ * together, so that on a narrow row the part drops out whole instead of being cut.
+ */
+export function metaPart(child) {
+  return h('span', { class: 'meta-part' }, h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'), child);
+}
+
 export function clear(el) {
   el.replaceChildren();
   return el;

@@ -1,7 +1,7 @@
 // The recordings view: search, infinite scroll, play, download, rename, share, delete with
 // undo, bulk actions on a selection, and the live changes of the account.
 import { api } from './api.js';
-import { h, icon, setIcon, clear } from './dom.js';
+import { h, icon, setIcon, clear, metaPart } from './dom.js';
 import { formatDate, formatDurationMs, formatLongDate, formatSize, plural, problemText } from './format.js';
 import { createPager, pageParams, PAGE_SIZE } from './pager.js';
 import { BATCH_MAX, createNotice, createSelection, runBatch } from './select.js';
@@ -265,11 +265,8 @@ export function createList(ctx) {
       h('div', { class: 'rec-main' }, nameEl),
       h('div', { class: 'rec-meta' },
         h('time', { 'data-test': 'date', datetime: date, title: formatLongDate(date) }, formatDate(date)),
-        h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'),
-        h('span', { 'data-test': 'size' }, formatSize(rec.size)),
-        ...(problemText(rec.problem)
-          ? [h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'), h('span', { class: 'problem', 'data-test': 'problem' }, problemText(rec.problem))]
-          : [])),
+        metaPart(h('span', { 'data-test': 'size' }, formatSize(rec.size))),
+        problemText(rec.problem) && metaPart(h('span', { class: 'problem', 'data-test': 'problem' }, problemText(rec.problem)))),
       waveEl,
       spoken && renderMatch(rec, spoken),
       h('span', { class: 'rec-duration', 'data-test': 'duration' }, formatDurationMs(rec.duration_ms)),

@@ -1,7 +1,7 @@
 // The trash view: restore, delete forever, empty trash; several at once on a selection; kept
 // in step with the account's live changes while it is shown.
 import { api } from './api.js';
-import { h, icon, clear } from './dom.js';
+import { h, icon, clear, metaPart } from './dom.js';
 import { daysLeft, formatDate, formatLongDate, formatSize, plural, problemText } from './format.js';
 import { createPager, pageParams } from './pager.js';
 import { createNotice, createSelection, runBatch } from './select.js';
@@ -56,7 +56,7 @@ export function createTrash(ctx) {
 
   function problemBadge(rec) {
     const text = problemText(rec.problem);
-    return text ? [h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'), h('span', { class: 'problem', 'data-test': 'problem' }, text)] : [];
+    return text ? [metaPart(h('span', { class: 'problem', 'data-test': 'problem' }, text))] : [];
   }
 
   function renderItem(rec) {
@@ -66,8 +66,7 @@ export function createTrash(ctx) {
       h('div', { class: 'rec-main' }, h('span', { class: 'rec-name', 'data-test': 'name', title: rec.name }, rec.name)),
       h('div', { class: 'rec-meta' },
         h('time', { datetime: rec.deleted_at, title: `Deleted ${formatLongDate(rec.deleted_at)}` }, `Deleted ${formatDate(rec.deleted_at)}`),
-        h('span', { class: 'sep', 'aria-hidden': 'true' }, '·'),
-        h('span', {}, formatSize(rec.size)),
+        metaPart(h('span', {}, formatSize(rec.size))),
         ...problemBadge(rec)),
       h('span', { class: 'days-left', 'data-test': 'days-left', title: rec.purge_at ? formatLongDate(rec.purge_at) : '' },
         rec.purge_at ? daysLeft(rec.purge_at) : ''),

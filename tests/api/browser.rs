@@ -4,7 +4,7 @@
 //! tests say loudly that they skipped, and fail instead when `RECORDER_REQUIRE_BROWSER=1` (as in
 //! CI).
 
-use crate::support::browser::{Browser, assert_accessible, item, sign_up};
+use crate::support::browser::{Browser, assert_accessible, item, sign_up, sign_up_and_leave};
 use crate::support::{Server, fixture, fixture_path, list, send, send_json, urlencode};
 use serde_json::json;
 
@@ -484,4 +484,38 @@ fn the_desktop_search_field_shows_its_whole_placeholder() {
             "at {width} px the search field is {field} px wide; its placeholder needs {needed} px"
         );
     }
+}
+
+/// Where a row's size is: shown whole on its line, or left out (wrapped below the line, which is
+/// not shown); never cut.
+fn size_placement(b: &Browser, id: &str) -> String {
+    b.js(
+        "const li = document.querySelector(arguments[0]); const meta = li.querySelector('.rec-meta').getBoundingClientRect(); \
+         const size = li.querySelector('[data-test=size]').getBoundingClientRect(); \
+         if (size.top >= meta.bottom - 0.5) return 'left out'; \
+         if (size.left >= meta.left - 0.5 && size.right <= meta.right + 0.5 && size.bottom <= meta.bottom + 0.5) return 'whole'; \
+         return `cut: size ${size.left}-${size.right} x ${size.top}-${size.bottom}, line ${meta.left}-${meta.right} x ${meta.top}-${meta.bottom}`;",
+        vec![json!(item(id))],
+    )
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
+}
+
+#[test]
+fn a_rows_size_is_shown_whole_or_left_out_on_a_narrow_screen_never_cut() {
+    let Some(b) = Browser::start("sizes on narrow rows") else { return };
+    let server = Server::start();
+    let token = sign_up_and_leave(&b, &server, "nora");
+    let id = server.upload_id(&token, "a recording with a long name.wav", &fixture("speech.wav"));
+    b.goto(&server.base);
+    b.wait_for(&item(&id));
+    let mut seen = Vec::new();
+    for width in [1280, 760, 520, 414, 390, 360, 340, 320, 300] {
+        b.resize(width, 800);
+        let placement = size_placement(&b, &id);
+        assert!(placement == "whole" || placement == "left out", "at {width} px: {placement}");
+        seen.push((width, placement));
+    }
+    assert_eq!(seen[0].1, "whole", "a desktop row shows its size: {seen:?}");
 }
