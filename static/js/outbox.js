@@ -130,6 +130,7 @@ export function createOutbox({ userId, onChange = () => {}, onUploaded = () => {
     take.marks = [...marks];
     tx.objectStore('takes').put(take);
     await done(tx);
+    onChange(); // its size on the outbox's row grows as it is recorded
   }
 
   /** The take is complete (stopped, or found cut short): it joins the queue. */

@@ -116,7 +116,8 @@ fn the_recorder_installs_over_https_opens_offline_and_uploads_its_take_when_the_
         vec![],
     );
     b.click("button[data-test=record-stop]");
-    b.wait_for("[data-test=outbox] li[data-test=outbox-take]");
+    // Listed while it was recorded; stopped, it waits for the server.
+    b.wait_for("[data-test=outbox] li[data-test=outbox-take]:not([data-state=recording])");
     let status = b.text("[data-test=outbox-take] [data-test=outbox-status]");
     assert!(status.starts_with("waiting to upload") || status.starts_with("uploading"), "{status}");
     let kept = outbox(&b);
