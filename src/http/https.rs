@@ -19,7 +19,7 @@ pub fn urls(state: &AppState, port: u16) -> Vec<String> {
     let all = logger::urls(address, port).into_iter().map(|u| u.replacen("http", "https", 1));
     let (mut urls, loopback): (Vec<String>, Vec<String>) =
         all.partition(|u| !u.contains("://127.") && !u.contains("://[::1]"));
-    let host = crate::tls::hostname();
+    let host = state.tls.as_ref().map(|t| t.hostname()).unwrap_or_default();
     if state.config.tls.mode == Mode::Auto && address.is_unspecified() && !host.is_empty() && host != "localhost" {
         let bare = host.strip_suffix(".local").unwrap_or(&host);
         urls.push(format!("https://{bare}.local:{port}"));

@@ -74,8 +74,9 @@ fn ca_pem(state: &State<AppState>) -> Result<Download, ApiError> {
 #[get("/ca.mobileconfig")]
 fn ca_mobileconfig(state: &State<AppState>) -> Result<Download, ApiError> {
     let der = ca_der(state)?;
+    let host = state.tls.as_ref().map(|t| t.hostname()).unwrap_or_default();
     Ok(Download {
-        body: mobileconfig(&der, &crate::tls::hostname()).into_bytes(),
+        body: mobileconfig(&der, &host).into_bytes(),
         content_type: ContentType::new("application", "x-apple-aspen-config"),
         filename: Some("recorder-ca.mobileconfig"),
         csp: None,

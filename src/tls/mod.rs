@@ -66,12 +66,16 @@ pub struct Certificates {
     extra_addresses: Mutex<Vec<IpAddr>>,
     /// The HTTPS port served (`tls.port`, or the one picked for 0).
     port: AtomicU16,
+    /// This machine's name as last read (at start and at each refresh, off the async runtime):
+    /// the pages that show addresses use it without reading `/proc` per request.
+    host: Mutex<String>,
 }
 
 impl Certificates {
     /// The certificate for `config`, made or read now (`None` when TLS is off). `dir` is
     /// `<data_dir>/tls`; `bind` is `server.address`.
     pub fn open(config: &TlsConfig, dir: &Path, bind: IpAddr) -> Result<Option<Certificates>, String> {
+        let host = hostname();
         let source = match config.mode {
             Mode::Off => return Ok(None),
             Mode::Files => {
@@ -81,7 +85,7 @@ impl Certificates {
                 Source::Files { cert, key }
             }
             Mode::Auto => {
-                let authority = Authority::open(dir, &hostname(), &config.names, OffsetDateTime::now_utc())?;
+                let authority = Authority::open(dir, &host, &config.names, OffsetDateTime::now_utc())?;
                 Source::Auto {
                     authority: Box::new(authority),
                     dir: dir.to_path_buf(),
@@ -93,7 +97,7 @@ impl Certificates {
         let first = match &source {
             Source::Files { cert, key } => read_files(cert, key)?,
             Source::Auto { authority, dir, names, bind } => {
-                let wanted = Names::wanted(&hostname(), &local_addresses(*bind), names);
+                let wanted = Names::wanted(&host, &local_addresses(*bind), names);
                 let (leaf, _) = authority.ensure_leaf(dir, &wanted, OffsetDateTime::now_utc())?;
                 Pem { chain: leaf.chain_pem, key: leaf.key_pem }
             }
@@ -104,6 +108,7 @@ impl Certificates {
             current,
             extra_addresses: Mutex::new(Vec::new()),
             port: AtomicU16::new(config.port),
+            host: Mutex::new(host),
         }))
     }
 
@@ -152,6 +157,11 @@ impl Certificates {
         })
     }
 
+    /// This machine's name as last read.
+    pub fn hostname(&self) -> String {
+        self.host.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Names `ip` too from the next refresh on, as if an interface had gained it.
     pub fn add_address(&self, ip: IpAddr) {
         self.extra_addresses.lock().unwrap_or_else(|p| p.into_inner()).push(ip);
@@ -161,16 +171,15 @@ impl Certificates {
     /// address is missing or expiry nears (auto), or reads the files again when they changed.
     /// `true` when the listeners were handed a new one.
     pub fn refresh(&self, now: OffsetDateTime) -> Result<bool, String> {
+        let host = hostname();
+        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = host.clone();
         let next = match &self.source {
             Source::Files { cert, key } => read_files(cert, key)?,
             Source::Auto { authority, dir, names, bind } => {
                 let mut addresses = local_addresses(*bind);
                 addresses.extend(self.extra_addresses.lock().unwrap_or_else(|p| p.into_inner()).iter().copied());
-                let wanted = Names::wanted(&hostname(), &addresses, names);
-                let (leaf, issued) = authority.ensure_leaf(dir, &wanted, now)?;
-                if !issued && leaf.chain_pem == self.current().chain {
-                    return Ok(false);
-                }
+                let wanted = Names::wanted(&host, &addresses, names);
+                let (leaf, _) = authority.ensure_leaf(dir, &wanted, now)?;
                 Pem { chain: leaf.chain_pem, key: leaf.key_pem }
             }
         };
@@ -205,8 +214,7 @@ pub async fn keep_current(certificates: Arc<Certificates>, every: Duration, shut
 /// The configured chain and key, checked to be PEM a listener can use.
 fn read_files(cert: &Path, key: &Path) -> Result<Pem, String> {
     let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
-    let (chain, key_pem) = (read(cert)?, read(key)?);
-    acceptor::certified_key(&Pem { chain: chain.clone(), key: key_pem.clone() })
-        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
-    Ok(Pem { chain, key: key_pem })
+    let pem = Pem { chain: read(cert)?, key: read(key)? };
+    acceptor::certified_key(&pem).map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
+    Ok(pem)
 }
