@@ -40,47 +40,38 @@ impl<'r> Responder<'r, 'static> for Download {
     }
 }
 
-/// The local authority's certificate, DER, or 404 when the mode is not `"auto"`.
-fn ca_der(state: &AppState) -> Result<Vec<u8>, ApiError> {
+/// The local authority, or 404 when the mode is not `"auto"`.
+fn authority(state: &AppState) -> Result<&crate::tls::Authority, ApiError> {
     state
         .tls
         .as_ref()
         .and_then(|t| t.authority())
-        .map(|a| a.cert_der().to_vec())
         .ok_or_else(|| ApiError::not_found("this server has no local certificate authority (tls.mode is not \"auto\")"))
+}
+
+/// One of the CA's downloads: an attachment named `filename`.
+fn attachment(body: Vec<u8>, content_type: ContentType, filename: &'static str) -> Download {
+    Download { body, content_type, filename: Some(filename), csp: None }
 }
 
 #[get("/ca.crt")]
 fn ca_crt(state: &State<AppState>) -> Result<Download, ApiError> {
-    Ok(Download {
-        body: ca_der(state)?,
-        content_type: ContentType::new("application", "x-x509-ca-cert"),
-        filename: Some("recorder-ca.crt"),
-        csp: None,
-    })
+    let der = authority(state)?.cert_der().to_vec();
+    Ok(attachment(der, ContentType::new("application", "x-x509-ca-cert"), "recorder-ca.crt"))
 }
 
 #[get("/ca.pem")]
 fn ca_pem(state: &State<AppState>) -> Result<Download, ApiError> {
-    let der = ca_der(state)?;
-    Ok(Download {
-        body: pem("CERTIFICATE", &der).into_bytes(),
-        content_type: ContentType::new("application", "x-pem-file"),
-        filename: Some("recorder-ca.pem"),
-        csp: None,
-    })
+    let pem = authority(state)?.cert_pem().as_bytes().to_vec();
+    Ok(attachment(pem, ContentType::new("application", "x-pem-file"), "recorder-ca.pem"))
 }
 
 #[get("/ca.mobileconfig")]
 fn ca_mobileconfig(state: &State<AppState>) -> Result<Download, ApiError> {
-    let der = ca_der(state)?;
+    let der = authority(state)?.cert_der();
     let host = state.tls.as_ref().map(|t| t.hostname()).unwrap_or_default();
-    Ok(Download {
-        body: mobileconfig(&der, &host).into_bytes(),
-        content_type: ContentType::new("application", "x-apple-aspen-config"),
-        filename: Some("recorder-ca.mobileconfig"),
-        csp: None,
-    })
+    let profile = mobileconfig(der, &host).into_bytes();
+    Ok(attachment(profile, ContentType::new("application", "x-apple-aspen-config"), "recorder-ca.mobileconfig"))
 }
 
 /// The host the page was asked for, without its port (to put the same host in the QR code).
@@ -195,18 +186,6 @@ fn document(title: &str, body: &str) -> String {
     )
 }
 
-/// PEM armour around DER.
-fn pem(label: &str, der: &[u8]) -> String {
-    let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in text.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 /// A UUID-shaped identifier derived from the certificate, so a profile downloaded again
 /// replaces the installed one instead of adding a second.
 fn stable_uuid(der: &[u8], salt: &str) -> String {
@@ -263,15 +242,6 @@ pub fn server_info(state: &AppState, host: Option<&str>) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pem_round_trips_through_x509_parser() {
-        let der: Vec<u8> = (0..=255u8).cycle().take(700).collect();
-        let text = pem("CERTIFICATE", &der);
-        assert!(text.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
-        let (_, block) = x509_parser::pem::parse_x509_pem(text.as_bytes()).expect("PEM");
-        assert_eq!(block.contents, der);
-    }
 
     #[test]
     fn profile_identifiers_are_stable_and_distinct() {
